@@ -1,0 +1,52 @@
+"""The ``tritile`` command line.
+
+Each command lives in its own module of :mod:`tritile.sw.commands` with a ``register``
+function that adds its parser. Commands that generate, simulate or build import
+``tritile.hw`` and ``tritile.sim`` inside their ``run`` function only, so that the host
+side (``tritile.sw``) needs neither Amaranth nor Verilator.
+"""
+
+import argparse
+import importlib
+import sys
+
+from .config import ConfigError
+
+__all__ = ["main", "CommandError"]
+
+# Modules of tritile.sw.commands, in the order their commands appear in --help.
+COMMANDS = ("doctor", "sim")
+
+
+class CommandError(Exception):
+    """A user error a command reports in one line before exiting with status 2."""
+
+
+def build_parser():
+    """Return the argument parser with every command registered."""
+    parser = argparse.ArgumentParser(
+        prog="tritile",
+        description="Generate, verify, build and drive FPGA accelerators for quantized "
+                    "neural networks.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (CommandError, ConfigError) as exc:
+        print(f"tritile {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tritile {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

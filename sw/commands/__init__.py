@@ -1,0 +1,1 @@
+"""Commands of the ``tritile`` command line, one module each (see :mod:`tritile.sw.cli`)."""

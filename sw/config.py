@@ -1,0 +1,234 @@
+"""The accelerator's parameters: one validated, hashable, JSON-serializable object.
+
+Every generator, simulation, build and host program is made for one
+:class:`AcceleratorConfig`; its :attr:`~AcceleratorConfig.config_id` is stored in the
+device's capability ROM so that a host can refuse a program made for another design.
+"""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["AcceleratorConfig", "ConfigError", "PRESETS", "load_config",
+           "int8_accumulator_bits", "ternary_accumulator_bits"]
+
+# Bound for one int8 x int8 product: (-128) * (-128).
+_MAX_PRODUCT = 128 * 128
+
+
+class ConfigError(ValueError):
+    """An accelerator parameter breaks one of the rules of :class:`AcceleratorConfig`."""
+
+
+def int8_accumulator_bits(max_k):
+    """Return the signed width that holds any sum of ``max_k`` int8 x int8 products."""
+    return (max_k * _MAX_PRODUCT).bit_length() + 1
+
+
+def ternary_accumulator_bits(max_k):
+    """Return the signed width that holds any sum of ``max_k`` int8 x {-1, 0, +1} terms.
+
+    This is DESIGN.md's ``8 + ceil(log2 K) + 1``.
+    """
+    return 8 + (max_k - 1).bit_length() + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorConfig:
+    """Parameters of one tritile accelerator.
+
+    Parameters
+    ----------
+    systolic_rows, systolic_cols : int
+        Size R x C of the weight-stationary int8 processing-element array. R is the
+        reduction (K) dimension of a tile, C the output-channel (N) dimension.
+    ternary_lanes : int
+        Number L of output channels the ternary unit computes at once.
+    ternary_fan_in : int
+        Number P of int8 inputs each ternary lane adds per cycle.
+    data_width : int
+        Width of activations and int8 weights; the numerics contract fixes it at 8.
+    acc_width : int
+        Width of the int8 engine's accumulators; must hold ``max_k`` products of -128 x -128
+        (see :func:`int8_accumulator_bits`) and is at most 32, the output contract.
+    max_m, max_k, max_n : int
+        Largest problem (rows of X, reduction length, output channels) one engine call
+        accepts. Larger layers are tiled by the host driver.
+    act_depth : int
+        Activation memory, in int8 elements (shared by both engines).
+    weight_depth : int
+        Int8 weight memory, in weights.
+    trit_depth : int
+        Ternary weight memory, in trits (stored packed on chip).
+    out_depth : int
+        Output memory, in results (int32 or int8).
+    clock_hz : int
+        Target clock of the design, in Hz.
+    baud : int
+        UART baud rate of the host link (8N1).
+    """
+
+    systolic_rows: int = 4
+    systolic_cols: int = 4
+    ternary_lanes: int = 8
+    ternary_fan_in: int = 8
+    data_width: int = 8
+    acc_width: int = 32
+    max_m: int = 64
+    max_k: int = 256
+    max_n: int = 64
+    act_depth: int = 4096
+    weight_depth: int = 4096
+    trit_depth: int = 16384
+    out_depth: int = 4096
+    clock_hz: int = 24_000_000
+    baud: int = 1_000_000
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+        _check_range(self, "systolic_rows", 1, 64)
+        _check_range(self, "systolic_cols", 1, 64)
+        _check_range(self, "ternary_lanes", 1, 256)
+        _check_range(self, "ternary_fan_in", 1, 256)
+        if self.data_width != 8:
+            raise ConfigError(f"data_width must be 8 (the int8 numerics contract), "
+                              f"not {self.data_width}")
+        _check_range(self, "max_m", 1, 1 << 16)
+        _check_range(self, "max_k", 1, 1 << 16)
+        _check_range(self, "max_n", 1, 1 << 16)
+        need = int8_accumulator_bits(self.max_k)
+        if need > 32:
+            raise ConfigError(
+                f"max_k must be at most {(1 << 30) // _MAX_PRODUCT} so that int8 sums fit "
+                f"in 32 bits, not {self.max_k}")
+        if not need <= self.acc_width <= 32:
+            raise ConfigError(
+                f"acc_width must be between {need} (enough for max_k={self.max_k} products "
+                f"of -128 x -128) and 32, not {self.acc_width}")
+        for name in ("act_depth", "weight_depth", "trit_depth", "out_depth"):
+            _check_range(self, name, 1, 1 << 24)
+        _check_at_least(self, "act_depth", self.max_k, "max_k (one row of activations)")
+        _check_at_least(self, "weight_depth", self.systolic_rows * self.systolic_cols,
+                        "systolic_rows * systolic_cols (one weight tile)")
+        _check_at_least(self, "trit_depth", self.ternary_lanes * self.ternary_fan_in,
+                        "ternary_lanes * ternary_fan_in (one trit tile)")
+        _check_at_least(self, "out_depth", max(self.systolic_cols, self.ternary_lanes),
+                        "max(systolic_cols, ternary_lanes) (one output row)")
+        _check_range(self, "clock_hz", 1_000_000, 1_000_000_000)
+        _check_range(self, "baud", 1200, 100_000_000)
+        if self.clock_hz < 4 * self.baud:
+            raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
+                              f"so the UART can sample each bit, not {self.baud}")
+
+    @property
+    def int8_macs_per_cycle(self):
+        """Int8 multiply-accumulates the systolic array does per cycle at full rate."""
+        return self.systolic_rows * self.systolic_cols
+
+    @property
+    def ternary_macs_per_cycle(self):
+        """Ternary accumulations the ternary unit does per cycle at full rate."""
+        return self.ternary_lanes * self.ternary_fan_in
+
+    @property
+    def int8_acc_bits(self):
+        """Accumulator width the int8 engine needs for ``max_k``."""
+        return int8_accumulator_bits(self.max_k)
+
+    @property
+    def ternary_acc_bits(self):
+        """Accumulator width the ternary engine needs for ``max_k``."""
+        return ternary_accumulator_bits(self.max_k)
+
+    def to_dict(self):
+        """Return the parameters as a plain dict (no derived values)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        """Return the canonical JSON text of the parameters (sorted keys, no spaces)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data):
+        """Build a config from a dict, rejecting unknown keys."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, not {type(data).__name__}")
+        data = {k: v for k, v in data.items() if k != "config_id"}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config parameter(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text):
+        """Build a config from JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @property
+    def config_id(self):
+        """A stable 32-bit hash of the canonical JSON, as 8 hex digits."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:8]
+
+    def replace(self, **changes):
+        """Return a copy with some parameters changed (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_range(config, name, lo, hi):
+    value = getattr(config, name)
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+
+
+def _check_at_least(config, name, minimum, why):
+    value = getattr(config, name)
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} = {why}, not {value}")
+
+
+PRESETS = {
+    # Small enough that Verilator builds and simulations in the test suite stay quick.
+    "sim-small": AcceleratorConfig(),
+    # iCE40UP5K: 8 SB_MAC16 (two int8 products each), 30 EBR, 4 SPRAM.
+    "icebreaker": AcceleratorConfig(
+        systolic_rows=4, systolic_cols=4, ternary_lanes=8, ternary_fan_in=8,
+        max_m=64, max_k=512, max_n=128, act_depth=4096, weight_depth=8192,
+        trit_depth=32768, out_depth=4096, clock_hz=24_000_000, baud=1_000_000),
+    # ECP5-85F: 156 MULT18X18D, 208 EBR.
+    "ulx3s-85f": AcceleratorConfig(
+        systolic_rows=12, systolic_cols=12, ternary_lanes=32, ternary_fan_in=16,
+        max_m=256, max_k=1024, max_n=256, act_depth=32768, weight_depth=65536,
+        trit_depth=262144, out_depth=16384, clock_hz=100_000_000, baud=3_000_000),
+    # ECP5-25F: 28 MULT18X18D, 56 EBR.
+    "orangecrab-25f": AcceleratorConfig(
+        systolic_rows=4, systolic_cols=6, ternary_lanes=16, ternary_fan_in=8,
+        max_m=128, max_k=512, max_n=128, act_depth=8192, weight_depth=16384,
+        trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000),
+}
+
+
+def load_config(name_or_file):
+    """Return the preset called ``name_or_file``, or the config stored in that JSON file."""
+    if isinstance(name_or_file, AcceleratorConfig):
+        return name_or_file
+    if name_or_file in PRESETS:
+        return PRESETS[name_or_file]
+    path = Path(name_or_file)
+    if path.suffix == ".json" or path.exists():
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        return AcceleratorConfig.from_json(text)
+    raise ConfigError(f"unknown config {name_or_file!r}: give a preset "
+                      f"({', '.join(PRESETS)}) or a JSON file")
