@@ -1,0 +1,166 @@
+"""The shared output stage: per-channel bias, requantization, ReLU and int8 saturation.
+
+Both engines end in one :class:`Requantizer`. An engine *core* emits ``(row, col, acc)``
+beats of its exact accumulators; the requantizer adds the bias of channel ``col`` and
+either passes the int32 sum through (``raw``) or applies DESIGN.md's requantization
+``clip(((acc * mult) + (1 << (shift - 1))) >> shift, lo, 127)``, with ``lo = 0`` under
+``relu``, else -128. The per-channel ``(bias, mult, shift)`` live in a parameter memory
+indexed by output channel, written through :attr:`Requantizer.param_write`.
+"""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tritile.sw.config import AcceleratorConfig
+from tritile.sw.numerics import MULT_BITS, SHIFT_MAX
+
+__all__ = ["Requantizer", "PARAM_LAYOUT", "ACC_LAYOUT", "RESULT_LAYOUT", "LATENCY"]
+
+#: One channel's parameters: written to the parameter memory at ``col``.
+PARAM_LAYOUT = data.StructLayout({
+    "col": unsigned(16),
+    "bias": signed(32),
+    "mult": unsigned(MULT_BITS),
+    "shift": unsigned(6),
+})
+
+#: One exact accumulator of an engine core, before bias (narrower sums sign-extend).
+ACC_LAYOUT = data.StructLayout({"row": unsigned(16), "col": unsigned(16), "acc": signed(32)})
+
+#: One result at the engine boundary: requantized int8 (sign-extended) or raw int32.
+RESULT_LAYOUT = data.StructLayout({"row": unsigned(16), "col": unsigned(16),
+                                   "value": signed(32)})
+
+#: Cycles from a beat accepted on ``acc`` to its result valid on ``out`` (no stall).
+LATENCY = 5
+
+_ENTRY = data.StructLayout({"bias": signed(32), "mult": unsigned(MULT_BITS),
+                            "shift": unsigned(6)})
+
+
+class Requantizer(wiring.Component):
+    """Bias add and per-channel requantization (or raw pass-through), fully pipelined.
+
+    Accepts one beat per cycle and emits one per cycle, :data:`LATENCY` cycles later,
+    in order. Backpressure on ``out`` stalls the whole pipeline (``acc.ready`` follows
+    ``out.ready`` whenever the last stage holds a result).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        ``max_n`` sets the depth of the parameter memory (one entry per output channel).
+
+    Members
+    -------
+    param_write : In(stream.Signature(PARAM_LAYOUT))
+        Writes ``(bias, mult, shift)`` of channel ``col``; always ready. Writes with
+        ``col >= max_n`` are dropped. Write while no beats are in flight.
+    acc : In(stream.Signature(ACC_LAYOUT))
+        Accumulator beats of an engine core.
+    raw : In(1)
+        Per-problem mode, sampled with each accepted beat: 1 returns ``acc + bias`` as
+        int32 (wrapping, as the int32 contract never overflows for legal problems),
+        0 requantizes.
+    relu : In(1)
+        Per-problem mode, sampled with each accepted beat: clamp requantized values at 0.
+    out : Out(stream.Signature(RESULT_LAYOUT))
+        Results, one per accepted beat, in input order.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not "
+                            f"{type(config).__name__}")
+        self.config = config
+        super().__init__({
+            "param_write": In(stream.Signature(PARAM_LAYOUT)),
+            "acc": In(stream.Signature(ACC_LAYOUT)),
+            "raw": In(1),
+            "relu": In(1),
+            "out": Out(stream.Signature(RESULT_LAYOUT)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.config.max_n
+        m.submodules.params = params = Memory(shape=_ENTRY, depth=depth, init=[])
+
+        write = params.write_port()
+        m.d.comb += [
+            self.param_write.ready.eq(1),
+            write.addr.eq(self.param_write.payload.col),
+            write.data.bias.eq(self.param_write.payload.bias),
+            write.data.mult.eq(self.param_write.payload.mult),
+            write.data.shift.eq(self.param_write.payload.shift),
+            write.en.eq(self.param_write.valid & (self.param_write.payload.col < depth)),
+        ]
+
+        # One enable for every stage: the pipeline moves unless a result waits on `out`.
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.out.valid | self.out.ready),
+            self.acc.ready.eq(advance),
+        ]
+
+        read = params.read_port()
+        m.d.comb += [read.addr.eq(self.acc.payload.col), read.en.eq(advance)]
+
+        def stage(name, **fields):
+            valid = Signal(name=f"{name}_valid")
+            regs = {key: Signal(shape, name=f"{name}_{key}") for key, shape in fields.items()}
+            return valid, regs
+
+        tag = {"row": unsigned(16), "col": unsigned(16), "raw": 1, "relu": 1}
+
+        # Stage 1: the beat waits for its channel's parameters from the synchronous read.
+        v1, s1 = stage("s1", **tag, acc=signed(32))
+        # Stage 2: bias added (33 bits, exact).
+        v2, s2 = stage("s2", **tag, sum=signed(33), mult=unsigned(MULT_BITS),
+                       shift=unsigned(6))
+        # Stage 3: product with the multiplier (exact).
+        v3, s3 = stage("s3", **tag, sum=signed(33), product=signed(33 + MULT_BITS),
+                       shift=unsigned(6))
+        # Stage 4: rounded and shifted; SHIFT_MAX bounds the width of the rounding term.
+        v4, s4 = stage("s4", **tag, sum=signed(33), scaled=signed(33 + MULT_BITS))
+
+        half = Signal(signed(SHIFT_MAX + 1))
+        rounded = Signal(signed(SHIFT_MAX + 2))
+        m.d.comb += [
+            # A shift of 0 is illegal (never written by a correct host); it wraps harmlessly.
+            half.eq(1 << (s3["shift"] - 1)[:6]),
+            rounded.eq(s3["product"] + half),
+        ]
+
+        with m.If(advance):
+            m.d.sync += [v1.eq(self.acc.valid), v2.eq(v1), v3.eq(v2), v4.eq(v3),
+                         self.out.valid.eq(v4)]
+            m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
+            m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
+            for dst, src in ((s2, s1), (s3, s2), (s4, s3)):
+                m.d.sync += [dst[k].eq(src[k]) for k in tag]
+            m.d.sync += [
+                s2["sum"].eq(s1["acc"] + read.data.bias),
+                s2["mult"].eq(read.data.mult),
+                s2["shift"].eq(read.data.shift),
+                s3["sum"].eq(s2["sum"]),
+                s3["product"].eq(s2["sum"] * s2["mult"]),
+                s3["shift"].eq(s2["shift"]),
+                s4["sum"].eq(s3["sum"]),
+                # Arithmetic shift of a signed value floors, as DESIGN.md requires.
+                s4["scaled"].eq(rounded >> s3["shift"]),
+                self.out.payload.row.eq(s4["row"]),
+                self.out.payload.col.eq(s4["col"]),
+            ]
+            with m.If(s4["raw"]):
+                m.d.sync += self.out.payload.value.eq(s4["sum"][:32].as_signed())
+            with m.Elif(s4["scaled"] > 127):
+                m.d.sync += self.out.payload.value.eq(127)
+            with m.Elif(s4["relu"] & (s4["scaled"] < 0)):
+                m.d.sync += self.out.payload.value.eq(0)
+            with m.Elif(s4["scaled"] < -128):
+                m.d.sync += self.out.payload.value.eq(-128)
+            with m.Else():
+                m.d.sync += self.out.payload.value.eq(s4["scaled"])
+        return m

@@ -1,0 +1,150 @@
+"""The shared output stage against tritile.sw.requantize, in Amaranth's simulator."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tritile.hw.requantizer import LATENCY, Requantizer
+from tritile.sw import AcceleratorConfig, requantize
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _seed():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return seed
+
+
+def _run(config, params, beats, *, raw=False, relu=False, ready_prob=1.0, seed=0):
+    """Write ``params`` {col: (bias, mult, shift)}, stream ``beats`` [(row, col, acc)];
+    return the results [(row, col, value)] and the cycles from the first beat to the last."""
+    dut = Requantizer(config)
+    rng = random.Random(seed)
+    results = []
+    timing = {}
+
+    async def feed(ctx):
+        for col, (bias, mult, shift) in params.items():
+            ctx.set(dut.param_write.payload, {"col": col, "bias": bias, "mult": mult,
+                                              "shift": shift})
+            ctx.set(dut.param_write.valid, 1)
+            await ctx.tick()
+        ctx.set(dut.param_write.valid, 0)
+        ctx.set(dut.raw, raw)
+        ctx.set(dut.relu, relu)
+        timing["start"] = 0
+        for row, col, acc in beats:
+            ctx.set(dut.acc.payload, {"row": row, "col": col, "acc": acc})
+            ctx.set(dut.acc.valid, 1)
+            await ctx.tick().until(dut.acc.ready)
+        ctx.set(dut.acc.valid, 0)
+
+    async def collect(ctx):
+        cycle = 0
+        while len(results) < len(beats):
+            ready = rng.random() < ready_prob
+            ctx.set(dut.out.ready, ready)
+            await ctx.delay(1e-9)
+            if ready and ctx.get(dut.out.valid):
+                payload = ctx.get(dut.out.payload)
+                results.append((payload.row, payload.col, payload.value))
+                timing.setdefault("first", cycle)
+            await ctx.tick()
+            cycle += 1
+            if cycle > 100 * (len(beats) + len(params) + 10):
+                raise AssertionError("the requantizer stopped producing results")
+        timing["cycles"] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed)
+    sim.add_testbench(collect)
+    sim.run()
+    return results, timing
+
+
+def _golden(params, beats, raw, relu):
+    out = []
+    for row, col, acc in beats:
+        bias, mult, shift = params[col]
+        total = acc + bias
+        if raw:
+            out.append((row, col, total))
+        else:
+            y = requantize(np.array([total], np.int32), np.array([mult], np.int32),
+                           np.array([shift], np.int32), relu=relu)
+            out.append((row, col, int(y[0])))
+    return out
+
+
+def test_extremes_of_acc_mult_and_shift():
+    config = AcceleratorConfig(max_n=16)
+    accs = [INT32_MIN, INT32_MIN + 1, -(1 << 20), -1, 0, 1, (1 << 20), INT32_MAX]
+    combos = [(mult, shift) for mult in (0, 1, 12345, (1 << 15) - 1)
+              for shift in (1, 2, 15, 31, 46, 47, 61, 62)]
+    for start in range(0, len(combos), 16):
+        chunk = combos[start:start + 16]
+        params = {col: (0, mult, shift) for col, (mult, shift) in enumerate(chunk)}
+        beats = [(i, col, acc) for col in params for i, acc in enumerate(accs)]
+        for relu in (False, True):
+            got, _ = _run(config, params, beats, relu=relu)
+            assert got == _golden(params, beats, False, relu)
+
+
+def test_ties_round_toward_plus_infinity():
+    # acc * mult lands exactly half way between two integers after the shift.
+    config = AcceleratorConfig(max_n=2)
+    params = {0: (0, 1, 1), 1: (0, 3, 2)}
+    beats = [(0, 0, 3), (0, 0, -3), (0, 1, 2), (0, 1, -2), (0, 0, -255), (0, 0, 254)]
+    got, _ = _run(config, params, beats)
+    assert [v for _, _, v in got] == [2, -1, 2, -1, -127, 127]
+    assert got == _golden(params, beats, False, False)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_random_beats_with_bias_under_backpressure(raw):
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = AcceleratorConfig(max_n=8)
+    params = {}
+    for col in range(8):
+        params[col] = (int(rng.integers(-(1 << 20), 1 << 20)),
+                       int(rng.integers(0, 1 << 15)), int(rng.integers(1, 63)))
+    beats = []
+    for i in range(200):
+        col = int(rng.integers(0, 8))
+        bias = params[col][0]
+        acc = int(rng.integers(max(INT32_MIN, INT32_MIN - bias),
+                               min(INT32_MAX, INT32_MAX - bias) + 1))
+        beats.append((i, col, acc))
+    got, _ = _run(config, params, beats, raw=raw, relu=not raw, ready_prob=0.6, seed=seed)
+    assert got == _golden(params, beats, raw, not raw)
+
+
+def test_one_result_per_cycle():
+    config = AcceleratorConfig(max_n=4)
+    params = {c: (c, 100, 10) for c in range(4)}
+    beats = [(i, i % 4, i * 1000 - 50000) for i in range(64)]
+    got, timing = _run(config, params, beats)
+    assert got == _golden(params, beats, False, False)
+    # The collector starts counting with the parameter writes still going in.
+    assert timing["cycles"] - timing["first"] == len(beats)
+    assert timing["first"] == len(params) + LATENCY
+
+
+def test_parameter_writes_outside_the_memory_are_dropped():
+    config = AcceleratorConfig(max_n=4)
+    params = {0: (7, 1, 1), 4: (1000, 2, 1), 1: (0, 1, 1)}
+    beats = [(0, 0, 10), (0, 1, 10)]
+    got, _ = _run(config, params, beats, raw=True)
+    assert got == [(0, 0, 17), (0, 1, 10)]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_rejects_a_non_config():
+    with pytest.raises(TypeError, match="AcceleratorConfig"):
+        Requantizer({"max_n": 4})
