@@ -1,0 +1,74 @@
+"""AcceleratorConfig: validation messages, JSON round trip, stable config_id, presets."""
+
+import json
+
+import pytest
+from hypothesis import given, strategies as st
+
+from tritile.sw import AcceleratorConfig, ConfigError, PRESETS, load_config
+
+
+def test_default_is_valid_and_round_trips():
+    config = AcceleratorConfig()
+    again = AcceleratorConfig.from_json(config.to_json())
+    assert again == config and again.config_id == config.config_id
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_distinct(name):
+    config = PRESETS[name]
+    assert load_config(name) is config
+    assert AcceleratorConfig.from_dict(json.loads(config.to_json())) == config
+    ids = {c.config_id for c in PRESETS.values()}
+    assert len(ids) == len(PRESETS)
+
+
+def test_config_id_is_stable():
+    # The id hashes canonical JSON; it must not change between runs or Python versions.
+    assert AcceleratorConfig().config_id == AcceleratorConfig().config_id
+    assert len(AcceleratorConfig().config_id) == 8
+    assert AcceleratorConfig(baud=115200).config_id != AcceleratorConfig().config_id
+
+
+@given(st.integers(1, 64), st.integers(1, 64))
+def test_any_array_size_in_range_is_accepted(rows, cols):
+    config = AcceleratorConfig(systolic_rows=rows, systolic_cols=cols,
+                               weight_depth=max(4096, rows * cols), out_depth=4096)
+    assert config.int8_macs_per_cycle == rows * cols
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"systolic_rows": 0}, "systolic_rows must be between 1 and 64, not 0"),
+    ({"ternary_lanes": 1000}, "ternary_lanes must be between 1 and 256, not 1000"),
+    ({"data_width": 16}, "data_width must be 8"),
+    ({"acc_width": 20}, "acc_width must be between 24"),
+    ({"max_k": 100_000}, "max_k must be between 1 and 65536"),
+    ({"act_depth": 100}, "act_depth must be at least 256"),
+    ({"weight_depth": 8, "systolic_rows": 4}, "weight_depth must be at least 16"),
+    ({"baud": 10_000_000}, "baud must be at most clock_hz / 4"),
+    ({"systolic_cols": 2.5}, "systolic_cols must be an integer, not 2.5"),
+    ({"max_m": True}, "max_m must be an integer"),
+])
+def test_invalid_parameters_are_named(changes, message):
+    with pytest.raises(ConfigError) as info:
+        AcceleratorConfig(**changes)
+    assert message in str(info.value)
+
+
+def test_from_dict_rejects_unknown_keys_and_bad_json(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config parameter.*rowz"):
+        AcceleratorConfig.from_dict({"rowz": 3})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        AcceleratorConfig.from_json("{")
+    with pytest.raises(ConfigError, match="JSON object"):
+        AcceleratorConfig.from_json("[1]")
+
+
+def test_load_config_from_file_and_errors(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(AcceleratorConfig(systolic_rows=2).to_json())
+    assert load_config(str(path)).systolic_rows == 2
+    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.json"))
