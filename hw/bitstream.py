@@ -1,0 +1,183 @@
+"""Synthesis, fit check, place-and-route and packing for the supported boards.
+
+The flow is Amaranth's (its platform writes the RTLIL, the yosys script and the pin and
+clock constraints), run step by step so that a fit check sits between synthesis and
+place-and-route and nextpnr writes a machine-readable report. Tools come from
+:mod:`tritile.sw.toolchain` (YoWASP by default, system tools where the user says so).
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tritile.sw.toolchain import ToolError, find_tool
+
+__all__ = ["Device", "DEVICES", "FitError", "BuildError", "run_flow", "cell_usage",
+           "check_fit"]
+
+
+class FitError(RuntimeError):
+    """The synthesized design needs more of a resource than the device has."""
+
+
+class BuildError(RuntimeError):
+    """A tool of the flow failed; the message ends with the tail of its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """An FPGA as the flow sees it.
+
+    Members
+    -------
+    name : str
+        Vendor part name (``iCE40UP5K``, ``LFE5U-85F``, ...).
+    family : str
+        ``"ice40"`` or ``"ecp5"``.
+    nextpnr_args : tuple of str
+        Device and package options of nextpnr.
+    capacity : dict
+        Resource name -> available count; names are those of the report
+        (``logic``, ``dsp``, ``bram``, ``spram``).
+    """
+
+    name: str
+    family: str
+    nextpnr_args: tuple
+    capacity: dict
+
+
+DEVICES = {
+    "iCE40UP5K-SG48": Device("iCE40UP5K", "ice40", ("--up5k", "--package", "sg48"),
+                             {"logic": 5280, "dsp": 8, "bram": 30, "spram": 4}),
+    "LFE5U-85F-BG381": Device("LFE5U-85F", "ecp5",
+                              ("--85k", "--package", "CABGA381", "--speed", "6"),
+                              {"logic": 83640, "dsp": 156, "bram": 208}),
+    "LFE5U-25F-MG285": Device("LFE5U-25F", "ecp5",
+                              ("--25k", "--package", "CSFBGA285", "--speed", "8"),
+                              {"logic": 24288, "dsp": 28, "bram": 56}),
+}
+
+# yosys cell types -> report resource, per family. Logic is a lower bound before packing:
+# on iCE40 a logic cell holds one LUT4, one flip-flop and one carry, so it needs at least
+# as many cells as the largest of the three counts; on ECP5, LUT4s plus two per CCU2C.
+_CELLS = {
+    "ice40": {"dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",), "spram": ("SB_SPRAM256KA",)},
+    "ecp5": {"dsp": ("MULT18X18D",), "bram": ("DP16KD",)},
+}
+
+# nextpnr report utilization names -> report resource.
+_NEXTPNR = {
+    "ice40": {"ICESTORM_LC": "logic", "ICESTORM_DSP": "dsp", "ICESTORM_RAM": "bram",
+              "ICESTORM_SPRAM": "spram"},
+    "ecp5": {"TRELLIS_COMB": "logic", "MULT18X18D": "dsp", "DP16KD": "bram"},
+}
+
+
+def cell_usage(stat, family):
+    """Return resource -> estimated count from yosys ``stat -json`` output."""
+    cells = stat["design"].get("num_cells_by_type", {})
+    count = lambda *types: sum(v for k, v in cells.items() if k in types)  # noqa: E731
+    if family == "ice40":
+        dffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
+        logic = max(count("SB_LUT4"), dffs, count("SB_CARRY"))
+    else:
+        logic = count("LUT4") + 2 * count("CCU2C")
+    usage = {"logic": logic}
+    for resource, types in _CELLS[family].items():
+        usage[resource] = count(*types)
+    return usage
+
+
+def check_fit(usage, device, advice):
+    """Raise :class:`FitError` naming each resource whose need exceeds the device."""
+    over = [f"{resource}: needs {usage[resource]}, {device.name} has {available}"
+            for resource, available in device.capacity.items()
+            if usage.get(resource, 0) > available]
+    if over:
+        raise FitError(f"design does not fit {device.name} ({'; '.join(over)}). {advice}")
+
+
+def _run(argv, cwd, log_name, env=None, progress=None):
+    if progress:
+        progress(f"{Path(argv[0]).name} ...")
+    start = time.monotonic()
+    with open(cwd / log_name, "w") as log:
+        result = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        tail = "\n".join((cwd / log_name).read_text().splitlines()[-15:])
+        raise BuildError(f"{Path(argv[0]).name} failed (exit {result.returncode}); "
+                         f"log {cwd / log_name}:\n{tail}")
+    if progress:
+        progress(f"{Path(argv[0]).name} done in {time.monotonic() - start:.0f} s")
+
+
+def _tool(name):
+    tool = find_tool(name)
+    if not tool.found:
+        raise ToolError(f"{name} not found: {tool.fix}")
+    return tool
+
+
+def run_flow(platform, top, device, out_dir, *, name="top", advice="", seed=1,
+             progress=None):
+    """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
+
+    Steps: Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes and
+    writes cell statistics; the fit check compares them with ``device`` (raising
+    :class:`FitError` with ``advice``); nextpnr places and routes against the clock
+    constraints and writes its JSON report; icepack/ecppack write the bitstream.
+    """
+    progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    plan = platform.prepare(top, name, emit_src=False,
+                            script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+    plan.extract(str(out_dir))
+    tools = {n: _tool(n) for n in ("yosys", f"nextpnr-{device.family}",
+                                   "icepack" if device.family == "ice40" else "ecppack")}
+    _run([tools["yosys"].path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
+         "yosys.log", progress=progress)
+    usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
+                       device.family)
+    progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
+    check_fit(usage, device, advice)
+    pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
+           "--json", f"{name}.json", "--report", "nextpnr-report.json", "--seed", str(seed)]
+    if device.family == "ice40":
+        pnr += ["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
+        pack = [tools["icepack"].path, f"{name}.asc", f"{name}.bin"]
+        bitstream = f"{name}.bin"
+    else:
+        pnr += ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"]
+        pack = [tools["ecppack"].path, "--compress", f"{name}.config", f"{name}.bit"]
+        bitstream = f"{name}.bit"
+    _run(pnr, out_dir, "nextpnr.log", progress=progress)
+    _run(pack, out_dir, "pack.log", progress=progress)
+    nextpnr = json.loads((out_dir / "nextpnr-report.json").read_text())
+    resources = {}
+    for key, resource in _NEXTPNR[device.family].items():
+        entry = nextpnr.get("utilization", {}).get(key)
+        if entry is not None:
+            resources[resource] = {"used": entry["used"], "available": entry["available"]}
+    clocks = {}
+    for clock, entry in nextpnr.get("fmax", {}).items():
+        clock = clock.removeprefix("$glbnet$")
+        clocks[clock] = {"fmax_mhz": entry["achieved"], "target_mhz": entry["constraint"],
+                         "met": entry["achieved"] >= entry["constraint"]}
+    return {
+        "device": device.name,
+        "bitstream": str(out_dir / bitstream),
+        "resources": resources,
+        "synthesis_estimate": usage,
+        "clocks": clocks,
+        "timing_met": bool(clocks) and all(c["met"] for c in clocks.values()),
+        "tools": {n: t.source for n, t in tools.items()},
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
