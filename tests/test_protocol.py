@@ -1,0 +1,113 @@
+"""The framed protocol's host side: CRC, frame encoding, decoding and capability."""
+
+import os
+import random
+
+import pytest
+
+from tritile.sw import PRESETS, AcceleratorConfig
+from tritile.sw.protocol import (
+    FRAMING_SIZE, MAX_DATA, SYNC, Engine, FrameDecoder, Opcode, ProtocolError, Status,
+    Target, capability_bytes, crc16, encode_frame, encode_request, encode_response,
+    param_records, parse_capability, read_args, run_args, target_size, write_args)
+
+
+def _seed():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return seed
+
+
+def test_crc16_is_ccitt_false():
+    # The catalogue check value of CRC-16/CCITT-FALSE.
+    assert crc16(b"123456789") == 0x29B1
+    assert crc16(b"") == 0xFFFF
+    assert crc16(b"56789", crc16(b"1234")) == 0x29B1
+
+
+def test_frame_layout_is_little_endian_with_crc_over_body():
+    frame = encode_frame(0x03, 7, b"\x01\x02\x03")
+    assert frame[:5] == bytes([SYNC, 0x03, 7, 3, 0])
+    assert frame[5:8] == b"\x01\x02\x03"
+    assert int.from_bytes(frame[8:], "little") == crc16(frame[1:8])
+    assert len(frame) == 3 + FRAMING_SIZE
+
+
+def test_request_checks_arguments_and_data():
+    with pytest.raises(ValueError, match="WRITE takes 4 argument bytes"):
+        encode_request(Opcode.WRITE, 0, b"\x00", b"x")
+    with pytest.raises(ValueError, match=f"1 to {MAX_DATA} data bytes"):
+        encode_request(Opcode.WRITE, 0, write_args(Target.PARAMS, 0), b"x" * (MAX_DATA + 1))
+    with pytest.raises(ValueError, match="PING carries no data"):
+        encode_request(Opcode.PING, 0, b"", b"x")
+    with pytest.raises(ValueError, match="count must be"):
+        read_args(Target.OUTPUT8, 0, 0)
+    with pytest.raises(ValueError, match="n must fit in 16 bits"):
+        run_args(Engine.SYSTOLIC, 0, 1, 1, 1 << 16)
+    with pytest.raises(ValueError, match="is not a valid Target"):
+        write_args(9, 0)
+
+
+def test_decoder_recovers_frames_from_noise_and_corruption():
+    rng = random.Random(_seed())
+    sent, stream = [], bytearray()
+    for seq in range(200):
+        frame = encode_response(Opcode.READ, seq, Status.OK, rng.randbytes(rng.randrange(40)))
+        kind = rng.randrange(4)
+        if kind == 0:      # line noise between frames (never a SYNC byte, which could
+            stream += bytes(b for b in rng.randbytes(5) if b != SYNC)  # start a fake frame)
+        if kind == 1:      # one flipped bit: the CRC must reject it
+            bad = bytearray(frame)
+            bad[rng.randrange(1, len(bad))] ^= 1 << rng.randrange(8)
+            stream += bad
+            continue
+        sent.append(seq)
+        stream += frame
+    decoder = FrameDecoder()
+    got = []
+    position = 0
+    while position < len(stream):   # arbitrary chunking must not matter
+        step = rng.randrange(1, 64)
+        got += [f.seq for f in decoder.feed(stream[position:position + step])]
+        position += step
+    # A corrupted frame may swallow the start of the next one, but never yield a wrong one.
+    assert set(got) <= set(sent) and len(got) >= len(sent) * 0.8
+    assert got == sorted(got)
+
+
+def test_response_status_and_data():
+    frame = FrameDecoder().feed(encode_response(Opcode.PING, 3, Status.BAD_SHAPE, b"xy"))[0]
+    assert (frame.opcode, frame.seq, frame.status, frame.data) == \
+        (Opcode.PING | 0x80, 3, Status.BAD_SHAPE, b"xy")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_capability_round_trips_every_preset(name):
+    config = PRESETS[name]
+    info, parsed = parse_capability(capability_bytes(config, [Engine.TERNARY]))
+    assert parsed == config
+    assert info["config_id"] == config.config_id
+    assert info["engines"] == ["ternary"]
+    assert info["max_data"] == MAX_DATA
+
+
+def test_capability_rejects_foreign_images():
+    image = bytearray(capability_bytes(AcceleratorConfig(), []))
+    with pytest.raises(ProtocolError, match="fewer than"):
+        parse_capability(image[:5])
+    image[0] = 99
+    with pytest.raises(ProtocolError, match="protocol version 99"):
+        parse_capability(bytes(image))
+    image = bytearray(capability_bytes(AcceleratorConfig(), []))
+    image[4] ^= 1    # config_id no longer matches the parameters
+    with pytest.raises(ProtocolError, match="hash to"):
+        parse_capability(bytes(image))
+
+
+def test_target_sizes_and_param_records():
+    config = AcceleratorConfig(trit_depth=1001)
+    assert target_size(config, Target.TERNARY_WEIGHT) == 251
+    assert target_size(config, Target.PARAMS) == config.max_n * 8
+    assert param_records([-1], [3], [62]) == b"\xff\xff\xff\xff\x03\x00\x3e\x00"
+    with pytest.raises(ValueError, match="differ in length"):
+        param_records([1], [1, 2], [1])
