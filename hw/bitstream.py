@@ -94,12 +94,17 @@ def cell_usage(stat, family):
 
 
 def check_fit(usage, device, advice):
-    """Raise :class:`FitError` naming each resource whose need exceeds the device."""
-    over = [f"{resource}: needs {usage[resource]}, {device.name} has {available}"
-            for resource, available in device.capacity.items()
+    """Raise :class:`FitError` naming each resource whose need exceeds the device.
+
+    ``advice`` maps the list of overflowing resource names to a sentence saying what
+    would fit.
+    """
+    over = [resource for resource, available in device.capacity.items()
             if usage.get(resource, 0) > available]
     if over:
-        raise FitError(f"design does not fit {device.name} ({'; '.join(over)}). {advice}")
+        needs = "; ".join(f"{r}: needs {usage[r]}, {device.name} has {device.capacity[r]}"
+                          for r in over)
+        raise FitError(f"design does not fit {device.name} ({needs}). {advice(over)}")
 
 
 def _run(argv, cwd, log_name, env=None, progress=None):
@@ -124,8 +129,8 @@ def _tool(name):
     return tool
 
 
-def run_flow(platform, top, device, out_dir, *, name="top", advice="", seed=1,
-             progress=None):
+def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
+             seed=1, progress=None):
     """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
 
     Steps: Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes and

@@ -1,0 +1,59 @@
+"""Build the SoC for a board and write its report (used by ``tritile build``)."""
+
+import json
+from pathlib import Path
+
+from tritile.sw.config import PRESETS
+
+from .bitstream import DEVICES, run_flow
+from .board import BoardTop
+
+__all__ = ["build_board"]
+
+# What to change when a resource overflows.
+_REMEDY = {
+    "dsp": "fewer systolic_rows * systolic_cols (each DSP holds the int8 products of the "
+           "array)",
+    "logic": "fewer ternary_lanes * ternary_fan_in (the adder trees) or a smaller systolic "
+             "array",
+    "bram": "smaller act_depth, weight_depth, trit_depth or out_depth",
+    "spram": "smaller memory depths",
+}
+
+
+def _advice(board, config):
+    def advice(over):
+        preset = PRESETS[board.preset]
+        hint = "; ".join(f"{r}: {_REMEDY[r]}" for r in over)
+        if config != preset:
+            return f"The {board.preset} preset fits this board (--config {board.preset}); " \
+                   f"or change the config: {hint}."
+        return f"Change the config: {hint}."
+    return advice
+
+
+def build_board(board, config, out_dir, *, seed=1, progress=None):
+    """Build ``config`` (default: the board's preset) for ``board``; return the report.
+
+    The report is also written to ``out_dir/report.json``.
+    """
+    config = config or PRESETS[board.preset]
+    device = DEVICES[board.device]
+    out_dir = Path(out_dir)
+    flow = run_flow(board.make_platform(), BoardTop(board, config), device, out_dir,
+                    advice=_advice(board, config), seed=seed, progress=progress)
+    fmax = min((c["fmax_mhz"] for c in flow["clocks"].values()), default=0.0)
+    clock_mhz = min(fmax, config.clock_hz / 1e6)
+    report = {
+        "board": board.name,
+        "config_id": config.config_id,
+        "config": config.to_dict(),
+        **flow,
+        "int8_macs_per_cycle": config.int8_macs_per_cycle,
+        "ternary_macs_per_cycle": config.ternary_macs_per_cycle,
+        # Peak rates at the clock the design runs at: its target when timing is met.
+        "int8_gmacs": config.int8_macs_per_cycle * clock_mhz / 1e3,
+        "ternary_gmacs": config.ternary_macs_per_cycle * clock_mhz / 1e3,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,64 @@
+"""``tritile build``: synthesize, fit-check, place and route the SoC for a board."""
+
+import json
+import sys
+from pathlib import Path
+
+from ..cli import CommandError
+from ..config import load_config
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "build", help="build a bitstream for a board (yosys + nextpnr from pip)",
+        description="Build the accelerator SoC for an open FPGA board with yosys and "
+                    "nextpnr (YoWASP from pip unless YOSYS, NEXTPNR_ICE40, ... are set). "
+                    "Writes the bitstream and report.json to the output directory.")
+    parser.add_argument("--board", required=True,
+                        help="icebreaker, ulx3s-85f or orangecrab-25f")
+    parser.add_argument("--config", help="preset name or JSON file (default: the board's "
+                                         "preset)")
+    parser.add_argument("--out", help="output directory (default: build/BOARD)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args):
+    from tritile.hw.bitstream import BuildError, FitError
+    from tritile.hw.board_build import build_board
+    from tritile.hw.board import get_board
+
+    try:
+        board = get_board(args.board)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    config = load_config(args.config) if args.config else None
+    out = Path(args.out or Path("build") / board.name)
+    try:
+        report = build_board(board, config, out)
+    except (FitError, BuildError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def format_report(report):
+    """Return a short human-readable summary of a build report."""
+    lines = [f"{report['board']} ({report['device']}), config {report['config_id']}: "
+             f"{report['bitstream']}"]
+    for name, r in report["resources"].items():
+        lines.append(f"  {name:<6} {r['used']:>6} / {r['available']:<6} "
+                     f"({100 * r['used'] / r['available']:.0f}%)")
+    for name, c in report["clocks"].items():
+        lines.append(f"  clock {name}: fmax {c['fmax_mhz']:.1f} MHz, target "
+                     f"{c['target_mhz']:.1f} MHz, {'met' if c['met'] else 'NOT MET'}")
+    lines.append(f"  int8 {report['int8_macs_per_cycle']} MAC/cycle = "
+                 f"{report['int8_gmacs']:.2f} GMAC/s; ternary "
+                 f"{report['ternary_macs_per_cycle']} MAC/cycle = "
+                 f"{report['ternary_gmacs']:.2f} GMAC/s at the achieved clock")
+    lines.append(f"  built in {report['build_seconds']:.0f} s")
+    return "\n".join(lines)
