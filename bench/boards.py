@@ -1,0 +1,65 @@
+"""Build every board's preset and tabulate the reports next to the reference figures.
+
+Prints one JSON object and writes docs/boards.md. Usage:
+    python bench/boards.py [--boards icebreaker,ulx3s-85f,orangecrab-25f] [--out build/bench]
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from tritile.hw.board import BOARDS
+from tritile.hw.board_build import build_board
+
+# MARLANN on iCE40UP5K with the same yowasp flow (shared/DESIGN.md).
+REFERENCE = {"name": "MARLANN (iCE40UP5K)", "logic": "4093/5280", "dsp": "8/8",
+             "bram": "25/30", "fmax_mhz": 29.4, "int8_macs_per_cycle": 16, "gmacs": 0.47}
+
+
+def row(report):
+    used = lambda r: (f"{report['resources'][r]['used']}/{report['resources'][r]['available']}"  # noqa: E731
+                      if r in report["resources"] else "-")
+    fmax = min(c["fmax_mhz"] for c in report["clocks"].values())
+    target = min(c["target_mhz"] for c in report["clocks"].values())
+    return (f"| {report['board']} | {report['config_id']} | {used('logic')} | {used('dsp')} | "
+            f"{used('bram')} | {used('spram')} | {fmax:.1f} / {target:.1f} | "
+            f"{'yes' if report['timing_met'] else 'NO'} | {report['int8_macs_per_cycle']} | "
+            f"{report['int8_gmacs']:.2f} | {report['ternary_macs_per_cycle']} | "
+            f"{report['ternary_gmacs']:.2f} | {report['build_seconds']:.0f} |")
+
+
+def markdown(reports):
+    head = ("| board | config | logic | DSP | BRAM | SPRAM | fmax / target (MHz) | timing met "
+            "| int8 MAC/cycle | int8 GMAC/s | ternary MAC/cycle | ternary GMAC/s | build s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ref = REFERENCE
+    reference = (f"| {ref['name']} (reference) | - | {ref['logic']} | {ref['dsp']} | "
+                 f"{ref['bram']} | 4/4 | {ref['fmax_mhz']} | - | "
+                 f"{ref['int8_macs_per_cycle']} | {ref['gmacs']} | - | - | - |")
+    return "\n".join([head, *(row(r) for r in reports), reference])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boards", default=",".join(BOARDS))
+    parser.add_argument("--out", default="build/bench")
+    parser.add_argument("--docs", default="docs/boards.md")
+    args = parser.parse_args()
+    reports = []
+    for name in args.boards.split(","):
+        reports.append(build_board(BOARDS[name], None, Path(args.out) / name))
+    table = markdown(reports)
+    Path(args.docs).write_text(
+        "# Boards\n\n"
+        f"Every board's preset built with `tritile build` (bench/boards.py), "
+        f"{time.strftime('%Y-%m-%d')}, on a 2-core machine ({platform.machine()}), "
+        "YoWASP yosys + nextpnr from PyPI. Logic is iCE40 logic cells or ECP5 LUT4s "
+        "(TRELLIS_COMB); GMAC/s is the peak rate of each engine at the design clock "
+        "(its target, when timing is met).\n\n" + table + "\n")
+    print(json.dumps({"boards": reports}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
