@@ -1,0 +1,281 @@
+"""Frame parser and response writer of the host link (the byte format of sw/protocol.py).
+
+The :class:`FrameParser` turns a byte stream into checked requests: it hunts for the sync
+byte, collects the header, routes the opcode's argument block into a register and the data
+bytes into a frame buffer, and checks the CRC. Nothing in the buffer is acted on before the
+whole frame has arrived and its CRC matched, so a corrupted or truncated frame cannot
+change device state. The :class:`ResponseWriter` frames a status and data bytes.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tritile.sw import protocol
+
+__all__ = ["crc16_next", "FrameError", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "FrameParser",
+           "ResponseWriter"]
+
+
+def crc16_next(crc, byte):
+    """Return the CRC-16/CCITT-FALSE register after ``byte`` (both Amaranth values)."""
+    value = crc ^ (byte << 8)
+    for _ in range(8):
+        shifted = (value << 1)[:16]
+        value = Mux(value[15], shifted ^ 0x1021, shifted)
+    return value
+
+
+class FrameError(enum.Enum, shape=2):
+    """Why a request reached the dispatcher broken (it then only answers an error)."""
+    NONE = 0
+    BAD_CRC = 1
+    BAD_LENGTH = 2
+
+
+#: A received request. ``length`` is the payload length; ``args`` holds the argument block
+#: in its first :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
+REQUEST_LAYOUT = data.StructLayout({
+    "opcode": unsigned(8),
+    "seq": unsigned(8),
+    "length": unsigned(16),
+    "args": unsigned(8 * protocol.MAX_ARGS),
+    "error": FrameError,
+})
+
+#: The header of a response: its data bytes follow on :attr:`ResponseWriter.data`.
+RESPONSE_LAYOUT = data.StructLayout({
+    "opcode": unsigned(8),
+    "seq": unsigned(8),
+    "status": unsigned(8),
+    "length": unsigned(16),
+})
+
+
+def _args_size(opcode):
+    size = Const(0, range(protocol.MAX_ARGS + 1))
+    for op, n in protocol.ARGS_SIZE.items():
+        size = Mux(opcode == op, n, size)
+    return size
+
+
+class FrameParser(wiring.Component):
+    """Receive request frames into a frame buffer and hand them to a dispatcher.
+
+    Unknown opcodes are received with no argument block (their payload goes to the buffer,
+    bytes past its end are dropped) and reported to the dispatcher, which answers them.
+    A ``length`` above :data:`~tritile.sw.protocol.MAX_PAYLOAD` is reported at once as
+    ``BAD_LENGTH`` and the parser hunts for the next sync byte. A frame whose next byte
+    does not come within ``timeout`` cycles is dropped silently.
+
+    Parameters
+    ----------
+    timeout : int
+        Cycles of silence after which a partial frame is abandoned.
+
+    Members
+    -------
+    bytes : In(stream.Signature(8))
+        Received bytes. Not ready while a request waits on ``request``.
+    request : Out(stream.Signature(REQUEST_LAYOUT))
+        A complete request (or an error report); the dispatcher takes it (``ready``) when
+        it has finished with the frame buffer, and the parser then receives the next one.
+    read_addr : In(range(MAX_DATA))
+        Frame buffer address; ``read_data`` shows its byte one cycle later.
+    read_data : Out(8)
+    bad_crc, bad_length, timed_out : Out(1)
+        One-cycle pulses for the dispatcher's counters.
+    """
+
+    def __init__(self, timeout):
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            raise ValueError(f"timeout must be a positive number of cycles, not {timeout!r}")
+        self.timeout = timeout
+        super().__init__({
+            "bytes": In(stream.Signature(8)),
+            "request": Out(stream.Signature(REQUEST_LAYOUT)),
+            "read_addr": In(range(protocol.MAX_DATA)),
+            "read_data": Out(8),
+            "bad_crc": Out(1),
+            "bad_length": Out(1),
+            "timed_out": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.buffer = buffer = Memory(shape=8, depth=protocol.MAX_DATA, init=[])
+        write = buffer.write_port()
+        read = buffer.read_port(transparent_for=())
+        m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(read.data)]
+
+        req = self.request.payload
+        byte = self.bytes.payload
+        take = Signal()
+        crc = Signal(16, init=0xFFFF)
+        index = Signal(16)
+        silence = Signal(range(self.timeout + 1))
+        received = Signal(8)     # the low CRC byte
+        args_size = Signal(range(protocol.MAX_ARGS + 1))
+        data_index = Signal(17)
+
+        absorb = Signal()      # this byte belongs to the CRC-covered body
+        m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
+        m.d.sync += [self.bad_crc.eq(0), self.bad_length.eq(0), self.timed_out.eq(0)]
+        with m.If(take):
+            m.d.sync += silence.eq(0)
+        with m.Elif(silence != self.timeout):
+            m.d.sync += silence.eq(silence + 1)
+        with m.If(take & absorb):
+            m.d.sync += crc.eq(crc16_next(crc, byte))
+
+        m.d.comb += [
+            data_index.eq(index - args_size),
+            write.addr.eq(data_index),
+            write.data.eq(byte),
+        ]
+
+        def receive(next_state=None, body=True):
+            """Take bytes in this state; abandon the frame after `timeout` silent cycles."""
+            m.d.comb += [self.bytes.ready.eq(1), absorb.eq(body)]
+            if next_state is not None:
+                with m.If(take):
+                    m.next = next_state
+            with m.If(~take & (silence == self.timeout)):
+                m.d.sync += self.timed_out.eq(1)
+                m.next = "HUNT"
+
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += self.bytes.ready.eq(1)
+                m.d.sync += crc.eq(0xFFFF)
+                with m.If(take & (byte == protocol.SYNC)):
+                    m.next = "OPCODE"
+            with m.State("OPCODE"):
+                receive("SEQ")
+                with m.If(take):
+                    m.d.sync += [req.opcode.eq(byte), req.args.eq(0)]
+            with m.State("SEQ"):
+                receive("LENGTH_LOW")
+                with m.If(take):
+                    m.d.sync += [req.seq.eq(byte), args_size.eq(_args_size(req.opcode))]
+            with m.State("LENGTH_LOW"):
+                receive("LENGTH_HIGH")
+                with m.If(take):
+                    m.d.sync += req.length[:8].eq(byte)
+            with m.State("LENGTH_HIGH"):
+                receive()
+                length = req.length[:8] | (byte << 8)     # the high byte arrives now
+                with m.If(take):
+                    m.d.sync += [req.length[8:].eq(byte), index.eq(0)]
+                    with m.If(length > protocol.MAX_PAYLOAD):
+                        m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
+                                     self.bad_length.eq(1)]
+                        m.next = "REQUEST"
+                    with m.Elif(length == 0):
+                        m.next = "CRC_LOW"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                receive()
+                with m.If(take):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index < args_size):
+                        m.d.sync += req.args.word_select(index[:3], 8).eq(byte)
+                    with m.Elif(data_index < protocol.MAX_DATA):
+                        m.d.comb += write.en.eq(1)
+                    with m.If(index + 1 == req.length):
+                        m.next = "CRC_LOW"
+            with m.State("CRC_LOW"):
+                receive("CRC_HIGH", body=False)
+                with m.If(take):
+                    m.d.sync += received.eq(byte)
+            with m.State("CRC_HIGH"):
+                receive(body=False)
+                with m.If(take):
+                    with m.If((received | (byte << 8)) == crc):
+                        m.d.sync += req.error.eq(FrameError.NONE)
+                    with m.Else():
+                        m.d.sync += [req.error.eq(FrameError.BAD_CRC), self.bad_crc.eq(1)]
+                    m.next = "REQUEST"
+            with m.State("REQUEST"):
+                m.d.comb += self.request.valid.eq(1)
+                with m.If(self.request.ready):
+                    m.d.sync += req.error.eq(FrameError.NONE)
+                    m.next = "HUNT"
+        return m
+
+
+class ResponseWriter(wiring.Component):
+    """Frame a response: header, status, ``length`` data bytes, CRC.
+
+    Members
+    -------
+    header : In(stream.Signature(RESPONSE_LAYOUT))
+        Starts a response to ``opcode`` (the writer sets the response bit). ``length``
+        counts the data bytes after the status byte.
+    data : In(stream.Signature(8))
+        The response's data bytes, taken after the header has been sent.
+    bytes : Out(stream.Signature(8))
+        The frame, byte by byte, to the transmitter.
+    """
+
+    header: In(stream.Signature(RESPONSE_LAYOUT))
+    data: In(stream.Signature(8))
+    bytes: Out(stream.Signature(8))
+
+    def elaborate(self, platform):
+        m = Module()
+        head = Signal(RESPONSE_LAYOUT)
+        crc = Signal(16)
+        remaining = Signal(16)
+        sent = Signal()
+        payload_length = Signal(16)
+        absorb = Signal()      # this byte belongs to the CRC-covered body
+
+        m.d.comb += [sent.eq(self.bytes.valid & self.bytes.ready),
+                     payload_length.eq(head.length + 1)]
+        with m.If(sent & absorb):
+            m.d.sync += crc.eq(crc16_next(crc, self.bytes.payload))
+
+        def emit(value, next_state, body=True):
+            m.d.comb += [self.bytes.payload.eq(value), self.bytes.valid.eq(1),
+                         absorb.eq(body)]
+            with m.If(self.bytes.ready):
+                m.next = next_state
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.header.ready.eq(1)
+                with m.If(self.header.valid):
+                    m.d.sync += [head.eq(self.header.payload),
+                                 remaining.eq(self.header.payload.length)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                emit(protocol.SYNC, "OPCODE", body=False)
+                m.d.sync += crc.eq(0xFFFF)     # the sync byte is outside the CRC
+            with m.State("OPCODE"):
+                emit(head.opcode | protocol.RESPONSE_BIT, "SEQ")
+            with m.State("SEQ"):
+                emit(head.seq, "LENGTH_LOW")
+            with m.State("LENGTH_LOW"):
+                emit(payload_length[:8], "LENGTH_HIGH")
+            with m.State("LENGTH_HIGH"):
+                emit(payload_length[8:], "STATUS")
+            with m.State("STATUS"):
+                emit(head.status, "DATA")
+                with m.If(self.bytes.ready & (head.length == 0)):
+                    m.next = "CRC_LOW"
+            with m.State("DATA"):
+                m.d.comb += [self.bytes.payload.eq(self.data.payload),
+                             self.bytes.valid.eq(self.data.valid), absorb.eq(1),
+                             self.data.ready.eq(self.bytes.ready)]
+                with m.If(sent):
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(remaining == 1):
+                        m.next = "CRC_LOW"
+            with m.State("CRC_LOW"):
+                emit(crc[:8], "CRC_HIGH", body=False)
+            with m.State("CRC_HIGH"):
+                emit(crc[8:], "IDLE", body=False)
+        return m

@@ -1,0 +1,172 @@
+"""Frame parser and response writer in Amaranth's simulator, against sw/protocol.py."""
+
+import os
+import random
+
+from amaranth.sim import Simulator
+
+from tritile.hw.frame import FrameError, FrameParser, ResponseWriter
+from tritile.sw import protocol
+from tritile.sw.protocol import (ARGS_SIZE, MAX_DATA, MAX_PAYLOAD, FrameDecoder, Opcode,
+                                 encode_frame, encode_request)
+
+TIMEOUT = 40
+
+
+def _seed():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return seed
+
+
+def _parse(chunks, rng, gap_prob=0.3):
+    """Feed ``chunks`` (bytes, or an int = that many idle cycles) to a parser; return the
+    requests [(opcode, seq, length, args, error, buffer_prefix)] and the pulse counts."""
+    dut = FrameParser(TIMEOUT)
+    requests = []
+    pulses = {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
+    done = {}
+
+    async def feed(ctx):
+        for chunk in chunks:
+            if isinstance(chunk, int):
+                ctx.set(dut.bytes.valid, 0)
+                for _ in range(chunk):
+                    await ctx.tick()
+                continue
+            for byte in chunk:
+                while rng.random() < gap_prob:
+                    ctx.set(dut.bytes.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.bytes.payload, byte)
+                ctx.set(dut.bytes.valid, 1)
+                await ctx.tick().until(dut.bytes.ready)
+        ctx.set(dut.bytes.valid, 0)
+        for _ in range(10):
+            await ctx.tick()
+        done["feed"] = True
+
+    async def dispatch(ctx):
+        while "feed" not in done:
+            await ctx.tick()
+            for name in pulses:
+                pulses[name] += ctx.get(getattr(dut, name))
+            if not ctx.get(dut.request.valid):
+                continue
+            req = ctx.get(dut.request.payload)
+            args = req.args.to_bytes(8, "little")[:ARGS_SIZE.get(req.opcode, 0)]
+            data_len = min(req.length - len(args), MAX_DATA)
+            buffered = bytearray()
+            for addr in range(data_len if req.error == FrameError.NONE else 0):
+                ctx.set(dut.read_addr, addr)
+                await ctx.tick()
+                buffered.append(ctx.get(dut.read_data))
+            requests.append((req.opcode, req.seq, req.length, bytes(args), req.error,
+                             bytes(buffered)))
+            ctx.set(dut.request.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.request.ready, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed)
+    sim.add_testbench(dispatch)
+    sim.run()
+    return requests, pulses
+
+
+def test_parser_delivers_requests_with_args_and_data():
+    rng = random.Random(_seed())
+    sent, chunks = [], []
+    for seq in range(12):
+        opcode = rng.choice(list(Opcode))
+        args = rng.randbytes(ARGS_SIZE[opcode])
+        data = rng.randbytes(rng.randrange(1, 40)) if opcode == Opcode.WRITE else b""
+        chunks.append(bytes(rng.randrange(256) for _ in range(3)).replace(b"\xa5", b""))
+        chunks.append(encode_request(opcode, seq, args, data))
+        sent.append((opcode, seq, len(args) + len(data), args, FrameError.NONE, data))
+    requests, pulses = _parse(chunks, rng)
+    assert requests == sent
+    assert pulses == {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
+
+
+def test_parser_fills_the_whole_frame_buffer():
+    rng = random.Random(_seed())
+    data = rng.randbytes(MAX_DATA)
+    args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
+    requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], rng, gap_prob=0)
+    assert requests == [(Opcode.WRITE, 9, 4 + MAX_DATA, args, FrameError.NONE, data)]
+
+
+def test_parser_reports_bad_crc_and_bad_length():
+    rng = random.Random(_seed())
+    good = encode_request(Opcode.PING, 1)
+    bad_crc = bytearray(encode_request(Opcode.READ, 2, bytes(6)))
+    bad_crc[-1] ^= 0x40
+    too_long = bytes([protocol.SYNC, Opcode.WRITE, 3]) + (MAX_PAYLOAD + 1).to_bytes(2, "little")
+    requests, pulses = _parse([bytes(bad_crc), too_long, good], rng)
+    assert [(r[0], r[1], r[4]) for r in requests] == [
+        (Opcode.READ, 2, FrameError.BAD_CRC), (Opcode.WRITE, 3, FrameError.BAD_LENGTH),
+        (Opcode.PING, 1, FrameError.NONE)]
+    assert pulses == {"bad_crc": 1, "bad_length": 1, "timed_out": 0}
+
+
+def test_parser_abandons_truncated_frame_after_timeout():
+    rng = random.Random(_seed())
+    truncated = encode_request(Opcode.WRITE, 4, bytes(4), b"abcdef")[:-3]
+    # A gap just below the timeout keeps the frame alive; one above abandons it.
+    alive = encode_request(Opcode.STATS, 5)
+    requests, pulses = _parse([alive[:4], TIMEOUT - 2, alive[4:], truncated, TIMEOUT + 5,
+                               encode_request(Opcode.PING, 6)], rng, gap_prob=0)
+    assert [(r[0], r[1], r[4]) for r in requests] == [
+        (Opcode.STATS, 5, FrameError.NONE), (Opcode.PING, 6, FrameError.NONE)]
+    assert pulses["timed_out"] == 1
+
+
+def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer():
+    rng = random.Random(_seed())
+    requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], rng)
+    assert requests == [(0x7E, 8, 3, b"", FrameError.NONE, b"xyz")]
+
+
+def test_response_writer_frames_status_and_data():
+    rng = random.Random(_seed())
+    responses = [(Opcode.READ, 1, 0, rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
+                 (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b"")]
+    dut = ResponseWriter()
+    out = bytearray()
+    finished = {}
+
+    async def produce(ctx):
+        for opcode, seq, status, data in responses:
+            ctx.set(dut.header.payload, {"opcode": opcode, "seq": seq, "status": status,
+                                         "length": len(data)})
+            ctx.set(dut.header.valid, 1)
+            await ctx.tick().until(dut.header.ready)
+            ctx.set(dut.header.valid, 0)
+            for byte in data:
+                ctx.set(dut.data.payload, byte)
+                ctx.set(dut.data.valid, 1)
+                await ctx.tick().until(dut.data.ready)
+                ctx.set(dut.data.valid, 0)
+        for _ in range(40):
+            await ctx.tick()
+        finished["produce"] = True
+
+    async def consume(ctx):
+        while "produce" not in finished:
+            ready = rng.random() < 0.6
+            ctx.set(dut.bytes.ready, ready)
+            await ctx.tick()
+            if ready and ctx.get(dut.bytes.valid):
+                out.append(ctx.get(dut.bytes.payload))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(produce)
+    sim.add_testbench(consume)
+    sim.run()
+    expected = b"".join(protocol.encode_response(op, seq, status, data)
+                        for op, seq, status, data in responses)
+    assert bytes(out) == expected
+    assert len(FrameDecoder().feed(bytes(out))) == 3
