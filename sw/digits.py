@@ -1,0 +1,131 @@
+"""The 8x8 handwritten digits and a small NumPy MLP trained on them, for the demo.
+
+The data is scikit-learn's bundled copy of the UCI "Optical Recognition of Handwritten
+Digits" test set (1797 images, 8x8 pixels of 0..16; read from the installed package, no
+download; UCI data is licensed CC BY 4.0, Alpaydin & Kaynak 1998). The split and the
+training are seeded, so every run produces the same models in a few seconds on a CPU.
+
+Two models are trained with the same architecture (64 -> hidden, ReLU -> 10): a float
+MLP, which the int8 path quantizes after training, and a ternary MLP trained with
+BitLinear quantization in the loop (straight-through estimator): the forward pass uses the
+exact quantizers of :mod:`tritile.sw.numerics`, the backward pass treats them as identity.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .model import Dense, Model
+from .numerics import quantize_activations_absmax, ternarize_weights
+
+__all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "accuracy", "SEED"]
+
+#: Seed of the split and of the training.
+SEED = 0
+CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsSplit:
+    """A fixed train/test split of the digits; pixels scaled to [0, 1] as float32.
+
+    Members
+    -------
+    X_train, X_test : ndarray of float32, shape (M, 64)
+    y_train, y_test : ndarray of int64, shape (M,)
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_digits_split(test_size=0.25, seed=SEED):
+    """Return the digits split into stratified train and test sets (450 test samples)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    X = (digits.data / np.float32(16)).astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, digits.target.astype(np.int64), test_size=test_size, random_state=seed,
+        stratify=digits.target)
+    return DigitsSplit(X_train, y_train, X_test, y_test)
+
+
+def accuracy(scores, y):
+    """Return the fraction of rows of ``scores`` whose argmax is the label ``y``."""
+    return float(np.mean(np.argmax(scores, axis=1) == y))
+
+
+def _ternary_forward(x, W):
+    """BitLinear forward with the contract's quantizers: ``(x_q / s) @ (T * gamma)``."""
+    q, s = quantize_activations_absmax(x)
+    T, gamma = ternarize_weights(W)
+    return (q.astype(np.float32) / s[:, None]) @ (T.astype(np.float32) * gamma)
+
+
+class _Adam:
+    def __init__(self, params, lr):
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, grads, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.t += 1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= beta1
+            m += (1 - beta1) * g
+            v *= beta2
+            v += (1 - beta2) * g * g
+            m_hat = m / (1 - beta1 ** self.t)
+            v_hat = v / (1 - beta2 ** self.t)
+            p -= self.lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def train_mlp(X, y, hidden=32, epochs=60, lr=3e-3, batch=32, ternary=False, init=None,
+              seed=SEED):
+    """Train a 2-layer ReLU MLP with softmax cross-entropy and Adam; return a Model.
+
+    Parameters
+    ----------
+    X, y : training inputs (M, K) and integer labels (M,)
+    hidden : int
+        Hidden width.
+    ternary : bool
+        Train with BitLinear quantization in the forward pass (straight-through
+        estimator), so that the ternary program of the result is what was trained.
+    init : Model, optional
+        Start from these weights (e.g. a float model, before ternary fine-tuning).
+    seed : int
+        Seeds initialization and batch order.
+    """
+    rng = np.random.default_rng(seed)
+    X = np.asarray(X, np.float32)
+    if init is None:
+        W1 = (rng.standard_normal((X.shape[1], hidden)) * np.sqrt(2 / X.shape[1]))
+        W2 = (rng.standard_normal((hidden, CLASSES)) * np.sqrt(2 / hidden))
+        params = [W1.astype(np.float32), np.zeros(hidden, np.float32),
+                  W2.astype(np.float32), np.zeros(CLASSES, np.float32)]
+    else:
+        params = [a.copy() for layer in init.layers for a in (layer.W, layer.b)]
+    W1, b1, W2, b2 = params
+    linear = _ternary_forward if ternary else (lambda x, W: x @ W)
+    optimizer = _Adam(params, lr)
+    onehot = np.eye(CLASSES, dtype=np.float32)[y]
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        for start in range(0, len(X), batch):
+            idx = order[start:start + batch]
+            x, t = X[idx], onehot[idx]
+            pre = linear(x, W1) + b1
+            h = np.maximum(pre, 0)
+            logits = linear(h, W2) + b2
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            # Straight-through: the quantized forward's gradient is that of x @ W.
+            d_logits = (p - t) / len(idx)
+            d_h = (d_logits @ W2.T) * (pre > 0)
+            optimizer.step([x.T @ d_h, d_h.sum(axis=0), h.T @ d_logits, d_logits.sum(axis=0)])
+    return Model([Dense(W1, b1, activation="relu"), Dense(W2, b2)])

@@ -1,0 +1,305 @@
+"""Run a compiled :class:`~tritile.sw.compiler.Program` on a device or on the golden model.
+
+A backend is anything with the engine-call API of :class:`tritile.sw.device.Device`:
+``info()``, ``upload_int8``, ``upload_ternary``, ``gemm`` and ``ternary``. The
+:class:`GoldenBackend` computes those calls with the numerics of :mod:`tritile.sw.numerics`,
+so running one program on a device and on the golden backend must give identical integer
+outputs for every sample; :func:`agreement` counts the samples where they do.
+
+The host does every float step between engine calls (quantizing an input, RMSNorm,
+dequantizing a raw output, bias and ReLU after a ternary layer); those steps are the same
+code for both backends, so any difference comes from the engine calls.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+
+from .compiler import Program
+from .model import rms_norm
+from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
+                       requantize, ternary_matmul)
+from .packing import packed_size
+from .planner import plan_gemm, plan_ternary
+
+__all__ = ["ProgramMismatchError", "GoldenBackend", "LayerRun", "RunResult", "execute",
+           "agreement", "rows_per_call", "TERNARY_PACKING"]
+
+#: Packing used for the ternary weights a program uploads (1.6 bits per weight).
+TERNARY_PACKING = "base3"
+
+# Bytes of one channel's requantization parameters as the Requantizer's param_write
+# stream holds them: bias (int32), mult (15 bits, 2 bytes), shift (6 bits, 1 byte).
+_PARAM_BYTES = 4 + 2 + 1
+
+
+class ProgramMismatchError(ValueError):
+    """A program was compiled for another config than the backend's."""
+
+
+class _GoldenWeights:
+    """Weights held by a :class:`GoldenBackend`, the counterpart of a device handle."""
+
+    def __init__(self, config_id, kind, array):
+        self.config_id = config_id
+        self.kind = kind
+        self.array = array
+
+
+class GoldenBackend:
+    """The golden model behind the :class:`~tritile.sw.device.Device` engine-call API.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        The design whose numerics and limits are modelled; its config_id is reported by
+        :meth:`info` so programs are checked against it like against a device.
+    """
+
+    def __init__(self, config):
+        self.config = config
+
+    def info(self):
+        """Return the config parameters and ``config_id``, as a device reports them."""
+        return {**self.config.to_dict(), "config_id": self.config.config_id}
+
+    def upload_int8(self, Wq):
+        """Keep int8 weights; return a handle for :meth:`gemm`."""
+        return _GoldenWeights(self.config.config_id, "int8", np.array(Wq, copy=True))
+
+    def upload_ternary(self, T, packing=TERNARY_PACKING):
+        """Keep ternary weights; return a handle for :meth:`ternary`.
+
+        ``packing`` is checked but has no effect: the golden model holds trits unpacked.
+        """
+        packed_size(0, packing)
+        return _GoldenWeights(self.config.config_id, "ternary", np.array(T, copy=True))
+
+    def _weights(self, W, kind):
+        if not isinstance(W, _GoldenWeights):
+            return W
+        if W.config_id != self.config.config_id or W.kind != kind:
+            raise ProgramMismatchError(
+                f"handle holds {W.kind} weights for config {W.config_id}; this call needs "
+                f"{kind} weights for config {self.config.config_id}")
+        return W.array
+
+    def gemm(self, Xq, W, bias=None, mult=None, shift=None, relu=False):
+        """Return ``gemm_int8(Xq, W, bias)``, requantized when ``mult``/``shift`` are given."""
+        acc = gemm_int8(Xq, self._weights(W, "int8"), bias)
+        return acc if mult is None else requantize(acc, mult, shift, relu)
+
+    def ternary(self, q, T, mult=None, shift=None, relu=False):
+        """Return ``ternary_matmul(q, T)``, requantized when ``mult``/``shift`` are given."""
+        acc = ternary_matmul(q, self._weights(T, "ternary"))
+        return acc if mult is None else requantize(acc, mult, shift, relu)
+
+
+def rows_per_call(config, k, n):
+    """Return how many rows of an M x K x N layer fit one engine call on ``config``."""
+    return max(1, min(config.max_m, config.act_depth // k, config.out_depth // n))
+
+
+def _predicted_cycles(config, engine, m, k, n):
+    plan = plan_gemm if engine == "int8" else plan_ternary
+    step = rows_per_call(config, k, n)
+    full, rest = divmod(m, step)
+    cycles = full * plan(config, step, k, n).cycles if full else 0
+    return cycles + (plan(config, rest, k, n).cycles if rest else 0)
+
+
+@dataclasses.dataclass
+class LayerRun:
+    """What one layer of a run cost.
+
+    Members
+    -------
+    engine : str
+        "int8" or "ternary".
+    m, k, n : int
+        Problem size of the layer on the whole batch.
+    calls : int
+        Engine calls the batch takes at :func:`rows_per_call` rows per call.
+    predicted_cycles : int
+        Engine cycles of those calls by the planner's cycle model.
+    weight_bytes : int
+        Bytes of the layer's weights as uploaded (int8, or packed trits).
+    stream_bytes : int
+        Payload bytes of the batch: int8 activations in, results out (one byte per int8,
+        four per int32), requantization parameters (7 bytes per channel) when used.
+    seconds : float
+        Wall time of the layer's engine call(s).
+    """
+
+    engine: str
+    m: int
+    k: int
+    n: int
+    calls: int
+    predicted_cycles: int
+    weight_bytes: int
+    stream_bytes: int
+    seconds: float
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Outputs of a program run and what it cost.
+
+    Members
+    -------
+    outputs : ndarray of float32, shape (M, N)
+        The last layer's output, dequantized on the host.
+    integers : list of ndarray
+        Each layer's integer engine output (int8 requantized or int32 raw), M rows each.
+    layers : list of LayerRun
+    upload_seconds, run_seconds : float
+        Wall time of the weight uploads and of the batch.
+    """
+
+    outputs: np.ndarray
+    integers: list
+    layers: list
+    upload_seconds: float
+    run_seconds: float
+
+    @property
+    def predicted_cycles(self):
+        """Engine cycles of the whole batch by the cycle model."""
+        return sum(layer.predicted_cycles for layer in self.layers)
+
+    @property
+    def bytes_streamed(self):
+        """Payload bytes of the weights and of the batch."""
+        return sum(layer.weight_bytes + layer.stream_bytes for layer in self.layers)
+
+    def to_dict(self):
+        """Return the figures (not the arrays), for JSON output."""
+        m = self.layers[0].m
+        return {
+            "samples": m,
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "predicted_cycles": self.predicted_cycles,
+            "predicted_cycles_per_inference": self.predicted_cycles / m if m else None,
+            "bytes_streamed": self.bytes_streamed,
+            "upload_seconds": self.upload_seconds,
+            "run_seconds": self.run_seconds,
+        }
+
+
+def _check_config(program, backend):
+    if not isinstance(program, Program):
+        raise TypeError(f"program must be a Program, not {type(program).__name__}")
+    config_id = backend.info()["config_id"]
+    if config_id != program.config_id:
+        raise ProgramMismatchError(
+            f"the program was compiled for config {program.config_id} but the device runs "
+            f"config {config_id}; compile the model again for this device")
+
+
+def _upload(program, backend):
+    handles = []
+    for layer in program.layers:
+        if layer.engine == "int8":
+            handles.append(backend.upload_int8(layer.Wq))
+        else:
+            handles.append(backend.upload_ternary(layer.T, packing=TERNARY_PACKING))
+    return handles
+
+
+def _run_layer(layer, handle, backend, X, Xq):
+    """Run one layer; return ``(float output or None, int8 output or None, integers)``."""
+    if layer.engine == "ternary":
+        q, s = quantize_activations_absmax(layer_input(layer, X))
+        acc = backend.ternary(q, handle)
+        Y = (acc.astype(np.float32) * np.float32(layer.gamma) / s[:, None]
+             + layer.bias).astype(np.float32)
+        return (np.maximum(Y, np.float32(0)) if layer.relu else Y), None, acc
+    if layer.quantize_input:
+        Xq = quantize_activations_int8(layer_input(layer, X), scale=layer.s_x)[0]
+    if layer.raw_output:
+        acc = backend.gemm(Xq, handle, bias=layer.bias)
+        Y = (acc.astype(np.float32) * (np.float32(layer.s_x) * layer.s_w)).astype(np.float32)
+        return (np.maximum(Y, np.float32(0)) if layer.relu else Y), None, acc
+    y = backend.gemm(Xq, handle, bias=layer.bias, mult=layer.mult, shift=layer.shift,
+                     relu=layer.relu)
+    return None, y, y
+
+
+def layer_input(layer, X):
+    """Return the float input a layer quantizes: ``X``, RMS-normalized if it has a norm."""
+    return X if layer.norm is None else rms_norm(X, layer.norm)
+
+
+def _costs(program, m):
+    for layer in program.layers:
+        k, n = layer.shape
+        calls = -(-m // rows_per_call(program.config, k, n))
+        if layer.engine == "int8":
+            weight_bytes = k * n
+            out_bytes = 4 if layer.raw_output else 1
+            param_bytes = _PARAM_BYTES * n
+        else:
+            weight_bytes = packed_size(k * n, TERNARY_PACKING)
+            out_bytes, param_bytes = 4, 0
+        yield LayerRun(layer.engine, m, k, n, calls,
+                       _predicted_cycles(program.config, layer.engine, m, k, n),
+                       weight_bytes, m * k + m * n * out_bytes + calls * param_bytes, 0.0)
+
+
+def execute(program, backend, X, progress=None):
+    """Run ``program`` on ``backend`` for the batch ``X`` (M samples).
+
+    Parameters
+    ----------
+    program : Program
+    backend : Device or GoldenBackend
+        Must report the program's config_id, or :class:`ProgramMismatchError` is raised
+        before anything is uploaded.
+    X : array_like, shape (M, ...)
+        Float inputs; trailing axes are flattened.
+    progress : callable, optional
+        Called with a one-line message before each upload and layer.
+
+    Returns
+    -------
+    RunResult
+    """
+    _check_config(program, backend)
+    X = np.asarray(X)
+    X = np.asarray(X.reshape(X.shape[0], -1) if X.ndim != 2 else X, dtype=np.float32)
+    if X.shape[1] != program.in_features:
+        raise ValueError(f"the input has {X.shape[1]} features per sample but the program "
+                         f"takes {program.in_features}")
+    if X.shape[0] == 0:
+        raise ValueError("the input must hold at least one sample")
+    say = progress or (lambda message: None)
+    runs = list(_costs(program, X.shape[0]))
+
+    start = time.perf_counter()
+    say(f"uploading weights of {len(program.layers)} layer(s)")
+    handles = _upload(program, backend)
+    upload_seconds = time.perf_counter() - start
+
+    integers, Xq = [], None
+    start = time.perf_counter()
+    for index, (layer, handle, run) in enumerate(zip(program.layers, handles, runs)):
+        say(f"layer {index}: {layer.engine} {run.m}x{run.k}x{run.n} in {run.calls} call(s)")
+        layer_start = time.perf_counter()
+        X, Xq, ints = _run_layer(layer, handle, backend, X, Xq)
+        run.seconds = time.perf_counter() - layer_start
+        integers.append(ints)
+    return RunResult(X, integers, runs, upload_seconds, time.perf_counter() - start)
+
+
+def agreement(a, b):
+    """Return the fraction of samples whose integer outputs agree in every layer of two runs."""
+    if len(a.integers) != len(b.integers):
+        raise ValueError(f"the runs have {len(a.integers)} and {len(b.integers)} layers")
+    same = np.ones(len(a.outputs), dtype=bool)
+    for x, y in zip(a.integers, b.integers):
+        if x.shape != y.shape:
+            raise ValueError(f"integer outputs of shapes {x.shape} and {y.shape} differ")
+        same &= np.all(x == y, axis=1)
+    return float(np.mean(same))

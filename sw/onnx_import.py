@@ -1,0 +1,470 @@
+"""Import an ONNX model into a :class:`~tritile.sw.model.Model`.
+
+Supported: a chain of Gemm (with transA, transB, alpha, beta and a bias C), MatMul (with a
+following Add as bias), Relu, Flatten, Reshape, Identity and Dropout (inference), with
+weights, biases and reshape targets given as initializers or Constant nodes, as PyTorch,
+Keras/tf2onnx and skl2onnx export them. The graph's one data input has a sample axis first.
+
+A weight operand may come first (``W @ x`` with samples in columns, as some exporters write
+``Gemm(W, x^T)``): the importer tracks whether samples are rows or columns of each tensor,
+so every combination of transA/transB is honoured, and reports the ones that would mix
+samples with features.
+
+Every problem (unsupported operator, dynamic weight, shape the device cannot run, malformed
+file...) is collected, and all of them are reported together in one
+:class:`OnnxImportError` before anything runs. ``onnx`` is imported inside the functions,
+so :mod:`tritile.sw` does not need it to load.
+"""
+
+import os
+
+import numpy as np
+
+from .compiler import ENGINES, layer_limit_problems
+from .model import Dense, Model
+
+__all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
+
+SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
+                 "Dropout", "Constant")
+
+# Element types of the data input (onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16).
+_FLOAT_TYPES = (1, 11, 10, 16)
+
+
+class OnnxImportError(ValueError):
+    """An ONNX model cannot be imported; :attr:`problems` lists every reason."""
+
+    def __init__(self, source, problems):
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"cannot import {source}: {len(self.problems)} problem(s):\n{lines}")
+
+
+class _Activation:
+    """A data tensor of the chain: its feature shape and whether samples are its rows."""
+
+    def __init__(self, features, samples_first=True, layer=None, open=True):
+        self.features = tuple(features)
+        self.samples_first = samples_first
+        # The layer whose output this is (None for the model input), and whether a bias
+        # can still be fused into it (not after its activation).
+        self.layer = layer
+        self.open = open
+
+    @property
+    def size(self):
+        return int(np.prod(self.features, dtype=np.int64))
+
+
+class _Layer:
+    def __init__(self, where, W, b):
+        self.where, self.W, self.b, self.activation = where, W, b, None
+
+
+class _Importer:
+    def __init__(self, graph, config, engines):
+        from onnx import numpy_helper
+
+        self.config, self.engines = config, engines
+        self.problems, self.layers = [], []
+        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.tensors = {}           # name -> _Activation (None: unknown after a problem)
+        self.dynamic = set()        # graph inputs other than the data input
+        self.branched = set()       # tensors already reported as feeding several nodes
+        self.batch = None           # fixed size of the data input's sample axis, if any
+        self.consumers = {}
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.consumers.setdefault(name, []).append(node)
+        for output in graph.output:
+            self.consumers.setdefault(output.name, []).append(None)
+
+    def problem(self, where, text):
+        self.problems.append(f"{where}: {text}" if where else text)
+
+    # -- operands ---------------------------------------------------------------------
+
+    def constant(self, where, name, role):
+        """Return the initializer or Constant ``name``, or report why it is not one."""
+        if name in self.constants:
+            return np.asarray(self.constants[name])
+        if name in self.dynamic:
+            self.problem(where, f"{role} {name!r} is a graph input, not an initializer: "
+                                f"dynamic weight inputs are not supported")
+        elif name in self.tensors:
+            self.problem(where, f"{role} {name!r} is computed at run time; weights, biases "
+                                f"and shapes must be initializers or Constant nodes")
+        elif name:
+            self.problem(where, f"{role} {name!r} is not defined in the graph")
+        return None
+
+    def activation(self, where, name):
+        """Return the data tensor ``name``; None (reported or not) when it is unusable."""
+        if name in self.tensors:
+            act = self.tensors[name]
+            users = self.consumers.get(name, [])
+            if act is not None and len(users) > 1:
+                if name not in self.branched:
+                    self.branched.add(name)
+                    self.problem(where, f"tensor {name!r} feeds {len(users)} nodes: only a "
+                                        f"chain of layers is supported (no branches)")
+                return None
+            return act
+        if name in self.constants:
+            self.problem(where, f"input {name!r} is a constant; this operator needs the "
+                                f"data tensor")
+        elif name in self.dynamic:
+            self.problem(where, f"input {name!r} is a second graph input; a model takes "
+                                f"one data input")
+        else:
+            self.problem(where, f"input {name!r} is not defined in the graph")
+        return None
+
+    # -- graph input and output ---------------------------------------------------------
+
+    def add_input(self, value):
+        tensor_type = value.type.tensor_type
+        where = f"graph input {value.name!r}"
+        if not value.type.HasField("tensor_type"):
+            self.problem(where, "is not a tensor")
+        elif tensor_type.elem_type not in _FLOAT_TYPES:
+            self.problem(where, f"has element type {tensor_type.elem_type}; a float type "
+                                f"(float, double, float16, bfloat16) is needed")
+        if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) < 2:
+            self.problem(where, "needs a shape with a sample axis first and at least one "
+                                "feature axis")
+            self.tensors[value.name] = None
+            return
+        features = []
+        for axis, dim in enumerate(tensor_type.shape.dim[1:], start=1):
+            if not dim.HasField("dim_value") or dim.dim_value < 1:
+                self.problem(where, f"axis {axis} has no fixed size ({dim.dim_param or '?'}); "
+                                    f"only the sample axis (axis 0) may be dynamic")
+            features.append(dim.dim_value)
+        batch = tensor_type.shape.dim[0]
+        self.batch = batch.dim_value if batch.HasField("dim_value") else None
+        self.tensors[value.name] = _Activation(features) if all(features) else None
+
+    def finish(self, graph):
+        outputs = [o.name for o in graph.output]
+        if len(outputs) != 1:
+            self.problem("graph", f"has {len(outputs)} outputs ({', '.join(outputs)}); a "
+                                  f"model has one")
+            return
+        act = self.tensors.get(outputs[0], "missing")
+        if act == "missing":
+            self.problem("graph", f"output {outputs[0]!r} is not produced by any supported node")
+        elif act is not None and not self.layers:
+            self.problem("graph", "has no Gemm or MatMul layer")
+        elif act is not None and not act.samples_first:
+            self.problem("graph", f"output {outputs[0]!r} holds samples in columns; transpose "
+                                  f"the last layer so that samples are rows")
+        elif act is not None and len(act.features) != 1:
+            self.problem("graph", f"output {outputs[0]!r} has feature shape {act.features}; "
+                                  f"a model outputs one feature axis")
+
+    # -- operators ----------------------------------------------------------------------
+
+    def node(self, index, node):
+        where = f"node {index} {node.name!r} ({node.op_type})" if node.name else \
+            f"node {index} ({node.op_type})"
+        if node.domain not in ("", "ai.onnx"):
+            self.problem(where, f"operator domain {node.domain!r} is not supported; only "
+                                f"the standard ONNX domain is")
+        elif node.op_type not in SUPPORTED_OPS:
+            self.problem(where, f"operator {node.op_type} is not supported (supported: "
+                                f"{', '.join(SUPPORTED_OPS[:-1])})")
+        else:
+            attrs = {a.name: _attribute(a) for a in node.attribute}
+            result = getattr(self, f"op_{node.op_type.lower()}")(where, node, attrs)
+            if node.op_type == "Constant":
+                return
+            if result is not None:
+                self.tensors[node.output[0]] = result
+                for extra in node.output[1:]:
+                    self.check_unused(where, extra)
+                return
+        for output in node.output:
+            self.tensors[output] = None
+
+    def check_unused(self, where, name):
+        if name and self.consumers.get(name):
+            self.problem(where, f"output {name!r} (a training-time mask) is used; only "
+                                f"inference outputs are supported")
+
+    def op_constant(self, where, node, attrs):
+        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+            if key in attrs:
+                self.constants[node.output[0]] = np.asarray(attrs[key])
+                return
+        self.problem(where, f"only value, value_float(s) and value_int(s) constants are "
+                            f"supported, not {', '.join(attrs) or 'none'}")
+        self.tensors[node.output[0]] = None
+
+    def op_identity(self, where, node, attrs):
+        return self.activation(where, node.input[0])
+
+    def op_dropout(self, where, node, attrs):
+        if len(node.input) > 2 and node.input[2]:
+            mode = self.constant(where, node.input[2], "training_mode")
+            if mode is not None and bool(mode):
+                self.problem(where, "training_mode is true; only inference is supported")
+        return self.activation(where, node.input[0])
+
+    def op_relu(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        if act is None:
+            return None
+        if act.layer is None:
+            self.problem(where, "Relu must follow a Gemm or MatMul (and its bias)")
+            return None
+        act.layer.activation = "relu"
+        return _Activation(act.features, act.samples_first, act.layer, open=False)
+
+    def op_add(self, where, node, attrs):
+        names = [name for name in node.input]
+        if len(names) != 2:
+            self.problem(where, f"needs 2 inputs, not {len(names)}")
+            return None
+        data = [n for n in names if n not in self.constants]
+        if len(data) != 1:
+            self.problem(where, "Add is supported only as the bias of a Gemm or MatMul "
+                                "(one data input and one constant)")
+            return None
+        act = self.activation(where, data[0])
+        bias = self.constant(where, next(n for n in names if n != data[0]), "bias")
+        if act is None or bias is None:
+            return None
+        if act.layer is None or not act.open:
+            self.problem(where, "Add is supported only as the bias of a Gemm or MatMul, "
+                                "before its activation")
+            return None
+        b = _bias_vector(where, bias, act, self.problem)
+        if b is not None:
+            act.layer.b = act.layer.b + b
+        return act
+
+    def op_flatten(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        if act is None:
+            return None
+        rank = 1 + len(act.features)
+        axis = attrs.get("axis", 1)
+        axis = axis + rank if axis < 0 else axis
+        if not act.samples_first:
+            self.problem(where, "the input holds samples in columns; Flatten would mix them")
+            return None
+        if axis < 1 or any(d != 1 for d in act.features[:axis - 1]):
+            self.problem(where, f"axis={attrs.get('axis', 1)} merges the sample axis with "
+                                f"features {act.features}; use axis=1")
+            return None
+        return _Activation((act.size,), True, act.layer, act.open)
+
+    def op_reshape(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        shape = self.constant(where, node.input[1], "shape")
+        if act is None or shape is None:
+            return None
+        if attrs.get("allowzero", 0):
+            self.problem(where, "allowzero=1 is not supported")
+            return None
+        if not act.samples_first:
+            self.problem(where, "the input holds samples in columns; Reshape would mix them")
+            return None
+        shape = [int(d) for d in np.asarray(shape).reshape(-1)]
+        in_dims = [None] + list(act.features)
+        features = [in_dims[i] if d == 0 and i < len(in_dims) else d
+                    for i, d in enumerate(shape)][1:]
+        first = shape[0] if shape else None
+        batch_kept = first == 0 or (first is not None and first > 0
+                                    and first in (1, self.batch))
+        if first == -1 and -1 not in features:
+            batch_kept = True
+        known = int(np.prod([d for d in features if d != -1], dtype=np.int64))
+        if features.count(-1) == 1 and batch_kept and known and act.size % known == 0:
+            features[features.index(-1)] = act.size // known
+        if (not batch_kept or not features or any(d is None or d < 1 for d in features)
+                or int(np.prod(features, dtype=np.int64)) != act.size):
+            self.problem(where, f"target shape {shape} does not keep the sample axis first "
+                                f"with the {act.size} features of {act.features}")
+            return None
+        return _Activation(features, True, act.layer, act.open)
+
+    def op_matmul(self, where, node, attrs):
+        return self.linear(where, node, node.input[0], node.input[1], False, False, 1.0)
+
+    def op_gemm(self, where, node, attrs):
+        out = self.linear(where, node, node.input[0], node.input[1],
+                          bool(attrs.get("transA", 0)), bool(attrs.get("transB", 0)),
+                          float(attrs.get("alpha", 1.0)))
+        if out is not None and len(node.input) > 2 and node.input[2]:
+            C = self.constant(where, node.input[2], "bias C")
+            if C is None:
+                return None
+            b = _bias_vector(where, C, out, self.problem)
+            if b is None:
+                return None
+            out.layer.b = out.layer.b + np.float32(attrs.get("beta", 1.0)) * b
+        return out
+
+    def linear(self, where, node, a, b, trans_a, trans_b, alpha):
+        """Add the layer of ``alpha * op(A) @ op(B)``, one operand data, one a weight."""
+        a_data, b_data = a not in self.constants, b not in self.constants
+        if a_data and b_data:
+            # Both run-time tensors: one of them would be a weight computed at run time.
+            weight = b if (b in self.dynamic or a in self.tensors) else a
+            self.constant(where, weight, "weight")
+            return None
+        if not (a_data or b_data):
+            self.problem(where, "both operands are constants; the layer has no data input")
+            return None
+        data, weight = (a, b) if a_data else (b, a)
+        act = self.activation(where, data)
+        W = self.constant(where, weight, "weight")
+        if act is None or W is None:
+            return None
+        if W.ndim != 2 or len(act.features) != 1:
+            self.problem(where, f"needs a 2-D weight and a 2-D data tensor, not weight shape "
+                                f"{W.shape} and data features {act.features}")
+            return None
+        W = np.asarray(W, dtype=np.float32)
+        trans_data, trans_weight = (trans_a, trans_b) if a_data else (trans_b, trans_a)
+        # Samples must be the rows of op(A) when the data is A, the columns of op(B) when
+        # the data is B; otherwise the product would mix samples.
+        rows_are_samples = act.samples_first != trans_data
+        if rows_are_samples != a_data:
+            side, flag = ("A", "transA") if a_data else ("B", "transB")
+            self.problem(where, f"with {flag}={int(trans_data)}, operand {side} "
+                                f"{data!r} would hold samples in "
+                                f"{'columns' if a_data else 'rows'}, mixing them with features")
+            return None
+        W = W.T if trans_weight else W
+        # Data first: Y = X @ W (samples in rows). Weight first: Y = W @ X^T, whose
+        # per-sample layer is X @ W.T (samples in columns of Y).
+        W = (W if a_data else W.T) * np.float32(alpha)
+        if W.shape[0] != act.size:
+            self.problem(where, f"the weight takes {W.shape[0]} features but the data has "
+                                f"{act.size}")
+            return None
+        layer = _Layer(where, W, np.zeros(W.shape[1], np.float32))
+        self.layers.append(layer)
+        return _Activation((W.shape[1],), a_data, layer)
+
+    # -- result ---------------------------------------------------------------------------
+
+    def check_limits(self):
+        if self.config is None:
+            return
+        engines = self.engines * len(self.layers) if len(self.engines) == 1 else self.engines
+        if len(engines) != len(self.layers):
+            self.problem("engine", f"{len(engines)} engines given for {len(self.layers)} "
+                                   f"layers; give one engine or one per layer")
+            return
+        for index, (layer, engine) in enumerate(zip(self.layers, engines)):
+            k, n = layer.W.shape
+            for text in layer_limit_problems(self.config, k, n, engine):
+                self.problem(layer.where, f"layer {index} ({k}x{n}) does not fit config "
+                                          f"{self.config.config_id} ({engine}): {text}")
+
+
+def _bias_vector(where, value, act, problem):
+    """Return a bias of shape (N,) broadcast from ``value``, or report why it cannot be."""
+    n = act.size
+    value = np.asarray(value, dtype=np.float32)
+    shape = value.shape
+    squeezed = tuple(d for d in shape if d != 1)
+    fits = len(shape) <= 2 and (squeezed == () or (
+        squeezed == (n,) and (shape[-1] == n if act.samples_first else
+                              len(shape) == 2 and shape[0] == n)))
+    if not fits:
+        problem(where, f"bias of shape {shape} does not broadcast to one value per output "
+                       f"feature ({n}, {'samples in rows' if act.samples_first else 'samples in columns'})")
+        return None
+    return np.broadcast_to(value.reshape(-1), (n,)).astype(np.float32)
+
+
+def _attribute(attribute):
+    from onnx import helper, numpy_helper
+
+    value = helper.get_attribute_value(attribute)
+    if attribute.type == attribute.TENSOR:
+        return numpy_helper.to_array(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def _load(source):
+    """Return ``(proto, display name)`` or raise OnnxImportError for an unreadable file."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(source, onnx.ModelProto):
+        return source, "the ONNX model"
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), "the ONNX bytes"
+    else:
+        name = os.fspath(source)
+        try:
+            with open(name, "rb") as file:
+                data = file.read()
+        except OSError as exc:
+            raise OnnxImportError(name, [f"cannot read the file: {exc.strerror}"]) from None
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as exc:
+        raise OnnxImportError(name, [f"not an ONNX model (protobuf decoding failed: {exc})"]
+                              ) from None
+    if proto.ir_version < 1 or not proto.graph.node:
+        raise OnnxImportError(name, ["not an ONNX model (no IR version or no graph nodes)"])
+    return proto, name
+
+
+def import_onnx(source, config=None, engine="int8"):
+    """Import an ONNX model as a :class:`~tritile.sw.model.Model`.
+
+    Parameters
+    ----------
+    source : str, path, bytes or onnx.ModelProto
+    config : AcceleratorConfig, optional
+        When given, every layer is also checked against the device's limits for
+        ``engine`` ("int8", "ternary" or one per layer).
+
+    Raises
+    ------
+    OnnxImportError
+        With every problem found: unreadable or malformed file, unsupported operators,
+        dynamic weights, branches, shapes the device cannot run.
+    """
+    import onnx
+
+    proto, name = _load(source)
+    engines = (engine,) if isinstance(engine, str) else tuple(engine)
+    if not engines or any(e not in ENGINES for e in engines):
+        raise ValueError(f"engine must be one of {ENGINES} or a list of them, not {engine!r}")
+    problems = []
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        problems.append(f"the ONNX checker rejects the model: {' '.join(str(exc).split())}")
+    graph = proto.graph
+    importer = _Importer(graph, config, engines)
+    importer.problems = problems
+    inputs = [v for v in graph.input if v.name not in importer.constants]
+    if not inputs:
+        importer.problem("graph", "has no data input")
+    else:
+        importer.add_input(inputs[0])
+        for extra in inputs[1:]:
+            importer.dynamic.add(extra.name)
+    for index, node in enumerate(graph.node):
+        importer.node(index, node)
+    importer.finish(graph)
+    importer.check_limits()
+    if importer.problems:
+        raise OnnxImportError(name, importer.problems)
+    return Model([Dense(layer.W, layer.b, layer.activation) for layer in importer.layers])

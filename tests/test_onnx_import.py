@@ -1,0 +1,211 @@
+"""ONNX import: models built with onnx.helper in two exporter styles, checked against
+onnx's own reference evaluator, and every kind of problem reported in one error."""
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+from tritile.sw.config import PRESETS  # noqa: E402
+from tritile.sw.onnx_import import OnnxImportError, import_onnx  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+def _init(name, array):
+    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+
+def _model(nodes, initializers, input_shape, output="y", inputs=()):
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape), *inputs],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", "out"])],
+        initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _reference(proto, X):
+    return ReferenceEvaluator(proto).run(None, {"x": X.astype(np.float32)})[0]
+
+
+def _weights(*shape):
+    return RNG.standard_normal(shape).astype(np.float32) * 0.3
+
+
+def torch_style():
+    """PyTorch's exporter: Flatten, Gemm(x, W, b, transB=1) with W as (out, in), Relu."""
+    W1, b1, W2, b2 = _weights(16, 64), _weights(16), _weights(10, 16), _weights(10)
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["f", "W1", "b1"], ["h"], transB=1, name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+        helper.make_node("Dropout", ["r"], ["d"], name="dropout"),
+        helper.make_node("Gemm", ["d", "W2", "b2"], ["y"], transB=1, alpha=1.0, beta=1.0,
+                         name="fc2"),
+    ]
+    return _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2), _init("b2", b2)],
+                  ["N", 1, 8, 8])
+
+
+def keras_style():
+    """tf2onnx's exporter: Reshape by a constant, MatMul(x, W) with W as (in, out), Add."""
+    W1, b1, W2, b2 = _weights(64, 16), _weights(16), _weights(16, 10), _weights(10)
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 64])
+    nodes = [
+        helper.make_node("Constant", [], ["s"], value=shape),
+        helper.make_node("Reshape", ["x", "s"], ["f"]),
+        helper.make_node("MatMul", ["f", "W1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Identity", ["r"], ["i"]),
+        helper.make_node("MatMul", ["i", "W2"], ["m2"]),
+        helper.make_node("Add", ["b2", "m2"], ["y"]),
+    ]
+    return _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2), _init("b2", b2)],
+                  ["unk", 8, 8])
+
+
+@pytest.mark.parametrize("build, shape", [(torch_style, (5, 1, 8, 8)),
+                                          (keras_style, (5, 8, 8))])
+def test_exporter_styles_match_onnx_reference(build, shape):
+    proto = build()
+    model = import_onnx(proto)
+    assert [(l.in_features, l.out_features, l.activation) for l in model.layers] == \
+        [(64, 16, "relu"), (16, 10, None)]
+    X = RNG.standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(model.forward(X), _reference(proto, X), rtol=1e-5, atol=1e-5)
+
+
+def test_file_and_bytes_sources(tmp_path):
+    proto = keras_style()
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    X = RNG.standard_normal((3, 64)).astype(np.float32)
+    for source in (path, str(path), proto.SerializeToString()):
+        np.testing.assert_allclose(import_onnx(source).forward(X),
+                                   _reference(proto, X.reshape(3, 8, 8)), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_transposed_gemm_attributes_alpha_beta():
+    # Layer 1 puts the weight first: h = W1 @ x^T (samples in columns), bias C of (16, 1).
+    # Layer 2 takes h with transA=1 and a (10, 16) weight with transB=1; alpha and beta
+    # scale the product and the bias.
+    W1, b1, W2, b2 = _weights(16, 64), _weights(16, 1), _weights(10, 16), _weights(10)
+    nodes = [
+        helper.make_node("Gemm", ["W1", "x", "b1"], ["h"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transA=1, transB=1, alpha=1.5,
+                         beta=-1.0),
+    ]
+    proto = _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2),
+                           _init("b2", b2)], ["N", 64])
+    model = import_onnx(proto)
+    X = RNG.standard_normal((4, 64)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(X), _reference(proto, X), rtol=1e-5, atol=1e-5)
+
+
+def test_transpose_that_mixes_samples_is_reported():
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], transA=1)]
+    proto = _model(nodes, [_init("W", _weights(4, 3))], ["N", 4])
+    with pytest.raises(OnnxImportError, match=r"transA=1, operand A 'x' would hold samples"):
+        import_onnx(proto)
+
+
+def test_all_problems_in_one_error():
+    config = PRESETS["sim-small"]
+    too_wide = config.max_n + 1
+    nodes = [
+        helper.make_node("Gemm", ["x", "W1"], ["h"], name="big"),
+        helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
+        helper.make_node("MatMul", ["s", "Wdyn"], ["m"], name="dyn"),
+        helper.make_node("Gemm", ["h2", "W3"], ["y"], name="fc3"),
+    ]
+    proto = _model(nodes, [_init("W1", _weights(8, too_wide)), _init("W3", _weights(4, 2))],
+                   ["N", 8],
+                   inputs=[helper.make_tensor_value_info("Wdyn", TensorProto.FLOAT, [4, 4])])
+    with pytest.raises(OnnxImportError) as info:
+        import_onnx(proto, config=config)
+    text = str(info.value)
+    assert "operator Sigmoid is not supported" in text
+    assert "'Wdyn' is a graph input, not an initializer" in text
+    assert f"N = {too_wide} output features exceed max_n = {config.max_n}" in text
+    assert "'h2' is not defined" in text
+    assert len(info.value.problems) >= 4
+
+
+def test_ternary_limits_use_trit_memory():
+    config = PRESETS["sim-small"].replace(weight_depth=64)
+    proto = _model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+                   [_init("W", _weights(16, 8))], ["N", 16])
+    with pytest.raises(OnnxImportError, match="weight_depth = 64"):
+        import_onnx(proto, config=config, engine="int8")
+    assert import_onnx(proto, config=config, engine="ternary").layers[0].W.shape == (16, 8)
+
+
+@pytest.mark.parametrize("nodes, message", [
+    ([helper.make_node("Relu", ["x"], ["y"])], "Relu must follow a Gemm or MatMul"),
+    ([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+      helper.make_node("Add", ["r", "b"], ["y"])], "before its activation"),
+    ([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "h"], ["y"])],
+     "one data input and one constant"),
+    ([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+      helper.make_node("Add", ["r", "h"], ["y"])], "feeds 2 nodes"),
+    ([helper.make_node("Flatten", ["x"], ["y"], axis=0)], "merges the sample axis"),
+    ([helper.make_node("Dropout", ["x"], ["h", "mask"]),
+      helper.make_node("MatMul", ["h", "W"], ["m"]), helper.make_node("Add", ["m", "mask"], ["y"])],
+     "training-time mask"),
+], ids=["relu-first", "add-after-relu", "add-two-data", "branch", "flatten-axis0",
+        "dropout-mask"])
+def test_unsupported_structures(nodes, message):
+    proto = _model(nodes, [_init("W", _weights(4, 4)), _init("b", _weights(4))], ["N", 4])
+    with pytest.raises(OnnxImportError, match=message):
+        import_onnx(proto)
+
+
+def test_reshape_keeps_sample_axis():
+    shape = numpy_helper.from_array(np.array([0, 16], np.int64), "shape")
+    bad = numpy_helper.from_array(np.array([4, 4], np.int64), "bad")
+    good = _model([helper.make_node("Reshape", ["x", "shape"], ["f"]),
+                   helper.make_node("MatMul", ["f", "W"], ["y"])],
+                  [shape, _init("W", _weights(16, 2))], ["N", 4, 4])
+    X = RNG.standard_normal((3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(import_onnx(good).forward(X), _reference(good, X), rtol=1e-5)
+    wrong = _model([helper.make_node("Reshape", ["x", "bad"], ["f"]),
+                    helper.make_node("MatMul", ["f", "W"], ["y"])],
+                   [bad, _init("W", _weights(4, 2))], ["N", 4, 4])
+    with pytest.raises(OnnxImportError, match=r"target shape \[4, 4\] does not keep"):
+        import_onnx(wrong)
+
+
+def test_malformed_files(tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(OnnxImportError, match="not an ONNX model"):
+        import_onnx(garbage)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(torch_style().SerializeToString()[:200])
+    with pytest.raises(OnnxImportError, match="not an ONNX model"):
+        import_onnx(truncated)
+    with pytest.raises(OnnxImportError, match="cannot read the file"):
+        import_onnx(tmp_path / "missing.onnx")
+    text = tmp_path / "text.onnx"
+    text.write_text("hello, this is not a model\n")
+    with pytest.raises(OnnxImportError, match="not an ONNX model"):
+        import_onnx(text)
+
+
+def test_non_float_or_dynamic_feature_input():
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT32, ["N", "F"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "out"])],
+        initializer=[_init("W", _weights(4, 2))])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError) as info:
+        import_onnx(proto)
+    assert "element type 6" in str(info.value)
+    assert "axis 1 has no fixed size (F)" in str(info.value)
