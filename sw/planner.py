@@ -86,8 +86,10 @@ def check_problem(config, m, k, n):
 # Cycles from the last activation entering the systolic array to its last output leaving
 # the output stage, beyond the R + C of skew and deskew.
 SYSTOLIC_PIPELINE = 4
-# Cycles from the last trit group entering the ternary unit to its last output.
-TERNARY_PIPELINE = 4
+# Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
+# levels and the last row's beats: the synchronous memory read, the decoded-trit register
+# and the cycle after the last beat that ends `busy`.
+TERNARY_PIPELINE = 3
 
 
 def plan_gemm(config, m, k, n):
@@ -111,15 +113,23 @@ def plan_gemm(config, m, k, n):
 def plan_ternary(config, m, k, n):
     """Plan an ``M x K x N`` ternary matmul on the ternary unit.
 
-    Tiles are walked N-tile (L lanes) outer, rows of X next, K groups of P inputs inner;
-    each group takes one cycle, so a row of one N-tile costs ``ceil(K / P)`` cycles, and
-    at least L when the output stage, which takes one result per cycle, is the bottleneck.
+    Tiles are walked N-tile (L lanes) outer, rows of X next, K groups of P inputs inner,
+    one group per cycle, so a row costs ``G = ceil(K / P)`` cycles. A finished row's sums
+    leave one lane per cycle while the next row computes; a row that finishes before the
+    previous one has left waits, so a row after one with ``Lv`` valid lanes costs
+    ``max(G, Lv + 1)``. The first row's fill (its G groups and the pipeline) and the last
+    row's ``Lv`` beats are paid once.
     """
     check_problem(config, m, k, n)
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
     if k * n > config.trit_depth:
         raise ValueError(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")
     k_tiles, n_tiles = _ceil_div(k, fan_in), _ceil_div(n, lanes)
-    cycles = n_tiles * m * max(k_tiles, lanes) + TERNARY_PIPELINE
+    last_lanes = n - (n_tiles - 1) * lanes
+    row_cost = max(k_tiles, lanes + 1)
+    last_row_cost = max(k_tiles, last_lanes + 1)
+    tree_levels = (fan_in - 1).bit_length()
+    cycles = (k_tiles + TERNARY_PIPELINE + tree_levels
+              + (n_tiles - 1) * m * row_cost + (m - 1) * last_row_cost + last_lanes)
     return EnginePlan("ternary", m, k, n, fan_in, lanes, k_tiles, n_tiles, m * k * n,
                       lanes * fan_in, cycles)

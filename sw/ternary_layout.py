@@ -1,0 +1,157 @@
+"""Byte layout of the ternary unit's on-chip memories: the one definition host and tests use.
+
+The unit reads one *word* of each memory per cycle:
+
+- activation memory (target 0): a word holds the P int8 activations of one K group of one
+  row of X. Row ``m`` occupies words ``m * G .. m * G + G - 1`` with ``G = ceil(K / P)``;
+  the tail of a row's last word is zero.
+- weight memory (target 1): a word holds the L x P trits of one (N tile, K group) pair,
+  lane-major (trit ``l * P + j`` is ``T[g * P + j, t * L + l]``, zero outside T), packed on
+  its own in the run's packing (``"2bit"`` or ``"base3"``, see :mod:`tritile.sw.packing`).
+  The tile ``t``, group ``g`` word is word ``t * G + g``.
+
+A word of ``B`` bytes starts at byte address ``word * stride``, where the stride is the
+power of two at or above ``B``, so the hardware splits an address into word and byte by
+wiring. Both packings use the same word width (the 2-bit word, ``ceil(L * P / 4)`` bytes): a
+base-3 word fills its first ``ceil(L * P / 5)`` bytes.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .config import AcceleratorConfig
+from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3
+from .planner import plan_ternary
+
+__all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS", "PACKINGS", "TernaryGeometry",
+           "ternary_geometry", "ternary_memory_image"]
+
+#: ``target`` of the engines' byte-write stream.
+TARGET_ACTIVATIONS = 0
+TARGET_WEIGHTS = 1
+
+#: Packings the unit decodes, in the order of the ``packing`` start field (0, 1).
+PACKINGS = ("2bit", "base3")
+
+_PACKERS = {"2bit": pack_trits_2bit, "base3": pack_trits_base3}
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _pow2_at_least(value):
+    return 1 << (value - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class TernaryGeometry:
+    """Word sizes and depths of the ternary unit's memories for one config.
+
+    Members
+    -------
+    lanes, fan_in : int
+        L and P.
+    act_word_bytes, act_stride, act_words : int
+        Bytes per activation word (P), its address stride, and the words the memory holds:
+        enough for every problem with ``M * K <= act_depth``.
+    weight_word_bytes, weight_stride, weight_words : int
+        Bytes per weight word (``ceil(L * P / 4)``), its stride, and the words the memory
+        holds: enough for every problem with ``K * N <= trit_depth``.
+    """
+
+    lanes: int
+    fan_in: int
+    act_word_bytes: int
+    act_stride: int
+    act_words: int
+    weight_word_bytes: int
+    weight_stride: int
+    weight_words: int
+
+    def word_bytes(self, packing):
+        """Return the bytes a weight word uses in ``packing``."""
+        _check_packing(packing)
+        return _ceil_div(self.lanes * self.fan_in, TRITS_PER_BYTE[packing])
+
+    @property
+    def bits_per_trit(self):
+        """Bits of weight memory per trit the unit can hold."""
+        return self.weight_word_bytes * 8 / (self.lanes * self.fan_in)
+
+
+def _check_packing(packing):
+    if packing not in PACKINGS:
+        raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
+
+
+def _most_words(outer_max, inner_max, product_max, outer_block, inner_block):
+    """Largest ``ceil(o / outer_block) * ceil(i / inner_block)`` over legal (o, i)."""
+    best = 0
+    for outer in range(1, outer_max + 1):
+        inner = min(inner_max, product_max // outer)
+        if inner == 0:
+            break
+        best = max(best, _ceil_div(outer, outer_block) * _ceil_div(inner, inner_block))
+    return best
+
+
+def ternary_geometry(config):
+    """Return the :class:`TernaryGeometry` of ``config``'s ternary unit."""
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+    lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
+    weight_word_bytes = _ceil_div(lanes * fan_in, TRITS_PER_BYTE["2bit"])
+    return TernaryGeometry(
+        lanes=lanes, fan_in=fan_in,
+        act_word_bytes=fan_in, act_stride=_pow2_at_least(fan_in),
+        act_words=_most_words(config.max_m, config.max_k, config.act_depth, 1, fan_in),
+        weight_word_bytes=weight_word_bytes,
+        weight_stride=_pow2_at_least(weight_word_bytes),
+        weight_words=_most_words(config.max_n, config.max_k, config.trit_depth, lanes,
+                                 fan_in))
+
+
+def ternary_memory_image(config, q, T, packing):
+    """Return ``{target: bytes}``: what to write to the unit's memories for ``q @ T``.
+
+    ``q`` is int8 M x K, ``T`` int8 K x N with values in {-1, 0, 1}; the problem must fit
+    one call (:func:`tritile.sw.planner.plan_ternary`). Byte ``i`` of ``image[target]``
+    goes to address ``i`` of that memory.
+    """
+    _check_packing(packing)
+    geometry = ternary_geometry(config)
+    q, T = np.asarray(q), np.asarray(T)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise ValueError(f"q must be a 2-D int8 array, not {q.ndim}-D {q.dtype}")
+    if T.dtype != np.int8 or T.ndim != 2:
+        raise ValueError(f"T must be a 2-D int8 array, not {T.ndim}-D {T.dtype}")
+    if q.shape[1] != T.shape[0]:
+        raise ValueError(f"q is {q.shape[0]}x{q.shape[1]} but T is "
+                         f"{T.shape[0]}x{T.shape[1]}: inner dimensions differ")
+    m, k = q.shape
+    n = T.shape[1]
+    plan_ternary(config, m, k, n)
+    lanes, fan_in = geometry.lanes, geometry.fan_in
+    groups, tiles = _ceil_div(k, fan_in), _ceil_div(n, lanes)
+
+    padded = np.zeros((m, groups * fan_in), np.int8)
+    padded[:, :k] = q
+    act = np.zeros((m * groups, geometry.act_stride), np.uint8)
+    act[:, :fan_in] = padded.view(np.uint8).reshape(m * groups, fan_in)
+
+    trits = np.zeros((groups * fan_in, tiles * lanes), np.int8)
+    trits[:k, :n] = T
+    # (group, input, tile, lane) -> word (tile, group), lane-major inside the word.
+    words = trits.reshape(groups, fan_in, tiles, lanes).transpose(2, 0, 3, 1)
+    words = words.reshape(tiles * groups, lanes * fan_in)
+    per_byte = TRITS_PER_BYTE[packing]
+    used = geometry.word_bytes(packing)
+    # Pad every word to whole bytes so that packing them back to back packs each alone.
+    aligned = np.zeros((words.shape[0], used * per_byte), np.int8)
+    aligned[:, :lanes * fan_in] = words
+    packed = np.frombuffer(_PACKERS[packing](aligned), np.uint8).reshape(-1, used)
+    weights = np.zeros((words.shape[0], geometry.weight_stride), np.uint8)
+    weights[:, :used] = packed
+    return {TARGET_ACTIVATIONS: act.tobytes(), TARGET_WEIGHTS: weights.tobytes()}

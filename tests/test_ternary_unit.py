@@ -1,0 +1,127 @@
+"""The ternary unit core in Amaranth's simulator, against tritile.sw.ternary_matmul."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tritile.hw.ternary import TernaryUnit
+from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
+from tritile.sw.ternary_layout import PACKINGS, ternary_memory_image
+
+
+def _seed():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return seed
+
+
+def _config(lanes, fan_in, **limits):
+    base = dict(ternary_lanes=lanes, ternary_fan_in=fan_in, max_m=8, max_k=40, max_n=12,
+                act_depth=160, trit_depth=480, out_depth=96)
+    return AcceleratorConfig(**{**base, **limits})
+
+
+def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None):
+    """Load the image, run one problem; return ``{(row, col): acc}``, cycles and counters."""
+    dut = TernaryUnit(config)
+    image = ternary_memory_image(config, q, T, packing)
+    m, k = q.shape
+    n = T.shape[1]
+    dims = dims or (m, k, n)
+    rng = random.Random(seed)
+    results, info = {}, {}
+
+    async def bench(ctx):
+        for target, blob in image.items():
+            for addr, byte in enumerate(blob):
+                ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": byte})
+                ctx.set(dut.write.valid, 1)
+                await ctx.tick()
+        ctx.set(dut.write.valid, 0)
+        ctx.set(dut.start.payload, {"m": dims[0], "k": dims[1], "n": dims[2], "raw": 1,
+                                    "relu": 0, "packing": PACKINGS.index(packing)})
+        ctx.set(dut.start.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.start.valid, 0)
+        for _ in range(100 * (m * n + k + 50)):
+            ready = rng.random() < ready_prob
+            ctx.set(dut.out.ready, ready)
+            await ctx.delay(1e-9)
+            if ready and ctx.get(dut.out.valid):
+                beat = ctx.get(dut.out.payload)
+                key = (beat.row, beat.col)
+                assert key not in results, f"result {key} emitted twice"
+                results[key] = beat.acc
+            if ctx.get(dut.done):
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError("the unit never finished")
+        info["busy_cycles"] = ctx.get(dut.busy_cycles)
+        info["mac_cycles"] = ctx.get(dut.mac_cycles)
+        assert not ctx.get(dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results, info
+
+
+def _as_dict(acc):
+    return {(r, c): int(acc[r, c]) for r in range(acc.shape[0]) for c in range(acc.shape[1])}
+
+
+@pytest.mark.parametrize("lanes, fan_in", [(1, 1), (2, 3), (4, 8)])
+@pytest.mark.parametrize("packing", PACKINGS)
+def test_random_problem_matches_golden(lanes, fan_in, packing):
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = _config(lanes, fan_in)
+    m, k, n = 3, int(rng.integers(5, 24)), int(rng.integers(3, 12))
+    q = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
+    T = rng.integers(-1, 2, size=(k, n), dtype=np.int8)
+    got, info = _run(config, q, T, packing)
+    assert got == _as_dict(ternary_matmul(q, T))
+    assert info["busy_cycles"] == plan_ternary(config, m, k, n).cycles
+
+
+def test_one_lane_at_the_extremes_of_its_sum():
+    # K at the limit, all activations -128 and all trits -1: the largest positive sum.
+    config = _config(1, 4, max_k=40)
+    q = np.full((2, 40), -128, np.int8)
+    T = np.full((40, 1), -1, np.int8)
+    got, _ = _run(config, q, T, "base3")
+    assert got == {(0, 0): 40 * 128, (1, 0): 40 * 128}
+    q[1] = 127
+    T[:, 0] = 1
+    got, _ = _run(config, q, T, "2bit")
+    assert got == {(0, 0): -40 * 128, (1, 0): 40 * 127}
+
+
+def test_backpressure_on_the_output_loses_nothing():
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = _config(4, 2)
+    q = rng.integers(-128, 128, size=(5, 3), dtype=np.int8)
+    T = rng.integers(-1, 2, size=(3, 10), dtype=np.int8)
+    got, _ = _run(config, q, T, "2bit", ready_prob=0.3, seed=seed)
+    assert got == _as_dict(ternary_matmul(q, T))
+
+
+def test_zero_dimension_finishes_without_output():
+    config = _config(2, 2)
+    q = np.ones((1, 2), np.int8)
+    T = np.ones((2, 2), np.int8)
+    got, info = _run(config, q, T, "2bit", dims=(0, 2, 2))
+    assert got == {} and info["mac_cycles"] == 0
+
+
+def test_rejects_a_non_config():
+    with pytest.raises(TypeError, match="AcceleratorConfig"):
+        TernaryUnit({"ternary_lanes": 4})
+    with pytest.raises(ConfigError, match="ternary_lanes"):
+        _config(0, 4)
