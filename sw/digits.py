@@ -18,10 +18,14 @@ import numpy as np
 from .model import Dense, Model
 from .numerics import quantize_activations_absmax, ternarize_weights
 
-__all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "accuracy", "SEED"]
+__all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "train_demo_models", "accuracy",
+           "SEED", "HIDDEN"]
 
 #: Seed of the split and of the training.
 SEED = 0
+#: Hidden width of the demo MLP: both layers' weights (64*32 + 32*10) fit the smallest
+#: preset's weight memory at once.
+HIDDEN = 32
 CLASSES = 10
 
 
@@ -129,3 +133,14 @@ def train_mlp(X, y, hidden=32, epochs=60, lr=3e-3, batch=32, ternary=False, init
             d_h = (d_logits @ W2.T) * (pre > 0)
             optimizer.step([x.T @ d_h, d_h.sum(axis=0), h.T @ d_logits, d_logits.sum(axis=0)])
     return Model([Dense(W1, b1, activation="relu"), Dense(W2, b2)])
+
+
+def train_demo_models(split, hidden=HIDDEN, seed=SEED):
+    """Return the demo's ``(float_model, ternary_model)`` trained on ``split``.
+
+    The ternary model is the float one fine-tuned with BitLinear quantization in the loop.
+    """
+    float_model = train_mlp(split.X_train, split.y_train, hidden=hidden, seed=seed)
+    ternary_model = train_mlp(split.X_train, split.y_train, hidden=hidden, epochs=30, lr=1e-3,
+                              ternary=True, init=float_model, seed=seed)
+    return float_model, ternary_model

@@ -11,12 +11,14 @@ dequantizing a raw output, bias and ReLU after a ternary layer); those steps are
 code for both backends, so any difference comes from the engine calls.
 """
 
+import contextlib
 import dataclasses
 import time
 
 import numpy as np
 
 from .compiler import Program
+from .config import AcceleratorConfig
 from .model import rms_norm
 from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
                        requantize, ternary_matmul)
@@ -24,7 +26,11 @@ from .packing import packed_size
 from .planner import plan_gemm, plan_ternary
 
 __all__ = ["ProgramMismatchError", "GoldenBackend", "LayerRun", "RunResult", "execute",
-           "agreement", "rows_per_call", "TERNARY_PACKING"]
+           "agreement", "rows_per_call", "open_backend", "backend_config", "run_checked",
+           "GOLDEN", "TERNARY_PACKING"]
+
+#: The ``--device`` value that selects the golden model instead of a device.
+GOLDEN = "golden"
 
 #: Packing used for the ternary weights a program uploads (1.6 bits per weight).
 TERNARY_PACKING = "base3"
@@ -303,3 +309,33 @@ def agreement(a, b):
             raise ValueError(f"integer outputs of shapes {x.shape} and {y.shape} differ")
         same &= np.all(x == y, axis=1)
     return float(np.mean(same))
+
+
+@contextlib.contextmanager
+def open_backend(device, config):
+    """Open ``device`` (a URL, ``"sim"``, or :data:`GOLDEN` for ``GoldenBackend(config)``)."""
+    if device == GOLDEN:
+        yield GoldenBackend(config)
+        return
+    from .device import Device
+
+    with Device.open(device) as backend:
+        yield backend
+
+
+def backend_config(backend):
+    """Return the :class:`AcceleratorConfig` a backend reports."""
+    return AcceleratorConfig.from_dict(backend.info())
+
+
+def run_checked(program, backend, X, progress=None):
+    """Run ``program`` on ``backend`` and on the golden model; return both and the agreement.
+
+    Returns ``(result, golden, agreement)``; on a :class:`GoldenBackend` the golden run is
+    the run itself.
+    """
+    result = execute(program, backend, X, progress)
+    if isinstance(backend, GoldenBackend):
+        return result, result, 1.0
+    golden = execute(program, GoldenBackend(program.config), X)
+    return result, golden, agreement(result, golden)

@@ -1,0 +1,107 @@
+"""``tritile run``: run an ONNX model on a device (or the simulated board) and check it."""
+
+import json
+import sys
+import time
+
+from ..cli import CommandError
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "run", help="run an ONNX model on the accelerator",
+        description="Import an ONNX model, quantize it (int8 on the systolic engine or "
+                    "ternary BitLinear on the ternary engine), run it on a device and on the "
+                    "golden model, and write the device's float (dequantized) outputs.")
+    parser.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
+    parser.add_argument("--input", required=True, metavar="X.npy",
+                        help="inputs, one sample per row (trailing axes are flattened)")
+    parser.add_argument("--calib", metavar="C.npy",
+                        help="calibration inputs for int8 activation scales (default: the "
+                             "inputs themselves)")
+    parser.add_argument("--engine", choices=("int8", "ternary"), default="int8",
+                        help="int8 (systolic engine) or ternary (BitLinear); default int8")
+    parser.add_argument("--device", default="sim", metavar="URL|sim|golden",
+                        help="serial port or pyserial URL of a board, 'sim' for the simulated "
+                             "board (default), or 'golden' for the NumPy golden model only")
+    parser.add_argument("--config", default="sim-small",
+                        help="preset or JSON config the model is checked against before the "
+                             "device is opened, and that 'golden' models (default sim-small)")
+    parser.add_argument("--out", metavar="Y.npy", help="write the outputs here")
+    parser.add_argument("--json", action="store_true",
+                        help="print per-layer cycles, totals and agreement as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def _load_npy(path, what):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read {what} {path}: {exc}") from None
+
+
+def run(args):
+    import numpy as np
+
+    from ..compiler import CompileError, compile_model
+    from ..config import load_config
+    from ..executor import GOLDEN, backend_config, open_backend, run_checked
+    from ..model import ModelError
+    from ..onnx_import import OnnxImportError, import_onnx
+
+    def say(message):
+        print(f"[run] {message}", file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    config = load_config(args.config)
+    X = _load_npy(args.input, "input")
+    calib = _load_npy(args.calib, "calibration data") if args.calib else X
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise CommandError(f"input {args.input} must hold at least one sample (rows) of "
+                           f"features, not shape {X.shape}")
+    try:
+        # Every problem of the model, including the device's limits, before anything runs.
+        model = import_onnx(args.model, config=config, engine=args.engine)
+        model.flatten_input(X)
+        model.flatten_input(calib)
+    except (OnnxImportError, ModelError) as exc:
+        raise CommandError(str(exc)) from None
+    say(f"{args.model}: {len(model.layers)} layer(s), "
+        f"{model.in_features} -> {model.out_features} features; {X.shape[0]} sample(s)")
+    if args.device != GOLDEN:
+        say(f"opening {args.device} (the simulated board builds once, then is cached)")
+    with open_backend(args.device, config) as backend:
+        device_config = backend_config(backend)
+        try:
+            program = compile_model(model, device_config, args.engine, calib=calib)
+        except CompileError as exc:
+            raise CommandError(str(exc)) from None
+        result, _, agreement = run_checked(program, backend, X, progress=say)
+    if args.out:
+        np.save(args.out, result.outputs)
+        say(f"wrote {args.out} ({result.outputs.shape[0]}x{result.outputs.shape[1]} float32)")
+    report = {"model": str(args.model), "engine": args.engine, "device": args.device,
+              "config_id": program.config_id, **result.to_dict(),
+              "golden_agreement": agreement,
+              "wall_seconds": time.perf_counter() - start, "out": args.out}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_format(report))
+    return 0 if agreement == 1.0 else 1
+
+
+def _format(report):
+    lines = [f"{report['model']}: {report['samples']} sample(s) on {report['device']} "
+             f"({report['engine']}, config {report['config_id']})"]
+    for index, layer in enumerate(report["layers"]):
+        lines.append(f"  layer {index}: {layer['engine']:<7} {layer['m']}x{layer['k']}x"
+                     f"{layer['n']}  {layer['predicted_cycles']} cycles  "
+                     f"{layer['weight_bytes'] + layer['stream_bytes']} bytes")
+    lines.append(f"  total: {report['predicted_cycles']} cycles, "
+                 f"{report['bytes_streamed']} bytes, {report['wall_seconds']:.2f} s wall")
+    lines.append(f"  agreement with the golden model: {100 * report['golden_agreement']:.2f}% "
+                 f"of samples")
+    return "\n".join(lines)
