@@ -67,6 +67,8 @@ class Requantizer(wiring.Component):
         Per-problem mode, sampled with each accepted beat: clamp requantized values at 0.
     out : Out(stream.Signature(RESULT_LAYOUT))
         Results, one per accepted beat, in input order.
+    busy : Out(1)
+        Some accepted beat has not yet left on ``out``.
     """
 
     def __init__(self, config):
@@ -80,6 +82,7 @@ class Requantizer(wiring.Component):
             "raw": In(1),
             "relu": In(1),
             "out": Out(stream.Signature(RESULT_LAYOUT)),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -132,6 +135,8 @@ class Requantizer(wiring.Component):
             half.eq(1 << (s3["shift"] - 1)[:6]),
             rounded.eq(s3["product"] + half),
         ]
+
+        m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
         with m.If(advance):
             m.d.sync += [v1.eq(self.acc.valid), v2.eq(v1), v3.eq(v2), v4.eq(v3),

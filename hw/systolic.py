@@ -1,0 +1,382 @@
+"""The systolic int8 engine: memories, tile sequencer, accumulators and read-out.
+
+:class:`SystolicCore` walks an ``M x K x N`` problem in blocks of R rows of X and C
+output channels (N tile outer, row block next, K tile inner). Every K tile of a block is
+R consecutive cycles: cycle ``s`` feeds row ``s`` of the block into the array and loads
+row ``s`` of the *next* tile's weights into the array's shadow registers, so weight loads
+never cost a cycle. The array's column sums are added into one of two accumulator buffers
+(R x C each); while the sequencer fills one, the read-out sends the other, one element per
+cycle, to the output stage. :class:`SystolicEngine` is the core plus its own
+:class:`~tritile.hw.requantizer.Requantizer`; a SoC can instead share one output stage
+between engines by wiring the core's ``acc``, ``raw``, ``relu`` and ``out_busy``.
+
+Counters: ``busy_cycles`` counts the cycles from the accepted start (exclusive) to the
+last result leaving the output stage (inclusive). ``mac_cycles`` counts useful PE-cycles:
+each row of X fed into the array adds ``kr * nc``, the PEs holding a real weight of the
+tile (``kr = min(R, K - k0)`` rows times ``nc = min(C, N - n0)`` columns), so
+``utilization = mac_cycles / (R * C * busy_cycles)`` and ``mac_cycles = M * K * N``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
+from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
+
+from .requantizer import ACC_LAYOUT, RESULT_LAYOUT, PARAM_LAYOUT, Requantizer
+from .systolic_array import SystolicArray
+
+__all__ = ["SystolicCore", "SystolicEngine", "WRITE_LAYOUT", "START_LAYOUT"]
+
+#: One byte written into an engine memory (``target`` 0: activations, 1: weights).
+WRITE_LAYOUT = data.StructLayout({"target": unsigned(2), "addr": unsigned(ADDR_BITS),
+                                  "data": unsigned(8)})
+
+#: One problem: sizes, and whether to return raw int32 or ReLU before saturation.
+START_LAYOUT = data.StructLayout({"m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
+                                  "raw": unsigned(1), "relu": unsigned(1)})
+
+
+def _product(a, b):
+    """Return ``a * b`` of two small unsigned values as shifted adds (no DSP for a counter)."""
+    total = Const(0, len(a) + len(b))
+    for bit in range(len(a)):
+        total = total + Mux(a[bit], b << bit, 0)
+    return total
+
+
+def _check_config(config):
+    if not isinstance(config, AcceleratorConfig):
+        raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
+    return systolic_geometry(config)
+
+
+class SystolicCore(wiring.Component):
+    """The systolic int8 engine without its output stage.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Array size, memory depths, problem limits and accumulator width.
+
+    Members
+    -------
+    write : In(stream.Signature(WRITE_LAYOUT))
+        Byte writes into the activation and weight memories (layout:
+        :func:`tritile.sw.systolic_layout.systolic_memory_image`); ready while idle; bytes
+        outside a memory are dropped.
+    start : In(stream.Signature(START_LAYOUT))
+        Starts one problem; ready while idle. A problem with a zero size or a size above
+        the config's ``max_m``/``max_k``/``max_n`` is dropped (``done`` pulses, no output).
+    acc : Out(stream.Signature(ACC_LAYOUT))
+        Exact accumulators, one per beat, for the output stage.
+    raw, relu : Out(1)
+        The modes of the running problem, for the output stage.
+    out_busy : In(1)
+        The output stage still holds results; the core stays busy until it is empty.
+    busy : Out(1)
+        A problem is running (including its results in the output stage).
+    done : Out(1)
+        Pulses for one cycle when a problem has finished (or was dropped).
+    busy_cycles, mac_cycles : Out(32)
+        Counters of the last problem (see the module docstring), reset at each start.
+    """
+
+    def __init__(self, config):
+        self.geometry = _check_config(config)
+        self.config = config
+        super().__init__({
+            "write": In(stream.Signature(WRITE_LAYOUT)),
+            "start": In(stream.Signature(START_LAYOUT)),
+            "acc": Out(stream.Signature(ACC_LAYOUT)),
+            "raw": Out(1),
+            "relu": Out(1),
+            "out_busy": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "busy_cycles": Out(32),
+            "mac_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config, geometry = self.config, self.geometry
+        rows, cols = config.systolic_rows, config.systolic_cols
+        acc_width = config.acc_width
+        psum_width = min(acc_width, int8_accumulator_bits(rows))
+
+        m.submodules.array = array = SystolicArray(rows, cols, psum_width)
+        m.submodules.act_mem = act_mem = Memory(
+            shape=unsigned(8 * rows), depth=geometry.act_words, init=[])
+        m.submodules.weight_mem = weight_mem = Memory(
+            shape=unsigned(8 * cols), depth=geometry.weight_words, init=[])
+        # Two R x C accumulator buffers: buffer b, row s is word b * R + s.
+        m.submodules.acc_mem = acc_mem = Memory(
+            shape=data.ArrayLayout(signed(acc_width), cols), depth=2 * rows, init=[])
+
+        # -- problem registers and start ------------------------------------------------
+        size_m, size_k, size_n = (Signal(16, name=f"size_{x}") for x in "mkn")
+        running = Signal()      # the sequencer still issues rows
+        pending = Signal(2)     # buffer b holds (or will hold) a block not yet read out
+        rejected = Signal()
+        was_busy = Signal()
+        m.d.comb += self.busy.eq(running | pending.any() | self.out_busy)
+        m.d.sync += [was_busy.eq(self.busy), rejected.eq(0)]
+        m.d.comb += self.done.eq((was_busy & ~self.busy) | rejected)
+        with m.If(self.busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+
+        # -- write stream into the memories ------------------------------------------------
+        m.d.comb += self.write.ready.eq(~self.busy)
+        for memory, target, words, lane_bits, lanes in (
+                (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits, rows),
+                (weight_mem, WEIGHT_TARGET, geometry.weight_words,
+                 geometry.weight_lane_bits, cols)):
+            port = memory.write_port(granularity=8)
+            addr = self.write.payload.addr
+            lane = addr[:lane_bits] if lane_bits else Const(0, 1)
+            word = addr[lane_bits:]
+            hit = (self.write.valid & self.write.ready & (self.write.payload.target == target)
+                   & (word < words) & (lane < lanes))
+            m.d.comb += [port.addr.eq(word), port.data.eq(self.write.payload.data.replicate(lanes)),
+                         port.en.eq(Mux(hit, 1 << lane, 0))]
+
+        # -- tile descriptors --------------------------------------------------------------
+        # The "load" tile is the one whose weights are being loaded; the "compute" tile the
+        # one whose rows are being fed. The load tile runs one tile ahead.
+        ld_valid = Signal()
+        ld_k0, ld_m0, ld_n0 = Signal(17), Signal(17), Signal(17)
+        ld_abase = Signal(range(geometry.act_words + (1 << 17)))
+        ld_wbase = Signal(range(geometry.weight_words + (1 << 17)))
+        cp_valid = Signal()
+        cp_m0, cp_n0 = Signal(17), Signal(17)
+        cp_abase = Signal.like(ld_abase)
+        cp_first_k, cp_last_k = Signal(), Signal()
+        cp_rows, cp_cols = Signal(range(rows + 1)), Signal(range(cols + 1))
+        cp_macs = Signal(range(rows * cols + 1))
+        slot = Signal(range(rows))
+        fill = Signal()         # buffer the sequencer fills
+        drain_buf = Signal()    # buffer the read-out sends
+
+        ld_last_k = ld_k0 + rows >= size_k
+        ld_last_m = ld_m0 + rows >= size_m
+        ld_last_n = ld_n0 + cols >= size_n
+        ld_kr = Mux(ld_last_k, size_k - ld_k0, rows)[:ceil_log2(rows + 1)]
+        ld_nc = Mux(ld_last_n, size_n - ld_n0, cols)[:ceil_log2(cols + 1)]
+        ld_rows = Mux(ld_last_m, size_m - ld_m0, rows)[:ceil_log2(rows + 1)]
+
+        with m.If(self.start.valid & self.start.ready):
+            payload = self.start.payload
+            legal = ((payload.m != 0) & (payload.k != 0) & (payload.n != 0)
+                     & (payload.m <= config.max_m) & (payload.k <= config.max_k)
+                     & (payload.n <= config.max_n))
+            m.d.sync += [
+                size_m.eq(payload.m), size_k.eq(payload.k), size_n.eq(payload.n),
+                self.raw.eq(payload.raw), self.relu.eq(payload.relu),
+                running.eq(legal), rejected.eq(~legal),
+                ld_valid.eq(1), ld_k0.eq(0), ld_m0.eq(0), ld_n0.eq(0),
+                ld_abase.eq(0), ld_wbase.eq(0), cp_valid.eq(0), slot.eq(0),
+                fill.eq(0), drain_buf.eq(0),
+                self.busy_cycles.eq(0), self.mac_cycles.eq(0),
+            ]
+        m.d.comb += self.start.ready.eq(~self.busy)
+
+        # -- issue: one row into the array per cycle --------------------------------------
+        block_start = cp_valid & cp_first_k & (slot == 0)
+        stall = block_start & pending.bit_select(fill, 1)
+        issue = running & ~stall
+        row_valid = cp_valid & (cp_m0 + slot < size_m)
+        act_read = act_mem.read_port()
+        weight_read = weight_mem.read_port()
+        m.d.comb += [
+            act_read.addr.eq(cp_abase + slot), act_read.en.eq(issue),
+            weight_read.addr.eq(ld_wbase + ld_k0 + slot), weight_read.en.eq(issue),
+        ]
+        # Memory data arrives one cycle after the address: delay the array's controls too.
+        swap_d = Signal()
+        load_d = Signal()
+        real_d = Signal()
+        index_d = Signal.like(slot)
+        m.d.sync += [
+            swap_d.eq(issue & cp_valid & (slot == 0)),
+            load_d.eq(issue & ld_valid),
+            real_d.eq(ld_k0 + slot < size_k),
+            index_d.eq(slot),
+        ]
+        m.d.comb += [
+            array.act.eq(act_read.data),
+            array.swap.eq(swap_d),
+            array.weight_index.eq(index_d),
+            array.weight_load.eq(load_d),
+            # Rows past K belong to the next N tile in memory: load zeros instead.
+            array.weight_row.eq(Mux(real_d, weight_read.data[:8 * cols], 0)),
+        ]
+
+        block_rows = [Signal(range(rows + 1), name=f"block{b}_rows") for b in range(2)]
+        block_cols = [Signal(range(cols + 1), name=f"block{b}_cols") for b in range(2)]
+        block_row0 = [Signal(16, name=f"block{b}_row0") for b in range(2)]
+        block_col0 = [Signal(16, name=f"block{b}_col0") for b in range(2)]
+        set_pending = Signal(2)
+        with m.If(issue):
+            with m.If(row_valid):
+                m.d.sync += self.mac_cycles.eq(self.mac_cycles + cp_macs)
+            with m.If(block_start):
+                m.d.comb += set_pending.eq(Mux(fill, 0b10, 0b01))
+                for b in range(2):
+                    with m.If(fill == b):
+                        m.d.sync += [block_rows[b].eq(cp_rows), block_cols[b].eq(cp_cols),
+                                     block_row0[b].eq(cp_m0), block_col0[b].eq(cp_n0)]
+            m.d.sync += slot.eq(slot + 1)
+            with m.If(slot == rows - 1):
+                m.d.sync += [
+                    slot.eq(0),
+                    cp_valid.eq(ld_valid), cp_m0.eq(ld_m0), cp_n0.eq(ld_n0),
+                    cp_abase.eq(ld_abase), cp_first_k.eq(ld_k0 == 0),
+                    cp_last_k.eq(ld_last_k), cp_rows.eq(ld_rows), cp_cols.eq(ld_nc),
+                    cp_macs.eq(_product(ld_kr, ld_nc)),
+                ]
+                with m.If(cp_valid & cp_last_k):
+                    m.d.sync += fill.eq(~fill)
+                with m.If(~ld_valid):
+                    # The last tile has been fed: nothing is left to issue.
+                    m.d.sync += running.eq(0)
+                with m.Elif(~ld_last_k):
+                    m.d.sync += [ld_k0.eq(ld_k0 + rows), ld_abase.eq(ld_abase + size_m)]
+                with m.Elif(~ld_last_m):
+                    m.d.sync += [ld_k0.eq(0), ld_m0.eq(ld_m0 + rows),
+                                 ld_abase.eq(ld_m0 + rows)]
+                with m.Elif(~ld_last_n):
+                    m.d.sync += [ld_k0.eq(0), ld_m0.eq(0), ld_n0.eq(ld_n0 + cols),
+                                 ld_abase.eq(0), ld_wbase.eq(ld_wbase + size_k)]
+                with m.Else():
+                    m.d.sync += ld_valid.eq(0)
+
+        # -- accumulate the array's sums into the fill buffer ------------------------------
+        # The controls of each issued row travel alongside it: 1 cycle of memory latency,
+        # then the array's latency; the accumulator is read one cycle before the sums.
+        control = data.StructLayout({"valid": 1, "buf": 1, "row": range(rows), "first": 1,
+                                     "block_end": 1})
+        entry = Signal(control)
+        m.d.comb += [
+            entry.valid.eq(issue & row_valid), entry.buf.eq(fill), entry.row.eq(slot),
+            entry.first.eq(cp_first_k),
+            entry.block_end.eq(issue & cp_valid & cp_last_k & (slot == rows - 1)),
+        ]
+        chain = [entry]
+        for i in range(1 + array.latency):
+            stage = Signal(control, name=f"control_d{i + 1}")
+            m.d.sync += stage.eq(chain[-1])
+            chain.append(stage)
+        at_read, at_write = chain[-2], chain[-1]
+
+        acc_write = acc_mem.write_port()
+        rmw_read = acc_mem.read_port(transparent_for=(acc_write,))
+        m.d.comb += [rmw_read.addr.eq(Mux(at_read.buf, rows, 0) + at_read.row),
+                     rmw_read.en.eq(1)]
+        m.d.comb += [acc_write.addr.eq(Mux(at_write.buf, rows, 0) + at_write.row),
+                     acc_write.en.eq(at_write.valid)]
+        for c in range(cols):
+            m.d.comb += acc_write.data[c].eq(
+                Mux(at_write.first, 0, rmw_read.data[c]) + array.psum[c])
+        filled = Signal(2)      # buffer b's block is complete and may be read out
+        set_filled = Signal(2)
+        with m.If(at_write.block_end):
+            m.d.comb += set_filled.eq(Mux(at_write.buf, 0b10, 0b01))
+
+        # -- read-out: one accumulator per cycle to the output stage ----------------------
+        out_read = acc_mem.read_port()
+        line_valid = Signal()       # out_read.data holds row `out_row` of `drain_buf`
+        out_row = Signal(range(rows))
+        out_col = Signal(range(cols))
+        rows_now = Mux(drain_buf, block_rows[1], block_rows[0])
+        cols_now = Mux(drain_buf, block_cols[1], block_cols[0])
+        m.d.comb += [
+            self.acc.valid.eq(line_valid),
+            self.acc.payload.row.eq(Mux(drain_buf, block_row0[1], block_row0[0]) + out_row),
+            self.acc.payload.col.eq(Mux(drain_buf, block_col0[1], block_col0[0]) + out_col),
+            self.acc.payload.acc.eq(out_read.data[out_col]),
+        ]
+        accepted = self.acc.valid & self.acc.ready
+        row_done = accepted & (out_col == cols_now - 1)
+        clear = Signal(2)
+        m.d.comb += out_read.en.eq(0)
+        with m.If(~line_valid | row_done):
+            with m.If(line_valid & (out_row != rows_now - 1)):
+                m.d.comb += [out_read.en.eq(1),
+                             out_read.addr.eq(Mux(drain_buf, rows, 0) + out_row + 1)]
+                m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0)]
+            with m.Else():
+                # The block is sent (or none was being sent): free its buffer, go on to
+                # the next buffer as soon as its block is complete.
+                next_buf = drain_buf ^ line_valid
+                with m.If(line_valid):
+                    m.d.comb += clear.eq(Mux(drain_buf, 0b10, 0b01))
+                m.d.sync += [drain_buf.eq(next_buf), out_row.eq(0), out_col.eq(0)]
+                with m.If(filled.bit_select(next_buf, 1)):
+                    m.d.comb += [out_read.en.eq(1), out_read.addr.eq(Mux(next_buf, rows, 0))]
+                    m.d.sync += line_valid.eq(1)
+                with m.Else():
+                    m.d.sync += line_valid.eq(0)
+        with m.Elif(accepted):
+            m.d.sync += out_col.eq(out_col + 1)
+
+        m.d.sync += [pending.eq((pending | set_pending) & ~clear),
+                     filled.eq((filled | set_filled) & ~clear)]
+        return m
+
+
+class SystolicEngine(wiring.Component):
+    """The systolic int8 engine: :class:`SystolicCore` with its own output stage.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        See :class:`SystolicCore`; ``max_n`` also sets the requantizer's parameter memory.
+
+    Members
+    -------
+    write, start, busy, done, busy_cycles, mac_cycles
+        As in :class:`SystolicCore`.
+    param_write : In(stream.Signature(PARAM_LAYOUT))
+        Per-channel bias and requantization parameters (see
+        :class:`~tritile.hw.requantizer.Requantizer`).
+    out : Out(stream.Signature(RESULT_LAYOUT))
+        Results, one per beat, in the order (N tile, row block, row, column).
+    """
+
+    def __init__(self, config):
+        _check_config(config)
+        self.config = config
+        super().__init__({
+            "write": In(stream.Signature(WRITE_LAYOUT)),
+            "start": In(stream.Signature(START_LAYOUT)),
+            "param_write": In(stream.Signature(PARAM_LAYOUT)),
+            "out": Out(stream.Signature(RESULT_LAYOUT)),
+            "busy": Out(1),
+            "done": Out(1),
+            "busy_cycles": Out(32),
+            "mac_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = SystolicCore(self.config)
+        m.submodules.requantizer = requantizer = Requantizer(self.config)
+        wiring.connect(m, wiring.flipped(self.write), core.write)
+        wiring.connect(m, wiring.flipped(self.start), core.start)
+        wiring.connect(m, wiring.flipped(self.param_write), requantizer.param_write)
+        wiring.connect(m, core.acc, requantizer.acc)
+        wiring.connect(m, requantizer.out, wiring.flipped(self.out))
+        m.d.comb += [
+            requantizer.raw.eq(core.raw),
+            requantizer.relu.eq(core.relu),
+            core.out_busy.eq(requantizer.busy),
+            self.busy.eq(core.busy),
+            self.done.eq(core.done),
+            self.busy_cycles.eq(core.busy_cycles),
+            self.mac_cycles.eq(core.mac_cycles),
+        ]
+        return m

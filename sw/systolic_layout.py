@@ -1,0 +1,114 @@
+"""Byte layout of the systolic engine's activation and weight memories (host side).
+
+The engine reads one *word* per cycle from each memory: R activations (one row of X for
+one K tile) and C weights (one row of W for one N tile). A word occupies a power-of-two
+stride of byte addresses, so the engine splits a byte address into word and lane with
+wiring alone; lanes beyond R (or C) are never written.
+
+- activations, target 0: word ``i * M + m`` holds ``X[m, i*R : i*R + R]`` (zeros past K),
+  for K tile ``i`` and row ``m``;
+- weights, target 1: word ``j * K + k`` holds ``W[k, j*C : j*C + C]`` (zeros past N),
+  for N tile ``j`` and row ``k``.
+
+The memories hold a few words more than ``act_depth / R`` and ``weight_depth / C`` so that
+every problem :func:`tritile.sw.planner.plan_gemm` accepts fits despite the padding.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from .config import ConfigError
+from .planner import plan_gemm
+
+__all__ = ["SystolicGeometry", "systolic_geometry", "systolic_memory_image",
+           "ACT_TARGET", "WEIGHT_TARGET", "ADDR_BITS"]
+
+#: ``target`` of the engine's write stream for each memory.
+ACT_TARGET = 0
+WEIGHT_TARGET = 1
+#: Width of the byte address on the write stream.
+ADDR_BITS = 24
+
+
+def _ceil_log2(value):
+    return (value - 1).bit_length()
+
+
+@dataclasses.dataclass(frozen=True)
+class SystolicGeometry:
+    """Word counts and lane strides of the systolic engine's memories.
+
+    Members
+    -------
+    act_words, weight_words : int
+        Words in the activation (R bytes each) and weight (C bytes each) memories.
+    act_lane_bits, weight_lane_bits : int
+        ``log2`` of the byte stride of one word.
+    """
+
+    act_words: int
+    weight_words: int
+    act_lane_bits: int
+    weight_lane_bits: int
+
+    @property
+    def act_bytes(self):
+        """Byte addresses the activation memory spans on the write stream."""
+        return self.act_words << self.act_lane_bits
+
+    @property
+    def weight_bytes(self):
+        """Byte addresses the weight memory spans on the write stream."""
+        return self.weight_words << self.weight_lane_bits
+
+
+def systolic_geometry(config):
+    """Return the memory geometry of the systolic engine generated for ``config``."""
+    rows, cols = config.systolic_rows, config.systolic_cols
+    # Padding K to whole tiles costs at most one word per row of X (M rows); padding N
+    # costs at most one word per row of W (K rows).
+    geometry = SystolicGeometry(
+        act_words=-(-config.act_depth // rows) + config.max_m,
+        weight_words=-(-config.weight_depth // cols) + config.max_k,
+        act_lane_bits=_ceil_log2(rows), weight_lane_bits=_ceil_log2(cols))
+    for name, span in (("act_depth", geometry.act_bytes),
+                       ("weight_depth", geometry.weight_bytes)):
+        if span > 1 << ADDR_BITS:
+            raise ConfigError(
+                f"{name} = {getattr(config, name)} makes the systolic engine's memory span "
+                f"{span} byte addresses; the write stream reaches {1 << ADDR_BITS}")
+    return geometry
+
+
+def systolic_memory_image(config, Xq, Wq):
+    """Return ``{target: bytes}`` that loads ``Xq`` (M x K) and ``Wq`` (K x N), both int8.
+
+    Byte ``a`` of each value goes to address ``a`` of that target's memory; the problem
+    must pass :func:`~tritile.sw.planner.plan_gemm` on ``config``.
+    """
+    for name, array in (("Xq", Xq), ("Wq", Wq)):
+        if not isinstance(array, np.ndarray) or array.dtype != np.int8 or array.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D int8 array, not "
+                             f"{getattr(array, 'dtype', type(array).__name__)} "
+                             f"of shape {getattr(array, 'shape', None)}")
+    m, k = Xq.shape
+    if Wq.shape[0] != k:
+        raise ValueError(f"Xq is {m}x{k} but Wq is {Wq.shape[0]}x{Wq.shape[1]}: "
+                         f"inner dimensions differ")
+    n = Wq.shape[1]
+    plan_gemm(config, m, k, n)
+    geometry = systolic_geometry(config)
+    rows, cols = config.systolic_rows, config.systolic_cols
+    k_tiles, n_tiles = -(-k // rows), -(-n // cols)
+
+    act = np.zeros((k_tiles, m, 1 << geometry.act_lane_bits), np.int8)
+    padded = np.zeros((m, k_tiles * rows), np.int8)
+    padded[:, :k] = Xq
+    act[:, :, :rows] = padded.reshape(m, k_tiles, rows).transpose(1, 0, 2)
+
+    weights = np.zeros((n_tiles, k, 1 << geometry.weight_lane_bits), np.int8)
+    padded = np.zeros((k, n_tiles * cols), np.int8)
+    padded[:, :n] = Wq
+    weights[:, :, :cols] = padded.reshape(k, n_tiles, cols).transpose(1, 0, 2)
+    return {ACT_TARGET: act.tobytes(), WEIGHT_TARGET: weights.tobytes()}
