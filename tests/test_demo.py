@@ -1,0 +1,124 @@
+"""`tritile demo` and `tritile run` on the golden model (fast) and on the simulated board
+(slow, once the host driver exists): accuracy targets, golden agreement, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from tritile.sw.cli import main  # noqa: E402
+from tritile.sw.compiler import compile_model  # noqa: E402
+from tritile.sw.config import PRESETS  # noqa: E402
+from tritile.sw.digits import (accuracy, load_digits_split,  # noqa: E402
+                               train_demo_models)
+from tritile.sw.executor import GoldenBackend, execute  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    split = load_digits_split()
+    return split, train_demo_models(split)
+
+
+def _run_cli(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_demo_meets_accuracy_targets_on_golden(capsys):
+    status, out, err = _run_cli(capsys, "demo", "--device", "golden", "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert report["samples"] == 450
+    assert report["float_accuracy"] > 0.95
+    assert report["int8"]["accuracy"] >= report["float_accuracy"] - 0.01
+    assert report["ternary"]["accuracy"] >= report["float_accuracy"] - 0.03
+    assert report["int8"]["golden_agreement"] == report["ternary"]["golden_agreement"] == 1.0
+    assert report["int8"]["cycles_per_inference"] > 0
+    assert "training a 64-32-10 MLP" in err      # progress goes to stderr
+
+
+def test_demo_table_and_bad_sample_count(capsys):
+    status, out, _ = _run_cli(capsys, "demo", "--device", "golden", "--samples", "30")
+    assert status == 0
+    for row in ("accuracy", "golden agreement", "cycles / inference", "bytes streamed",
+                "wall time"):
+        assert row in out
+    assert "30 held-out images" in out
+    status, _, err = _run_cli(capsys, "demo", "--device", "golden", "--samples", "0")
+    assert status == 2 and "--samples must be between 1 and 450, not 0" in err
+
+
+def _init(name, array):
+    return numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name)
+
+
+def _export(model, style, path):
+    """Write the digits MLP as PyTorch (Gemm, transB=1) or tf2onnx (MatMul + Add) would."""
+    (l1, l2) = model.layers
+    if style == "gemm":
+        nodes = [helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], transB=1),
+                 helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transB=1)]
+        weights = [_init("W1", l1.W.T), _init("W2", l2.W.T)]
+    else:
+        nodes = [helper.make_node("MatMul", ["x", "W1"], ["m1"]),
+                 helper.make_node("Add", ["m1", "b1"], ["h"]),
+                 helper.make_node("Relu", ["h"], ["r"]),
+                 helper.make_node("MatMul", ["r", "W2"], ["m2"]),
+                 helper.make_node("Add", ["m2", "b2"], ["y"])]
+        weights = [_init("W1", l1.W), _init("W2", l2.W)]
+    graph = helper.make_graph(
+        nodes, "digits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        initializer=weights + [_init("b1", l1.b), _init("b2", l2.b)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("style", ["gemm", "matmul"])
+@pytest.mark.parametrize("engine", ["int8", "ternary"])
+def test_run_onnx_from_two_exporter_styles(tmp_path, capsys, digits, style, engine):
+    split, (float_model, ternary_model) = digits
+    model = float_model if engine == "int8" else ternary_model
+    _export(model, style, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", split.X_test)
+    np.save(tmp_path / "c.npy", split.X_train)
+    status, out, _ = _run_cli(capsys, "run", str(tmp_path / "m.onnx"), "--input",
+                              str(tmp_path / "x.npy"), "--calib", str(tmp_path / "c.npy"),
+                              "--engine", engine, "--device", "golden",
+                              "--out", str(tmp_path / "y.npy"), "--json")
+    assert status == 0
+    report = json.loads(out)
+    assert report["golden_agreement"] == 1.0 and report["samples"] == len(split.X_test)
+    assert [layer["k"] for layer in report["layers"]] == [64, 32]
+    # The command's outputs are those of the same model compiled from the NumPy arrays.
+    config = PRESETS["sim-small"]
+    program = compile_model(model, config, engine, calib=split.X_train)
+    expected = execute(program, GoldenBackend(config), split.X_test).outputs
+    Y = np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(Y, expected, rtol=1e-5, atol=1e-5)
+    assert accuracy(Y, split.y_test) >= accuracy(float_model.forward(split.X_test),
+                                                 split.y_test) - 0.03
+
+
+def test_run_reports_import_problems_before_running(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    np.save(tmp_path / "x.npy", np.zeros((2, 4), np.float32))
+    status, _, err = _run_cli(capsys, "run", str(bad), "--input", str(tmp_path / "x.npy"))
+    assert status == 2 and "cannot import" in err and "not an ONNX model" in err
+    status, _, err = _run_cli(capsys, "run", str(bad), "--input", str(tmp_path / "no.npy"))
+    assert status == 2 and "cannot read input" in err
+
+
+@pytest.mark.slow
+def test_demo_on_simulated_board(capsys):
+    pytest.importorskip("tritile.sw.device")
+    status, out, _ = _run_cli(capsys, "demo", "--samples", "60", "--json")
+    report = json.loads(out)
+    assert status == 0
+    assert report["int8"]["golden_agreement"] == report["ternary"]["golden_agreement"] == 1.0
