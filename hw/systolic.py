@@ -4,9 +4,9 @@
 output channels (N tile outer, row block next, K tile inner). Every K tile of a block is
 R consecutive cycles: cycle ``s`` feeds row ``s`` of the block into the array and loads
 row ``s`` of the *next* tile's weights into the array's shadow registers, so weight loads
-never cost a cycle. The array's column sums are added into one of two accumulator buffers
-(R x C each); while the sequencer fills one, the read-out sends the other, one element per
-cycle, to the output stage. :class:`SystolicEngine` is the core plus its own
+never cost a cycle. The array's column sums are added into one of
+``SYSTOLIC_ACC_BUFFERS`` accumulator buffers (R x C each); while the sequencer fills one,
+the read-out sends a finished one, one element per cycle, to the output stage. :class:`SystolicEngine` is the core plus its own
 :class:`~tritile.hw.requantizer.Requantizer`; a SoC can instead share one output stage
 between engines by wiring the core's ``acc``, ``raw``, ``relu`` and ``out_busy``.
 
@@ -17,13 +17,14 @@ tile (``kr = min(R, K - k0)`` rows times ``nc = min(C, N - n0)`` columns), so
 ``utilization = mac_cycles / (R * C * busy_cycles)`` and ``mac_cycles = M * K * N``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
+from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
 from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
 
 from .requantizer import ACC_LAYOUT, RESULT_LAYOUT, PARAM_LAYOUT, Requantizer
@@ -113,14 +114,19 @@ class SystolicCore(wiring.Component):
             shape=unsigned(8 * rows), depth=geometry.act_words, init=[])
         m.submodules.weight_mem = weight_mem = Memory(
             shape=unsigned(8 * cols), depth=geometry.weight_words, init=[])
-        # Two R x C accumulator buffers: buffer b, row s is word b * R + s.
+        # R x C accumulator buffers: buffer b, row s is word b * R + s.
+        buffers = SYSTOLIC_ACC_BUFFERS
         m.submodules.acc_mem = acc_mem = Memory(
-            shape=data.ArrayLayout(signed(acc_width), cols), depth=2 * rows, init=[])
+            shape=data.ArrayLayout(signed(acc_width), cols), depth=buffers * rows, init=[])
+        buffer_base = Array(Const(b * rows, range(buffers * rows)) for b in range(buffers))
+
+        def next_buffer(buf):
+            return Mux(buf == buffers - 1, 0, buf + 1)
 
         # -- problem registers and start ------------------------------------------------
         size_m, size_k, size_n = (Signal(16, name=f"size_{x}") for x in "mkn")
         running = Signal()      # the sequencer still issues rows
-        pending = Signal(2)     # buffer b holds (or will hold) a block not yet read out
+        pending = Signal(buffers)   # buffer b holds (or will hold) a block not read out
         rejected = Signal()
         was_busy = Signal()
         m.d.comb += self.busy.eq(running | pending.any() | self.out_busy)
@@ -158,8 +164,8 @@ class SystolicCore(wiring.Component):
         cp_rows, cp_cols = Signal(range(rows + 1)), Signal(range(cols + 1))
         cp_macs = Signal(range(rows * cols + 1))
         slot = Signal(range(rows))
-        fill = Signal()         # buffer the sequencer fills
-        drain_buf = Signal()    # buffer the read-out sends
+        fill = Signal(range(buffers))       # buffer the sequencer fills
+        drain_buf = Signal(range(buffers))  # buffer the read-out sends
 
         ld_last_k = ld_k0 + rows >= size_k
         ld_last_m = ld_m0 + rows >= size_m
@@ -215,20 +221,18 @@ class SystolicCore(wiring.Component):
             array.weight_row.eq(Mux(real_d, weight_read.data[:8 * cols], 0)),
         ]
 
-        block_rows = [Signal(range(rows + 1), name=f"block{b}_rows") for b in range(2)]
-        block_cols = [Signal(range(cols + 1), name=f"block{b}_cols") for b in range(2)]
-        block_row0 = [Signal(16, name=f"block{b}_row0") for b in range(2)]
-        block_col0 = [Signal(16, name=f"block{b}_col0") for b in range(2)]
-        set_pending = Signal(2)
+        # Where each buffer's block goes in the result, for the read-out.
+        block_layout = data.StructLayout({"row0": unsigned(16), "col0": unsigned(16),
+                                          "rows": range(rows + 1), "cols": range(cols + 1)})
+        blocks = Signal(data.ArrayLayout(block_layout, buffers))
+        set_pending = Signal(buffers)
         with m.If(issue):
             with m.If(row_valid):
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + cp_macs)
             with m.If(block_start):
-                m.d.comb += set_pending.eq(Mux(fill, 0b10, 0b01))
-                for b in range(2):
-                    with m.If(fill == b):
-                        m.d.sync += [block_rows[b].eq(cp_rows), block_cols[b].eq(cp_cols),
-                                     block_row0[b].eq(cp_m0), block_col0[b].eq(cp_n0)]
+                m.d.comb += set_pending.eq(1 << fill)
+                m.d.sync += [blocks[fill].row0.eq(cp_m0), blocks[fill].col0.eq(cp_n0),
+                             blocks[fill].rows.eq(cp_rows), blocks[fill].cols.eq(cp_cols)]
             m.d.sync += slot.eq(slot + 1)
             with m.If(slot == rows - 1):
                 m.d.sync += [
@@ -239,7 +243,7 @@ class SystolicCore(wiring.Component):
                     cp_macs.eq(_product(ld_kr, ld_nc)),
                 ]
                 with m.If(cp_valid & cp_last_k):
-                    m.d.sync += fill.eq(~fill)
+                    m.d.sync += fill.eq(next_buffer(fill))
                 with m.If(~ld_valid):
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
@@ -257,8 +261,8 @@ class SystolicCore(wiring.Component):
         # -- accumulate the array's sums into the fill buffer ------------------------------
         # The controls of each issued row travel alongside it: 1 cycle of memory latency,
         # then the array's latency; the accumulator is read one cycle before the sums.
-        control = data.StructLayout({"valid": 1, "buf": 1, "row": range(rows), "first": 1,
-                                     "block_end": 1})
+        control = data.StructLayout({"valid": 1, "buf": range(buffers), "row": range(rows),
+                                     "first": 1, "block_end": 1})
         entry = Signal(control)
         m.d.comb += [
             entry.valid.eq(issue & row_valid), entry.buf.eq(fill), entry.row.eq(slot),
@@ -274,49 +278,48 @@ class SystolicCore(wiring.Component):
 
         acc_write = acc_mem.write_port()
         rmw_read = acc_mem.read_port(transparent_for=(acc_write,))
-        m.d.comb += [rmw_read.addr.eq(Mux(at_read.buf, rows, 0) + at_read.row),
+        m.d.comb += [rmw_read.addr.eq(buffer_base[at_read.buf] + at_read.row),
                      rmw_read.en.eq(1)]
-        m.d.comb += [acc_write.addr.eq(Mux(at_write.buf, rows, 0) + at_write.row),
+        m.d.comb += [acc_write.addr.eq(buffer_base[at_write.buf] + at_write.row),
                      acc_write.en.eq(at_write.valid)]
         for c in range(cols):
             m.d.comb += acc_write.data[c].eq(
                 Mux(at_write.first, 0, rmw_read.data[c]) + array.psum[c])
-        filled = Signal(2)      # buffer b's block is complete and may be read out
-        set_filled = Signal(2)
+        filled = Signal(buffers)    # buffer b's block is complete and may be read out
+        set_filled = Signal(buffers)
         with m.If(at_write.block_end):
-            m.d.comb += set_filled.eq(Mux(at_write.buf, 0b10, 0b01))
+            m.d.comb += set_filled.eq(1 << at_write.buf)
 
         # -- read-out: one accumulator per cycle to the output stage ----------------------
         out_read = acc_mem.read_port()
         line_valid = Signal()       # out_read.data holds row `out_row` of `drain_buf`
         out_row = Signal(range(rows))
         out_col = Signal(range(cols))
-        rows_now = Mux(drain_buf, block_rows[1], block_rows[0])
-        cols_now = Mux(drain_buf, block_cols[1], block_cols[0])
+        block = blocks[drain_buf]
         m.d.comb += [
             self.acc.valid.eq(line_valid),
-            self.acc.payload.row.eq(Mux(drain_buf, block_row0[1], block_row0[0]) + out_row),
-            self.acc.payload.col.eq(Mux(drain_buf, block_col0[1], block_col0[0]) + out_col),
+            self.acc.payload.row.eq(block.row0 + out_row),
+            self.acc.payload.col.eq(block.col0 + out_col),
             self.acc.payload.acc.eq(out_read.data[out_col]),
         ]
         accepted = self.acc.valid & self.acc.ready
-        row_done = accepted & (out_col == cols_now - 1)
-        clear = Signal(2)
+        row_done = accepted & (out_col == block.cols - 1)
+        clear = Signal(buffers)
         m.d.comb += out_read.en.eq(0)
         with m.If(~line_valid | row_done):
-            with m.If(line_valid & (out_row != rows_now - 1)):
+            with m.If(line_valid & (out_row != block.rows - 1)):
                 m.d.comb += [out_read.en.eq(1),
-                             out_read.addr.eq(Mux(drain_buf, rows, 0) + out_row + 1)]
+                             out_read.addr.eq(buffer_base[drain_buf] + out_row + 1)]
                 m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0)]
             with m.Else():
                 # The block is sent (or none was being sent): free its buffer, go on to
                 # the next buffer as soon as its block is complete.
-                next_buf = drain_buf ^ line_valid
+                next_buf = Mux(line_valid, next_buffer(drain_buf), drain_buf)
                 with m.If(line_valid):
-                    m.d.comb += clear.eq(Mux(drain_buf, 0b10, 0b01))
+                    m.d.comb += clear.eq(1 << drain_buf)
                 m.d.sync += [drain_buf.eq(next_buf), out_row.eq(0), out_col.eq(0)]
                 with m.If(filled.bit_select(next_buf, 1)):
-                    m.d.comb += [out_read.en.eq(1), out_read.addr.eq(Mux(next_buf, rows, 0))]
+                    m.d.comb += [out_read.en.eq(1), out_read.addr.eq(buffer_base[next_buf])]
                     m.d.sync += line_valid.eq(1)
                 with m.Else():
                     m.d.sync += line_valid.eq(0)

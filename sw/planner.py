@@ -83,9 +83,17 @@ def check_problem(config, m, k, n):
         raise ValueError(f"M*N = {m * n} results exceed out_depth = {config.out_depth}")
 
 
-# Cycles from the last activation entering the systolic array to its last output leaving
-# the output stage, beyond the R + C of skew and deskew.
-SYSTOLIC_PIPELINE = 4
+# Systolic engine timing (hw/systolic.py), in cycles: from the accepted start to the first
+# row fed into the array; from a block's last row fed to its first accumulator entering
+# the output stage, beyond the array's R + C (activation memory read, accumulator write,
+# block-complete flag); from the last accumulator entering the output stage to the end of
+# the problem (the Requantizer's latency).
+SYSTOLIC_START = 1
+SYSTOLIC_ACCUMULATE = 3
+SYSTOLIC_OUTPUT_LATENCY = 5
+# Accumulator buffers of R x C: with three, the read-out of a block (R * C cycles) and the
+# pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the compute of the next two.
+SYSTOLIC_ACC_BUFFERS = 3
 # Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
 # levels and the last row's beats: the synchronous memory read, the decoded-trit register
 # and the cycle after the last beat that ends `busy`.
@@ -95,17 +103,32 @@ TERNARY_PIPELINE = 3
 def plan_gemm(config, m, k, n):
     """Plan an int8 ``M x K x N`` gemm on the systolic array.
 
-    Tiles are walked N-tile outer, K-tile inner; each tile streams the M rows of X through
-    the array. Loading one R x C weight tile takes R cycles and overlaps the previous
-    tile's stream, so a tile costs ``max(M, R)`` cycles; the first weight load, the skew
-    and deskew of the array (R + C) and the output pipeline are paid once.
+    The engine walks blocks of R rows of X by C output channels (N tile outer, row block
+    inner); a block feeds one row per cycle for each of its K tiles, ``ceil(K / R) * R``
+    cycles, while the next tile's weights load alongside (R cycles of loading precede the
+    first block). A finished block is read out of its accumulator buffer at one result
+    per cycle while the next blocks compute in the other buffers; a block may start only
+    when the read-out of the block ``SYSTOLIC_ACC_BUFFERS`` before it has finished. The
+    cycle count follows that schedule exactly, so it also covers problems limited by the
+    read-out (K < R * C).
     """
     check_problem(config, m, k, n)
     rows, cols = config.systolic_rows, config.systolic_cols
     if k * n > config.weight_depth:
         raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
     k_tiles, n_tiles = _ceil_div(k, rows), _ceil_div(n, cols)
-    cycles = rows + k_tiles * n_tiles * max(m, rows) + rows + cols + SYSTOLIC_PIPELINE
+    feed = k_tiles * rows
+    issue = SYSTOLIC_START + rows       # cycle in which the next block may start feeding
+    # Cycle of the last result of each of the previous SYSTOLIC_ACC_BUFFERS blocks.
+    finished = [-1] * SYSTOLIC_ACC_BUFFERS
+    for n0 in range(0, n, cols):
+        for m0 in range(0, m, rows):
+            start = max(issue, finished[0] + 1)
+            issue = start + feed
+            first = max(issue - 1 + rows + cols + SYSTOLIC_ACCUMULATE, finished[-1] + 1)
+            last = first + min(rows, m - m0) * min(cols, n - n0) - 1
+            finished = finished[1:] + [last]
+    cycles = finished[-1] + SYSTOLIC_OUTPUT_LATENCY
     return EnginePlan("systolic", m, k, n, rows, cols, k_tiles, n_tiles, m * k * n,
                       rows * cols, cycles)
 
