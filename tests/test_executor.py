@@ -102,3 +102,24 @@ def test_bad_inputs():
         execute(program, GoldenBackend(CONFIG), np.zeros((2, 23)))
     with pytest.raises(ValueError, match="at least one sample"):
         execute(program, GoldenBackend(CONFIG), np.zeros((0, 24)))
+
+
+@pytest.mark.slow
+def test_simulated_board_matches_golden_and_refuses_other_configs():
+    device_module = pytest.importorskip("tritile.sw.device")
+    from tritile.sw.executor import backend_config, run_checked
+
+    model = Model([Dense(RNG.standard_normal((24, 16)) * 0.3, RNG.standard_normal(16) * 0.1,
+                         activation="relu"),
+                   Dense(RNG.standard_normal((16, 16)) * 0.3, activation="relu"),
+                   Dense(RNG.standard_normal((16, 5)) * 0.3, RNG.standard_normal(5) * 0.1)])
+    X = RNG.standard_normal((40, 24)).astype(np.float32)
+    with device_module.Device.open("sim") as device:
+        config = backend_config(device)
+        for engine in ("int8", "ternary", ["int8", "ternary", "int8"]):
+            program = compile_model(model, config, engine, calib=X)
+            _, _, agreed = run_checked(program, device, X)
+            assert agreed == 1.0, f"engine={engine}"
+        other = compile_model(model, config.replace(max_m=config.max_m - 1), "int8", calib=X)
+        with pytest.raises(ProgramMismatchError, match="compiled for config"):
+            execute(other, device, X)
