@@ -1,0 +1,157 @@
+"""Quality of results of the ternary unit alone: place and route on iCE40UP5K and ECP5.
+
+For each (target, L, P) the script generates :class:`tritile.hw.ternary.TernaryUnit`
+inside a two-pin harness (a serial shift chain drives every input, every output is XOR-
+folded into one registered pin, so nothing is optimized away and the design fits the
+package), synthesizes it with YoWASP yosys (``synth_ice40`` / ``synth_ecp5``), places and
+routes it with YoWASP nextpnr and reads utilization and fmax from nextpnr's ``--report``.
+The harness costs about one logic cell per input bit plus a small XOR tree; it is counted
+in the figures.
+
+Each unit is generated with memories of 256 words (32 K groups x 8 N tiles), so the
+weight memory holds ``256 * L * P`` trits at 2 bits each.
+
+Usage: ``python bench/ternary_qor.py [--only ice40|ecp5-25k|ecp5-85k] [--quick]``; prints
+one JSON object (a list of rows under ``"results"``) on stdout, progress on stderr.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from amaranth.hdl import Module, Signal, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from tritile.hw.ternary import TernaryUnit
+from tritile.sim.verilator import verilog_of
+from tritile.sw import AcceleratorConfig
+from tritile.sw.ternary_layout import ternary_geometry
+from tritile.sw.toolchain import find_tool
+
+# (name, yosys synth command, nextpnr tool, device arguments, target MHz, logic resource,
+#  DSP resource, block RAM resource, [(L, P), ...])
+TARGETS = [
+    ("ice40-up5k", "synth_ice40", "nextpnr-ice40", ["--up5k", "--package", "sg48"], 40,
+     "ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM", [(4, 8), (8, 8), (8, 16)]),
+    ("ecp5-25k", "synth_ecp5", "nextpnr-ecp5", ["--25k", "--package", "CABGA256"], 100,
+     "TRELLIS_COMB", "MULT18X18D", "DP16KD", [(16, 16), (32, 16)]),
+    ("ecp5-85k", "synth_ecp5", "nextpnr-ecp5", ["--85k", "--package", "CABGA381"], 100,
+     "TRELLIS_COMB", "MULT18X18D", "DP16KD", [(32, 16), (64, 16)]),
+]
+QUICK = {"ice40-up5k": [(8, 16)], "ecp5-25k": [(16, 16)], "ecp5-85k": [(64, 16)]}
+
+
+def bench_config(lanes, fan_in):
+    """Return the config the benchmark builds: 32 K groups, 8 N tiles, 8 rows."""
+    max_k, max_n, max_m = 32 * fan_in, 8 * lanes, 8
+    return AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in, max_m=max_m,
+                             max_k=max_k, max_n=max_n, act_depth=max_m * max_k,
+                             trit_depth=max_k * max_n, out_depth=max_m * max_n)
+
+
+class QoRHarness(wiring.Component):
+    """The unit behind one serial input and one output pin (see the module docstring)."""
+
+    sin: In(1)
+    sout: Out(1)
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = TernaryUnit(self.config)
+        inputs, outputs = [], []
+        for path, member, value in unit.signature.flatten(unit):
+            (inputs if member.flow == In else outputs).append(Value.cast(value))
+        width = sum(len(v) for v in inputs)
+        chain = Signal(width)
+        m.d.sync += chain.eq((chain << 1) | self.sin)
+        offset = 0
+        for value in inputs:
+            m.d.comb += value.eq(chain[offset:offset + len(value)])
+            offset += len(value)
+        folded = Signal()
+        bits = [value[i] for value in outputs for i in range(len(value))]
+        parity = bits[0]
+        for bit in bits[1:]:
+            parity = parity ^ bit
+        m.d.sync += folded.eq(parity)
+        m.d.comb += self.sout.eq(folded)
+        return m
+
+
+def _run(argv, log_path, cwd):
+    # YoWASP tools see only the directory they run in, so paths are relative to it.
+    with open(cwd / log_path, "w") as log:
+        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    if result.returncode:
+        tail = (cwd / log_path).read_text().splitlines()[-15:]
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n" + "\n".join(tail))
+
+
+def place_and_route(target, lanes, fan_in, work):
+    """Synthesize, place and route one unit; return its row of figures."""
+    name, synth, pnr, device, mhz, lc_res, dsp_res, ram_res, _ = target
+    config = bench_config(lanes, fan_in)
+    stem = f"{name}-L{lanes}-P{fan_in}"
+    (work / f"{stem}.v").write_text(verilog_of(QoRHarness(config), "top"))
+    started = time.monotonic()
+    _run([find_tool("yosys").path, "-q", "-p",
+          f"read_verilog {stem}.v; {synth} -top top -json {stem}.json"],
+         f"{stem}.yosys.log", work)
+    _run([find_tool(pnr).path, *device, "--json", f"{stem}.json", "--freq", str(mhz),
+          "--report", f"{stem}.report.json", "--seed", "1"], f"{stem}.nextpnr.log", work)
+    report = json.loads((work / f"{stem}.report.json").read_text())
+    used = {k: v["used"] for k, v in report["utilization"].items()}
+    available = {k: v["available"] for k, v in report["utilization"].items()}
+    fmax = min(clock["achieved"] for clock in report["fmax"].values())
+    macs = lanes * fan_in
+    return {
+        "target": name, "lanes": lanes, "fan_in": fan_in, "macs_per_cycle": macs,
+        "logic_cells": used.get(lc_res, 0), "logic_cells_available": available[lc_res],
+        "logic_fraction": round(used.get(lc_res, 0) / available[lc_res], 4),
+        "logic_cells_per_lane": round(used.get(lc_res, 0) / lanes, 1),
+        "dsps": used.get(dsp_res, 0), "block_rams": used.get(ram_res, 0),
+        "block_rams_available": available.get(ram_res, 0),
+        "fmax_mhz": round(fmax, 2), "target_mhz": mhz,
+        "gmacs_per_second": round(macs * fmax / 1000, 3),
+        "weight_bits_per_trit": ternary_geometry(config).bits_per_trit,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=[t[0] for t in TARGETS])
+    parser.add_argument("--quick", action="store_true",
+                        help="one shape per target (the one the targets name)")
+    parser.add_argument("--work", type=Path, help="keep the build files here")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="ternary-qor-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for target in TARGETS:
+        if args.only and target[0] != args.only:
+            continue
+        shapes = QUICK[target[0]] if args.quick else target[-1]
+        for lanes, fan_in in shapes:
+            print(f"{target[0]}: L={lanes} P={fan_in} ...", file=sys.stderr, flush=True)
+            try:
+                row = place_and_route(target, lanes, fan_in, work)
+            except RuntimeError as exc:
+                row = {"target": target[0], "lanes": lanes, "fan_in": fan_in,
+                       "error": str(exc)}
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            results.append(row)
+    print(json.dumps({"benchmark": "ternary_qor", "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
