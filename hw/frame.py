@@ -7,7 +7,7 @@ whole frame has arrived and its CRC matched, so a corrupted or truncated frame c
 change device state. The :class:`ResponseWriter` frames a status and data bytes.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -18,13 +18,34 @@ __all__ = ["crc16_next", "FrameError", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "Fra
            "ResponseWriter"]
 
 
+def _crc16_equations():
+    # The CRC is linear over GF(2): run the bitwise algorithm on symbols (sets of input
+    # bits, crc bits 0-15 then byte bits 16-23) to get each next bit as an XOR of inputs.
+    bits = [{i} for i in range(16)]
+    for i in range(8):
+        bits[8 + i] = bits[8 + i] ^ {16 + i}
+    for _ in range(8):
+        top = bits[15]
+        bits = [set()] + bits[:15]
+        for i in range(16):
+            if 0x1021 >> i & 1:
+                bits[i] = bits[i] ^ top
+    return [sorted(b) for b in bits]
+
+
+_CRC16_EQUATIONS = _crc16_equations()
+
+
 def crc16_next(crc, byte):
     """Return the CRC-16/CCITT-FALSE register after ``byte`` (both Amaranth values)."""
-    value = crc ^ (byte << 8)
-    for _ in range(8):
-        shifted = (value << 1)[:16]
-        value = Mux(value[15], shifted ^ 0x1021, shifted)
-    return value
+    inputs = Cat(crc, byte)
+    outputs = []
+    for terms in _CRC16_EQUATIONS:
+        bit = inputs[terms[0]]
+        for term in terms[1:]:
+            bit = bit ^ inputs[term]
+        outputs.append(bit)
+    return Cat(*outputs)
 
 
 class FrameError(enum.Enum, shape=2):

@@ -18,7 +18,8 @@ import struct
 from dataclasses import dataclass
 
 from .config import AcceleratorConfig
-from .packing import packed_size
+from .systolic_layout import systolic_geometry
+from .ternary_layout import ternary_geometry
 
 __all__ = [
     "SYNC", "RESPONSE_BIT", "HEADER_SIZE", "CRC_SIZE", "FRAMING_SIZE", "MAX_DATA",
@@ -60,7 +61,7 @@ class Opcode(enum.IntEnum):
 
 
 #: Bytes of the fixed argument block of each opcode.
-ARGS_SIZE = {Opcode.PING: 0, Opcode.INFO: 0, Opcode.WRITE: 4, Opcode.READ: 6,
+ARGS_SIZE = {Opcode.PING: 0, Opcode.INFO: 0, Opcode.WRITE: 8, Opcode.READ: 6,
              Opcode.RUN: 8, Opcode.STATS: 0}
 
 
@@ -170,18 +171,30 @@ def encode_response(opcode, seq, status, data=b""):
     return encode_frame(opcode | RESPONSE_BIT, seq, bytes([status]) + bytes(data))
 
 
-def write_args(target, addr):
-    """Return WRITE's argument block: target, then the 24-bit start address."""
+def _target_addr(target, addr):
     if not 0 <= addr < 1 << 24:
         raise ValueError(f"addr must be in [0, 2**24), not {addr}")
     return bytes([Target(target)]) + addr.to_bytes(3, "little")
+
+
+def write_args(target, addr, run=0, stride=0):
+    """Return WRITE's argument block: target, 24-bit start address, ``run``, ``stride``.
+
+    With ``run = 0`` the data goes to consecutive addresses. Otherwise it is written in
+    runs of ``run`` bytes that start ``stride`` bytes apart (``stride >= run``), which
+    skips the unused tail of memory words without sending it.
+    """
+    if not (run == stride == 0 or 1 <= run <= stride <= 0xFFFF):
+        raise ValueError(f"run and stride must both be 0 or satisfy 1 <= run <= stride "
+                         f"<= 65535, not {run} and {stride}")
+    return _target_addr(target, addr) + struct.pack("<HH", run, stride)
 
 
 def read_args(target, addr, count):
     """Return READ's argument block: target, 24-bit start address, 16-bit byte count."""
     if not 1 <= count <= MAX_RESPONSE_DATA:
         raise ValueError(f"count must be in [1, {MAX_RESPONSE_DATA}], not {count}")
-    return write_args(target, addr) + struct.pack("<H", count)
+    return _target_addr(target, addr) + struct.pack("<H", count)
 
 
 def run_args(engine, flags, m, k, n):
@@ -195,13 +208,15 @@ def run_args(engine, flags, m, k, n):
 def target_size(config, target):
     """Return the size in bytes of ``target`` on a device built for ``config``.
 
-    The ternary weight memory holds ``trit_depth`` trits in the larger (2-bit) packing.
+    The engines' memories are as large as their layouts (sw/*_layout.py) make them.
     """
+    ternary = ternary_geometry(config)
+    systolic = systolic_geometry(config)
     sizes = {
-        Target.SYSTOLIC_ACT: config.act_depth,
-        Target.SYSTOLIC_WEIGHT: config.weight_depth,
-        Target.TERNARY_ACT: config.act_depth,
-        Target.TERNARY_WEIGHT: packed_size(config.trit_depth, "2bit"),
+        Target.SYSTOLIC_ACT: systolic.act_bytes,
+        Target.SYSTOLIC_WEIGHT: systolic.weight_bytes,
+        Target.TERNARY_ACT: ternary.act_words * ternary.act_stride,
+        Target.TERNARY_WEIGHT: ternary.weight_words * ternary.weight_stride,
         Target.PARAMS: config.max_n * PARAM_RECORD.size,
         Target.OUTPUT32: config.out_depth * 4,
         Target.OUTPUT8: config.out_depth,

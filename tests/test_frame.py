@@ -95,7 +95,7 @@ def test_parser_fills_the_whole_frame_buffer():
     data = rng.randbytes(MAX_DATA)
     args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
     requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], rng, gap_prob=0)
-    assert requests == [(Opcode.WRITE, 9, 4 + MAX_DATA, args, FrameError.NONE, data)]
+    assert requests == [(Opcode.WRITE, 9, 8 + MAX_DATA, args, FrameError.NONE, data)]
 
 
 def test_parser_reports_bad_crc_and_bad_length():
@@ -113,7 +113,7 @@ def test_parser_reports_bad_crc_and_bad_length():
 
 def test_parser_abandons_truncated_frame_after_timeout():
     rng = random.Random(_seed())
-    truncated = encode_request(Opcode.WRITE, 4, bytes(4), b"abcdef")[:-3]
+    truncated = encode_request(Opcode.WRITE, 4, bytes(8), b"abcdef")[:-3]
     # A gap just below the timeout keeps the frame alive; one above abandons it.
     alive = encode_request(Opcode.STATS, 5)
     requests, pulses = _parse([alive[:4], TIMEOUT - 2, alive[4:], truncated, TIMEOUT + 5,
@@ -157,9 +157,9 @@ def test_response_writer_frames_status_and_data():
         while "produce" not in finished:
             ready = rng.random() < 0.6
             ctx.set(dut.bytes.ready, ready)
-            await ctx.tick()
-            if ready and ctx.get(dut.bytes.valid):
-                out.append(ctx.get(dut.bytes.payload))
+            _, _, valid, byte = await ctx.tick().sample(dut.bytes.valid, dut.bytes.payload)
+            if ready and valid:
+                out.append(byte)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)

@@ -34,7 +34,7 @@ def test_frame_layout_is_little_endian_with_crc_over_body():
 
 
 def test_request_checks_arguments_and_data():
-    with pytest.raises(ValueError, match="WRITE takes 4 argument bytes"):
+    with pytest.raises(ValueError, match="WRITE takes 8 argument bytes"):
         encode_request(Opcode.WRITE, 0, b"\x00", b"x")
     with pytest.raises(ValueError, match=f"1 to {MAX_DATA} data bytes"):
         encode_request(Opcode.WRITE, 0, write_args(Target.PARAMS, 0), b"x" * (MAX_DATA + 1))
@@ -44,6 +44,8 @@ def test_request_checks_arguments_and_data():
         read_args(Target.OUTPUT8, 0, 0)
     with pytest.raises(ValueError, match="n must fit in 16 bits"):
         run_args(Engine.SYSTOLIC, 0, 1, 1, 1 << 16)
+    with pytest.raises(ValueError, match="1 <= run <= stride"):
+        write_args(Target.PARAMS, 0, 5, 4)
     with pytest.raises(ValueError, match="is not a valid Target"):
         write_args(9, 0)
 
@@ -105,8 +107,8 @@ def test_capability_rejects_foreign_images():
 
 
 def test_target_sizes_and_param_records():
-    config = AcceleratorConfig(trit_depth=1001)
-    assert target_size(config, Target.TERNARY_WEIGHT) == 251
+    config = AcceleratorConfig()
+    assert target_size(config, Target.SYSTOLIC_ACT) >= config.act_depth
     assert target_size(config, Target.PARAMS) == config.max_n * 8
     assert param_records([-1], [3], [62]) == b"\xff\xff\xff\xff\x03\x00\x3e\x00"
     with pytest.raises(ValueError, match="differ in length"):

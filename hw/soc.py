@@ -1,0 +1,485 @@
+"""The board SoC: host link, command dispatcher, engines, shared output stage, output memory.
+
+::
+
+    uart_rx -> UARTReceiver -> FIFO -+-> FrameParser -> dispatcher -> engine cores
+    (host_rx byte port, optional) ---+                 |  |  |          |
+                                                       |  |  +-> PARAMS -> Requantizer
+    uart_tx <- UARTTransmitter <-+- ResponseWriter <---+  |                 |
+    (host_tx byte port) <--------+                        +-- output memory <-+
+
+Every constant of the wire format comes from :mod:`tritile.sw.protocol`. The dispatcher
+acts on a request only after its CRC matched, checks every address range and problem shape
+before it touches a memory or starts an engine, and answers each request with one response.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tritile.sw import protocol
+from tritile.sw.config import AcceleratorConfig
+from tritile.sw.protocol import Engine, Opcode, Status, Target
+
+from .frame import FrameError, FrameParser, ResponseWriter
+from .requantizer import LATENCY, Requantizer
+from .uart import UARTReceiver, UARTTransmitter, uart_divisor
+
+__all__ = ["SoC", "ENGINE_NAMES", "RX_FIFO_DEPTH"]
+
+#: Engines a SoC can contain, by the names `tritile generate` and the capability use.
+ENGINE_NAMES = {"systolic": Engine.SYSTOLIC, "ternary": Engine.TERNARY}
+
+#: Bytes the receive FIFO holds while the dispatcher works on the previous frame (a full
+#: WRITE takes about 3 cycles per data byte; 256 bytes cover the fastest baud the config
+#: admits, 10 cycles per character).
+RX_FIFO_DEPTH = 256
+
+
+def _core_output(core):
+    # The systolic core names its accumulator stream `acc`, the ternary unit `out`.
+    return core.acc if hasattr(core, "acc") else core.out
+
+
+def _make_core(name, config):
+    if name == "ternary":
+        from .ternary import TernaryUnit
+        return TernaryUnit(config)
+    from .systolic import SystolicCore
+    return SystolicCore(config)
+
+
+class SoC(wiring.Component):
+    """The accelerator as a device on a serial link.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Sizes of everything; ``clock_hz`` and ``baud`` set the UART divisor.
+    engines : tuple of str
+        Engine cores to include, from :data:`ENGINE_NAMES`. A RUN for a missing engine is
+        answered ``UNAVAILABLE``.
+    byte_port : bool
+        Add a byte-stream port next to the UART pins (for the simulated board, which then
+        skips bit timing); ``use_byte_port`` selects it.
+
+    Members
+    -------
+    uart_rx : In(1)
+        Serial input from the host (idle high).
+    uart_tx : Out(1)
+        Serial output to the host (idle high).
+    host_rx : In(stream.Signature(8))
+        Only with ``byte_port``: request bytes, used while ``use_byte_port`` is high.
+    host_tx : Out(stream.Signature(8))
+        Only with ``byte_port``: response bytes, used while ``use_byte_port`` is high.
+    use_byte_port : In(1)
+        Only with ``byte_port``: 1 selects the byte port, 0 the UART pins.
+    """
+
+    def __init__(self, config, *, engines=tuple(ENGINE_NAMES), byte_port=False):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not "
+                            f"{type(config).__name__}")
+        engines = tuple(engines)
+        unknown = [e for e in engines if e not in ENGINE_NAMES]
+        if unknown or len(set(engines)) != len(engines):
+            raise ValueError(f"engines must be distinct names from "
+                             f"{', '.join(ENGINE_NAMES)}, not {engines!r}")
+        self.config = config
+        self.engines = engines
+        self.byte_port = byte_port
+        self.capability = protocol.capability_bytes(
+            config, [ENGINE_NAMES[e] for e in engines])
+        members = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
+        if byte_port:
+            members.update(host_rx=In(stream.Signature(8)), host_tx=Out(stream.Signature(8)),
+                           use_byte_port=In(1))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        divisor = uart_divisor(config)
+
+        # --- link: UART or byte port -> parser; writer -> UART or byte port -------------
+        m.submodules.uart_rx = uart_rx = UARTReceiver(divisor)
+        m.submodules.uart_tx = uart_tx = UARTTransmitter(divisor)
+        m.submodules.rx_fifo = rx_fifo = SyncFIFO(width=8, depth=RX_FIFO_DEPTH)
+        m.submodules.parser = parser = FrameParser(protocol.frame_timeout_cycles(config))
+        m.submodules.writer = writer = ResponseWriter()
+        m.d.comb += [
+            uart_rx.rx.eq(self.uart_rx),
+            self.uart_tx.eq(uart_tx.tx),
+            rx_fifo.w_data.eq(uart_rx.bytes.payload),
+            rx_fifo.w_en.eq(uart_rx.bytes.valid),
+            uart_rx.bytes.ready.eq(rx_fifo.w_rdy),
+        ]
+        def link_uart():
+            m.d.comb += [
+                parser.bytes.payload.eq(rx_fifo.r_data),
+                parser.bytes.valid.eq(rx_fifo.r_rdy),
+                rx_fifo.r_en.eq(parser.bytes.ready),
+            ]
+            wiring.connect(m, writer.bytes, uart_tx.bytes)
+
+        if self.byte_port:
+            with m.If(self.use_byte_port):
+                wiring.connect(m, wiring.flipped(self.host_rx), parser.bytes)
+                wiring.connect(m, writer.bytes, wiring.flipped(self.host_tx))
+            with m.Else():
+                link_uart()
+        else:
+            link_uart()
+
+        # --- engines, the shared output stage and the output memory ----------------------
+        cores = {}
+        for name in self.engines:
+            cores[name] = m.submodules[f"{name}_core"] = _make_core(name, config)
+        m.submodules.requantizer = requantizer = Requantizer(config)
+        m.submodules.output = output = Memory(shape=32, depth=config.out_depth, init=[])
+        m.submodules.capability = capability = Memory(
+            shape=8, depth=len(self.capability), init=self.capability)
+
+        engine = Signal(range(len(Engine)))      # the engine of the running problem
+        dim_m, dim_k, dim_n = Signal(16), Signal(16), Signal(16)
+        for name, core in cores.items():
+            active = engine == ENGINE_NAMES[name]
+            with m.If(active):
+                m.d.comb += [
+                    requantizer.acc.payload.eq(_core_output(core).payload),
+                    requantizer.acc.valid.eq(_core_output(core).valid),
+                    _core_output(core).ready.eq(requantizer.acc.ready),
+                    requantizer.raw.eq(core.raw),
+                    requantizer.relu.eq(core.relu),
+                ]
+                if hasattr(core, "out_busy"):
+                    m.d.comb += core.out_busy.eq(requantizer.busy)
+
+        # Results land at row * N + col; anything outside the problem or memory is dropped.
+        result = requantizer.out.payload
+        out_write = output.write_port()
+        landed = Signal()        # a result left the requantizer in the previous cycle
+        place_valid = Signal()
+        place_addr = Signal(33)
+        place_value = Signal(32)
+        m.d.comb += requantizer.out.ready.eq(1)
+        m.d.sync += [
+            landed.eq(requantizer.out.valid),
+            place_valid.eq(requantizer.out.valid & (result.row < dim_m) & (result.col < dim_n)),
+            place_addr.eq(result.row * dim_n + result.col),
+            place_value.eq(result.value),
+        ]
+        m.d.comb += [
+            out_write.addr.eq(place_addr),
+            out_write.data.eq(place_value),
+            out_write.en.eq(place_valid & (place_addr < config.out_depth)),
+        ]
+        # Beats between a core and the output memory, so a run ends only when all landed.
+        in_flight = Signal(range(2 * LATENCY + 8))
+        entered = requantizer.acc.valid & requantizer.acc.ready
+        m.d.sync += in_flight.eq(in_flight + entered - landed)
+
+        # --- the request being served ----------------------------------------------------
+        req = parser.request.payload
+        args = req.args
+        target = args[0:8]
+        base = args[8:32]
+        run_length = args[32:48]
+        stride = args[48:64]
+        count = args[32:48]
+        flags = args[8:16]
+        length_ok = Signal()
+        expected = Const(0, 16)
+        for op, size in protocol.ARGS_SIZE.items():
+            expected = Mux(req.opcode == op, size, expected)
+        m.d.comb += length_ok.eq(Mux(
+            req.opcode == Opcode.WRITE,
+            (req.length > expected) & (req.length <= expected + protocol.MAX_DATA),
+            req.length == expected))
+        known = Signal()
+        m.d.comb += known.eq(Cat(*(req.opcode == op for op in Opcode)).any())
+
+        # Byte sizes of the targets, from the one definition in sw/protocol.py.
+        def target_size(select):
+            size = Const(0, 32)
+            for t in Target:
+                if t in (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT) and \
+                        "systolic" not in self.engines:
+                    continue
+                if t in (Target.TERNARY_ACT, Target.TERNARY_WEIGHT) and \
+                        "ternary" not in self.engines:
+                    continue
+                size = Mux(select == t, protocol.target_size(config, t), size)
+            return size
+
+        size = Signal(32)
+        m.d.comb += size.eq(target_size(target))
+        writable = Cat(*(target == t for t in protocol.WRITABLE_TARGETS)).any() & (size != 0)
+        readable = Cat(*(target == t for t in protocol.READABLE_TARGETS)).any()
+
+        # --- counters --------------------------------------------------------------------
+        stats = {name: Signal(32, name=f"stat_{name}") for name in protocol.STATS_FIELDS}
+        length_error = Signal()    # the dispatcher found a length wrong for the opcode
+        m.d.sync += [
+            stats["bad_length"].eq(stats["bad_length"] + parser.bad_length + length_error),
+            stats["bad_crc"].eq(stats["bad_crc"] + parser.bad_crc),
+            stats["timeouts"].eq(stats["timeouts"] + parser.timed_out),
+            stats["overruns"].eq(stats["overruns"] + uart_rx.overrun),
+        ]
+        busy_cycles, mac_cycles = Signal(32), Signal(32)
+
+        # --- response data: a byte index into one of several sources ----------------------
+        status = Signal(8)
+        resp_length = Signal(16)
+        index = Signal(16)
+        source = Signal(range(4))      # 0 capability, 1 stats, 2 cycles, 3 output memory
+        out_read = output.read_port(transparent_for=())
+        byte_addr = Signal(32)
+        m.d.comb += byte_addr.eq(base + index)
+        cap_read = capability.read_port(transparent_for=())
+        m.d.comb += cap_read.addr.eq(index)
+        output8 = target == Target.OUTPUT8
+        m.d.comb += out_read.addr.eq(Mux(output8, byte_addr, byte_addr[2:]))
+        stats_bytes = Cat(*(stats[name] for name in protocol.STATS_FIELDS))
+        cycles_bytes = Cat(busy_cycles, mac_cycles)
+        out_word = out_read.data
+        out_byte = Mux(output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
+        data_byte = Signal(8)
+        with m.Switch(source):
+            with m.Case(0):
+                m.d.comb += data_byte.eq(cap_read.data)
+            with m.Case(1):
+                m.d.comb += data_byte.eq(stats_bytes.word_select(index[:5], 8))
+            with m.Case(2):
+                m.d.comb += data_byte.eq(cycles_bytes.word_select(index[:3], 8))
+            with m.Case(3):
+                m.d.comb += data_byte.eq(out_byte)
+
+        m.d.comb += [
+            writer.header.payload.opcode.eq(req.opcode),
+            writer.header.payload.seq.eq(req.seq),
+            writer.header.payload.status.eq(status),
+            writer.header.payload.length.eq(resp_length),
+            writer.data.payload.eq(data_byte),
+        ]
+
+        # --- WRITE: address generator shared by the check pass and the write pass --------
+        address = Signal(33)
+        in_run = Signal(16)
+        out_of_range = Signal()
+        data_len = Signal(16)
+        m.d.comb += data_len.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE])
+        run_end = (run_length != 0) & (in_run + 1 == run_length)
+
+        def step_address():
+            m.d.sync += [
+                index.eq(index + 1),
+                address.eq(Mux(run_end, address + stride - run_length + 1, address + 1)),
+                in_run.eq(Mux(run_end, 0, in_run + 1)),
+            ]
+
+        m.d.comb += parser.read_addr.eq(index)
+        write_byte = parser.read_data
+        engine_write_ok = Signal()
+        param_record = Signal(64)
+        for name, core in cores.items():
+            ours = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
+                    "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}[name]
+            m.d.comb += [
+                core.write.payload.target.eq(target == ours[1]),
+                core.write.payload.addr.eq(address),
+                core.write.payload.data.eq(write_byte),
+            ]
+        param_write = requantizer.param_write
+        m.d.comb += [
+            param_write.payload.col.eq(address[3:]),
+            param_write.payload.bias.eq(Cat(param_record[:56], write_byte)[0:32]),
+            param_write.payload.mult.eq(Cat(param_record[:56], write_byte)[32:32 + 15]),
+            param_write.payload.shift.eq(Cat(param_record[:56], write_byte)[48:54]),
+        ]
+
+        def respond(code, length=0, data_source=0):
+            m.d.sync += [status.eq(code), resp_length.eq(length), source.eq(data_source),
+                         index.eq(0)]
+            m.next = "RESPOND"
+
+        start_fields = {"m": dim_m, "k": dim_k, "n": dim_n}
+        raw_flag = Signal()
+        relu_flag = Signal()
+        base3_flag = Signal()
+        product = Signal(32)
+        factor_a, factor_b = Signal(16), Signal(16)
+        m.d.comb += product.eq(factor_a * factor_b)
+        shape_bad = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(parser.request.valid):
+                    m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base),
+                                 out_of_range.eq(0)]
+                    with m.If(req.error == FrameError.BAD_CRC):
+                        respond(Status.BAD_CRC)
+                    with m.Elif(req.error == FrameError.BAD_LENGTH):
+                        respond(Status.BAD_LENGTH)
+                    with m.Elif(~known):
+                        respond(Status.UNKNOWN_OPCODE)
+                    with m.Elif(~length_ok):
+                        m.d.comb += length_error.eq(1)
+                        respond(Status.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += stats["frames"].eq(stats["frames"] + 1)
+                        with m.Switch(req.opcode):
+                            with m.Case(Opcode.PING):
+                                respond(Status.OK)
+                            with m.Case(Opcode.INFO):
+                                respond(Status.OK, len(self.capability), 0)
+                            with m.Case(Opcode.STATS):
+                                respond(Status.OK, 4 * len(protocol.STATS_FIELDS), 1)
+                            with m.Case(Opcode.WRITE):
+                                with m.If(~writable):
+                                    respond(Status.BAD_TARGET)
+                                with m.Elif((run_length != 0) &
+                                            ((stride < run_length) | (stride == 0))):
+                                    respond(Status.BAD_ADDRESS)
+                                with m.Elif((run_length == 0) & (stride != 0)):
+                                    respond(Status.BAD_ADDRESS)
+                                with m.Else():
+                                    m.next = "WRITE_CHECK"
+                            with m.Case(Opcode.READ):
+                                with m.If(~readable):
+                                    respond(Status.BAD_TARGET)
+                                with m.Elif((count == 0) | (count > protocol.MAX_DATA) |
+                                            (base + count > size)):
+                                    respond(Status.BAD_ADDRESS)
+                                with m.Else():
+                                    respond(Status.OK, count, 3)
+                            with m.Case(Opcode.RUN):
+                                present = Cat(*(args[0:8] == ENGINE_NAMES[e]
+                                                for e in self.engines)).any()
+                                with m.If(~present):
+                                    respond(Status.UNAVAILABLE)
+                                with m.Else():
+                                    m.d.sync += [
+                                        engine.eq(args[0:8]),
+                                        raw_flag.eq(flags[0]), relu_flag.eq(flags[1]),
+                                        base3_flag.eq(flags[2]),
+                                        dim_m.eq(args[16:32]), dim_k.eq(args[32:48]),
+                                        dim_n.eq(args[48:64]), shape_bad.eq(0),
+                                    ]
+                                    m.next = "SHAPE_LIMITS"
+
+            # WRITE: walk every address first; write only if all are inside the target.
+            with m.State("WRITE_CHECK"):
+                with m.If(address >= size):
+                    m.d.sync += out_of_range.eq(1)
+                step_address()
+                with m.If(index + 1 == data_len):
+                    m.next = "WRITE_DECIDE"
+            with m.State("WRITE_DECIDE"):
+                m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base)]
+                with m.If(out_of_range):
+                    respond(Status.BAD_ADDRESS)
+                with m.Else():
+                    m.next = "WRITE_FETCH"
+            with m.State("WRITE_FETCH"):
+                # The frame buffer shows byte `index` in the next cycle.
+                m.next = "WRITE_PUT"
+            with m.State("WRITE_PUT"):
+                accepted = Signal()
+                with m.If(target == Target.PARAMS):
+                    m.d.comb += accepted.eq(1)
+                    m.d.sync += param_record.word_select(address[:3], 8).eq(write_byte)
+                    m.d.comb += param_write.valid.eq(address[:3] == 7)
+                for name, core in cores.items():
+                    ours = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
+                            "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}[name]
+                    with m.If((target == ours[0]) | (target == ours[1])):
+                        m.d.comb += [core.write.valid.eq(1), accepted.eq(core.write.ready)]
+                with m.If(accepted):
+                    step_address()
+                    with m.If(index + 1 == data_len):
+                        respond(Status.OK)
+                    with m.Else():
+                        m.next = "WRITE_FETCH"
+
+            # RUN: the same rules as tritile.sw.planner.check_problem and plan_*.
+            with m.State("SHAPE_LIMITS"):
+                for dim, limit in ((dim_m, config.max_m), (dim_k, config.max_k),
+                                   (dim_n, config.max_n)):
+                    with m.If((dim == 0) | (dim > limit)):
+                        m.d.sync += shape_bad.eq(1)
+                m.d.comb += [factor_a.eq(dim_m), factor_b.eq(dim_k)]
+                with m.If(product > config.act_depth):
+                    m.d.sync += shape_bad.eq(1)
+                m.next = "SHAPE_OUT"
+            with m.State("SHAPE_OUT"):
+                m.d.comb += [factor_a.eq(dim_m), factor_b.eq(dim_n)]
+                with m.If(product > config.out_depth):
+                    m.d.sync += shape_bad.eq(1)
+                m.next = "SHAPE_WEIGHTS"
+            with m.State("SHAPE_WEIGHTS"):
+                m.d.comb += [factor_a.eq(dim_k), factor_b.eq(dim_n)]
+                limit = Mux(engine == Engine.TERNARY, config.trit_depth, config.weight_depth)
+                with m.If(product > limit):
+                    m.d.sync += shape_bad.eq(1)
+                m.next = "SHAPE_DECIDE"
+            with m.State("SHAPE_DECIDE"):
+                with m.If(shape_bad):
+                    respond(Status.BAD_SHAPE)
+                with m.Else():
+                    m.next = "START"
+            with m.State("START"):
+                for name, core in cores.items():
+                    with m.If(engine == ENGINE_NAMES[name]):
+                        payload = core.start.payload
+                        m.d.comb += [payload.m.eq(dim_m), payload.k.eq(dim_k),
+                                     payload.n.eq(dim_n), payload.raw.eq(raw_flag),
+                                     payload.relu.eq(relu_flag), core.start.valid.eq(1)]
+                        if hasattr(payload, "packing"):
+                            from tritile.sw.ternary_layout import PACKINGS
+                            m.d.comb += payload.packing.eq(
+                                Mux(base3_flag, PACKINGS.index("base3"),
+                                    PACKINGS.index("2bit")))
+                        with m.If(core.start.ready):
+                            m.next = "RUNNING"
+            with m.State("RUNNING"):
+                # A core raises `busy` the cycle after it accepted `start`.
+                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                busy = Const(0)
+                for name, core in cores.items():
+                    busy = busy | ((engine == ENGINE_NAMES[name]) & core.busy)
+                with m.If(~busy & (in_flight == 0) & ~place_valid):
+                    for name, core in cores.items():
+                        with m.If(engine == ENGINE_NAMES[name]):
+                            m.d.sync += [busy_cycles.eq(core.busy_cycles),
+                                         mac_cycles.eq(core.mac_cycles)]
+                    m.d.sync += stats["runs"].eq(stats["runs"] + 1)
+                    respond(Status.OK, 8, 2)
+
+            # Send the header, then `resp_length` data bytes, then release the frame.
+            with m.State("RESPOND"):
+                m.d.comb += writer.header.valid.eq(1)
+                with m.If(writer.header.ready):
+                    with m.If(resp_length == 0):
+                        m.next = "RELEASE"
+                    with m.Else():
+                        m.next = "DATA_FETCH"
+            with m.State("DATA_FETCH"):
+                # Memory sources show byte `index` in the next cycle.
+                m.next = "DATA_SEND"
+            with m.State("DATA_SEND"):
+                m.d.comb += writer.data.valid.eq(1)
+                with m.If(writer.data.ready):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index + 1 == resp_length):
+                        m.next = "RELEASE"
+                    with m.Else():
+                        m.next = "DATA_FETCH"
+            with m.State("RELEASE"):
+                m.d.comb += parser.request.ready.eq(1)
+                m.next = "IDLE"
+        return m
