@@ -1,0 +1,66 @@
+"""Two signed 8 x 8 products per multiplier block.
+
+yosys maps each 8 x 8 multiply to a whole SB_MAC16 on iCE40, so an iCE40UP5K's 8 DSPs
+would give 8 int8 MACs per cycle. An SB_MAC16 in 8 x 8 mode holds two independent signed
+8 x 8 multipliers (upper bytes of A and B, lower bytes of A and B), which this component
+instantiates directly on iCE40; elsewhere it writes plain multiplies that yosys maps to
+one DSP each (MULT18X18D on ECP5) or that simulators evaluate.
+"""
+
+from amaranth import Cat, Instance, Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["DualMul8"]
+
+
+def _is_ice40(platform):
+    from amaranth.vendor import SiliconBluePlatform
+
+    return isinstance(platform, SiliconBluePlatform)
+
+
+class DualMul8(wiring.Component):
+    """Two independent signed 8 x 8 -> 16 products, combinational.
+
+    Members
+    -------
+    a0, b0, a1, b1 : In(signed(8))
+        Operands.
+    p0, p1 : Out(signed(16))
+        ``a0 * b0`` and ``a1 * b1``.
+    """
+
+    a0: In(signed(8))
+    b0: In(signed(8))
+    a1: In(signed(8))
+    b1: In(signed(8))
+    p0: Out(signed(16))
+    p1: Out(signed(16))
+
+    def elaborate(self, platform):
+        m = Module()
+        if platform is None or not _is_ice40(platform):
+            m.d.comb += [self.p0.eq(self.a0 * self.b0), self.p1.eq(self.a1 * self.b1)]
+            return m
+        out = Signal(32)
+        m.submodules.mac = Instance(
+            "SB_MAC16",
+            # 8 x 8 mode: F = A[15:8] * B[15:8] on O[31:16], G = A[7:0] * B[7:0] on O[15:0],
+            # both signed; no registers, no accumulators (the array adds in logic).
+            p_MODE_8x8=1, p_A_SIGNED=1, p_B_SIGNED=1,
+            p_TOPOUTPUT_SELECT=2, p_BOTOUTPUT_SELECT=2,
+            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
+            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
+            p_C_REG=0, p_A_REG=0, p_B_REG=0, p_D_REG=0,
+            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
+            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=0,
+            i_CLK=0, i_CE=1,
+            i_A=Cat(self.a0, self.a1), i_B=Cat(self.b0, self.b1), i_C=0, i_D=0,
+            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
+            i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
+            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
+            o_O=out, o_CO=Signal(), o_ACCUMCO=Signal(), o_SIGNEXTOUT=Signal())
+        m.d.comb += [self.p0.eq(out[0:16]), self.p1.eq(out[16:32])]
+        return m
