@@ -9,6 +9,10 @@ outputs for every sample; :func:`agreement` counts the samples where they do.
 The host does every float step between engine calls (quantizing an input, RMSNorm,
 dequantizing a raw output, bias and ReLU after a ternary layer); those steps are the same
 code for both backends, so any difference comes from the engine calls.
+
+A backend that keeps a ``stats`` dict of cumulative ``busy_cycles``, ``bytes_sent`` and
+``bytes_received`` (as :class:`~tritile.sw.device.Device` does) has its measured cycles and
+bytes on the wire reported per layer next to the planner's prediction.
 """
 
 import contextlib
@@ -135,7 +139,13 @@ class LayerRun:
         Payload bytes of the batch: int8 activations in, results out (one byte per int8,
         four per int32), requantization parameters (7 bytes per channel) when used.
     seconds : float
-        Wall time of the layer's engine call(s).
+        Wall time of the layer's upload and engine call(s).
+    cycles : int or None
+        Busy cycles the device measured for the layer (None when the backend has no
+        counters, e.g. the golden model).
+    wire_bytes : int or None
+        Bytes the layer sent and received on the link, framing included (None without a
+        link).
     """
 
     engine: str
@@ -146,7 +156,9 @@ class LayerRun:
     predicted_cycles: int
     weight_bytes: int
     stream_bytes: int
-    seconds: float
+    seconds: float = 0.0
+    cycles: int = None
+    wire_bytes: int = None
 
 
 @dataclasses.dataclass
@@ -160,15 +172,14 @@ class RunResult:
     integers : list of ndarray
         Each layer's integer engine output (int8 requantized or int32 raw), M rows each.
     layers : list of LayerRun
-    upload_seconds, run_seconds : float
-        Wall time of the weight uploads and of the batch.
+    seconds : float
+        Wall time of the run.
     """
 
     outputs: np.ndarray
     integers: list
     layers: list
-    upload_seconds: float
-    run_seconds: float
+    seconds: float
 
     @property
     def predicted_cycles(self):
@@ -176,9 +187,21 @@ class RunResult:
         return sum(layer.predicted_cycles for layer in self.layers)
 
     @property
+    def cycles(self):
+        """Engine cycles the device measured for the whole batch, or None."""
+        measured = [layer.cycles for layer in self.layers]
+        return None if None in measured else sum(measured)
+
+    @property
     def bytes_streamed(self):
         """Payload bytes of the weights and of the batch."""
         return sum(layer.weight_bytes + layer.stream_bytes for layer in self.layers)
+
+    @property
+    def wire_bytes(self):
+        """Bytes on the link for the whole batch, framing included, or None."""
+        measured = [layer.wire_bytes for layer in self.layers]
+        return None if None in measured else sum(measured)
 
     def to_dict(self):
         """Return the figures (not the arrays), for JSON output."""
@@ -186,11 +209,13 @@ class RunResult:
         return {
             "samples": m,
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "cycles": self.cycles,
+            "cycles_per_inference": None if self.cycles is None else self.cycles / m,
             "predicted_cycles": self.predicted_cycles,
-            "predicted_cycles_per_inference": self.predicted_cycles / m if m else None,
+            "predicted_cycles_per_inference": self.predicted_cycles / m,
             "bytes_streamed": self.bytes_streamed,
-            "upload_seconds": self.upload_seconds,
-            "run_seconds": self.run_seconds,
+            "wire_bytes": self.wire_bytes,
+            "seconds": self.seconds,
         }
 
 
@@ -204,14 +229,17 @@ def _check_config(program, backend):
             f"config {config_id}; compile the model again for this device")
 
 
-def _upload(program, backend):
-    handles = []
-    for layer in program.layers:
-        if layer.engine == "int8":
-            handles.append(backend.upload_int8(layer.Wq))
-        else:
-            handles.append(backend.upload_ternary(layer.T, packing=TERNARY_PACKING))
-    return handles
+def _upload(layer, backend):
+    if layer.engine == "int8":
+        return backend.upload_int8(layer.Wq)
+    return backend.upload_ternary(layer.T, packing=TERNARY_PACKING)
+
+
+def _counters(backend):
+    stats = getattr(backend, "stats", None)
+    if not isinstance(stats, dict):
+        return None
+    return stats["busy_cycles"], stats["bytes_sent"] + stats["bytes_received"]
 
 
 def _run_layer(layer, handle, backend, X, Xq):
@@ -266,7 +294,7 @@ def execute(program, backend, X, progress=None):
     X : array_like, shape (M, ...)
         Float inputs; trailing axes are flattened.
     progress : callable, optional
-        Called with a one-line message before each upload and layer.
+        Called with a one-line message before each layer.
 
     Returns
     -------
@@ -283,20 +311,20 @@ def execute(program, backend, X, progress=None):
     say = progress or (lambda message: None)
     runs = list(_costs(program, X.shape[0]))
 
-    start = time.perf_counter()
-    say(f"uploading weights of {len(program.layers)} layer(s)")
-    handles = _upload(program, backend)
-    upload_seconds = time.perf_counter() - start
-
     integers, Xq = [], None
     start = time.perf_counter()
-    for index, (layer, handle, run) in enumerate(zip(program.layers, handles, runs)):
+    # Each layer's weights are uploaded just before it runs: a device keeps one set of
+    # weights per engine resident, so uploading all layers first would send some twice.
+    for index, (layer, run) in enumerate(zip(program.layers, runs)):
         say(f"layer {index}: {layer.engine} {run.m}x{run.k}x{run.n} in {run.calls} call(s)")
-        layer_start = time.perf_counter()
-        X, Xq, ints = _run_layer(layer, handle, backend, X, Xq)
+        layer_start, before = time.perf_counter(), _counters(backend)
+        X, Xq, ints = _run_layer(layer, _upload(layer, backend), backend, X, Xq)
         run.seconds = time.perf_counter() - layer_start
+        after = _counters(backend)
+        if before is not None:
+            run.cycles, run.wire_bytes = (a - b for a, b in zip(after, before))
         integers.append(ints)
-    return RunResult(X, integers, runs, upload_seconds, time.perf_counter() - start)
+    return RunResult(X, integers, runs, time.perf_counter() - start)
 
 
 def agreement(a, b):
@@ -319,13 +347,18 @@ def open_backend(device, config):
         return
     from .device import Device
 
-    with Device.open(device) as backend:
+    with Device.open(device, config=config) as backend:
         yield backend
 
 
 def backend_config(backend):
-    """Return the :class:`AcceleratorConfig` a backend reports."""
-    return AcceleratorConfig.from_dict(backend.info())
+    """Return the :class:`AcceleratorConfig` of a backend, checked against its config_id."""
+    info = backend.info()
+    config = getattr(backend, "config", None)
+    if not isinstance(config, AcceleratorConfig) or config.config_id != info["config_id"]:
+        raise ProgramMismatchError(f"the device reports config_id {info['config_id']} but "
+                                   f"its parameters do not hash to it")
+    return config
 
 
 def run_checked(program, backend, X, progress=None):

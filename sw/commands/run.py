@@ -47,6 +47,7 @@ def run(args):
 
     from ..compiler import CompileError, compile_model
     from ..config import load_config
+    from ..device import DeviceError
     from ..executor import GOLDEN, backend_config, open_backend, run_checked
     from ..model import ModelError
     from ..onnx_import import OnnxImportError, import_onnx
@@ -72,13 +73,16 @@ def run(args):
         f"{model.in_features} -> {model.out_features} features; {X.shape[0]} sample(s)")
     if args.device != GOLDEN:
         say(f"opening {args.device} (the simulated board builds once, then is cached)")
-    with open_backend(args.device, config) as backend:
-        device_config = backend_config(backend)
-        try:
-            program = compile_model(model, device_config, args.engine, calib=calib)
-        except CompileError as exc:
-            raise CommandError(str(exc)) from None
-        result, _, agreement = run_checked(program, backend, X, progress=say)
+    try:
+        with open_backend(args.device, config) as backend:
+            device_config = backend_config(backend)
+            try:
+                program = compile_model(model, device_config, args.engine, calib=calib)
+            except CompileError as exc:
+                raise CommandError(str(exc)) from None
+            result, _, agreement = run_checked(program, backend, X, progress=say)
+    except DeviceError as exc:
+        raise CommandError(f"device {args.device}: {exc}") from None
     if args.out:
         np.save(args.out, result.outputs)
         say(f"wrote {args.out} ({result.outputs.shape[0]}x{result.outputs.shape[1]} float32)")
@@ -97,11 +101,14 @@ def _format(report):
     lines = [f"{report['model']}: {report['samples']} sample(s) on {report['device']} "
              f"({report['engine']}, config {report['config_id']})"]
     for index, layer in enumerate(report["layers"]):
+        cycles = "" if layer["cycles"] is None else f"{layer['cycles']} cycles measured, "
         lines.append(f"  layer {index}: {layer['engine']:<7} {layer['m']}x{layer['k']}x"
-                     f"{layer['n']}  {layer['predicted_cycles']} cycles  "
-                     f"{layer['weight_bytes'] + layer['stream_bytes']} bytes")
-    lines.append(f"  total: {report['predicted_cycles']} cycles, "
-                 f"{report['bytes_streamed']} bytes, {report['wall_seconds']:.2f} s wall")
+                     f"{layer['n']}  {cycles}{layer['predicted_cycles']} cycles predicted, "
+                     f"{layer['weight_bytes'] + layer['stream_bytes']} payload bytes")
+    wire = "" if report["wire_bytes"] is None else f", {report['wire_bytes']} bytes on the link"
+    lines.append(f"  total: {report['predicted_cycles']} cycles predicted, "
+                 f"{report['bytes_streamed']} payload bytes{wire}, "
+                 f"{report['wall_seconds']:.2f} s wall")
     lines.append(f"  agreement with the golden model: {100 * report['golden_agreement']:.2f}% "
                  f"of samples")
     return "\n".join(lines)
