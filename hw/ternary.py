@@ -220,10 +220,15 @@ class TernaryUnit(wiring.Component):
             return tag
 
         next_tag()                                         # synchronous memory read
+        # Block RAM outputs are slow to route: register them before the decoders.
+        weight_word = Signal.like(weight_read.data, reset_less=True)
+        act_word = Signal.like(act_read.data, reset_less=True)
+        with m.If(advance):
+            m.d.sync += [weight_word.eq(weight_read.data), act_word.eq(act_read.data)]
+        next_tag()
 
         # --- decode: both packings in parallel, the run's packing selected -------------
         group_trits = lanes * fan_in
-        weight_word = weight_read.data
         decoded = {}
         for name, decoder_cls in (("2bit", Trit2BitDecoder), ("base3", TritBase3Decoder)):
             per = decoder_cls.TRITS
@@ -245,7 +250,7 @@ class TernaryUnit(wiring.Component):
                     nonzero[i].eq(Mux(use_base3, three.nonzero, two.nonzero)),
                     negative[i].eq(Mux(use_base3, three.negative, two.negative)),
                 ]
-            m.d.sync += activations.eq(act_read.data)
+            m.d.sync += activations.eq(act_word)
         next_tag()
 
         # --- select and adder tree, one per lane -----------------------------------------

@@ -8,8 +8,9 @@ zeroes an input with one look-up per bit and never forms ``t * x``.
   Code bit 0 is the magnitude and bit 1 the sign, so decoding is wiring. The code ``0b10``,
   which no packer writes, decodes as 0.
 - base-3 packing: five trits per byte. Trit ``i`` is ``(((q * 3**i) & 0xFF) * 3 >> 8) - 1``;
-  each ``* 3`` is written as ``(x << 1) + x`` and the products chain, ``q_{i+1} = (3 q_i) &
-  0xFF``, so one 10-bit adder per trit gives both the trit (bits [9:8]) and the next ``q``.
+  each ``* 3`` is written as ``(x << 1) + x`` (and ``* 9`` as ``(x << 3) + x``); the adder
+  that triples ``q_i = q * 3**i mod 256`` gives the trit in its bits [9:8] and ``q_{i+1}``
+  in its low byte.
   Bytes that no packer writes decode by the same formula.
 """
 
@@ -74,14 +75,25 @@ class TritBase3Decoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        q = self.byte
-        for i in range(self.TRITS):
-            tripled = Signal(10, name=f"tripled{i}")
-            m.d.comb += tripled.eq((q << 1) + q)
+
+        def times(value, factor, name):
+            # x * 3 = (x << 1) + x and x * 9 = (x << 3) + x: shifts and adds, no multiplier.
+            shift = {3: 1, 9: 3}[factor]
+            result = Signal(len(value) + shift + 1, name=name)
+            m.d.comb += result.eq((value << shift) + value)
+            return result
+
+        # q_i = q * 3**i mod 256. Deriving q_2 and q_4 by * 9 keeps the longest chain at
+        # three adders (q -> q_2 -> q_3 or q_4 -> trit) instead of five.
+        q = [self.byte, None, times(self.byte, 9, "q2")[:8], None, None]
+        q[4] = times(q[2], 9, "q4")[:8]
+        for i in (0, 1, 2, 3, 4):
+            tripled = times(q[i], 3, f"tripled{i}")
+            if i in (0, 2):
+                q[i + 1] = tripled[:8]
             digit = tripled[8:10]                       # trit + 1, in {0, 1, 2}
             m.d.comb += [
                 self.trits[i].nonzero.eq(digit != 1),
                 self.trits[i].negative.eq(digit == 0),
             ]
-            q = tripled[:8]
         return m

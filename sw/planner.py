@@ -95,9 +95,9 @@ SYSTOLIC_OUTPUT_LATENCY = 5
 # pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the compute of the next two.
 SYSTOLIC_ACC_BUFFERS = 3
 # Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
-# levels and the last row's beats: the synchronous memory read, the decoded-trit register
-# and the cycle after the last beat that ends `busy`.
-TERNARY_PIPELINE = 3
+# levels and the last row's beats: the synchronous memory read, the register after it, the
+# decoded-trit register and the cycle after the last beat that ends `busy`.
+TERNARY_PIPELINE = 4
 
 
 def plan_gemm(config, m, k, n):

@@ -1,0 +1,78 @@
+"""The whole ternary engine in Verilator (cocotb module: tritile.sim.ternary_sim) against
+tritile.sw.ternary_matmul and requantize, on three (L, P) shapes."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from tritile.sim.ternary_sim import TernaryProblem, run_ternary
+from tritile.sw import AcceleratorConfig, requant_params, requantize, ternary_matmul
+
+
+def _seed():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return seed
+
+
+def _problems(config, rng):
+    """The issue's cases: ragged random shapes, M = 1, K = 1, K at the limit with the
+    largest sums, all-zero weights; both packings, raw and requantized, with backpressure."""
+    max_k, max_n = config.max_k, config.max_n
+    lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
+
+    def ragged(limit, block):
+        value = int(rng.integers(1, limit + 1))
+        return value + 1 if value % block == 0 and value < limit else value
+
+    def trits(k, n):
+        return rng.integers(-1, 2, size=(k, n), dtype=np.int8)
+
+    def acts(m, k):
+        return rng.integers(-128, 128, size=(m, k), dtype=np.int8)
+
+    problems = []
+    for packing in ("2bit", "base3"):
+        m, k, n = int(rng.integers(2, config.max_m + 1)), ragged(max_k, fan_in), \
+            ragged(max_n, lanes)
+        problems.append(TernaryProblem(acts(m, k), trits(k, n), packing))
+        problems.append(TernaryProblem(acts(1, k), trits(k, n), packing, throttle=True))
+        problems.append(TernaryProblem(acts(3, 1), trits(1, n), packing))
+        problems.append(TernaryProblem(np.full((2, max_k), -128, np.int8),
+                                       np.full((max_k, 3), -1, np.int8), packing))
+        problems.append(TernaryProblem(acts(2, k), np.zeros((k, n), np.int8), packing))
+        # Requantized, scales chosen so that results spread over the int8 range.
+        q, T = acts(m, k), trits(k, n)
+        mult, shift = requant_params(np.full(n, 1.0 / max(8, 4 * k), np.float64))
+        problems.append(TernaryProblem(q, T, packing, mult=mult, shift=shift,
+                                       relu=packing == "base3", throttle=True))
+    return problems
+
+
+def _golden(problem):
+    acc = ternary_matmul(problem.q, problem.T)
+    if problem.raw:
+        return acc
+    return requantize(acc, problem.mult, problem.shift, relu=problem.relu)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lanes, fan_in", [(3, 5), (4, 8), (8, 2)])
+def test_engine_matches_golden_model(lanes, fan_in, tmp_path):
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in, max_m=6,
+                               max_k=40, max_n=20, act_depth=240, trit_depth=800,
+                               out_depth=120)
+    problems = _problems(config, rng)
+    runs = run_ternary(config, problems, work_dir=tmp_path, seed=seed)
+    for index, (problem, run) in enumerate(zip(problems, runs)):
+        shape = (problem.q.shape[0], problem.q.shape[1], problem.T.shape[1])
+        label = f"problem {index}: MxKxN={shape} {problem.packing} raw={problem.raw}"
+        np.testing.assert_array_equal(run.out, _golden(problem), err_msg=label)
+        if not problem.throttle:
+            # Without backpressure the cycle model is exact.
+            assert run.busy_cycles == run.predicted_cycles, label
+        assert run.mac_cycles == -(-shape[1] // fan_in) * shape[0] * -(-shape[2] // lanes)
