@@ -1,0 +1,663 @@
+"""Host driver: talk to a tritile device over a serial port, a pyserial URL, or a simulation.
+
+::
+
+    with Device.open("sim") as dev:              # or "/dev/ttyUSB1", "socket://host:port"
+        print(dev.info()["config_id"])
+        W = dev.upload_int8(Wq)
+        y = dev.gemm(Xq, W, bias=b, mult=mult, shift=shift, relu=True)
+
+Results equal :func:`tritile.sw.gemm_int8` / :func:`tritile.sw.ternary_matmul` followed by
+:func:`tritile.sw.requantize` bit for bit. Problems larger than the device's memories are
+split into tiles; when K is split, the int32 partial sums are added on the host and the
+requantization of DESIGN.md (the same :func:`~tritile.sw.requantize`) is applied there.
+"""
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import protocol
+from .config import AcceleratorConfig, load_config
+from .numerics import requantize, MULT_BITS, SHIFT_MAX, SHIFT_MIN
+from .planner import plan_gemm, plan_ternary
+from .protocol import Engine, Opcode, RunFlag, Status, Target
+from .systolic_layout import systolic_geometry, systolic_memory_image
+from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image
+
+__all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkProtocolError", "DeviceStatusError",
+           "ConfigMismatchError", "DeviceBusyError", "WeightHandle"]
+
+
+class DeviceError(Exception):
+    """Base class of every error the driver raises about the device or the link."""
+
+
+class DeviceTimeout(DeviceError):
+    """The device did not answer in time (port silent, board off, wrong baud)."""
+
+
+class LinkProtocolError(DeviceError, protocol.ProtocolError):
+    """The device's bytes do not follow the protocol (or CRC errors persisted)."""
+
+
+class DeviceStatusError(DeviceError):
+    """The device answered a request with an error status.
+
+    Members
+    -------
+    status : Status or int
+        The status code.
+    """
+
+    def __init__(self, status, message):
+        self.status = status
+        super().__init__(message)
+
+
+class ConfigMismatchError(DeviceError):
+    """A handle, program or expectation was made for another config_id than the device's."""
+
+
+class DeviceBusyError(DeviceError):
+    """The device (or simulated board) is serving someone else."""
+
+
+@dataclass(eq=False)
+class WeightHandle:
+    """Weights uploaded to (or tiled for) one device; pass it to :meth:`Device.gemm` or
+    :meth:`Device.ternary` instead of the array.
+
+    Members
+    -------
+    kind : str
+        ``"int8"`` or ``"ternary"``.
+    weights : numpy.ndarray
+        The K x N weights (a private copy).
+    packing : str or None
+        Ternary packing, ``"2bit"`` or ``"base3"``.
+    config_id : str
+        The device config the handle was made for.
+    """
+
+    kind: str
+    weights: np.ndarray
+    packing: str | None
+    config_id: str
+    id: int = field(default_factory=itertools.count().__next__)
+
+
+class _Progress:
+    """A one-line progress report on stderr, shown once a transfer has run for a second."""
+
+    def __init__(self, label, total, enabled):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done = 0
+        self.start = time.monotonic()
+        self.shown = False
+
+    def update(self, count):
+        self.done += count
+        elapsed = time.monotonic() - self.start
+        if self.enabled and elapsed > 1.0:
+            rate = self.done / elapsed
+            print(f"\r{self.label}: {100 * self.done / self.total:5.1f}% "
+                  f"{self.done}/{self.total} bytes, {rate / 1024:.1f} KiB/s",
+                  end="", file=sys.stderr, flush=True)
+            self.shown = True
+
+    def close(self):
+        if self.shown:
+            print(file=sys.stderr, flush=True)
+
+
+_URL = re.compile(r"serving on (socket://\S+)")
+
+
+class _SimulatedBoard:
+    """A ``tritile sim-board`` subprocess on a free port."""
+
+    def __init__(self, config, mode, startup_timeout):
+        self._tmp = None
+        config_arg = config
+        if isinstance(config, AcceleratorConfig):
+            self._tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+            self._tmp.write(config.to_json())
+            self._tmp.close()
+            config_arg = self._tmp.name
+        print("tritile: starting the simulated board (its first start builds the SoC in "
+              "Verilator, which takes minutes)...", file=sys.stderr, flush=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tritile.sw.cli", "sim-board", "--port", "0",
+             "--config", str(config_arg), "--uart", mode],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.log = []
+        found = {}
+        ready = threading.Event()
+
+        def read():
+            for line in self.process.stdout:
+                self.log = (self.log + [line.rstrip()])[-40:]
+                match = _URL.search(line)
+                if match and not ready.is_set():
+                    found["url"] = match[1]
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(startup_timeout) or "url" not in found:
+            self.close()
+            raise DeviceError("the simulated board did not start:\n  " +
+                              "\n  ".join(self.log[-15:]))
+        self.url = found["url"]
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._tmp is not None:
+            os.unlink(self._tmp.name)
+            self._tmp = None
+
+
+class Device:
+    """A connection to one tritile device; use :meth:`open`.
+
+    Parameters
+    ----------
+    port : serial.Serial
+        An open pyserial port (any URL pyserial supports).
+    url : str
+        Where it leads, for messages.
+    baud : int
+        Baud rate of the link, for timeouts.
+    timeout : float
+        Seconds to wait for a response beyond the time its bytes take on the wire.
+    retries : int
+        Attempts per request after a timeout or a CRC error, before raising.
+    progress : bool or None
+        Show progress of transfers that take over a second; None shows it on a terminal.
+    cycle_rate : float
+        Clock cycles per second the device runs at, for RUN timeouts.
+    """
+
+    def __init__(self, port, url, *, baud, timeout=2.0, retries=3, progress=None,
+                 cycle_rate=None, expect_config_id=None, board=None):
+        self._port = port
+        self.url = url
+        self._baud = baud
+        self._backlog = []
+        self.timeout = timeout
+        self.retries = retries
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._board = board
+        self._seq = 0
+        self._decoder = protocol.FrameDecoder()
+        self._resident = {}            # engine -> (handle id, tile, packing) in its memory
+        self._params = None            # PARAMS bytes last written
+        self.stats = {"bytes_sent": 0, "bytes_received": 0, "runs": 0, "busy_cycles": 0,
+                      "mac_cycles": 0}
+        self.last_run = None
+        try:
+            self._info, self.config = self._read_info()
+        except BaseException:
+            self.close()
+            raise
+        self._cycle_rate = cycle_rate or self.config.clock_hz
+        if expect_config_id is not None and expect_config_id != self._info["config_id"]:
+            self.close()
+            raise ConfigMismatchError(
+                f"device at {url} has config_id {self._info['config_id']}, but "
+                f"{expect_config_id} was expected")
+
+    # --- opening and closing -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url, *, config="sim-small", mode="byte", baudrate=None, timeout=None,
+             retries=3, progress=None, expect_config_id=None, startup_timeout=900):
+        """Open a device.
+
+        Parameters
+        ----------
+        url : str
+            ``"sim"`` starts a simulated board (``config``, ``mode`` "byte" or "bit") on a
+            free port and stops it on :meth:`close`; anything else goes to pyserial's
+            ``serial_for_url``: a port name (``/dev/ttyUSB1``, ``COM3``) or a URL such as
+            ``socket://127.0.0.1:PORT``.
+        baudrate : int or None
+            Serial baud rate; default the config's (``sim-small`` for a port name).
+        expect_config_id : str or None
+            Raise :class:`ConfigMismatchError` unless the device has this config_id.
+        """
+        import serial
+
+        board = None
+        cycle_rate = None
+        if url == "sim":
+            board = _SimulatedBoard(load_config(config), mode, startup_timeout)
+            url = board.url
+            # A simulation runs at least this many cycles per wall-clock second.
+            cycle_rate = 2e4 if mode == "bit" else 2e5
+            timeout = 10.0 if timeout is None else timeout
+        baud = baudrate or load_config(config).baud
+        try:
+            port = serial.serial_for_url(url, baudrate=baud, timeout=0.05)
+        except (serial.SerialException, ValueError) as exc:
+            if board is not None:
+                board.close()
+            raise DeviceError(f"cannot open {url}: {exc}") from None
+        try:
+            return cls(port, url, baud=baud, timeout=2.0 if timeout is None else timeout,
+                       retries=retries, progress=progress, cycle_rate=cycle_rate,
+                       expect_config_id=expect_config_id, board=board)
+        except BaseException:
+            if board is not None:
+                board.close()
+            raise
+
+    def close(self):
+        """Close the port (and stop the simulated board this device started)."""
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+        if self._board is not None:
+            self._board.close()
+            self._board = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _send(self, data):
+        if self._port is None:
+            raise DeviceError(f"device at {self.url} is closed")
+        try:
+            self._port.write(data)
+        except Exception as exc:      # pyserial raises several types for a dead port
+            raise DeviceError(f"cannot write to {self.url}: {exc}") from None
+        self.stats["bytes_sent"] += len(data)
+
+    def _receive(self, deadline):
+        """Return the next frame from the device, or None at ``deadline``."""
+        while True:
+            if self._backlog:
+                return self._backlog.pop(0)
+            if time.monotonic() > deadline:
+                return None
+            try:
+                data = self._port.read(max(1, self._port.in_waiting))
+            except Exception as exc:
+                raise DeviceError(f"cannot read from {self.url}: {exc}") from None
+            if data:
+                self.stats["bytes_received"] += len(data)
+                self._backlog += self._decoder.feed(data)
+
+    def _wire_seconds(self, nbytes):
+        return nbytes * 10 / self._baud
+
+    def _next_seq(self):
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def _check_response(self, opcode, frame):
+        status = frame.status
+        if status != Status.OK:
+            name = status.name if isinstance(status, Status) else f"status {status}"
+            raise DeviceStatusError(status, f"device at {self.url} answered {name} to "
+                                            f"{opcode.name}")
+        return frame
+
+    def request(self, opcode, args=b"", data=b"", *, extra_seconds=0.0):
+        """Send one request and return its response frame (status OK).
+
+        Retries a bounded number of times after a timeout or a ``BAD_CRC`` answer.
+        """
+        return self._pipeline([(opcode, args, data)], extra_seconds=extra_seconds)[0]
+
+    def _pipeline(self, requests, *, window=2, extra_seconds=0.0, progress=None):
+        """Send requests with up to ``window`` in flight; return their responses in order.
+
+        Each request is retried on its own after a timeout or a CRC error; writes to
+        distinct addresses may therefore complete in any order.
+        """
+        results = [None] * len(requests)
+        attempts = [0] * len(requests)
+        queue = list(range(len(requests)))
+        in_flight = {}                        # seq -> (index, deadline)
+        while queue or in_flight:
+            while queue and len(in_flight) < window:
+                index = queue.pop(0)
+                opcode, args, data = requests[index]
+                seq = self._next_seq()
+                frame = protocol.encode_request(opcode, seq, args, data)
+                attempts[index] += 1
+                self._send(frame)
+                budget = (self.timeout + extra_seconds +
+                          2 * self._wire_seconds(len(frame) + protocol.MAX_DATA + 16) * window)
+                in_flight[seq] = (index, time.monotonic() + budget)
+            deadline = min(d for _, d in in_flight.values())
+            frame = self._receive(deadline)
+            if frame is None:
+                for seq, (index, when) in list(in_flight.items()):
+                    if when <= time.monotonic():
+                        del in_flight[seq]
+                        self._retry(index, attempts, queue, requests, "no response")
+                continue
+            if frame.opcode == protocol.RESPONSE_BIT:
+                # Opcode 0 is never requested: the simulated board's refusal.
+                raise DeviceBusyError(f"{self.url}: {frame.data.decode(errors='replace')}")
+            if frame.seq not in in_flight:
+                continue                                    # stale answer to a retried frame
+            index, _ = in_flight[frame.seq]
+            opcode = Opcode(requests[index][0])
+            if frame.opcode != opcode | protocol.RESPONSE_BIT:
+                raise LinkProtocolError(f"device at {self.url} answered {opcode.name} "
+                                        f"with opcode 0x{frame.opcode:02x}")
+            del in_flight[frame.seq]
+            if frame.payload[:1] == bytes([Status.BAD_CRC]):
+                self._retry(index, attempts, queue, requests, "CRC errors")
+                continue
+            results[index] = self._check_response(opcode, frame)
+            if progress is not None:
+                progress.update(len(requests[index][2]))
+        return results
+
+    def _retry(self, index, attempts, queue, requests, why):
+        opcode = Opcode(requests[index][0])
+        if attempts[index] > self.retries:
+            if why == "no response":
+                raise DeviceTimeout(f"no response from {self.url} to {opcode.name} after "
+                                    f"{attempts[index]} attempts (is the device on, and is "
+                                    f"{self._baud} baud right?)")
+            raise LinkProtocolError(f"{opcode.name} to {self.url} failed {attempts[index]} "
+                                    f"times with {why}")
+        queue.insert(0, index)
+
+    # --- device information ------------------------------------------------------------
+
+    def _read_info(self):
+        frame = self.request(Opcode.INFO)
+        try:
+            return protocol.parse_capability(frame.data)
+        except protocol.ProtocolError as exc:
+            raise LinkProtocolError(f"device at {self.url}: {exc}") from None
+
+    def info(self):
+        """Return the device's config parameters, ``config_id``, engines and version."""
+        return dict(self._info)
+
+    def ping(self):
+        """Check that the device answers; return the round-trip time in seconds."""
+        start = time.monotonic()
+        self.request(Opcode.PING)
+        return time.monotonic() - start
+
+    def counters(self):
+        """Return the device's link counters (frames, CRC errors, timeouts, ...)."""
+        return protocol.parse_stats(self.request(Opcode.STATS).data)
+
+    # --- memories ------------------------------------------------------------------------
+
+    def write(self, target, image, *, run=0, stride=0, label="upload"):
+        """Write ``image`` to ``target``, skipping the unused bytes of each ``stride``.
+
+        With ``run`` and ``stride`` set, ``image`` is a whole number of ``stride``-byte
+        words of which only the first ``run`` bytes are sent.
+        """
+        image = bytes(image)
+        if run and run != stride:
+            words = np.frombuffer(image, np.uint8).reshape(-1, stride)[:, :run]
+            data = words.tobytes()
+            per_frame = protocol.MAX_DATA // run * run
+        else:
+            data, run, stride, per_frame = image, 0, 0, protocol.MAX_DATA
+        requests = []
+        for offset in range(0, len(data), per_frame):
+            addr = offset // run * stride if run else offset
+            requests.append((Opcode.WRITE, protocol.write_args(target, addr, run, stride),
+                             data[offset:offset + per_frame]))
+        progress = _Progress(label, len(data), self.progress)
+        try:
+            self._pipeline(requests, progress=progress)
+        finally:
+            progress.close()
+
+    def read(self, target, addr, count, *, label="download"):
+        """Return ``count`` bytes of ``target`` from ``addr`` (output memory)."""
+        requests = []
+        for offset in range(0, count, protocol.MAX_RESPONSE_DATA):
+            size = min(protocol.MAX_RESPONSE_DATA, count - offset)
+            requests.append((Opcode.READ, protocol.read_args(target, addr + offset, size),
+                             b""))
+        frames = self._pipeline(requests, window=1)
+        return b"".join(frame.data for frame in frames)
+
+    def _write_params(self, bias, mult, shift):
+        records = protocol.param_records(bias, mult, shift)
+        if records != self._params:
+            self._params = None
+            self.write(Target.PARAMS, records, label="parameters")
+            self._params = records
+
+    # --- handles -------------------------------------------------------------------------
+
+    def _check_handle(self, handle, kind):
+        if handle.config_id != self._info["config_id"]:
+            raise ConfigMismatchError(
+                f"the weight handle was made for config_id {handle.config_id}, but the "
+                f"device at {self.url} has {self._info['config_id']}")
+        if handle.kind != kind:
+            raise ValueError(f"a {handle.kind} weight handle cannot be used for {kind} work")
+
+    def upload_int8(self, Wq):
+        """Upload int8 K x N weights; return a handle for :meth:`gemm`.
+
+        Weights that fit the weight memory are sent now and stay resident until another
+        upload replaces them; larger ones are sent tile by tile when used.
+        """
+        Wq = _int_matrix("Wq", Wq, np.int8)
+        handle = WeightHandle("int8", Wq.copy(), None, self._info["config_id"])
+        tiles = self._tiles(Engine.SYSTOLIC, 1, *Wq.shape)
+        if len(tiles[1]) == 1 and len(tiles[2]) == 1:
+            self._load_weights(Engine.SYSTOLIC, handle, tiles[1][0], tiles[2][0])
+        return handle
+
+    def upload_ternary(self, T, packing="base3"):
+        """Upload ternary K x N weights packed ``"base3"`` or ``"2bit"``; return a handle."""
+        if packing not in PACKINGS:
+            raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
+        T = _int_matrix("T", T, np.int8)
+        if T.size and (T.min() < -1 or T.max() > 1):
+            raise ValueError("T values must be in {-1, 0, 1}")
+        handle = WeightHandle("ternary", T.copy(), packing, self._info["config_id"])
+        tiles = self._tiles(Engine.TERNARY, 1, *T.shape)
+        if len(tiles[1]) == 1 and len(tiles[2]) == 1:
+            self._load_weights(Engine.TERNARY, handle, tiles[1][0], tiles[2][0])
+        return handle
+
+    def _load_weights(self, engine, handle, k_range, n_range):
+        key = (handle.id, k_range, n_range, handle.packing)
+        if self._resident.get(engine) == key:
+            return
+        W = np.ascontiguousarray(handle.weights[slice(*k_range), slice(*n_range)])
+        dummy = np.zeros((1, W.shape[0]), np.int8)
+        self._resident.pop(engine, None)
+        if engine == Engine.SYSTOLIC:
+            geometry = systolic_geometry(self.config)
+            image = systolic_memory_image(self.config, dummy, W)[1]
+            self.write(Target.SYSTOLIC_WEIGHT, image, run=self.config.systolic_cols,
+                       stride=1 << geometry.weight_lane_bits, label="int8 weights")
+        else:
+            geometry = ternary_geometry(self.config)
+            image = ternary_memory_image(self.config, dummy, W, handle.packing)[1]
+            self.write(Target.TERNARY_WEIGHT, image, run=geometry.word_bytes(handle.packing),
+                       stride=geometry.weight_stride, label="ternary weights")
+        self._resident[engine] = key
+
+    # --- compute -------------------------------------------------------------------------
+
+    def _tiles(self, engine, m, k, n):
+        """Return the (M, K, N) tile ranges a problem is split into on this device."""
+        c = self.config
+        weight_depth = c.weight_depth if engine == Engine.SYSTOLIC else c.trit_depth
+        plan = plan_gemm if engine == Engine.SYSTOLIC else plan_ternary
+        kt = min(k, c.max_k, c.act_depth, weight_depth)
+        nt = min(n, c.max_n, weight_depth // kt, c.out_depth)
+        mt = min(m, c.max_m, c.act_depth // kt, c.out_depth // nt)
+        plan(c, mt, kt, nt)
+        return tuple([(i, min(i + t, d)) for i in range(0, d, t)]
+                     for d, t in ((m, mt), (k, kt), (n, nt)))
+
+    def _compute(self, engine, X, handle, bias, mult, shift, relu):
+        m, k = X.shape
+        n = handle.weights.shape[1]
+        raw = mult is None
+        if raw and (shift is not None or relu):
+            raise ValueError("shift and relu need mult: without mult the result is the raw "
+                             "int32 accumulator")
+        if not raw:
+            mult = _int_vector("mult", mult, n, 0, (1 << MULT_BITS) - 1)
+            shift = _int_vector("shift", shift, n, SHIFT_MIN, SHIFT_MAX)
+        bias = (np.zeros(n, np.int32) if bias is None
+                else _int_vector("bias", bias, n, -(1 << 31), (1 << 31) - 1))
+        m_tiles, k_tiles, n_tiles = self._tiles(engine, m, k, n)
+        if len(k_tiles) == 1:
+            # The device adds the bias and requantizes.
+            result = np.zeros((m, n), np.int32 if raw else np.int8)
+            for n0, n1 in n_tiles:
+                width = n1 - n0
+                self._write_params(bias[n0:n1],
+                                   np.zeros(width, np.int64) if raw else mult[n0:n1],
+                                   np.ones(width, np.int64) if raw else shift[n0:n1])
+                self._load_weights(engine, handle, k_tiles[0], (n0, n1))
+                for m0, m1 in m_tiles:
+                    result[m0:m1, n0:n1] = self._run(engine, X[m0:m1], handle, width,
+                                                     raw, relu)
+            return result
+        # K is split: the device returns raw partial sums, the host adds them.
+        total = np.zeros((m, n), np.int64)
+        for n0, n1 in n_tiles:
+            width = n1 - n0
+            self._write_params(np.zeros(width, np.int64), np.zeros(width, np.int64),
+                               np.ones(width, np.int64))
+            for k0, k1 in k_tiles:
+                self._load_weights(engine, handle, (k0, k1), (n0, n1))
+                for m0, m1 in m_tiles:
+                    total[m0:m1, n0:n1] += self._run(engine, X[m0:m1, k0:k1], handle,
+                                                     width, True, False)
+        total += bias
+        if total.min() < -(1 << 31) or total.max() >= 1 << 31:
+            raise ValueError(f"the accumulators overflow int32 "
+                             f"(range {total.min()}..{total.max()})")
+        acc = total.astype(np.int32)
+        return acc if raw else requantize(acc, mult.astype(np.int32), shift.astype(np.int32),
+                                          relu)
+
+    def _run(self, engine, X, handle, n, raw, relu):
+        m, k = X.shape
+        dummy = np.zeros((k, n), np.int8)
+        if engine == Engine.SYSTOLIC:
+            geometry = systolic_geometry(self.config)
+            image = systolic_memory_image(self.config, np.ascontiguousarray(X), dummy)[0]
+            self.write(Target.SYSTOLIC_ACT, image, run=self.config.systolic_rows,
+                       stride=1 << geometry.act_lane_bits, label="activations")
+            plan = plan_gemm(self.config, m, k, n)
+            flags = 0
+        else:
+            geometry = ternary_geometry(self.config)
+            image = ternary_memory_image(self.config, np.ascontiguousarray(X), dummy, "2bit")[0]
+            self.write(Target.TERNARY_ACT, image, run=geometry.act_word_bytes,
+                       stride=geometry.act_stride, label="activations")
+            plan = plan_ternary(self.config, m, k, n)
+            flags = RunFlag.BASE3 if handle.packing == "base3" else 0
+        flags |= (RunFlag.RAW if raw else 0) | (RunFlag.RELU if relu else 0)
+        frame = self.request(Opcode.RUN, protocol.run_args(engine, flags, m, k, n),
+                             extra_seconds=2 * plan.cycles / self._cycle_rate)
+        busy, macs = protocol.parse_run(frame.data)
+        self.last_run = {"engine": Engine(engine).name.lower(), "m": m, "k": k, "n": n,
+                         "busy_cycles": busy, "mac_cycles": macs,
+                         "predicted_cycles": plan.cycles}
+        self.stats["runs"] += 1
+        self.stats["busy_cycles"] += busy
+        self.stats["mac_cycles"] += macs
+        if raw:
+            data = self.read(Target.OUTPUT32, 0, 4 * m * n)
+            return np.frombuffer(data, "<i4").reshape(m, n)
+        data = self.read(Target.OUTPUT8, 0, m * n)
+        return np.frombuffer(data, np.int8).reshape(m, n)
+
+    def gemm(self, Xq, W, bias=None, mult=None, shift=None, relu=False):
+        """Return ``gemm_int8(Xq, W, bias)``, requantized per channel when ``mult`` is given.
+
+        ``W`` is an int8 K x N array or a handle from :meth:`upload_int8`. Without ``mult``
+        the result is the int32 accumulator; with ``mult`` and ``shift`` it is
+        ``requantize(acc, mult, shift, relu)`` (int8).
+        """
+        Xq = _int_matrix("Xq", Xq, np.int8)
+        handle = self._handle(W, "int8", "W", None)
+        _check_inner(Xq, handle.weights, "Xq", "W")
+        return self._compute(Engine.SYSTOLIC, Xq, handle, bias, mult, shift, relu)
+
+    def ternary(self, q, T, mult=None, shift=None, relu=False, packing="base3"):
+        """Return ``ternary_matmul(q, T)``, requantized per channel when ``mult`` is given.
+
+        ``T`` is a ternary int8 K x N array (sent in ``packing``) or a handle from
+        :meth:`upload_ternary`.
+        """
+        q = _int_matrix("q", q, np.int8)
+        handle = self._handle(T, "ternary", "T", packing)
+        _check_inner(q, handle.weights, "q", "T")
+        return self._compute(Engine.TERNARY, q, handle, None, mult, shift, relu)
+
+    def _handle(self, weights, kind, name, packing):
+        if isinstance(weights, WeightHandle):
+            self._check_handle(weights, kind)
+            return weights
+        weights = _int_matrix(name, weights, np.int8)
+        if kind == "ternary" and weights.size and (weights.min() < -1 or weights.max() > 1):
+            raise ValueError(f"{name} values must be in {{-1, 0, 1}}")
+        return WeightHandle(kind, weights, packing, self._info["config_id"])
+
+
+def _int_matrix(name, value, dtype):
+    array = np.asarray(value)
+    if array.dtype != dtype or array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D {np.dtype(dtype)} array, not "
+                         f"{array.ndim}-D {array.dtype}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, but has shape {array.shape}")
+    return array
+
+
+def _int_vector(name, value, n, lo, hi):
+    if value is None:
+        raise ValueError(f"{name} is required with mult")
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu" or array.shape != (n,):
+        raise ValueError(f"{name} must be an integer array of shape ({n},), not "
+                         f"{array.dtype} of shape {array.shape}")
+    if array.size and (array.min() < lo or array.max() > hi):
+        raise ValueError(f"{name} values must be in [{lo}, {hi}]")
+    return array.astype(np.int64)
+
+
+def _check_inner(X, W, xname, wname):
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"{xname} is {X.shape[0]}x{X.shape[1]} but {wname} is "
+                         f"{W.shape[0]}x{W.shape[1]}: inner dimensions differ")
