@@ -317,7 +317,8 @@ class SystolicCore(wiring.Component):
                 next_buf = Mux(line_valid, next_buffer(drain_buf), drain_buf)
                 with m.If(line_valid):
                     m.d.comb += clear.eq(1 << drain_buf)
-                m.d.sync += [drain_buf.eq(next_buf), out_row.eq(0), out_col.eq(0)]
+                    m.d.sync += drain_buf.eq(next_buf)
+                m.d.sync += [out_row.eq(0), out_col.eq(0)]
                 with m.If(filled.bit_select(next_buf, 1)):
                     m.d.comb += [out_read.en.eq(1), out_read.addr.eq(buffer_base[next_buf])]
                     m.d.sync += line_valid.eq(1)
