@@ -148,3 +148,30 @@ def test_parameter_writes_outside_the_memory_are_dropped():
 def test_rejects_a_non_config():
     with pytest.raises(TypeError, match="AcceleratorConfig"):
         Requantizer({"max_n": 4})
+
+
+def test_latency_is_the_one_the_cycle_model_uses():
+    from tritile.sw.planner import SYSTOLIC_OUTPUT_LATENCY
+
+    assert LATENCY == SYSTOLIC_OUTPUT_LATENCY
+
+
+def test_busy_while_a_beat_is_in_flight():
+    dut = Requantizer(AcceleratorConfig(max_n=2))
+    trace = []
+
+    async def testbench(ctx):
+        ctx.set(dut.out.ready, 1)
+        ctx.set(dut.acc.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.acc.valid, 0)
+        for _ in range(LATENCY + 2):
+            await ctx.delay(1e-9)
+            trace.append((ctx.get(dut.busy), ctx.get(dut.out.valid)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert trace == [(1, 0)] * (LATENCY - 1) + [(1, 1), (0, 0), (0, 0)]

@@ -1,0 +1,223 @@
+"""The processing element, the systolic array and the systolic engine in Amaranth's simulator."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tritile.hw.systolic import SystolicEngine
+from tritile.hw.systolic_array import ProcessingElement, SystolicArray
+from tritile.sw import AcceleratorConfig, ConfigError, gemm_int8, plan_gemm, requantize
+from tritile.sw.systolic_layout import systolic_geometry, systolic_memory_image
+
+
+def _rng():
+    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
+    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+    return np.random.default_rng(seed)
+
+
+def _simulate(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def test_pe_swaps_in_the_shadow_weight_with_the_first_activation():
+    pe = ProcessingElement(psum_width=18)
+    sums = []
+
+    async def testbench(ctx):
+        ctx.set(pe.weight_in, -7)
+        ctx.set(pe.weight_load, 1)
+        await ctx.tick()
+        # The same edge retires the shadow weight (-7 becomes active) and loads 5.
+        ctx.set(pe.weight_in, 5)
+        for a, swap, psum in ((3, 1, 100), (-128, 0, 0), (2, 1, -1), (0, 0, 0)):
+            ctx.set(pe.a_in, a)
+            ctx.set(pe.swap_in, swap)
+            await ctx.tick()
+            ctx.set(pe.weight_load, 0)
+            ctx.set(pe.psum_in, psum)
+            assert ctx.get(pe.a_out) == a
+            await ctx.delay(1e-9)
+            sums.append(ctx.get(pe.psum_out))
+
+    _simulate(pe, testbench)
+    # psum_out lags a_in by two edges: [previous, 100 + 3 * -7, 0 + -128 * -7, -1 + 2 * 5]
+    assert sums[1:] == [100 + 3 * -7, -128 * -7, -1 + 2 * 5]
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 2), (4, 4)])
+def test_array_streams_tiles_back_to_back(rows, cols):
+    rng = _rng()
+    array = SystolicArray(rows, cols, psum_width=32)
+    tiles = [(rng.integers(-128, 128, (rows + int(rng.integers(0, 3)), rows)),
+              rng.integers(-128, 128, (rows, cols))) for _ in range(4)]
+    got = []
+
+    async def testbench(ctx):
+        # Weights of tile 0 load before its first row; those of tile t + 1 load with the
+        # first R rows of tile t.
+        feed = [(None, tiles[0][1], r) for r in range(rows)]
+        for t, (acts, _) in enumerate(tiles):
+            following = tiles[t + 1][1] if t + 1 < len(tiles) else None
+            for i, row in enumerate(acts):
+                feed.append(((row, i == 0), following if i < rows else None, i))
+        total = len(feed) + array.latency
+        for cycle in range(total):
+            if cycle < len(feed):
+                act, weights, index = feed[cycle]
+                ctx.set(array.act, [0] * rows if act is None else [int(x) for x in act[0]])
+                ctx.set(array.swap, act is not None and act[1])
+                ctx.set(array.weight_load, weights is not None)
+                if weights is not None:
+                    ctx.set(array.weight_row, [int(x) for x in weights[index]])
+                    ctx.set(array.weight_index, index)
+            else:
+                ctx.set(array.swap, 0)
+                ctx.set(array.weight_load, 0)
+            await ctx.delay(1e-9)
+            got.append(list(ctx.get(array.psum)))
+            await ctx.tick()
+
+    _simulate(array, testbench)
+    expected = np.concatenate([a @ w for a, w in tiles])
+    outputs = np.array(got[rows + array.latency:rows + array.latency + len(expected)])
+    np.testing.assert_array_equal(outputs, expected)
+
+
+def _config(rows, cols, **limits):
+    sizes = dict(max_m=12, max_k=20, max_n=12, act_depth=240, weight_depth=240,
+                 out_depth=144)
+    sizes.update(limits)
+    return AcceleratorConfig(systolic_rows=rows, systolic_cols=cols, **sizes)
+
+
+def _run_engine(config, problems, extra_writes=()):
+    """Run problems [(Xq, Wq, bias, mult, shift, relu)] back to back; return
+    [(result dict {(row, col): value}, busy_cycles, mac_cycles, done pulses)].
+
+    ``extra_writes`` [(target, addr)] write 0x7F after each memory image."""
+    dut = SystolicEngine(config)
+    runs = []
+
+    async def testbench(ctx):
+        ctx.set(dut.out.ready, 1)
+        for Xq, Wq, bias, mult, shift, relu in problems:
+            m, n = Xq.shape[0], Wq.shape[1]
+            for col in range(n):
+                ctx.set(dut.param_write.payload, {
+                    "col": col, "bias": int(bias[col]),
+                    "mult": 0 if mult is None else int(mult[col]),
+                    "shift": 1 if shift is None else int(shift[col])})
+                ctx.set(dut.param_write.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.param_write.valid, 0)
+            for target, data in systolic_memory_image(config, Xq, Wq).items():
+                for addr, byte in enumerate(data):
+                    ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": byte})
+                    ctx.set(dut.write.valid, 1)
+                    await ctx.tick()
+            for target, addr in extra_writes:
+                ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": 0x7F})
+                ctx.set(dut.write.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.write.valid, 0)
+            ctx.set(dut.start.payload, {"m": m, "k": Xq.shape[1], "n": n,
+                                        "raw": mult is None, "relu": relu})
+            ctx.set(dut.start.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.start.valid, 0)
+            results, dones = {}, 0
+            for _ in range(10 * plan_gemm(config, m, Xq.shape[1], n).cycles):
+                await ctx.delay(1e-9)
+                if ctx.get(dut.out.valid):
+                    payload = ctx.get(dut.out.payload)
+                    assert (payload.row, payload.col) not in results
+                    results[(payload.row, payload.col)] = payload.value
+                dones += ctx.get(dut.done)
+                if not ctx.get(dut.busy):
+                    break
+                await ctx.tick()
+            runs.append((results, ctx.get(dut.busy_cycles), ctx.get(dut.mac_cycles), dones))
+
+    _simulate(dut, testbench)
+    return runs
+
+
+def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count():
+    rng = _rng()
+    config = _config(3, 2)
+    problems = []
+    for m, k, n, requant in ((5, 7, 3, True), (1, 1, 1, False), (12, 20, 12, False),
+                             (4, 6, 5, True)):
+        Xq = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        Wq = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        bias = rng.integers(-5000, 5000, n).astype(np.int32)
+        mult = rng.integers(0, 1 << 15, n).astype(np.int32) if requant else None
+        shift = rng.integers(12, 24, n).astype(np.int32) if requant else None
+        problems.append((Xq, Wq, bias, mult, shift, bool(m % 2)))
+    for (Xq, Wq, bias, mult, shift, relu), (results, busy, macs, dones) in zip(
+            problems, _run_engine(config, problems)):
+        m, k, n = Xq.shape[0], Xq.shape[1], Wq.shape[1]
+        expected = gemm_int8(Xq, Wq, bias)
+        if mult is not None:
+            expected = requantize(expected, mult, shift, relu=relu)
+        got = np.zeros((m, n), np.int64)
+        for (row, col), value in results.items():
+            got[row, col] = value
+        assert len(results) == m * n
+        np.testing.assert_array_equal(got, expected)
+        assert busy == plan_gemm(config, m, k, n).cycles
+        assert macs == m * k * n
+        assert dones == 1
+
+
+@pytest.mark.parametrize("m,k,n", [(0, 2, 2), (2, 0, 2), (2, 2, 0), (13, 2, 2),
+                                   (2, 21, 2), (2, 2, 13)])
+def test_engine_drops_an_illegal_start_without_output(m, k, n):
+    dut = SystolicEngine(_config(2, 2))
+
+    async def testbench(ctx):
+        ctx.set(dut.out.ready, 1)
+        ctx.set(dut.start.payload, {"m": m, "k": k, "n": n, "raw": 1, "relu": 0})
+        ctx.set(dut.start.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.start.valid, 0)
+        dones = 0
+        for _ in range(20):
+            await ctx.delay(1e-9)
+            assert not ctx.get(dut.out.valid) and not ctx.get(dut.busy)
+            dones += ctx.get(dut.done)
+            await ctx.tick()
+        assert dones == 1
+
+    _simulate(dut, testbench)
+
+
+def test_writes_outside_a_memory_are_dropped():
+    # rows=3 leaves lane 3 of each 4-byte activation word unused; addresses past the
+    # memory would wrap onto word 0 if they were not dropped.
+    config = _config(3, 2)
+    geometry = systolic_geometry(config)
+    Xq = np.arange(6, dtype=np.int8).reshape(2, 3)
+    Wq = np.arange(-3, 3, dtype=np.int8).reshape(3, 2)
+    garbage = [(0, 3), (0, geometry.act_bytes), (0, (geometry.act_bytes * 4) | 1),
+               (1, geometry.weight_bytes), (1, 1 << 23), (2, 0), (3, 1)]
+    runs = _run_engine(config, [(Xq, Wq, np.zeros(2, np.int32), None, None, False)],
+                       extra_writes=garbage)
+    results = runs[0][0]
+    expected = gemm_int8(Xq, Wq)
+    assert results == {(r, c): int(expected[r, c]) for r in range(2) for c in range(2)}
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_config_errors_name_the_parameter():
+    with pytest.raises(TypeError, match="AcceleratorConfig"):
+        SystolicEngine({"systolic_rows": 2})
+    with pytest.raises(ConfigError, match="act_depth"):
+        SystolicEngine(AcceleratorConfig(systolic_rows=3, act_depth=1 << 24))
