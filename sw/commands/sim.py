@@ -3,7 +3,7 @@
 import importlib
 
 # Modules of tritile.sw.commands that register a subcommand of `tritile sim`.
-SIM_COMMANDS = ("sim_gemm",)
+SIM_COMMANDS = ("sim_ternary", "sim_gemm")
 
 
 def register(subparsers):
