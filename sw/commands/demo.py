@@ -59,8 +59,8 @@ def run(args):
     say(f"float accuracy on {count} held-out images: {100 * float_accuracy:.2f}%")
 
     if args.device != GOLDEN:
-        say(f"opening {args.device} (the simulated board is built by Verilator on the first "
-            f"run, about a minute, then cached)")
+        say(f"opening {args.device} (a simulated board is built by Verilator on its first "
+            f"start, then cached)")
     try:
         runs, device_config = _run_on_device(args, config, float_model, ternary_model,
                                              split, X, y, say)
