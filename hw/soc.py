@@ -228,6 +228,7 @@ class SoC(wiring.Component):
             stats["bad_crc"].eq(stats["bad_crc"] + parser.bad_crc),
             stats["timeouts"].eq(stats["timeouts"] + parser.timed_out),
             stats["overruns"].eq(stats["overruns"] + uart_rx.overrun),
+            stats["cycles"].eq(stats["cycles"] + 1),
         ]
         busy_cycles, mac_cycles = Signal(32), Signal(32)
 

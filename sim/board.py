@@ -87,10 +87,16 @@ class _Link:
         self.server.setblocking(False)
         self.url = f"socket://{host}:{self.server.getsockname()[1]}"
         self.client = None
+        self.served = False
         self.to_device = collections.deque()
 
     def poll(self):
-        """Accept or refuse connections and read what the client sent."""
+        """Read what the client sent, then accept or refuse new connections.
+
+        Reading first notices a client that has just closed, so that the one that
+        replaced it is not refused.
+        """
+        self._receive()
         while True:
             try:
                 conn, _ = self.server.accept()
@@ -101,11 +107,19 @@ class _Link:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.client = conn
                 self.to_device.clear()
+                if self.served:
+                    # The last client may have left a partial frame in the parser: zeros
+                    # complete it (it fails its CRC) and are then ignored.
+                    self.to_device.extend(bytes(protocol.MAX_PAYLOAD + protocol.FRAMING_SIZE))
+                self.served = True
             else:
                 conn.setblocking(True)
                 conn.sendall(protocol.encode_response(
                     0, 0, protocol.Status.UNAVAILABLE, _REFUSAL))
                 conn.close()
+        self._receive()
+
+    def _receive(self):
         if self.client is not None:
             try:
                 while True:

@@ -33,7 +33,7 @@ from .protocol import Engine, Opcode, RunFlag, Status, Target
 from .systolic_layout import systolic_geometry, systolic_memory_image
 from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image
 
-__all__ = ["Device", "DeviceError", "DeviceTimeout", "LinkProtocolError", "DeviceStatusError",
+__all__ = ["Device", "write_requests", "weight_requests", "DeviceError", "DeviceTimeout", "LinkProtocolError", "DeviceStatusError",
            "ConfigMismatchError", "DeviceBusyError", "WeightHandle"]
 
 
@@ -359,16 +359,13 @@ class Device:
                         del in_flight[seq]
                         self._retry(index, attempts, queue, requests, "no response")
                 continue
-            if frame.opcode == protocol.RESPONSE_BIT:
-                # Opcode 0 is never requested: the simulated board's refusal.
+            if frame.opcode == protocol.RESPONSE_BIT and frame.status == Status.UNAVAILABLE:
+                # The device answers opcode 0 UNKNOWN_OPCODE; this is the board's refusal.
                 raise DeviceBusyError(f"{self.url}: {frame.data.decode(errors='replace')}")
-            if frame.seq not in in_flight:
-                continue                                    # stale answer to a retried frame
-            index, _ = in_flight[frame.seq]
+            index = in_flight.get(frame.seq, (None,))[0]
+            if index is None or frame.opcode != requests[index][0] | protocol.RESPONSE_BIT:
+                continue              # a stale answer to an abandoned or retried request
             opcode = Opcode(requests[index][0])
-            if frame.opcode != opcode | protocol.RESPONSE_BIT:
-                raise LinkProtocolError(f"device at {self.url} answered {opcode.name} "
-                                        f"with opcode 0x{frame.opcode:02x}")
             del in_flight[frame.seq]
             if frame.payload[:1] == bytes([Status.BAD_CRC]):
                 self._retry(index, attempts, queue, requests, "CRC errors")
@@ -408,6 +405,22 @@ class Device:
         self.request(Opcode.PING)
         return time.monotonic() - start
 
+    def resync(self):
+        """Bring the link back to a frame boundary; return the ping time.
+
+        Sends :data:`~tritile.sw.protocol.MAX_PAYLOAD` + framing zero bytes, which end any
+        partial frame the device holds (it then hunts for a sync byte and ignores the
+        rest), discards the answers that produces, and pings.
+        """
+        self._send(bytes(protocol.MAX_PAYLOAD + protocol.FRAMING_SIZE))
+        quiet_until = time.monotonic() + 0.2
+        while time.monotonic() < quiet_until:
+            if self._port.read(max(1, self._port.in_waiting)):
+                quiet_until = time.monotonic() + 0.2
+        self._decoder = protocol.FrameDecoder()
+        self._backlog = []
+        return self.ping()
+
     def counters(self):
         """Return the device's link counters (frames, CRC errors, timeouts, ...)."""
         return protocol.parse_stats(self.request(Opcode.STATS).data)
@@ -420,19 +433,8 @@ class Device:
         With ``run`` and ``stride`` set, ``image`` is a whole number of ``stride``-byte
         words of which only the first ``run`` bytes are sent.
         """
-        image = bytes(image)
-        if run and run != stride:
-            words = np.frombuffer(image, np.uint8).reshape(-1, stride)[:, :run]
-            data = words.tobytes()
-            per_frame = protocol.MAX_DATA // run * run
-        else:
-            data, run, stride, per_frame = image, 0, 0, protocol.MAX_DATA
-        requests = []
-        for offset in range(0, len(data), per_frame):
-            addr = offset // run * stride if run else offset
-            requests.append((Opcode.WRITE, protocol.write_args(target, addr, run, stride),
-                             data[offset:offset + per_frame]))
-        progress = _Progress(label, len(data), self.progress)
+        requests = write_requests(target, image, run=run, stride=stride)
+        progress = _Progress(label, sum(len(r[2]) for r in requests), self.progress)
         try:
             self._pipeline(requests, progress=progress)
         finally:
@@ -496,18 +498,14 @@ class Device:
         if self._resident.get(engine) == key:
             return
         W = np.ascontiguousarray(handle.weights[slice(*k_range), slice(*n_range)])
-        dummy = np.zeros((1, W.shape[0]), np.int8)
         self._resident.pop(engine, None)
-        if engine == Engine.SYSTOLIC:
-            geometry = systolic_geometry(self.config)
-            image = systolic_memory_image(self.config, dummy, W)[1]
-            self.write(Target.SYSTOLIC_WEIGHT, image, run=self.config.systolic_cols,
-                       stride=1 << geometry.weight_lane_bits, label="int8 weights")
-        else:
-            geometry = ternary_geometry(self.config)
-            image = ternary_memory_image(self.config, dummy, W, handle.packing)[1]
-            self.write(Target.TERNARY_WEIGHT, image, run=geometry.word_bytes(handle.packing),
-                       stride=geometry.weight_stride, label="ternary weights")
+        requests = weight_requests(self.config, handle.kind, W, handle.packing)
+        progress = _Progress(f"{handle.kind} weights", sum(len(r[2]) for r in requests),
+                             self.progress)
+        try:
+            self._pipeline(requests, progress=progress)
+        finally:
+            progress.close()
         self._resident[engine] = key
 
     # --- compute -------------------------------------------------------------------------
@@ -633,6 +631,39 @@ class Device:
         if kind == "ternary" and weights.size and (weights.min() < -1 or weights.max() > 1):
             raise ValueError(f"{name} values must be in {{-1, 0, 1}}")
         return WeightHandle(kind, weights, packing, self._info["config_id"])
+
+
+def write_requests(target, image, *, run=0, stride=0):
+    """Return the WRITE requests ``[(opcode, args, data)]`` that load ``image``.
+
+    With ``run`` and ``stride``, ``image`` is a whole number of ``stride``-byte words of
+    which only the first ``run`` bytes are sent; each frame carries whole runs.
+    """
+    image = bytes(image)
+    if run and run != stride:
+        data = np.frombuffer(image, np.uint8).reshape(-1, stride)[:, :run].tobytes()
+        per_frame = protocol.MAX_DATA // run * run
+    else:
+        data, run, stride, per_frame = image, 0, 0, protocol.MAX_DATA
+    return [(Opcode.WRITE,
+             protocol.write_args(target, offset // run * stride if run else offset,
+                                 run, stride),
+             data[offset:offset + per_frame])
+            for offset in range(0, len(data), per_frame)]
+
+
+def weight_requests(config, kind, W, packing=None):
+    """Return the WRITE requests that upload one tile of weights ``W`` (K x N)."""
+    dummy = np.zeros((1, W.shape[0]), np.int8)
+    if kind == "int8":
+        geometry = systolic_geometry(config)
+        image = systolic_memory_image(config, dummy, W)[1]
+        return write_requests(Target.SYSTOLIC_WEIGHT, image, run=config.systolic_cols,
+                              stride=1 << geometry.weight_lane_bits)
+    geometry = ternary_geometry(config)
+    image = ternary_memory_image(config, dummy, W, packing)[1]
+    return write_requests(Target.TERNARY_WEIGHT, image, run=geometry.word_bytes(packing),
+                          stride=geometry.weight_stride)
 
 
 def _int_matrix(name, value, dtype):

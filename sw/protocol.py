@@ -114,8 +114,9 @@ class RunFlag(enum.IntFlag):
 #: One channel's requantization parameters in the PARAMS target: bias, mult, shift, pad.
 PARAM_RECORD = struct.Struct("<iHBx")
 
-#: Counters of the STATS response, each a uint32, in this order.
-STATS_FIELDS = ("frames", "bad_crc", "bad_length", "timeouts", "overruns", "runs")
+#: Counters of the STATS response, each a uint32, in this order; ``cycles`` is a
+#: free-running clock counter (wraps), for measuring link and simulation speed.
+STATS_FIELDS = ("frames", "bad_crc", "bad_length", "timeouts", "overruns", "runs", "cycles")
 
 
 class ProtocolError(Exception):

@@ -1,0 +1,154 @@
+"""Host-link figures: wire cost per weight, link efficiency, simulated-board speed, call cost.
+
+Prints one JSON object. Usage::
+
+    python bench/link.py [--config sim-small] [--weights 65536] [--fuzz 100000]
+
+- ``wire``: bits per weight of an upload of ``--weights`` weights (payload plus framing,
+  8 bits per byte; an 8N1 line adds 2 more bits per byte), counted on the exact frames the
+  driver sends, for each preset and a ternary shape whose L*P is a multiple of 5;
+- ``link``: share of the line's byte rate carried by weight bytes during a pipelined
+  upload to the simulated board in ``bit`` mode (real UART pins at the configured baud),
+  measured with the device's cycle counter;
+- ``sim``: simulated cycles per second of the board (byte mode), idle and while working;
+- ``calls``: cycles (measured and predicted) and wall time of gemm/ternary calls;
+- ``fuzz``: bad frames sent, hangs and altered weights (run tests/test_fuzz_link.py's
+  procedure with ``--fuzz`` frames).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tritile.sw import PRESETS, load_config, protocol
+from tritile.sw.device import Device, weight_requests
+
+
+def wire_cost(config, weights):
+    """Return bits per weight on the wire for int8 and both ternary packings.
+
+    K is the largest multiple of the engine's tile height within ``max_k`` and N tiles
+    are whole engine tiles where the memory allows, so the figures show the protocol's
+    and packing's cost, not the padding of ragged tiles.
+    """
+    result = {"config_id": config.config_id}
+    rng = np.random.default_rng(0)
+    for kind, packing in (("int8", None), ("ternary", "base3"), ("ternary", "2bit")):
+        if kind == "int8":
+            tile_k, tile_n, limit = config.systolic_rows, config.systolic_cols, \
+                config.weight_depth
+        else:
+            tile_k, tile_n, limit = config.ternary_fan_in, config.ternary_lanes, \
+                config.trit_depth
+        k = config.max_k // tile_k * tile_k
+        n = -(-weights // (k * tile_n)) * tile_n
+        cols_per_upload = min(config.max_n, limit // k)
+        cols_per_upload = max(1, cols_per_upload // tile_n * tile_n or cols_per_upload)
+        total = payload = 0
+        for n0 in range(0, n, cols_per_upload):
+            cols = min(cols_per_upload, n - n0)
+            W = (rng.integers(-128, 128, (k, cols), dtype=np.int8) if kind == "int8"
+                 else rng.integers(-1, 2, (k, cols), dtype=np.int8))
+            for opcode, args, data in weight_requests(config, kind, W, packing):
+                total += len(protocol.encode_request(opcode, 0, args, data))
+                payload += len(data)
+        name = "int8" if kind == "int8" else f"ternary_{packing}"
+        result[name] = {"k": k, "n": n, "weights": k * n,
+                        "bits_per_weight": 8 * total / (k * n),
+                        "line_bits_per_weight_8n1": 10 * total / (k * n),
+                        "payload_share": payload / total}
+    return result
+
+
+def link_efficiency(config, nbytes):
+    """Upload ``nbytes`` of int8 weights in bit mode; return the measured line share."""
+    with Device.open("sim", config=config, mode="bit", progress=False) as dev:
+        k = min(config.max_k, nbytes)
+        n = max(1, min(config.max_n, nbytes // k, config.weight_depth // k))
+        W = np.ones((k, n), np.int8)
+        before = dev.counters()["cycles"]
+        sent = dev.stats["bytes_sent"]
+        start = time.monotonic()
+        dev.upload_int8(W)
+        wall = time.monotonic() - start
+        cycles = (dev.counters()["cycles"] - before) % (1 << 32)
+        wire_bytes = dev.stats["bytes_sent"] - sent
+    cycles_per_byte = 10 * config.clock_hz / config.baud
+    return {"baud": config.baud, "weight_bytes": k * n, "wire_bytes": wire_bytes,
+            "cycles": cycles, "line_byte_slots": cycles / cycles_per_byte,
+            "payload_share_of_line": k * n / (cycles / cycles_per_byte),
+            "wall_seconds": wall}
+
+
+def board_speed_and_calls(config, repeat):
+    rng = np.random.default_rng(1)
+    out = {}
+    with Device.open("sim", config=config, progress=False) as dev:
+        c0, t0 = dev.counters()["cycles"], time.monotonic()
+        time.sleep(2)
+        c1, t1 = dev.counters()["cycles"], time.monotonic()
+        out["sim_idle_cycles_per_second"] = ((c1 - c0) % (1 << 32)) / (t1 - t0)
+        calls = []
+        m, k, n = config.max_m, min(config.max_k, config.act_depth // config.max_m), \
+            min(config.max_n, config.out_depth // config.max_m)
+        X = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        W = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        T = rng.integers(-1, 2, (k, n), dtype=np.int8)
+        handles = {"gemm": dev.upload_int8(W), "ternary": dev.upload_ternary(T)}
+        for name in ("gemm", "ternary"):
+            for _ in range(repeat):
+                c0, t0 = dev.counters()["cycles"], time.monotonic()
+                getattr(dev, name)(X, handles[name])
+                wall = time.monotonic() - t0
+                c1 = dev.counters()["cycles"]
+                calls.append({"call": name, "m": m, "k": k, "n": n, **dev.last_run,
+                              "wall_seconds": wall,
+                              "sim_cycles_per_second": ((c1 - c0) % (1 << 32)) / wall})
+        out["calls"] = calls
+    return out
+
+
+def fuzz(frames):
+    env = {**os.environ, "TRITILE_FUZZ_FRAMES": str(frames)}
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         os.path.join(os.path.dirname(__file__), "..", "tests", "test_fuzz_link.py")],
+        env=env, capture_output=True, text=True)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("frames=")), "")
+    return {"frames": frames, "passed": result.returncode == 0,
+            "hangs": 0 if result.returncode == 0 else None,
+            "altered_weights": 0 if result.returncode == 0 else None,
+            "summary": line, "wall_seconds": time.monotonic() - start}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="sim-small")
+    parser.add_argument("--weights", type=int, default=65536)
+    parser.add_argument("--link-bytes", type=int, default=4096)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fuzz", type=int, default=0,
+                        help="bad frames for the robustness run (0 skips it)")
+    args = parser.parse_args()
+    config = load_config(args.config)
+    five = PRESETS["sim-small"].replace(ternary_lanes=8, ternary_fan_in=10, max_k=512,
+                                        trit_depth=65536)
+    report = {
+        "wire": {name: wire_cost(preset, args.weights) for name, preset in
+                 [*PRESETS.items(), ("sim-small with L*P=80", five)]},
+        "link": link_efficiency(config, args.link_bytes),
+        **board_speed_and_calls(config, args.repeat),
+    }
+    if args.fuzz:
+        report["fuzz"] = fuzz(args.fuzz)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
