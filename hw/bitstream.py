@@ -142,7 +142,9 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    plan = platform.prepare(top, name, emit_src=False,
+    # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s.
+    synth_opts = ["-dsp"] if device.family == "ice40" else []
+    plan = platform.prepare(top, name, emit_src=False, synth_opts=synth_opts,
                             script_after_synth=f"tee -q -o {name}.stat.json stat -json")
     plan.extract(str(out_dir))
     tools = {n: _tool(n) for n in ("yosys", f"nextpnr-{device.family}",
