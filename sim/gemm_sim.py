@@ -13,6 +13,8 @@ benchmark; this module is also the cocotb test module it runs.
 import dataclasses
 import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -121,6 +123,8 @@ def harness_verilog(config):
     write, param, start, result = _layouts()
     geometry = systolic_geometry(config)
     writes = geometry.act_bytes + geometry.weight_bytes
+    write_bits = max(1, (writes - 1).bit_length())
+    param_bits = max(1, (config.max_n - 1).bit_length())
     row, col, value = (result[name] for name in ("row", "col", "value"))
     return f"""`timescale 1ns/1ps
 // Plays writes.hex / params.hex into the engine on `load`, logs results to results.txt.
@@ -191,10 +195,10 @@ module {_TOP} (
     .rst(1'b0),
     .write__valid(write_valid),
     .write__ready(write_ready),
-    .write__payload(write_beats[write_index[{max(1, (writes - 1).bit_length()) - 1}:0]]),
+    .write__payload(write_beats[write_index[{write_bits - 1}:0]]),
     .param_write__valid(param_valid),
     .param_write__ready(param_ready),
-    .param_write__payload(param_beats[param_index[{max(1, (config.max_n - 1).bit_length()) - 1}:0]]),
+    .param_write__payload(param_beats[param_index[{param_bits - 1}:0]]),
     .start__valid(start_valid),
     .start__ready(start_ready),
     .start__payload(start_payload),
@@ -261,16 +265,36 @@ def run_gemm(config, problems, *, work_dir=None, waves=False, seed=None, log=Non
     build_dir = build_gemm_model(config, waves=waves, log=log)
     owned = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="tritile-gemm-") if owned else work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    # The cocotb test runs in the simulator's process; it prepares each problem's files
-    # from this list just before loading it.
-    np.savez(work / "problems.npz", **{
-        f"{i}_{name}": value for i, problem in enumerate(problems)
-        for name, value in dataclasses.asdict(problem).items() if value is not None})
-    (work / "config.json").write_text(config.to_json())
-    run_cocotb(build_dir, _TOP, "tritile.sim.gemm_sim", module_dir=Path(__file__).parent,
-               work_dir=work, extra_env={"TRITILE_GEMM_DIR": str(work.resolve())},
-               seed=seed, waves=waves)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        # The cocotb test runs in the simulator's process; it prepares each problem's
+        # files from this list just before loading it.
+        np.savez(work / "problems.npz", **{
+            f"{i}_{name}": value for i, problem in enumerate(problems)
+            for name, value in dataclasses.asdict(problem).items() if value is not None})
+        (work / "config.json").write_text(config.to_json())
+        # The simulator logs to stdout; send that to stderr, so that the callers' stdout
+        # carries their results alone (e.g. `tritile sim gemm --json`).
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            run_cocotb(build_dir, _TOP, "tritile.sim.gemm_sim",
+                       module_dir=Path(__file__).parent, work_dir=work,
+                       extra_env={"TRITILE_GEMM_DIR": str(work.resolve())},
+                       seed=seed, waves=waves)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        return _collect(work, problems, plans)
+    finally:
+        if owned:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _collect(work, problems, plans):
+    """Return the :class:`GemmRun` of each problem from the files of a finished run."""
     stats = json.loads((work / "stats.json").read_text())
     lines = (work / "results.txt").read_text().split("\n")
     runs, offset = [], 0

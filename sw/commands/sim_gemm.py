@@ -1,7 +1,6 @@
 """``tritile sim gemm``: run an int8 gemm on the systolic engine in Verilator."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -93,16 +92,7 @@ def run(args):
     work = None
     if args.waves:
         work = Path(args.waves).resolve().parent / (Path(args.waves).stem + ".sim")
-    # The simulator logs to stdout; keep stdout for the result alone.
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        (result,) = run_gemm(config, [problem], work_dir=work, waves=bool(args.waves))
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    (result,) = run_gemm(config, [problem], work_dir=work, waves=bool(args.waves))
     np.save(args.out, result.result)
     if args.waves:
         (work / "dump.vcd").replace(args.waves)
