@@ -66,22 +66,27 @@ def wire_cost(config, weights):
 
 
 def link_efficiency(config, nbytes):
-    """Upload ``nbytes`` of int8 weights in bit mode; return the measured line share."""
+    """Send ``nbytes`` of WRITE data in full frames, pipelined, to the board in bit mode;
+    return the share of the line's byte slots that carried data, from the cycle counter.
+    """
+    targets = [t for t in protocol.WRITABLE_TARGETS if t != protocol.Target.PARAMS]
+    target = max(targets, key=lambda t: protocol.target_size(config, t))
+    chunk = min(protocol.MAX_DATA, protocol.target_size(config, target))
+    frames = max(3, nbytes // chunk)
+    requests = [(protocol.Opcode.WRITE, protocol.write_args(target, 0), bytes(chunk))] * frames
     with Device.open("sim", config=config, mode="bit", progress=False) as dev:
-        k = min(config.max_k, nbytes)
-        n = max(1, min(config.max_n, nbytes // k, config.weight_depth // k))
-        W = np.ones((k, n), np.int8)
         before = dev.counters()["cycles"]
         sent = dev.stats["bytes_sent"]
         start = time.monotonic()
-        dev.upload_int8(W)
+        # The driver's own pipelined sender (two frames in flight), as uploads use it.
+        dev._pipeline(requests)
         wall = time.monotonic() - start
         cycles = (dev.counters()["cycles"] - before) % (1 << 32)
         wire_bytes = dev.stats["bytes_sent"] - sent
-    cycles_per_byte = 10 * config.clock_hz / config.baud
-    return {"baud": config.baud, "weight_bytes": k * n, "wire_bytes": wire_bytes,
-            "cycles": cycles, "line_byte_slots": cycles / cycles_per_byte,
-            "payload_share_of_line": k * n / (cycles / cycles_per_byte),
+    slots = cycles / (10 * config.clock_hz / config.baud)
+    return {"baud": config.baud, "frame_data_bytes": chunk, "frames": frames,
+            "data_bytes": chunk * frames, "wire_bytes": wire_bytes, "cycles": cycles,
+            "line_byte_slots": slots, "data_share_of_line": chunk * frames / slots,
             "wall_seconds": wall}
 
 
@@ -131,7 +136,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="sim-small")
     parser.add_argument("--weights", type=int, default=65536)
-    parser.add_argument("--link-bytes", type=int, default=4096)
+    parser.add_argument("--link-bytes", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fuzz", type=int, default=0,
                         help="bad frames for the robustness run (0 skips it)")

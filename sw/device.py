@@ -198,6 +198,8 @@ class Device:
         self._port = port
         self.url = url
         self._baud = baud
+        self._cycle_rate = cycle_rate
+        self.config = None             # known once the capability has been read
         self._backlog = []
         self.timeout = timeout
         self.retries = retries
@@ -309,7 +311,11 @@ class Device:
                 self._backlog += self._decoder.feed(data)
 
     def _wire_seconds(self, nbytes):
-        return nbytes * 10 / self._baud
+        seconds = nbytes * 10 / self._baud
+        if self._cycle_rate is not None and self.config is not None:
+            # A simulated wire is as slow as the simulation runs.
+            seconds *= max(1.0, self.config.clock_hz / self._cycle_rate)
+        return seconds
 
     def _next_seq(self):
         self._seq = (self._seq + 1) & 0xFF
