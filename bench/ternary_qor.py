@@ -106,8 +106,10 @@ def place_and_route(target, lanes, fan_in, work):
     _run([find_tool("yosys").path, "-q", "-p",
           f"read_verilog {stem}.v; {synth} -top top -json {stem}.json"],
          f"{stem}.yosys.log", work)
+    # --timing-allow-fail: a design that misses the target clock still gets its fmax row.
     _run([find_tool(pnr).path, *device, "--json", f"{stem}.json", "--freq", str(mhz),
-          "--report", f"{stem}.report.json", "--seed", "1", "--timing-allow-fail"], f"{stem}.nextpnr.log", work)
+          "--report", f"{stem}.report.json", "--seed", "1", "--timing-allow-fail"],
+         f"{stem}.nextpnr.log", work)
     report = json.loads((work / f"{stem}.report.json").read_text())
     used = {k: v["used"] for k, v in report["utilization"].items()}
     available = {k: v["available"] for k, v in report["utilization"].items()}
@@ -127,13 +129,41 @@ def place_and_route(target, lanes, fan_in, work):
     }
 
 
+def markdown_table(results):
+    """Return the rows as the Markdown table of docs/ternary.md."""
+    lines = ["| target | L x P | MACs/cycle | logic cells (% of device) | LCs per lane | DSPs "
+             "| block RAMs | fmax MHz (target) | GMAC/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in results:
+        shape = f"{row['lanes']} x {row['fan_in']}"
+        if "error" in row:
+            errors = [line for line in row["error"].splitlines() if "ERROR" in line]
+            reason = (errors or row["error"].splitlines())[-1][:90].replace("|", "/")
+            lines.append(f"| {row['target']} | {shape} | {row['lanes'] * row['fan_in']} "
+                         f"| failed: {reason} | | | | | |")
+            continue
+        lines.append(
+            f"| {row['target']} | {shape} | {row['macs_per_cycle']} | {row['logic_cells']} "
+            f"({row['logic_fraction']:.0%}) | {row['logic_cells_per_lane']} | {row['dsps']} "
+            f"| {row['block_rams']} | {row['fmax_mhz']} ({row['target_mhz']}) "
+            f"| {row['gmacs_per_second']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=[t[0] for t in TARGETS])
     parser.add_argument("--quick", action="store_true",
                         help="one shape per target (the one the targets name)")
     parser.add_argument("--work", type=Path, help="keep the build files here")
+    parser.add_argument("--markdown", type=Path, nargs="+", metavar="JSON",
+                        help="print the table of earlier runs' JSON files instead")
     args = parser.parse_args(argv)
+    if args.markdown:
+        rows = [row for path in args.markdown
+                for row in json.loads(path.read_text())["results"]]
+        print(markdown_table(rows))
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="ternary-qor-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
