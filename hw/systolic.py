@@ -6,7 +6,8 @@ R consecutive cycles: cycle ``s`` feeds row ``s`` of the block into the array an
 row ``s`` of the *next* tile's weights into the array's shadow registers, so weight loads
 never cost a cycle. The array's column sums are added into one of
 ``SYSTOLIC_ACC_BUFFERS`` accumulator buffers (R x C each); while the sequencer fills one,
-the read-out sends a finished one, one element per cycle, to the output stage. :class:`SystolicEngine` is the core plus its own
+the read-out sends a finished one, one element per cycle, to the output stage.
+:class:`SystolicEngine` is the core plus its own
 :class:`~tritile.hw.requantizer.Requantizer`; a SoC can instead share one output stage
 between engines by wiring the core's ``acc``, ``raw``, ``relu`` and ``out_busy``.
 
@@ -147,7 +148,8 @@ class SystolicCore(wiring.Component):
             word = addr[lane_bits:]
             hit = (self.write.valid & self.write.ready & (self.write.payload.target == target)
                    & (word < words) & (lane < lanes))
-            m.d.comb += [port.addr.eq(word), port.data.eq(self.write.payload.data.replicate(lanes)),
+            m.d.comb += [port.addr.eq(word),
+                         port.data.eq(self.write.payload.data.replicate(lanes)),
                          port.en.eq(Mux(hit, 1 << lane, 0))]
 
         # -- tile descriptors --------------------------------------------------------------
