@@ -15,7 +15,7 @@ before it touches a memory or starts an engine, and answers each request with on
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -107,7 +107,8 @@ class SoC(wiring.Component):
         # --- link: UART or byte port -> parser; writer -> UART or byte port -------------
         m.submodules.uart_rx = uart_rx = UARTReceiver(divisor)
         m.submodules.uart_tx = uart_tx = UARTTransmitter(divisor)
-        m.submodules.rx_fifo = rx_fifo = SyncFIFO(width=8, depth=RX_FIFO_DEPTH)
+        # Buffered: its storage has a synchronous read port, so it maps to block RAM.
+        m.submodules.rx_fifo = rx_fifo = SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
         m.submodules.parser = parser = FrameParser(protocol.frame_timeout_cycles(config))
         m.submodules.writer = writer = ResponseWriter()
         m.d.comb += [

@@ -12,6 +12,8 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import DualMul8
+
 __all__ = ["ProcessingElement", "SystolicArray"]
 
 
@@ -22,6 +24,8 @@ class ProcessingElement(wiring.Component):
     the right) and adds ``activation * active weight`` of the activation it registered
     the cycle before to the partial sum arriving from above. A ``swap`` arriving with an
     activation makes the shadow weight active for that activation and the ones after it.
+    The product comes from outside (``mul_a * mul_b`` returned on ``mul_p``), so that the
+    array can share one DSP block between two PEs where the FPGA allows it.
 
     Parameters
     ----------
@@ -44,6 +48,10 @@ class ProcessingElement(wiring.Component):
         Weight for the shadow register.
     weight_load : In(1)
         Write ``weight_in`` to the shadow register this cycle.
+    mul_a, mul_b : Out(signed(8))
+        The registered activation and the active weight, to be multiplied.
+    mul_p : In(signed(16))
+        ``mul_a * mul_b``, combinationally.
     """
 
     def __init__(self, psum_width):
@@ -52,17 +60,18 @@ class ProcessingElement(wiring.Component):
             "a_out": Out(signed(8)), "swap_out": Out(1),
             "psum_in": In(signed(psum_width)), "psum_out": Out(signed(psum_width)),
             "weight_in": In(signed(8)), "weight_load": In(1),
+            "mul_a": Out(signed(8)), "mul_b": Out(signed(8)), "mul_p": In(signed(16)),
         })
 
     def elaborate(self, platform):
         m = Module()
         active = Signal(signed(8))
         shadow = Signal(signed(8))
+        m.d.comb += [self.mul_a.eq(self.a_out), self.mul_b.eq(active)]
         m.d.sync += [
             self.a_out.eq(self.a_in),
             self.swap_out.eq(self.swap_in),
-            # A plain signed product, so that synthesis maps it to a DSP multiplier.
-            self.psum_out.eq(self.psum_in + self.a_out * active),
+            self.psum_out.eq(self.psum_in + self.mul_p),
         ]
         # Swap and load may happen on the same edge: the old shadow becomes active.
         with m.If(self.swap_in):
@@ -132,6 +141,17 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # Products two at a time: one SB_MAC16 per pair on iCE40, one multiply each elsewhere.
+        flat = [pe for row in pes for pe in row]
+        for i in range(0, len(flat), 2):
+            m.submodules[f"mul_{i // 2}"] = mul = DualMul8()
+            first, *second = flat[i:i + 2]
+            m.d.comb += [mul.a0.eq(first.mul_a), mul.b0.eq(first.mul_b),
+                         first.mul_p.eq(mul.p0)]
+            if second:
+                m.d.comb += [mul.a1.eq(second[0].mul_a), mul.b1.eq(second[0].mul_b),
+                             second[0].mul_p.eq(mul.p1)]
 
         def delayed(value, cycles, name):
             for i in range(cycles):

@@ -5,8 +5,10 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
+from tritile.hw.dsp import DualMul8
 from tritile.hw.systolic import SystolicEngine
 from tritile.hw.systolic_array import ProcessingElement, SystolicArray
 from tritile.sw import AcceleratorConfig, ConfigError, gemm_int8, plan_gemm, requantize
@@ -28,6 +30,10 @@ def _simulate(dut, testbench):
 
 def test_pe_swaps_in_the_shadow_weight_with_the_first_activation():
     pe = ProcessingElement(psum_width=18)
+    top = Module()
+    top.submodules.pe = pe
+    top.submodules.mul = mul = DualMul8()
+    top.d.comb += [mul.a0.eq(pe.mul_a), mul.b0.eq(pe.mul_b), pe.mul_p.eq(mul.p0)]
     sums = []
 
     async def testbench(ctx):
@@ -46,7 +52,7 @@ def test_pe_swaps_in_the_shadow_weight_with_the_first_activation():
             await ctx.delay(1e-9)
             sums.append(ctx.get(pe.psum_out))
 
-    _simulate(pe, testbench)
+    _simulate(top, testbench)
     # psum_out lags a_in by two edges: [previous, 100 + 3 * -7, 0 + -128 * -7, -1 + 2 * 5]
     assert sums[1:] == [100 + 3 * -7, -128 * -7, -1 + 2 * 5]
 
