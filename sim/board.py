@@ -3,7 +3,10 @@
 :func:`serve` builds the SoC (cached by RTL hash) and runs it; inside the simulator,
 :func:`board` listens on a TCP port and bridges one client's bytes to the SoC:
 
-- ``byte`` mode feeds the SoC's byte-stream port directly (no bit timing: fast);
+- ``byte`` mode feeds the SoC's byte-stream port from ring buffers in the Verilog test
+  wrapper (:func:`ring_wrapper`): cocotb writes whole words of request bytes into the RX
+  ring and drains the TX ring every few hundred cycles, while Verilog moves one byte per
+  cycle, so Python is not called per byte (no bit timing: fast);
 - ``bit`` mode drives the real ``uart_rx`` pin and samples ``uart_tx`` at the configured
   baud, so the UART itself is exercised.
 
@@ -14,7 +17,6 @@ disconnected. SIGINT and SIGTERM (or the stop file :func:`serve` creates on a si
 end the simulation cleanly.
 """
 
-import collections
 import os
 import signal
 import socket
@@ -23,28 +25,107 @@ import tempfile
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 from tritile.sw import protocol
 
-__all__ = ["MODES", "TOPLEVEL", "soc_build", "serve", "board"]
+__all__ = ["MODES", "TOPLEVEL", "RING_WORD_BYTES", "RING_WORDS", "ring_wrapper",
+           "soc_build", "serve", "board"]
 
 MODES = ("byte", "bit")
 TOPLEVEL = "tritile_soc"
 _PERIOD_NS = 10
-# Cycles the simulation runs between socket polls while the link is idle.
-_IDLE_CYCLES = 2000
+#: Bytes per word of the wrapper's ring buffers: cocotb moves a word per VPI access.
+RING_WORD_BYTES = 64
+#: Words per ring: 16 KiB each way, several full frames, so a pipelined upload never
+#: waits for Python to refill the RX ring.
+RING_WORDS = 256
+# Cycles the simulation runs between socket polls while the link is idle, and while bytes
+# are moving: short enough for millisecond round trips, long enough that a poll (tens of
+# microseconds of Python) costs little against the model's few hundred k cycles/s.
+_IDLE_CYCLES = 1000
+_BUSY_CYCLES = 400
 _REFUSAL = b"the simulated board already serves another client; close it first"
+
+
+def ring_wrapper(module=TOPLEVEL, period_ns=_PERIOD_NS, word_bytes=RING_WORD_BYTES,
+                 words=RING_WORDS):
+    """Return the test wrapper ``<module>_tb``: the clock, and byte rings on the byte port.
+
+    ``rx_ring``/``tx_ring`` hold ``words`` words of ``word_bytes`` bytes, byte ``i`` of the
+    stream at bit ``8 * (i % word_bytes)`` of word ``i // word_bytes % words``. The
+    pointers are free-running byte counts, each with one writer: cocotb writes
+    ``rx_ring``, ``rx_wptr`` and ``tx_rptr`` (through VPI); the wrapper writes ``rx_rptr``,
+    ``tx_ring`` and ``tx_wptr``. The wrapper feeds ``host_rx`` from the RX ring and fills
+    the TX ring from ``host_tx``, one byte per cycle each, and stops taking response bytes
+    while the TX ring is full. The UART pins and ``use_byte_port`` pass through.
+    """
+    if word_bytes & (word_bytes - 1) or words & (words - 1):
+        raise ValueError(f"ring word bytes and words must be powers of 2, not "
+                         f"{word_bytes} and {words}")
+    lane = (word_bytes - 1).bit_length()
+    index = lane + (words - 1).bit_length()
+    width = 8 * word_bytes
+    size = word_bytes * words
+    lane_bits = f"[{lane - 1}:0]" if lane else "[0:0]"
+
+    def byte_of(pointer):
+        return f"{pointer}[{index - 1}:{lane}]][{{{pointer}{lane_bits}, 3'b000}} +: 8]"
+
+    return f"""`timescale 1ns/1ps
+module {module}_tb (
+    input wire rst,
+    input wire uart_rx,
+    output wire uart_tx,
+    input wire use_byte_port
+);
+  reg clk = 1'b0;
+  always #{period_ns / 2:g} clk = ~clk;
+  // Written only by cocotb through VPI, which Verilator's lint cannot see.
+  /* verilator lint_off UNDRIVEN */
+  reg [{width - 1}:0] rx_ring [0:{words - 1}];
+  reg [31:0] rx_wptr = 32'd0;
+  reg [31:0] tx_rptr = 32'd0;
+  /* verilator lint_on UNDRIVEN */
+  reg [31:0] rx_rptr = 32'd0;
+  reg [{width - 1}:0] tx_ring [0:{words - 1}];
+  reg [31:0] tx_wptr = 32'd0;
+  wire rx_valid = rx_rptr != rx_wptr;
+  wire rx_ready;
+  wire tx_valid;
+  wire [7:0] tx_payload;
+  wire tx_ready = (tx_wptr - tx_rptr) != 32'd{size};
+  always @(posedge clk) begin
+    if (rx_valid && rx_ready) rx_rptr <= rx_rptr + 32'd1;
+    if (tx_valid && tx_ready) begin
+      tx_ring[{byte_of("tx_wptr")} <= tx_payload;
+      tx_wptr <= tx_wptr + 32'd1;
+    end
+  end
+  {module} dut (
+    .clk(clk),
+    .rst(rst),
+    .uart_rx(uart_rx),
+    .uart_tx(uart_tx),
+    .use_byte_port(use_byte_port),
+    .host_rx__valid(rx_valid),
+    .host_rx__ready(rx_ready),
+    .host_rx__payload(rx_ring[{byte_of("rx_rptr")}),
+    .host_tx__valid(tx_valid),
+    .host_tx__ready(tx_ready),
+    .host_tx__payload(tx_payload)
+  );
+endmodule
+"""
 
 
 def soc_build(config, log=None):
     """Build the SoC with its byte port for ``config``; return the build directory."""
     from tritile.hw.soc import SoC
-    from .verilator import build, clocked_wrapper, verilog_of
+    from .verilator import build, verilog_of
 
     verilog = verilog_of(SoC(config, byte_port=True), TOPLEVEL)
-    return build({"soc.v": verilog, "soc_tb.v": clocked_wrapper(verilog, TOPLEVEL,
-                                                                 _PERIOD_NS)},
+    return build({"soc.v": verilog, "soc_tb.v": ring_wrapper()},
                  f"{TOPLEVEL}_tb", timing=True, log=log)
 
 
@@ -88,7 +169,7 @@ class _Link:
         self.url = f"socket://{host}:{self.server.getsockname()[1]}"
         self.client = None
         self.served = False
-        self.to_device = collections.deque()
+        self.to_device = bytearray()
 
     def poll(self):
         """Read what the client sent, then accept or refuse new connections.
@@ -153,40 +234,72 @@ class _Link:
         self.server.close()
 
 
+class _Rings:
+    """cocotb's side of :func:`ring_wrapper`'s rings: it writes ``rx_wptr`` and ``tx_rptr``."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.size = RING_WORD_BYTES * RING_WORDS
+        self.rx_wptr = 0
+        self.tx_rptr = 0
+        # The word that rx_wptr points into, as written so far: a later push rewrites the
+        # whole word, and the bytes the wrapper may be reading keep their values.
+        self.partial = bytearray()
+
+    def push(self, data):
+        """Copy as much of ``data`` as fits into the RX ring; remove it from ``data``."""
+        # A word of slack: the last word written is padded with zeros, which must not
+        # land on bytes the wrapper has yet to read.
+        pending = (self.rx_wptr - int(self.dut.rx_rptr.value)) % (1 << 32)
+        free = self.size - RING_WORD_BYTES - pending
+        count = min(free, len(data))
+        if count <= 0:
+            return
+        stream = self.partial + data[:count]
+        first = self.rx_wptr // RING_WORD_BYTES
+        for offset in range(0, len(stream), RING_WORD_BYTES):
+            word = stream[offset:offset + RING_WORD_BYTES]
+            self.dut.rx_ring[(first + offset // RING_WORD_BYTES) % RING_WORDS].value = \
+                int.from_bytes(word, "little")
+        del data[:count]
+        self.rx_wptr = (self.rx_wptr + count) % (1 << 32)
+        self.partial = bytearray(stream[len(stream) // RING_WORD_BYTES * RING_WORD_BYTES:]
+                                 if self.rx_wptr % RING_WORD_BYTES else b"")
+        self.dut.rx_wptr.value = self.rx_wptr
+
+    def rx_pending(self):
+        """Return whether the RX ring holds bytes the SoC has not taken yet."""
+        return int(self.dut.rx_rptr.value) != self.rx_wptr
+
+    def pull(self):
+        """Return the bytes the SoC has put into the TX ring since the last pull."""
+        count = (int(self.dut.tx_wptr.value) - self.tx_rptr) % (1 << 32)
+        if not count:
+            return b""
+        first = self.tx_rptr // RING_WORD_BYTES
+        last = (self.tx_rptr + count - 1) // RING_WORD_BYTES
+        words = b"".join(
+            int(self.dut.tx_ring[w % RING_WORDS].value).to_bytes(RING_WORD_BYTES, "little")
+            for w in range(first, last + 1))
+        skip = self.tx_rptr % RING_WORD_BYTES
+        self.tx_rptr = (self.tx_rptr + count) % (1 << 32)
+        self.dut.tx_rptr.value = self.tx_rptr
+        return words[skip:skip + count]
+
+
 async def _byte_mode(dut, link, stopping):
+    rings = _Rings(dut)
     dut.use_byte_port.value = 1
+    # Every later wait is a whole number of periods, so cocotb always reads and writes the
+    # rings at a falling edge, half a cycle away from the wrapper's updates.
+    await FallingEdge(dut.clk)
     while not stopping():
         link.poll()
-        if not link.to_device and not dut.host_tx__valid.value:
-            dut.host_rx__valid.value = 0
-            dut.host_tx__ready.value = 0
-            await Timer(_IDLE_CYCLES * _PERIOD_NS, "ns")
-            await RisingEdge(dut.clk)
-            continue
-        # Move bytes one per cycle both ways until the link has been quiet for a while.
-        received = bytearray()
-        quiet = 0
-        while quiet < 64:
-            pending = bool(link.to_device)
-            dut.host_rx__valid.value = int(pending)
-            if pending:
-                dut.host_rx__payload.value = link.to_device[0]
-            dut.host_tx__ready.value = 1
-            await ReadOnly()
-            taken = pending and bool(dut.host_rx__ready.value)
-            out = int(dut.host_tx__payload.value) if dut.host_tx__valid.value else None
-            await RisingEdge(dut.clk)
-            if taken:
-                link.to_device.popleft()
-            if out is not None:
-                received.append(out)
-            quiet = 0 if taken or out is not None else quiet + 1
-            if len(received) >= 4096 or (quiet == 8 and received):
-                link.send(received)
-                received.clear()
-            if not link.to_device and quiet == 16:
-                link.poll()
+        rings.push(link.to_device)
+        received = rings.pull()
         link.send(received)
+        busy = received or link.to_device or rings.rx_pending()
+        await Timer((_BUSY_CYCLES if busy else _IDLE_CYCLES) * _PERIOD_NS, "ns")
 
 
 async def _uart_receiver(dut, bit_ns, link, stopping):
@@ -210,7 +323,7 @@ async def _bit_mode(dut, link, stopping, divisor):
             await Timer(_IDLE_CYCLES * _PERIOD_NS, "ns")
             continue
         while link.to_device:
-            byte = link.to_device.popleft()
+            byte = link.to_device.pop(0)
             for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
                 dut.uart_rx.value = bit
                 await Timer(bit_ns, "ns")
@@ -240,8 +353,6 @@ async def board(dut):
 
     dut.uart_rx.value = 1
     dut.use_byte_port.value = 0
-    dut.host_rx__valid.value = 0
-    dut.host_tx__ready.value = 0
     dut.rst.value = 1
     await Timer(5 * _PERIOD_NS, "ns")
     await RisingEdge(dut.clk)
