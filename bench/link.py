@@ -11,6 +11,8 @@ Prints one JSON object. Usage::
   upload to the simulated board in ``bit`` mode (real UART pins at the configured baud),
   measured with the device's cycle counter;
 - ``sim``: simulated cycles per second of the board (byte mode), idle and while working;
+  ping round trips, and host->device WRITE payload bytes per second of a pipelined upload
+  in byte mode (wall clock);
 - ``calls``: cycles (measured and predicted) and wall time of gemm/ternary calls;
 - ``fuzz``: bad frames sent, hangs and altered weights (run tests/test_fuzz_link.py's
   procedure with ``--fuzz`` frames).
@@ -90,7 +92,22 @@ def link_efficiency(config, nbytes):
             "wall_seconds": wall}
 
 
-def board_speed_and_calls(config, repeat):
+def _upload_rate(config, dev, nbytes):
+    """Send ``nbytes`` of WRITE data in full frames through the driver's pipeline."""
+    target = protocol.Target.SYSTOLIC_WEIGHT
+    chunk = min(protocol.MAX_DATA, protocol.target_size(config, target))
+    frames = max(2, nbytes // chunk)
+    requests = [(protocol.Opcode.WRITE, protocol.write_args(target, 0), bytes(chunk))] * frames
+    c0, start = dev.counters()["cycles"], time.monotonic()
+    dev._pipeline(requests)
+    wall = time.monotonic() - start
+    cycles = (dev.counters()["cycles"] - c0) % (1 << 32)
+    return {"data_bytes": chunk * frames, "wall_seconds": wall,
+            "payload_bytes_per_second": chunk * frames / wall,
+            "cycles_per_data_byte": cycles / (chunk * frames)}
+
+
+def board_speed_and_calls(config, repeat, upload_bytes):
     rng = np.random.default_rng(1)
     out = {}
     with Device.open("sim", config=config, progress=False) as dev:
@@ -98,6 +115,9 @@ def board_speed_and_calls(config, repeat):
         time.sleep(2)
         c1, t1 = dev.counters()["cycles"], time.monotonic()
         out["sim_idle_cycles_per_second"] = ((c1 - c0) % (1 << 32)) / (t1 - t0)
+        pings = sorted(dev.ping() for _ in range(20))
+        out["ping_ms"] = {"median": 1000 * pings[10], "max": 1000 * pings[-1]}
+        out["byte_mode_upload"] = _upload_rate(config, dev, upload_bytes)
         calls = []
         m, k, n = config.max_m, min(config.max_k, config.act_depth // config.max_m), \
             min(config.max_n, config.out_depth // config.max_m)
@@ -138,6 +158,8 @@ def main():
     parser.add_argument("--weights", type=int, default=65536)
     parser.add_argument("--link-bytes", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--upload-bytes", type=int, default=65536,
+                        help="WRITE data bytes of the byte-mode upload rate figure")
     parser.add_argument("--fuzz", type=int, default=0,
                         help="bad frames for the robustness run (0 skips it)")
     args = parser.parse_args()
@@ -148,7 +170,7 @@ def main():
         "wire": {name: wire_cost(preset, args.weights) for name, preset in
                  [*PRESETS.items(), ("sim-small with L*P=80", five)]},
         "link": link_efficiency(config, args.link_bytes),
-        **board_speed_and_calls(config, args.repeat),
+        **board_speed_and_calls(config, args.repeat, args.upload_bytes),
     }
     if args.fuzz:
         report["fuzz"] = fuzz(args.fuzz)
