@@ -7,11 +7,24 @@ instantiates directly on iCE40; elsewhere it writes plain multiplies that yosys 
 one DSP each (MULT18X18D on ECP5) or that simulators evaluate.
 """
 
-from amaranth import Cat, Instance, Module, Signal, signed
+from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8"]
+__all__ = ["DualMul8", "shift_add_product"]
+
+
+def shift_add_product(a, b):
+    """Return ``a * b`` of two narrow unsigned values as shifted adds.
+
+    For address and counter arithmetic: it stays in logic, so the FPGA's few DSP blocks are
+    left to the datapath (an iCE40UP5K has 8). Size ``a`` to the fewest bits possible: the
+    result costs one adder per bit of ``a``.
+    """
+    total = Const(0, len(a) + len(b))
+    for bit in range(len(a)):
+        total = total + Mux(a[bit], b << bit, 0)
+    return total
 
 
 def _is_ice40(platform):

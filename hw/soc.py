@@ -18,11 +18,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.protocol import Engine, Opcode, Status, Target
 
+from .dsp import shift_add_product
 from .frame import FrameError, FrameParser, ResponseWriter
 from .requantizer import LATENCY, Requantizer
 from .uart import UARTReceiver, UARTTransmitter, uart_divisor
@@ -170,7 +172,9 @@ class SoC(wiring.Component):
         m.d.sync += [
             landed.eq(requantizer.out.valid),
             place_valid.eq(requantizer.out.valid & (result.row < dim_m) & (result.col < dim_n)),
-            place_addr.eq(result.row * dim_n + result.col),
+            # row < max_m (the engines never exceed it) and N <= max_n: narrow factors.
+            place_addr.eq(shift_add_product(result.row[:bits_for(config.max_m - 1)],
+                                            dim_n[:bits_for(config.max_n)]) + result.col),
             place_value.eq(result.value),
         ]
         m.d.comb += [
@@ -312,9 +316,12 @@ class SoC(wiring.Component):
         raw_flag = Signal()
         relu_flag = Signal()
         base3_flag = Signal()
-        product = Signal(32)
-        factor_a, factor_b = Signal(16), Signal(16)
-        m.d.comb += product.eq(factor_a * factor_b)
+        # Products of dimensions, checked only while every dimension is within its limit
+        # (a larger one fails SHAPE_LIMITS anyway), so the factors can be narrow.
+        dim_bits = bits_for(max(config.max_m, config.max_k, config.max_n))
+        product = Signal(2 * dim_bits)
+        factor_a, factor_b = Signal(dim_bits), Signal(dim_bits)
+        m.d.comb += product.eq(shift_add_product(factor_a, factor_b))
         shape_bad = Signal()
 
         with m.FSM():
@@ -375,10 +382,16 @@ class SoC(wiring.Component):
 
             # WRITE: walk every address first; write only if all are inside the target.
             with m.State("WRITE_CHECK"):
-                with m.If(address >= size):
+                # Addresses only grow (stride >= run length), so the last byte of each run
+                # decides: one run per cycle, and one cycle for a contiguous write.
+                left, run_bytes = Signal(16), Signal(16)
+                m.d.comb += [left.eq(data_len - index),
+                             run_bytes.eq(Mux((run_length == 0) | (left < run_length),
+                                              left, run_length))]
+                with m.If(address + run_bytes - 1 >= size):
                     m.d.sync += out_of_range.eq(1)
-                step_address()
-                with m.If(index + 1 == data_len):
+                m.d.sync += [index.eq(index + run_bytes), address.eq(address + stride)]
+                with m.If(index + run_bytes == data_len):
                     m.next = "WRITE_DECIDE"
             with m.State("WRITE_DECIDE"):
                 m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base)]

@@ -28,6 +28,7 @@ from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
 from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
 from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
 
+from .dsp import shift_add_product
 from .requantizer import ACC_LAYOUT, RESULT_LAYOUT, PARAM_LAYOUT, Requantizer
 from .systolic_array import SystolicArray
 
@@ -40,14 +41,6 @@ WRITE_LAYOUT = data.StructLayout({"target": unsigned(2), "addr": unsigned(ADDR_B
 #: One problem: sizes, and whether to return raw int32 or ReLU before saturation.
 START_LAYOUT = data.StructLayout({"m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
                                   "raw": unsigned(1), "relu": unsigned(1)})
-
-
-def _product(a, b):
-    """Return ``a * b`` of two small unsigned values as shifted adds (no DSP for a counter)."""
-    total = Const(0, len(a) + len(b))
-    for bit in range(len(a)):
-        total = total + Mux(a[bit], b << bit, 0)
-    return total
 
 
 def _check_config(config):
@@ -242,7 +235,7 @@ class SystolicCore(wiring.Component):
                     cp_valid.eq(ld_valid), cp_m0.eq(ld_m0), cp_n0.eq(ld_n0),
                     cp_abase.eq(ld_abase), cp_first_k.eq(ld_k0 == 0),
                     cp_last_k.eq(ld_last_k), cp_rows.eq(ld_rows), cp_cols.eq(ld_nc),
-                    cp_macs.eq(_product(ld_kr, ld_nc)),
+                    cp_macs.eq(shift_add_product(ld_kr, ld_nc)),
                 ]
                 with m.If(cp_valid & cp_last_k):
                     m.d.sync += fill.eq(next_buffer(fill))

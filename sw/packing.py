@@ -19,6 +19,10 @@ _POW3 = np.array([81, 27, 9, 3, 1], dtype=np.uint16)   # first trit most signifi
 _BASE3_DECODE = np.array(
     [[((((q * 3 ** i) & 0xFF) * 3) >> 8) - 1 for i in range(5)] for q in range(256)],
     dtype=np.int8)
+# Decoding table for the 2-bit byte: code 0b01 -> +1, 0b11 -> -1, 0b00 -> 0; 0b10 is invalid.
+_2BIT_CODES = (np.arange(256)[:, None] >> np.array([0, 2, 4, 6])) & 0b11
+_2BIT_DECODE = np.choose(_2BIT_CODES, [0, 1, 0, -1]).astype(np.int8)
+_2BIT_VALID = ~np.any(_2BIT_CODES == 0b10, axis=1)
 _BASE3_VALID = np.zeros(256, dtype=bool)
 _BASE3_VALID[(np.arange(243) * 256 + 242) // 243] = True
 
@@ -74,15 +78,13 @@ def pack_trits_2bit(T):
 def unpack_trits_2bit(data, count):
     """Unpack ``count`` trits from the 2-bit packing; code 0b10 is an error."""
     raw = _packed(data, count, "2bit")
-    codes = ((raw[:, None] >> np.array([0, 2, 4, 6], dtype=np.uint8)) & 0b11).reshape(-1)
-    if np.any(codes == 0b10):
-        index = int(np.argmax(codes == 0b10))
-        raise ValueError(f"byte {index // 4} holds the invalid 2-bit trit code 0b10")
-    if np.any(codes[count:]):
+    if not np.all(_2BIT_VALID[raw]):
+        index = int(np.argmin(_2BIT_VALID[raw]))
+        raise ValueError(f"byte {index} holds the invalid 2-bit trit code 0b10")
+    trits = _2BIT_DECODE[raw].reshape(-1)
+    if np.any(trits[count:]):
         raise ValueError("padding trits after the last one must be zero")
-    trits = codes[:count].astype(np.int8)
-    trits[trits == 0b11] = -1
-    return trits
+    return trits[:count].copy()
 
 
 def pack_trits_base3(T):
