@@ -41,8 +41,12 @@ def _harmless_request(rng):
         target = rng.choice([Target.SYSTOLIC_WEIGHT, Target.TERNARY_WEIGHT])
         size = protocol.target_size(c, target)
         length = rng.randrange(1, 64)
-        addr = rng.randrange(max(0, size - length + 1), size + 100)
-        return protocol.encode_request(Opcode.WRITE, seq, protocol.write_args(target, addr),
+        run = rng.choice([0, 1, 3, 4])      # contiguous, or runs of `run` every `stride`
+        stride = rng.randrange(run, 2 * run + 2) if run else 0
+        last = (length - 1) // run * stride + (length - 1) % run if run else length - 1
+        addr = rng.randrange(max(0, size - last), size + 100)
+        return protocol.encode_request(Opcode.WRITE, seq,
+                                       protocol.write_args(target, addr, run, stride),
                                        rng.randbytes(length))
     if kind == 2:       # a write to a read-only or unknown target
         target = rng.choice([5, 6, 7, 200])
