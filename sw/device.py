@@ -304,6 +304,14 @@ class Device:
                 return None
             try:
                 data = self._port.read(max(1, self._port.in_waiting))
+                if data and self._port.in_waiting:
+                    # pyserial's socket:// reports 1 byte waiting however many are
+                    # buffered: take them in one non-blocking read, not a call per byte.
+                    timeout, self._port.timeout = self._port.timeout, 0
+                    try:
+                        data += self._port.read(1 << 16)
+                    finally:
+                        self._port.timeout = timeout
             except Exception as exc:
                 raise DeviceError(f"cannot read from {self.url}: {exc}") from None
             if data:
