@@ -46,10 +46,14 @@ def main():
     parser.add_argument("--boards", default=",".join(BOARDS))
     parser.add_argument("--out", default="build/bench")
     parser.add_argument("--docs", default="docs/boards.md")
+    parser.add_argument("--reports", nargs="+", metavar="REPORT",
+                        help="tabulate these report.json files instead of building")
     args = parser.parse_args()
-    reports = []
-    for name in args.boards.split(","):
-        reports.append(build_board(BOARDS[name], None, Path(args.out) / name))
+    if args.reports:
+        reports = [json.loads(Path(path).read_text()) for path in args.reports]
+    else:
+        reports = [build_board(BOARDS[name], None, Path(args.out) / name)
+                   for name in args.boards.split(",")]
     table = markdown(reports)
     Path(args.docs).write_text(
         "# Boards\n\n"

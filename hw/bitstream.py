@@ -107,6 +107,15 @@ def check_fit(usage, device, advice):
         raise FitError(f"design does not fit {device.name} ({needs}). {advice(over)}")
 
 
+def _over_capacity(line):
+    # nextpnr's utilization lines read "ICESTORM_LC:  7479/  5280   141%".
+    try:
+        used, available = line.split(":")[-1].split("%")[0].split()[:2]
+        return int(used.rstrip("/")) > int(available)
+    except ValueError:
+        return False
+
+
 def _run(argv, cwd, log_name, env=None, progress=None):
     if progress:
         progress(f"{Path(argv[0]).name} ...")
@@ -165,7 +174,18 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         pnr += ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"]
         pack = [tools["ecppack"].path, "--compress", f"{name}.config", f"{name}.bit"]
         bitstream = f"{name}.bit"
-    _run(pnr, out_dir, "nextpnr.log", progress=progress)
+    try:
+        _run(pnr, out_dir, "nextpnr.log", progress=progress)
+    except BuildError:
+        # The synthesis estimate is a lower bound: packing may still need more cells
+        # than the device has, which nextpnr reports as an overfull utilization line.
+        over = [line.split("Info:")[-1].strip()
+                for line in (out_dir / "nextpnr.log").read_text().splitlines()
+                if "%" in line and "/" in line and _over_capacity(line)]
+        if over:
+            raise FitError(f"design does not fit {device.name} after packing "
+                           f"({'; '.join(over)}). {advice(['logic'])}") from None
+        raise
     _run(pack, out_dir, "pack.log", progress=progress)
     nextpnr = json.loads((out_dir / "nextpnr-report.json").read_text())
     resources = {}

@@ -3,7 +3,7 @@
 import dataclasses
 import importlib
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.build import Attrs
 from amaranth_boards.resources import UARTResource
 
@@ -95,12 +95,13 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        m.domains.sync = sync = ClockDomain("sync")
         if self.board.family == "ice40":
             pad = platform.request(self.board.clock, dir="-").io
         else:
             pad = platform.request(self.board.clock, dir="i").i
         m.submodules.pll = PLLClockDomain(self.board.family, pad, self.board.clock_hz,
-                                          self.config.clock_hz)
+                                          self.config.clock_hz, sync)
         m.submodules.soc = self.soc
         uart = platform.request("uart", 0)
         m.d.comb += [self.soc.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.soc.uart_tx)]

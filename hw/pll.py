@@ -6,8 +6,7 @@ The searches follow the rules of icepll and ecppll (Project IceStorm / Trellis),
 
 import dataclasses
 
-from amaranth import (ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
-                      ResetSignal, Signal)
+from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
 
 __all__ = ["PLLError", "ICE40PLLParams", "ECP5PLLParams", "ice40_pll_params",
            "ecp5_pll_params", "PLLClockDomain"]
@@ -91,23 +90,25 @@ def ecp5_pll_params(f_in, f_out, tolerance=0.01):
 
 
 class PLLClockDomain(Elaboratable):
-    """Clock domain ``sync`` at ``f_out`` from a board's input clock through its PLL.
+    """Drive a clock domain at ``f_out`` from a board's input clock through its PLL.
 
-    The domain is held in reset until the PLL reports lock. ``family`` is ``"ice40"`` or
-    ``"ecp5"``; ``clk_pad`` is the input clock from ``platform.request(..., dir="-")`` for
-    iCE40 (SB_PLL40_PAD sits on the pad) or a clock signal for ECP5.
+    The domain (a ``ClockDomain`` its parent defines, usually ``sync``) is held in reset
+    until the PLL reports lock. ``family`` is ``"ice40"`` or ``"ecp5"``; ``clk_pad`` is the
+    input clock from ``platform.request(..., dir="-")`` for iCE40 (SB_PLL40_PAD sits on the
+    pad) or a clock signal for ECP5.
     """
 
-    def __init__(self, family, clk_pad, f_in, f_out):
+    def __init__(self, family, clk_pad, f_in, f_out, domain):
         if family not in ("ice40", "ecp5"):
             raise ValueError(f"family must be 'ice40' or 'ecp5', not {family!r}")
         self.family = family
         self.clk_pad = clk_pad
+        self.domain = domain
         self.params = (ice40_pll_params if family == "ice40" else ecp5_pll_params)(f_in, f_out)
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = sync = ClockDomain("sync")
+        sync = self.domain
         locked = Signal()
         p = self.params
         if self.family == "ice40":
@@ -136,25 +137,26 @@ class PLLClockDomain(Elaboratable):
                 o_CLKOP=feedback, o_LOCK=locked)
             m.d.comb += sync.clk.eq(feedback)
         # Hold the design in reset until the PLL is locked (and for a few cycles after).
-        m.submodules.reset = _ResetSync(locked)
+        m.submodules.reset = _ResetSync(locked, sync)
         if platform is not None:
             platform.add_clock_constraint(sync.clk, p.f_out)
         return m
 
 
 class _ResetSync(Elaboratable):
-    # Counts a few cycles of the PLL clock after lock before releasing the sync reset.
-    def __init__(self, locked):
+    # Counts a few cycles of the PLL clock after lock before releasing the domain's reset.
+    def __init__(self, locked, domain):
         self.locked = locked
+        self.domain = domain
 
     def elaborate(self, platform):
         m = Module()
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
-        m.d.comb += ClockSignal("por").eq(ClockSignal("sync"))
+        m.d.comb += ClockSignal("por").eq(self.domain.clk)
         count = Signal(4)
         with m.If(~self.locked):
             m.d.por += count.eq(0)
         with m.Elif(count != 15):
             m.d.por += count.eq(count + 1)
-        m.d.comb += ResetSignal("sync").eq(count != 15)
+        m.d.comb += self.domain.rst.eq(count != 15)
         return m

@@ -196,19 +196,21 @@ def _check_at_least(config, name, minimum, why):
 PRESETS = {
     # Small enough that Verilator builds and simulations in the test suite stay quick.
     "sim-small": AcceleratorConfig(),
-    # iCE40UP5K: 8 SB_MAC16 (two int8 products each), 30 EBR, 4 SPRAM.
+    # iCE40UP5K: 8 SB_MAC16 (two int8 products each: 6 for a 4 x 3 array, 2 for the
+    # requantizer), 30 EBR of 512 bytes, 5280 logic cells.
     "icebreaker": AcceleratorConfig(
-        systolic_rows=4, systolic_cols=4, ternary_lanes=8, ternary_fan_in=8,
-        max_m=64, max_k=512, max_n=128, act_depth=4096, weight_depth=8192,
-        trit_depth=32768, out_depth=4096, clock_hz=24_000_000, baud=1_000_000),
+        systolic_rows=4, systolic_cols=3, ternary_lanes=2, ternary_fan_in=4,
+        max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1152,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
+        baud=1_000_000),
     # ECP5-85F: 156 MULT18X18D, 208 EBR.
     "ulx3s-85f": AcceleratorConfig(
         systolic_rows=12, systolic_cols=12, ternary_lanes=32, ternary_fan_in=16,
         max_m=256, max_k=1024, max_n=256, act_depth=32768, weight_depth=65536,
         trit_depth=262144, out_depth=16384, clock_hz=100_000_000, baud=3_000_000),
-    # ECP5-25F: 28 MULT18X18D, 56 EBR.
+    # ECP5-25F: 28 MULT18X18D (16 for the array, 2 for the requantizer), 56 EBR.
     "orangecrab-25f": AcceleratorConfig(
-        systolic_rows=4, systolic_cols=6, ternary_lanes=16, ternary_fan_in=8,
+        systolic_rows=4, systolic_cols=4, ternary_lanes=16, ternary_fan_in=8,
         max_m=128, max_k=512, max_n=128, act_depth=8192, weight_depth=16384,
         trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000),
 }
