@@ -16,7 +16,8 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS, SHIFT_MAX
 
-__all__ = ["Requantizer", "PARAM_LAYOUT", "ACC_LAYOUT", "RESULT_LAYOUT", "LATENCY"]
+__all__ = ["Requantizer", "StandaloneEngine", "PARAM_LAYOUT", "ACC_LAYOUT", "RESULT_LAYOUT",
+           "LATENCY"]
 
 #: One channel's parameters: written to the parameter memory at ``col``.
 PARAM_LAYOUT = data.StructLayout({
@@ -168,4 +169,63 @@ class Requantizer(wiring.Component):
                 m.d.sync += self.out.payload.value.eq(-128)
             with m.Else():
                 m.d.sync += self.out.payload.value.eq(s4["scaled"])
+        return m
+
+
+class StandaloneEngine(wiring.Component):
+    """An engine core followed by its own :class:`Requantizer`: one complete engine.
+
+    The SoC shares one output stage between its cores; a core on its own (tests,
+    ``tritile sim``, ``tritile generate --top``) gets one through this wrapper. A core has
+    ``write``, ``start``, ``acc``, ``raw``, ``relu``, ``out_busy``, ``busy``, ``done``,
+    ``busy_cycles`` and ``mac_cycles``.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        The engine core (:class:`~tritile.hw.systolic.SystolicCore` or
+        :class:`~tritile.hw.ternary.TernaryUnit`); its ``config`` sizes the requantizer.
+
+    Members
+    -------
+    write, start, busy, done, busy_cycles, mac_cycles
+        The core's.
+    param_write : In(stream.Signature(PARAM_LAYOUT))
+        Per-channel parameters of the output stage.
+    out : Out(stream.Signature(RESULT_LAYOUT))
+        Results, one per beat, in the core's order.
+    """
+
+    def __init__(self, core):
+        self.core = core
+        self.config = core.config
+        super().__init__({
+            "write": In(stream.Signature(core.write.payload.shape())),
+            "start": In(stream.Signature(core.start.payload.shape())),
+            "param_write": In(stream.Signature(PARAM_LAYOUT)),
+            "out": Out(stream.Signature(RESULT_LAYOUT)),
+            "busy": Out(1),
+            "done": Out(1),
+            "busy_cycles": Out(32),
+            "mac_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.requantizer = requantizer = Requantizer(self.config)
+        wiring.connect(m, wiring.flipped(self.write), core.write)
+        wiring.connect(m, wiring.flipped(self.start), core.start)
+        wiring.connect(m, wiring.flipped(self.param_write), requantizer.param_write)
+        wiring.connect(m, core.acc, requantizer.acc)
+        wiring.connect(m, requantizer.out, wiring.flipped(self.out))
+        m.d.comb += [
+            requantizer.raw.eq(core.raw),
+            requantizer.relu.eq(core.relu),
+            core.out_busy.eq(requantizer.busy),
+            self.busy.eq(core.busy),
+            self.done.eq(core.done),
+            self.busy_cycles.eq(core.busy_cycles),
+            self.mac_cycles.eq(core.mac_cycles),
+        ]
         return m

@@ -40,11 +40,6 @@ ENGINE_NAMES = {"systolic": Engine.SYSTOLIC, "ternary": Engine.TERNARY}
 RX_FIFO_DEPTH = 256
 
 
-def _core_output(core):
-    # The systolic core names its accumulator stream `acc`, the ternary unit `out`.
-    return core.acc if hasattr(core, "acc") else core.out
-
-
 def _make_core(name, config):
     if name == "ternary":
         from .ternary import TernaryUnit
@@ -152,14 +147,13 @@ class SoC(wiring.Component):
             active = engine == ENGINE_NAMES[name]
             with m.If(active):
                 m.d.comb += [
-                    requantizer.acc.payload.eq(_core_output(core).payload),
-                    requantizer.acc.valid.eq(_core_output(core).valid),
-                    _core_output(core).ready.eq(requantizer.acc.ready),
+                    requantizer.acc.payload.eq(core.acc.payload),
+                    requantizer.acc.valid.eq(core.acc.valid),
+                    core.acc.ready.eq(requantizer.acc.ready),
                     requantizer.raw.eq(core.raw),
                     requantizer.relu.eq(core.relu),
+                    core.out_busy.eq(requantizer.busy),
                 ]
-                if hasattr(core, "out_busy"):
-                    m.d.comb += core.out_busy.eq(requantizer.busy)
 
         # Results land at row * N + col; anything outside the problem or memory is dropped.
         result = requantizer.out.payload

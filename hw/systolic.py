@@ -29,7 +29,7 @@ from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
 from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
 
 from .dsp import shift_add_product
-from .requantizer import ACC_LAYOUT, RESULT_LAYOUT, PARAM_LAYOUT, Requantizer
+from .requantizer import ACC_LAYOUT, StandaloneEngine
 from .systolic_array import SystolicArray
 
 __all__ = ["SystolicCore", "SystolicEngine", "WRITE_LAYOUT", "START_LAYOUT"]
@@ -327,7 +327,7 @@ class SystolicCore(wiring.Component):
         return m
 
 
-class SystolicEngine(wiring.Component):
+class SystolicEngine(StandaloneEngine):
     """The systolic int8 engine: :class:`SystolicCore` with its own output stage.
 
     Parameters
@@ -347,35 +347,4 @@ class SystolicEngine(wiring.Component):
     """
 
     def __init__(self, config):
-        _check_config(config)
-        self.config = config
-        super().__init__({
-            "write": In(stream.Signature(WRITE_LAYOUT)),
-            "start": In(stream.Signature(START_LAYOUT)),
-            "param_write": In(stream.Signature(PARAM_LAYOUT)),
-            "out": Out(stream.Signature(RESULT_LAYOUT)),
-            "busy": Out(1),
-            "done": Out(1),
-            "busy_cycles": Out(32),
-            "mac_cycles": Out(32),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = SystolicCore(self.config)
-        m.submodules.requantizer = requantizer = Requantizer(self.config)
-        wiring.connect(m, wiring.flipped(self.write), core.write)
-        wiring.connect(m, wiring.flipped(self.start), core.start)
-        wiring.connect(m, wiring.flipped(self.param_write), requantizer.param_write)
-        wiring.connect(m, core.acc, requantizer.acc)
-        wiring.connect(m, requantizer.out, wiring.flipped(self.out))
-        m.d.comb += [
-            requantizer.raw.eq(core.raw),
-            requantizer.relu.eq(core.relu),
-            core.out_busy.eq(requantizer.busy),
-            self.busy.eq(core.busy),
-            self.done.eq(core.done),
-            self.busy_cycles.eq(core.busy_cycles),
-            self.mac_cycles.eq(core.mac_cycles),
-        ]
-        return m
+        super().__init__(SystolicCore(config))

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import PACKINGS, ternary_geometry
 
-from .requantizer import ACC_LAYOUT, LATENCY, PARAM_LAYOUT, RESULT_LAYOUT, Requantizer
+from .requantizer import ACC_LAYOUT, StandaloneEngine
 from .trit_decoder import Trit2BitDecoder, TritBase3Decoder
 
 __all__ = ["WRITE_LAYOUT", "START_LAYOUT", "TernaryUnit", "TernaryEngine"]
@@ -77,16 +77,20 @@ class TernaryUnit(wiring.Component):
     start : In(stream.Signature(START_LAYOUT))
         Starts one problem, accepted while idle. ``m``, ``k`` and ``n`` above the config's
         limits are clamped to them; a zero dimension finishes at once with no output.
-    out : Out(stream.Signature(ACC_LAYOUT))
+    acc : Out(stream.Signature(ACC_LAYOUT))
         The exact sums ``(row, col, acc)``, row by row within each N tile.
     raw, relu : Out(1)
         The modes of the running problem, for the output stage.
+    out_busy : In(1)
+        The output stage still holds results; the unit stays busy until it is empty.
     busy : Out(1)
-        High from the cycle after ``start`` is accepted until the last sum has left.
+        High from the cycle after ``start`` is accepted until the last sum has left the
+        unit and the output stage is empty.
     done : Out(1)
-        High for the one cycle after the last sum has left.
+        High for the one cycle after ``busy`` falls.
     busy_cycles : Out(32)
-        Cycles with ``busy`` high in the last problem.
+        Cycles from the one after ``start`` is accepted until the last sum has left the
+        unit (the output stage's latency is not counted).
     mac_cycles : Out(32)
         Cycles in which a group of L x P trits entered the array (padding lanes and
         inputs of ragged edges count in full), so ``mac_cycles / busy_cycles`` is the
@@ -100,9 +104,10 @@ class TernaryUnit(wiring.Component):
         super().__init__({
             "write": In(stream.Signature(WRITE_LAYOUT)),
             "start": In(stream.Signature(START_LAYOUT)),
-            "out": Out(stream.Signature(ACC_LAYOUT)),
+            "acc": Out(stream.Signature(ACC_LAYOUT)),
             "raw": Out(1),
             "relu": Out(1),
+            "out_busy": In(1),
             "busy": Out(1),
             "done": Out(1),
             "busy_cycles": Out(32),
@@ -112,6 +117,13 @@ class TernaryUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config, geo = self.config, self.geometry
+        # The unit computes while `running`; it stays busy while the output stage holds
+        # its results, so a new problem never overtakes the last one's results.
+        running = Signal()
+        was_busy = Signal()
+        m.d.comb += self.busy.eq(running | self.out_busy)
+        m.d.sync += was_busy.eq(self.busy)
+        m.d.comb += self.done.eq(was_busy & ~self.busy)
         lanes, fan_in = geo.lanes, geo.fan_in
         acc_bits = config.ternary_acc_bits
 
@@ -152,7 +164,7 @@ class TernaryUnit(wiring.Component):
             m.d.sync += [
                 self.raw.eq(start.raw), self.relu.eq(start.relu), packing.eq(start.packing),
                 issuing.eq((start.m != 0) & (start.k != 0) & (start.n != 0)),
-                self.busy.eq(1),
+                running.eq(1),
                 self.busy_cycles.eq(0),
                 self.mac_cycles.eq(0),
             ]
@@ -307,7 +319,7 @@ class TernaryUnit(wiring.Component):
                 with m.If(final_tag.last):
                     m.d.sync += bank[lane].eq(total)
 
-        out = self.out
+        out = self.acc
         m.d.comb += [
             out.valid.eq(bank_active),
             out.payload.row.eq(bank_row),
@@ -325,16 +337,15 @@ class TernaryUnit(wiring.Component):
 
         # --- completion and counters -----------------------------------------------------
         in_flight = Cat(*(tag.valid for tag in tags[1:])).any()
-        finished = self.busy & ~issuing & ~in_flight & ~bank_active
-        m.d.sync += self.done.eq(finished)
-        with m.If(self.busy):
+        finished = running & ~issuing & ~in_flight & ~bank_active
+        with m.If(running):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(finished):
-            m.d.sync += self.busy.eq(0)
+            m.d.sync += running.eq(0)
         return m
 
 
-class TernaryEngine(wiring.Component):
+class TernaryEngine(StandaloneEngine):
     """Standalone ternary engine: :class:`TernaryUnit` followed by the shared Requantizer.
 
     Parameters
@@ -358,41 +369,4 @@ class TernaryEngine(wiring.Component):
     """
 
     def __init__(self, config):
-        _check_config(config)
-        self.config = config
-        super().__init__({
-            "write": In(stream.Signature(WRITE_LAYOUT)),
-            "start": In(stream.Signature(START_LAYOUT)),
-            "param_write": In(stream.Signature(PARAM_LAYOUT)),
-            "out": Out(stream.Signature(RESULT_LAYOUT)),
-            "busy": Out(1),
-            "done": Out(1),
-            "busy_cycles": Out(32),
-            "mac_cycles": Out(32),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.core = core = TernaryUnit(self.config)
-        m.submodules.requantizer = requantizer = Requantizer(self.config)
-        wiring.connect(m, wiring.flipped(self.write), core.write)
-        wiring.connect(m, wiring.flipped(self.start), core.start)
-        wiring.connect(m, wiring.flipped(self.param_write), requantizer.param_write)
-        wiring.connect(m, core.out, requantizer.acc)
-        wiring.connect(m, requantizer.out, wiring.flipped(self.out))
-        m.d.comb += [
-            requantizer.raw.eq(core.raw),
-            requantizer.relu.eq(core.relu),
-            self.busy_cycles.eq(core.busy_cycles),
-            self.mac_cycles.eq(core.mac_cycles),
-        ]
-        # Results inside the output stage: accepted from the core, not yet delivered.
-        pending = Signal(range(LATENCY + 3))
-        entered = core.out.valid & core.out.ready
-        left = requantizer.out.valid & requantizer.out.ready
-        m.d.sync += pending.eq(pending + entered - left)
-        busy = core.busy | (pending != 0)
-        was_busy = Signal()
-        m.d.sync += was_busy.eq(busy)
-        m.d.comb += [self.busy.eq(busy), self.done.eq(was_busy & ~busy)]
-        return m
+        super().__init__(TernaryUnit(config))

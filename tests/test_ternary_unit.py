@@ -48,10 +48,10 @@ def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None):
         ctx.set(dut.start.valid, 0)
         for _ in range(100 * (m * n + k + 50)):
             ready = rng.random() < ready_prob
-            ctx.set(dut.out.ready, ready)
+            ctx.set(dut.acc.ready, ready)
             await ctx.delay(1e-9)
-            if ready and ctx.get(dut.out.valid):
-                beat = ctx.get(dut.out.payload)
+            if ready and ctx.get(dut.acc.valid):
+                beat = ctx.get(dut.acc.payload)
                 key = (beat.row, beat.col)
                 assert key not in results, f"result {key} emitted twice"
                 results[key] = beat.acc
