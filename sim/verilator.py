@@ -120,7 +120,7 @@ def build(sources, toplevel, *, timing=False, waves=False, log=None):
     if timing:
         args.append("--timing")
     digest = hashlib.sha256()
-    for part in (toplevel, repr(args), str(waves), _versions(), "public:top",
+    for part in (toplevel, repr(args), str(waves), _versions(), "public:top", _MAKEFLAGS,
                  *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         digest.update(part.encode() + b"\0")
     final = cache_dir() / "verilator" / f"{toplevel}-{digest.hexdigest()[:16]}"
