@@ -199,7 +199,7 @@ PRESETS = {
     # iCE40UP5K: 8 SB_MAC16 (two int8 products each: 6 for a 4 x 3 array, 2 for the
     # requantizer), 30 EBR of 512 bytes, 5280 logic cells.
     "icebreaker": AcceleratorConfig(
-        systolic_rows=4, systolic_cols=3, ternary_lanes=2, ternary_fan_in=4,
+        systolic_rows=4, systolic_cols=3, ternary_lanes=2, ternary_fan_in=5,
         max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1152,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
         baud=1_000_000),
