@@ -69,7 +69,7 @@ def ice40_pll_params(f_in, f_out, tolerance=0.01):
 
 def ecp5_pll_params(f_in, f_out, tolerance=0.01):
     """Return the EHXPLLL setting closest to ``f_out`` (Hz) from ``f_in`` (Hz)."""
-    best = None
+    best, best_key = None, None
     for clki_div in range(1, 129):
         f_pfd = f_in / clki_div
         if not 3.125e6 <= f_pfd <= 400e6:

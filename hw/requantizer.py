@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS, SHIFT_MAX
 
-__all__ = ["Requantizer", "StandaloneEngine", "PARAM_LAYOUT", "ACC_LAYOUT", "RESULT_LAYOUT",
-           "LATENCY"]
+__all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
+           "RESULT_LAYOUT", "LATENCY"]
 
 #: One channel's parameters: written to the parameter memory at ``col``.
 PARAM_LAYOUT = data.StructLayout({
@@ -172,6 +172,27 @@ class Requantizer(wiring.Component):
         return m
 
 
+def _counters():
+    return {"busy": Out(1), "done": Out(1), "busy_cycles": Out(32), "mac_cycles": Out(32)}
+
+
+def core_members(write_layout, start_layout):
+    """Return the ports every engine core has, for its ``wiring.Component`` signature.
+
+    ``write`` and ``start`` streams of the engine's own layouts, the ``acc`` stream with
+    ``raw`` and ``relu`` for the output stage, ``out_busy`` from it, and the counters.
+    """
+    return {
+        "write": In(stream.Signature(write_layout)),
+        "start": In(stream.Signature(start_layout)),
+        "acc": Out(stream.Signature(ACC_LAYOUT)),
+        "raw": Out(1),
+        "relu": Out(1),
+        "out_busy": In(1),
+        **_counters(),
+    }
+
+
 class StandaloneEngine(wiring.Component):
     """An engine core followed by its own :class:`Requantizer`: one complete engine.
 
@@ -204,10 +225,7 @@ class StandaloneEngine(wiring.Component):
             "start": In(stream.Signature(core.start.payload.shape())),
             "param_write": In(stream.Signature(PARAM_LAYOUT)),
             "out": Out(stream.Signature(RESULT_LAYOUT)),
-            "busy": Out(1),
-            "done": Out(1),
-            "busy_cycles": Out(32),
-            "mac_cycles": Out(32),
+            **_counters(),
         })
 
     def elaborate(self, platform):

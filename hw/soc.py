@@ -283,7 +283,6 @@ class SoC(wiring.Component):
 
         m.d.comb += parser.read_addr.eq(index)
         write_byte = parser.read_data
-        engine_write_ok = Signal()
         param_record = Signal(64)
         for name, core in cores.items():
             ours = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
@@ -306,7 +305,6 @@ class SoC(wiring.Component):
                          index.eq(0)]
             m.next = "RESPOND"
 
-        start_fields = {"m": dim_m, "k": dim_k, "n": dim_n}
         raw_flag = Signal()
         relu_flag = Signal()
         base3_flag = Signal()

@@ -19,9 +19,8 @@ tile (``kr = min(R, K - k0)`` rows times ``nc = min(C, N - n0)`` columns), so
 """
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
@@ -29,7 +28,7 @@ from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
 from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
 
 from .dsp import shift_add_product
-from .requantizer import ACC_LAYOUT, StandaloneEngine
+from .requantizer import StandaloneEngine, core_members
 from .systolic_array import SystolicArray
 
 __all__ = ["SystolicCore", "SystolicEngine", "WRITE_LAYOUT", "START_LAYOUT"]
@@ -83,18 +82,7 @@ class SystolicCore(wiring.Component):
     def __init__(self, config):
         self.geometry = _check_config(config)
         self.config = config
-        super().__init__({
-            "write": In(stream.Signature(WRITE_LAYOUT)),
-            "start": In(stream.Signature(START_LAYOUT)),
-            "acc": Out(stream.Signature(ACC_LAYOUT)),
-            "raw": Out(1),
-            "relu": Out(1),
-            "out_busy": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "busy_cycles": Out(32),
-            "mac_cycles": Out(32),
-        })
+        super().__init__(core_members(WRITE_LAYOUT, START_LAYOUT))
 
     def elaborate(self, platform):
         m = Module()

@@ -21,14 +21,13 @@ next row computes; a sum that finds the bank still draining stalls the whole pip
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import PACKINGS, ternary_geometry
 
-from .requantizer import ACC_LAYOUT, StandaloneEngine
+from .requantizer import StandaloneEngine, core_members
 from .trit_decoder import Trit2BitDecoder, TritBase3Decoder
 
 __all__ = ["WRITE_LAYOUT", "START_LAYOUT", "TernaryUnit", "TernaryEngine"]
@@ -101,18 +100,7 @@ class TernaryUnit(wiring.Component):
         _check_config(config)
         self.config = config
         self.geometry = ternary_geometry(config)
-        super().__init__({
-            "write": In(stream.Signature(WRITE_LAYOUT)),
-            "start": In(stream.Signature(START_LAYOUT)),
-            "acc": Out(stream.Signature(ACC_LAYOUT)),
-            "raw": Out(1),
-            "relu": Out(1),
-            "out_busy": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "busy_cycles": Out(32),
-            "mac_cycles": Out(32),
-        })
+        super().__init__(core_members(WRITE_LAYOUT, START_LAYOUT))
 
     def elaborate(self, platform):
         m = Module()

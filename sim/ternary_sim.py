@@ -23,7 +23,7 @@ from tritile.sw.numerics import ternary_matmul
 from tritile.sw.planner import plan_ternary
 from tritile.sw.ternary_layout import PACKINGS, ternary_memory_image
 
-__all__ = ["TernaryProblem", "TernaryRun", "TernarySimTop", "run_ternary"]
+__all__ = ["TernaryProblem", "TernaryRun", "run_ternary"]
 
 _TOP = "ternary_sim_top"
 _VECTORS = "TRITILE_TERNARY_VECTORS"

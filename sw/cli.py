@@ -12,7 +12,7 @@ import sys
 
 from .config import ConfigError
 
-__all__ = ["main", "CommandError"]
+__all__ = ["main", "CommandError", "load_npy"]
 
 # Modules of tritile.sw.commands, in the order their commands appear in --help.
 COMMANDS = ("doctor", "sim", "run", "demo", "sim_board", "generate", "build", "program")
@@ -20,6 +20,18 @@ COMMANDS = ("doctor", "sim", "run", "demo", "sim_board", "generate", "build", "p
 
 class CommandError(Exception):
     """A user error a command reports in one line before exiting with status 2."""
+
+
+def load_npy(path, what):
+    """Load the array ``what`` from the .npy file ``path`` or raise a one-line CommandError."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise CommandError(f"cannot read {what}: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read {what}: {path} is not a .npy array ({exc})") from None
 
 
 def build_parser():

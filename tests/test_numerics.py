@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tritile.sw import (
-    AcceleratorConfig, quantize_weights_int8, quantize_activations_int8, quantize_bias,
+    quantize_weights_int8, quantize_activations_int8, quantize_bias,
     requant_params, requantize, gemm_int8, ternarize_weights, quantize_activations_absmax,
     ternary_matmul, PRESETS,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from tritile.hw.soc import SoC
 from tritile.sim.verilator import WAIVED_WARNINGS, ports_of
-from tritile.sw import AcceleratorConfig, ternary_matmul
+from tritile.sw import ternary_matmul
 from tritile.sw.cli import main
 from tritile.sw.device import Device
 from tritile.sw.toolchain import find_verilator, verilator_env

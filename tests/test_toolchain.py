@@ -1,7 +1,6 @@
 """Toolchain discovery and `tritile doctor` against the pip-installed tools."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -1,7 +1,6 @@
 """``tritile build``: synthesize, fit-check, place and route the SoC for a board."""
 
 import json
-import sys
 from pathlib import Path
 
 from ..cli import CommandError

@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from ..cli import CommandError
+from ..cli import CommandError, load_npy
 
 
 def register(subparsers):
@@ -33,15 +33,6 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def _load_npy(path, what):
-    import numpy as np
-
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read {what} {path}: {exc}") from None
-
-
 def run(args):
     import numpy as np
 
@@ -57,8 +48,8 @@ def run(args):
 
     start = time.perf_counter()
     config = load_config(args.config)
-    X = _load_npy(args.input, "input")
-    calib = _load_npy(args.calib, "calibration data") if args.calib else X
+    X = load_npy(args.input, "input")
+    calib = load_npy(args.calib, "calibration data") if args.calib else X
     if X.ndim < 2 or X.shape[0] == 0:
         raise CommandError(f"input {args.input} must hold at least one sample (rows) of "
                            f"features, not shape {X.shape}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import CommandError
+from ..cli import CommandError, load_npy
 from ..config import load_config
 
 
@@ -35,12 +35,7 @@ def register(subparsers):
 def _load(path, what, dtype, ndim):
     if path is None:
         return None
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CommandError(f"{what} file {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{what} file {path} is not a .npy array: {exc}") from None
+    array = load_npy(path, what)
     if array.dtype != np.dtype(dtype) or array.ndim != ndim:
         raise CommandError(f"{what} in {path} must be a {ndim}-D {np.dtype(dtype).name} "
                            f"array, not {array.ndim}-D {array.dtype} of shape {array.shape}")

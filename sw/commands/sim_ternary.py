@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import CommandError
+from ..cli import CommandError, load_npy
 from ..config import load_config
 from ..ternary_layout import PACKINGS
 
@@ -34,13 +34,6 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def _load(path, what):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read {what} from {path}: {exc}") from None
-
-
 def _config(args):
     if args.config and (args.lanes is not None or args.fan_in is not None):
         raise CommandError("give --config or --lanes/--fan-in, not both")
@@ -57,12 +50,12 @@ def _config(args):
 
 def run(args):
     config = _config(args)
-    q = _load(args.x, "X")
-    T = _load(args.t, "T")
+    q = load_npy(args.x, "X")
+    T = load_npy(args.t, "T")
     if (args.mult is None) != (args.shift is None):
         raise CommandError("give both --mult and --shift, or neither (raw int32 output)")
-    mult = _load(args.mult, "mult") if args.mult else None
-    shift = _load(args.shift, "shift") if args.shift else None
+    mult = load_npy(args.mult, "mult") if args.mult else None
+    shift = load_npy(args.shift, "shift") if args.shift else None
     if args.relu and mult is None:
         raise CommandError("--relu needs --mult and --shift (raw int32 has no ReLU)")
 
