@@ -8,13 +8,14 @@ either passes the int32 sum through (``raw``) or applies DESIGN.md's requantizat
 indexed by output channel, written through :attr:`Requantizer.param_write`.
 """
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.numerics import MULT_BITS, SHIFT_MAX
+from tritile.sw.numerics import MULT_BITS
 
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
            "RESULT_LAYOUT", "LATENCY"]
@@ -59,7 +60,8 @@ class Requantizer(wiring.Component):
         Writes ``(bias, mult, shift)`` of channel ``col``; always ready. Writes with
         ``col >= max_n`` are dropped. Write while no beats are in flight.
     acc : In(stream.Signature(ACC_LAYOUT))
-        Accumulator beats of an engine core.
+        Accumulator beats of an engine core; ``row`` is below ``max_m`` and ``col`` below
+        ``max_n`` (the pipeline carries no more bits of them).
     raw : In(1)
         Per-problem mode, sampled with each accepted beat: 1 returns ``acc + bias`` as
         int32 (wrapping, as the int32 contract never overflows for legal problems),
@@ -116,26 +118,25 @@ class Requantizer(wiring.Component):
             regs = {key: Signal(shape, name=f"{name}_{key}") for key, shape in fields.items()}
             return valid, regs
 
-        tag = {"row": unsigned(16), "col": unsigned(16), "raw": 1, "relu": 1}
+        # Cores emit rows below max_m and columns below max_n: the tags that ride beside
+        # the data need no more bits than that (on iCE40 each tag bit of each stage is a
+        # logic cell).
+        tag = {"row": unsigned(bits_for(self.config.max_m - 1)),
+               "col": unsigned(bits_for(self.config.max_n - 1)), "raw": 1, "relu": 1}
 
         # Stage 1: the beat waits for its channel's parameters from the synchronous read.
         v1, s1 = stage("s1", **tag, acc=signed(32))
-        # Stage 2: bias added (33 bits, exact).
+        # Stage 2: bias added (33 bits, exact), and ``shift - 1`` (see stage 4). A raw beat
+        # takes the same path as ``(sum * 2 + 1) >> 1 == sum``, so no stage carries the
+        # sum beside the product and the output needs no second source.
         v2, s2 = stage("s2", **tag, sum=signed(33), mult=unsigned(MULT_BITS),
-                       shift=unsigned(6))
+                       shift_m1=unsigned(6))
         # Stage 3: product with the multiplier (exact).
-        v3, s3 = stage("s3", **tag, sum=signed(33), product=signed(33 + MULT_BITS),
-                       shift=unsigned(6))
-        # Stage 4: rounded and shifted; SHIFT_MAX bounds the width of the rounding term.
-        v4, s4 = stage("s4", **tag, sum=signed(33), scaled=signed(33 + MULT_BITS))
-
-        half = Signal(signed(SHIFT_MAX + 1))
-        rounded = Signal(signed(SHIFT_MAX + 2))
-        m.d.comb += [
-            # A shift of 0 is illegal (never written by a correct host); it wraps harmlessly.
-            half.eq(1 << (s3["shift"] - 1)[:6]),
-            rounded.eq(s3["product"] + half),
-        ]
+        v3, s3 = stage("s3", **tag, product=signed(33 + MULT_BITS), shift_m1=unsigned(6))
+        # Stage 4: rounded and shifted, as ``((p >> (shift - 1)) + 1) >> 1``: equal to
+        # ``(p + (1 << (shift - 1))) >> shift`` for every integer p, without a 64-bit
+        # rounding term decoded from the shift.
+        v4, s4 = stage("s4", **tag, scaled=signed(33 + MULT_BITS))
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
@@ -148,19 +149,18 @@ class Requantizer(wiring.Component):
                 m.d.sync += [dst[k].eq(src[k]) for k in tag]
             m.d.sync += [
                 s2["sum"].eq(s1["acc"] + read.data.bias),
-                s2["mult"].eq(read.data.mult),
-                s2["shift"].eq(read.data.shift),
-                s3["sum"].eq(s2["sum"]),
+                s2["mult"].eq(Mux(s1["raw"], 2, read.data.mult)),
+                # Shift 0 is illegal (never written by a correct host); it wraps harmlessly.
+                s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
                 s3["product"].eq(s2["sum"] * s2["mult"]),
-                s3["shift"].eq(s2["shift"]),
-                s4["sum"].eq(s3["sum"]),
-                # Arithmetic shift of a signed value floors, as DESIGN.md requires.
-                s4["scaled"].eq(rounded >> s3["shift"]),
+                s3["shift_m1"].eq(s2["shift_m1"]),
+                # Arithmetic shifts of signed values floor, as DESIGN.md requires.
+                s4["scaled"].eq(((s3["product"] >> s3["shift_m1"]) + 1) >> 1),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
             with m.If(s4["raw"]):
-                m.d.sync += self.out.payload.value.eq(s4["sum"][:32].as_signed())
+                m.d.sync += self.out.payload.value.eq(s4["scaled"][:32].as_signed())
             with m.Elif(s4["scaled"] > 127):
                 m.d.sync += self.out.payload.value.eq(127)
             with m.Elif(s4["relu"] & (s4["scaled"] < 0)):

@@ -25,6 +25,7 @@ from tritile.sw.config import AcceleratorConfig
 from tritile.sw.protocol import Engine, Opcode, Status, Target
 
 from .dsp import shift_add_product
+from .event_counters import EventCounters
 from .frame import FrameError, FrameParser, ResponseWriter
 from .requantizer import LATENCY, Requantizer
 from .uart import UARTReceiver, UARTTransmitter, uart_divisor
@@ -55,9 +56,10 @@ class SoC(wiring.Component):
     ----------
     config : AcceleratorConfig
         Sizes of everything; ``clock_hz`` and ``baud`` set the UART divisor.
-    engines : tuple of str
-        Engine cores to include, from :data:`ENGINE_NAMES`. A RUN for a missing engine is
-        answered ``UNAVAILABLE``.
+    engines : tuple of str or None
+        Engine cores to include, from :data:`ENGINE_NAMES`; by default every engine the
+        config has (``config.engines``). A RUN for a missing engine is answered
+        ``UNAVAILABLE``.
     byte_port : bool
         Add a byte-stream port next to the UART pins (for the simulated board, which then
         skips bit timing); ``use_byte_port`` selects it.
@@ -76,15 +78,19 @@ class SoC(wiring.Component):
         Only with ``byte_port``: 1 selects the byte port, 0 the UART pins.
     """
 
-    def __init__(self, config, *, engines=tuple(ENGINE_NAMES), byte_port=False):
+    def __init__(self, config, *, engines=None, byte_port=False):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not "
                             f"{type(config).__name__}")
-        engines = tuple(engines)
+        engines = config.engines if engines is None else tuple(engines)
         unknown = [e for e in engines if e not in ENGINE_NAMES]
         if unknown or len(set(engines)) != len(engines):
             raise ValueError(f"engines must be distinct names from "
                              f"{', '.join(ENGINE_NAMES)}, not {engines!r}")
+        missing = [e for e in engines if e not in config.engines]
+        if missing:
+            raise ValueError(f"config {config.config_id} has no {' or '.join(missing)} "
+                             f"engine (it has {' and '.join(config.engines)})")
         self.config = config
         self.engines = engines
         self.byte_port = byte_port
@@ -202,34 +208,41 @@ class SoC(wiring.Component):
         m.d.comb += known.eq(Cat(*(req.opcode == op for op in Opcode)).any())
 
         # Byte sizes of the targets, from the one definition in sw/protocol.py.
-        def target_size(select):
-            size = Const(0, 32)
-            for t in Target:
-                if t in (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT) and \
-                        "systolic" not in self.engines:
-                    continue
-                if t in (Target.TERNARY_ACT, Target.TERNARY_WEIGHT) and \
-                        "ternary" not in self.engines:
-                    continue
-                size = Mux(select == t, protocol.target_size(config, t), size)
-            return size
-
-        size = Signal(32)
-        m.d.comb += size.eq(target_size(target))
+        targets = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
+                   "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}
+        sizes = {t: protocol.target_size(config, t) for t in Target
+                 if not any(t in targets[e] for e in targets if e not in self.engines)}
+        # Addresses are computed in `addr_bits`, enough for every target, a run length and a
+        # stride; a base with higher bits set is out of range at once.
+        addr_bits = max(bits_for(max(sizes.values())), 16)
+        size = Signal(addr_bits)
+        select = Const(0, addr_bits)
+        for t, t_size in sizes.items():
+            select = Mux(target == t, t_size, select)
+        m.d.comb += size.eq(select)
+        far = Signal()
+        m.d.comb += far.eq(base[addr_bits:].any())
         writable = Cat(*(target == t for t in protocol.WRITABLE_TARGETS)).any() & (size != 0)
         readable = Cat(*(target == t for t in protocol.READABLE_TARGETS)).any()
 
         # --- counters --------------------------------------------------------------------
-        stats = {name: Signal(32, name=f"stat_{name}") for name in protocol.STATS_FIELDS}
+        # Frame-level events are counted in a block RAM (they happen at most once per
+        # frame, and never while a response is being sent); overruns (any time) and
+        # cycles (every cycle) in logic. The RAM holds a slot for every STATS field, in
+        # the protocol's order, so a STATS byte index is its address.
+        fields = protocol.STATS_FIELDS
         length_error = Signal()    # the dispatcher found a length wrong for the opcode
-        m.d.sync += [
-            stats["bad_length"].eq(stats["bad_length"] + parser.bad_length + length_error),
-            stats["bad_crc"].eq(stats["bad_crc"] + parser.bad_crc),
-            stats["timeouts"].eq(stats["timeouts"] + parser.timed_out),
-            stats["overruns"].eq(stats["overruns"] + uart_rx.overrun),
-            stats["cycles"].eq(stats["cycles"] + 1),
-        ]
-        busy_cycles, mac_cycles = Signal(32), Signal(32)
+        frame_done = Signal()
+        run_done = Signal()
+        events = {"frames": frame_done, "bad_crc": parser.bad_crc,
+                  "bad_length": parser.bad_length, "timeouts": parser.timed_out,
+                  "runs": run_done}
+        sources = [("bad_length", length_error), *events.items()]
+        m.submodules.counters = counters = EventCounters(
+            len(fields), [fields.index(name) for name, _ in sources])
+        m.d.comb += counters.event.eq(Cat(*(pulse for _, pulse in sources)))
+        overruns, cycles = Signal(32), Signal(32)
+        m.d.sync += [overruns.eq(overruns + uart_rx.overrun), cycles.eq(cycles + 1)]
 
         # --- response data: a byte index into one of several sources ----------------------
         status = Signal(8)
@@ -237,13 +250,24 @@ class SoC(wiring.Component):
         index = Signal(16)
         source = Signal(range(4))      # 0 capability, 1 stats, 2 cycles, 3 output memory
         out_read = output.read_port(transparent_for=())
-        byte_addr = Signal(32)
+        byte_addr = Signal(addr_bits)     # READ checked base + count against the size
         m.d.comb += byte_addr.eq(base + index)
         cap_read = capability.read_port(transparent_for=())
         m.d.comb += cap_read.addr.eq(index)
         output8 = target == Target.OUTPUT8
         m.d.comb += out_read.addr.eq(Mux(output8, byte_addr, byte_addr[2:]))
-        stats_bytes = Cat(*(stats[name] for name in protocol.STATS_FIELDS))
+        m.d.comb += counters.read_addr.eq(index)
+        stats_field = index[2:5]
+        stats_byte = Mux(stats_field == fields.index("overruns"),
+                         overruns.word_select(index[:2], 8),
+                         Mux(stats_field == fields.index("cycles"),
+                             cycles.word_select(index[:2], 8), counters.read_data))
+        # The cores keep the counters of their last problem until the next start.
+        busy_cycles, mac_cycles = Const(0, 32), Const(0, 32)
+        for name, core in cores.items():
+            ours = engine == ENGINE_NAMES[name]
+            busy_cycles = Mux(ours, core.busy_cycles, busy_cycles)
+            mac_cycles = Mux(ours, core.mac_cycles, mac_cycles)
         cycles_bytes = Cat(busy_cycles, mac_cycles)
         out_word = out_read.data
         out_byte = Mux(output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
@@ -252,7 +276,7 @@ class SoC(wiring.Component):
             with m.Case(0):
                 m.d.comb += data_byte.eq(cap_read.data)
             with m.Case(1):
-                m.d.comb += data_byte.eq(stats_bytes.word_select(index[:5], 8))
+                m.d.comb += data_byte.eq(stats_byte)
             with m.Case(2):
                 m.d.comb += data_byte.eq(cycles_bytes.word_select(index[:3], 8))
             with m.Case(3):
@@ -267,7 +291,10 @@ class SoC(wiring.Component):
         ]
 
         # --- WRITE: address generator shared by the check pass and the write pass --------
-        address = Signal(33)
+        # Wide enough that address + stride never wraps while every earlier address was in
+        # range (both below 2**addr_bits); after the first address out of range nothing
+        # is written, so later wraps do not matter.
+        address = Signal(addr_bits + 1)
         in_run = Signal(16)
         out_of_range = Signal()
         data_len = Signal(16)
@@ -285,8 +312,7 @@ class SoC(wiring.Component):
         write_byte = parser.read_data
         param_record = Signal(64)
         for name, core in cores.items():
-            ours = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
-                    "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}[name]
+            ours = targets[name]
             m.d.comb += [
                 core.write.payload.target.eq(target == ours[1]),
                 core.write.payload.addr.eq(address),
@@ -320,7 +346,7 @@ class SoC(wiring.Component):
             with m.State("IDLE"):
                 with m.If(parser.request.valid):
                     m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base),
-                                 out_of_range.eq(0)]
+                                 out_of_range.eq(far)]
                     with m.If(req.error == FrameError.BAD_CRC):
                         respond(Status.BAD_CRC)
                     with m.Elif(req.error == FrameError.BAD_LENGTH):
@@ -331,7 +357,7 @@ class SoC(wiring.Component):
                         m.d.comb += length_error.eq(1)
                         respond(Status.BAD_LENGTH)
                     with m.Else():
-                        m.d.sync += stats["frames"].eq(stats["frames"] + 1)
+                        m.d.comb += frame_done.eq(1)
                         with m.Switch(req.opcode):
                             with m.Case(Opcode.PING):
                                 respond(Status.OK)
@@ -353,7 +379,7 @@ class SoC(wiring.Component):
                                 with m.If(~readable):
                                     respond(Status.BAD_TARGET)
                                 with m.Elif((count == 0) | (count > protocol.MAX_DATA) |
-                                            (base + count > size)):
+                                            far | (base[:addr_bits] + count > size)):
                                     respond(Status.BAD_ADDRESS)
                                 with m.Else():
                                     respond(Status.OK, count, 3)
@@ -401,8 +427,7 @@ class SoC(wiring.Component):
                     m.d.sync += param_record.word_select(address[:3], 8).eq(write_byte)
                     m.d.comb += param_write.valid.eq(address[:3] == 7)
                 for name, core in cores.items():
-                    ours = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
-                            "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}[name]
+                    ours = targets[name]
                     with m.If((target == ours[0]) | (target == ours[1])):
                         m.d.comb += [core.write.valid.eq(1), accepted.eq(core.write.ready)]
                 with m.If(accepted):
@@ -461,11 +486,7 @@ class SoC(wiring.Component):
                 for name, core in cores.items():
                     busy = busy | ((engine == ENGINE_NAMES[name]) & core.busy)
                 with m.If(~busy & (in_flight == 0) & ~place_valid):
-                    for name, core in cores.items():
-                        with m.If(engine == ENGINE_NAMES[name]):
-                            m.d.sync += [busy_cycles.eq(core.busy_cycles),
-                                         mac_cycles.eq(core.mac_cycles)]
-                    m.d.sync += stats["runs"].eq(stats["runs"] + 1)
+                    m.d.comb += run_done.eq(1)
                     respond(Status.OK, 8, 2)
 
             # Send the header, then `resp_length` data bytes, then release the frame.
@@ -477,10 +498,16 @@ class SoC(wiring.Component):
                     with m.Else():
                         m.next = "DATA_FETCH"
             with m.State("DATA_FETCH"):
-                # Memory sources show byte `index` in the next cycle.
-                m.next = "DATA_SEND"
+                # Memory sources show byte `index` in the next cycle; the counters once
+                # every event so far is counted.
+                with m.If(source == 1):
+                    m.d.comb += counters.read_en.eq(1)
+                    with m.If(counters.read_ready):
+                        m.next = "DATA_SEND"
+                with m.Else():
+                    m.next = "DATA_SEND"
             with m.State("DATA_SEND"):
-                m.d.comb += writer.data.valid.eq(1)
+                m.d.comb += [writer.data.valid.eq(1), counters.hold.eq(source == 1)]
                 with m.If(writer.data.ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index + 1 == resp_length):

@@ -42,6 +42,10 @@ START_LAYOUT = data.StructLayout({"m": unsigned(16), "k": unsigned(16), "n": uns
                                   "raw": unsigned(1), "relu": unsigned(1)})
 
 
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
 def _check_config(config):
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
@@ -106,7 +110,11 @@ class SystolicCore(wiring.Component):
             return Mux(buf == buffers - 1, 0, buf + 1)
 
         # -- problem registers and start ------------------------------------------------
-        size_m, size_k, size_n = (Signal(16, name=f"size_{x}") for x in "mkn")
+        # Every counter is as wide as the config's limits need (a problem above them is
+        # dropped at start): on iCE40 each bit is a logic cell.
+        size_m = Signal(range(config.max_m + 1))
+        size_k = Signal(range(config.max_k + 1))
+        size_n = Signal(range(config.max_n + 1))
         running = Signal()      # the sequencer still issues rows
         pending = Signal(buffers)   # buffer b holds (or will hold) a block not read out
         rejected = Signal()
@@ -137,11 +145,14 @@ class SystolicCore(wiring.Component):
         # The "load" tile is the one whose weights are being loaded; the "compute" tile the
         # one whose rows are being fed. The load tile runs one tile ahead.
         ld_valid = Signal()
-        ld_k0, ld_m0, ld_n0 = Signal(17), Signal(17), Signal(17)
-        ld_abase = Signal(range(geometry.act_words + (1 << 17)))
-        ld_wbase = Signal(range(geometry.weight_words + (1 << 17)))
+        ld_k0 = Signal(range(config.max_k + rows))
+        ld_m0 = Signal(range(config.max_m + rows))
+        ld_n0 = Signal(range(config.max_n + cols))
+        # K tiles x rows of X, and N tiles x K rows of weights, plus the last step.
+        ld_abase = Signal(range((_ceil_div(config.max_k, rows) + 1) * config.max_m + rows))
+        ld_wbase = Signal(range((_ceil_div(config.max_n, cols) + 1) * config.max_k))
         cp_valid = Signal()
-        cp_m0, cp_n0 = Signal(17), Signal(17)
+        cp_m0, cp_n0 = Signal.like(ld_m0), Signal.like(ld_n0)
         cp_abase = Signal.like(ld_abase)
         cp_first_k, cp_last_k = Signal(), Signal()
         cp_rows, cp_cols = Signal(range(rows + 1)), Signal(range(cols + 1))
@@ -205,7 +216,7 @@ class SystolicCore(wiring.Component):
         ]
 
         # Where each buffer's block goes in the result, for the read-out.
-        block_layout = data.StructLayout({"row0": unsigned(16), "col0": unsigned(16),
+        block_layout = data.StructLayout({"row0": ld_m0.shape(), "col0": ld_n0.shape(),
                                           "rows": range(rows + 1), "cols": range(cols + 1)})
         blocks = Signal(data.ArrayLayout(block_layout, buffers))
         set_pending = Signal(buffers)

@@ -42,9 +42,11 @@ class AcceleratorConfig:
     ----------
     systolic_rows, systolic_cols : int
         Size R x C of the weight-stationary int8 processing-element array. R is the
-        reduction (K) dimension of a tile, C the output-channel (N) dimension.
+        reduction (K) dimension of a tile, C the output-channel (N) dimension. Both 0:
+        the device has no int8 engine.
     ternary_lanes : int
-        Number L of output channels the ternary unit computes at once.
+        Number L of output channels the ternary unit computes at once; 0 (with
+        ``ternary_fan_in`` 0): the device has no ternary engine.
     ternary_fan_in : int
         Number P of int8 inputs each ternary lane adds per cycle.
     data_width : int
@@ -90,10 +92,19 @@ class AcceleratorConfig:
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{field.name} must be an integer, not {value!r}")
-        _check_range(self, "systolic_rows", 1, 64)
-        _check_range(self, "systolic_cols", 1, 64)
-        _check_range(self, "ternary_lanes", 1, 256)
-        _check_range(self, "ternary_fan_in", 1, 256)
+        _check_range(self, "systolic_rows", 0, 64)
+        _check_range(self, "systolic_cols", 0, 64)
+        _check_range(self, "ternary_lanes", 0, 256)
+        _check_range(self, "ternary_fan_in", 0, 256)
+        for a, b, engine in (("systolic_rows", "systolic_cols", "int8 (systolic)"),
+                             ("ternary_lanes", "ternary_fan_in", "ternary")):
+            if (getattr(self, a) == 0) != (getattr(self, b) == 0):
+                raise ConfigError(f"{a} and {b} must both be 0 (no {engine} engine) or "
+                                  f"both at least 1, not {getattr(self, a)} and "
+                                  f"{getattr(self, b)}")
+        if not self.engines:
+            raise ConfigError("a config needs at least one engine: systolic_rows and "
+                              "ternary_lanes cannot both be 0")
         if self.data_width != 8:
             raise ConfigError(f"data_width must be 8 (the int8 numerics contract), "
                               f"not {self.data_width}")
@@ -120,6 +131,12 @@ class AcceleratorConfig:
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
+
+    @property
+    def engines(self):
+        """Names of the engines a device built from this config has, in a fixed order."""
+        return tuple(name for name, size in (("systolic", self.systolic_rows),
+                                             ("ternary", self.ternary_lanes)) if size)
 
     @property
     def int8_macs_per_cycle(self):

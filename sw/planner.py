@@ -83,6 +83,12 @@ def check_problem(config, m, k, n):
         raise ValueError(f"M*N = {m * n} results exceed out_depth = {config.out_depth}")
 
 
+def _check_engine(config, engine):
+    if engine not in config.engines:
+        raise ValueError(f"config {config.config_id} has no {engine} engine (it has "
+                         f"{' and '.join(config.engines)})")
+
+
 # Systolic engine timing (hw/systolic.py), in cycles: from the accepted start to the first
 # row fed into the array; from a block's last row fed to its first accumulator entering
 # the output stage, beyond the array's R + C (activation memory read, accumulator write,
@@ -95,9 +101,10 @@ SYSTOLIC_OUTPUT_LATENCY = 5
 # pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the compute of the next two.
 SYSTOLIC_ACC_BUFFERS = 3
 # Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
-# levels and the last row's beats: the synchronous memory read, the register after it, the
-# decoded-trit register and the cycle after the last beat that ends `busy`.
-TERNARY_PIPELINE = 4
+# levels and the last row's beats: the synchronous weight read, the decoded-trit register
+# (the activation word is read beside it) and the cycle after the last beat that ends
+# `busy`.
+TERNARY_PIPELINE = 3
 
 
 def plan_gemm(config, m, k, n):
@@ -113,6 +120,7 @@ def plan_gemm(config, m, k, n):
     read-out (K < R * C).
     """
     check_problem(config, m, k, n)
+    _check_engine(config, "systolic")
     rows, cols = config.systolic_rows, config.systolic_cols
     if k * n > config.weight_depth:
         raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
@@ -144,6 +152,7 @@ def plan_ternary(config, m, k, n):
     row's ``Lv`` beats are paid once.
     """
     check_problem(config, m, k, n)
+    _check_engine(config, "ternary")
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
     if k * n > config.trit_depth:
         raise ValueError(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")

@@ -209,20 +209,25 @@ def run_args(engine, flags, m, k, n):
 def target_size(config, target):
     """Return the size in bytes of ``target`` on a device built for ``config``.
 
-    The engines' memories are as large as their layouts (sw/*_layout.py) make them.
+    The engines' memories are as large as their layouts (sw/*_layout.py) make them; the
+    memories of an engine the config leaves out have size 0.
     """
-    ternary = ternary_geometry(config)
-    systolic = systolic_geometry(config)
-    sizes = {
-        Target.SYSTOLIC_ACT: systolic.act_bytes,
-        Target.SYSTOLIC_WEIGHT: systolic.weight_bytes,
-        Target.TERNARY_ACT: ternary.act_words * ternary.act_stride,
-        Target.TERNARY_WEIGHT: ternary.weight_words * ternary.weight_stride,
-        Target.PARAMS: config.max_n * PARAM_RECORD.size,
-        Target.OUTPUT32: config.out_depth * 4,
-        Target.OUTPUT8: config.out_depth,
-    }
-    return sizes[Target(target)]
+    target = Target(target)
+    if target in (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT):
+        if "systolic" not in config.engines:
+            return 0
+        systolic = systolic_geometry(config)
+        return systolic.act_bytes if target == Target.SYSTOLIC_ACT else systolic.weight_bytes
+    if target in (Target.TERNARY_ACT, Target.TERNARY_WEIGHT):
+        if "ternary" not in config.engines:
+            return 0
+        ternary = ternary_geometry(config)
+        if target == Target.TERNARY_ACT:
+            return ternary.act_words * ternary.act_stride
+        return ternary.weight_words * ternary.weight_stride
+    return {Target.PARAMS: config.max_n * PARAM_RECORD.size,
+            Target.OUTPUT32: config.out_depth * 4,
+            Target.OUTPUT8: config.out_depth}[target]
 
 
 def frame_timeout_cycles(config):

@@ -38,8 +38,12 @@ def test_any_array_size_in_range_is_accepted(rows, cols):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"systolic_rows": 0}, "systolic_rows must be between 1 and 64, not 0"),
-    ({"ternary_lanes": 1000}, "ternary_lanes must be between 1 and 256, not 1000"),
+    ({"systolic_rows": 0}, "systolic_rows and systolic_cols must both be 0 (no int8 "
+                           "(systolic) engine) or both at least 1, not 0 and 4"),
+    ({"systolic_rows": 65}, "systolic_rows must be between 0 and 64, not 65"),
+    ({"ternary_lanes": 1000}, "ternary_lanes must be between 0 and 256, not 1000"),
+    ({"systolic_rows": 0, "systolic_cols": 0, "ternary_lanes": 0, "ternary_fan_in": 0},
+     "a config needs at least one engine"),
     ({"data_width": 16}, "data_width must be 8"),
     ({"acc_width": 20}, "acc_width must be between 24"),
     ({"max_k": 100_000}, "max_k must be between 1 and 65536"),
@@ -53,6 +57,14 @@ def test_invalid_parameters_are_named(changes, message):
     with pytest.raises(ConfigError) as info:
         AcceleratorConfig(**changes)
     assert message in str(info.value)
+
+
+def test_an_engine_can_be_left_out():
+    int8_only = AcceleratorConfig(ternary_lanes=0, ternary_fan_in=0)
+    ternary_only = AcceleratorConfig(systolic_rows=0, systolic_cols=0)
+    assert int8_only.engines == ("systolic",) and ternary_only.engines == ("ternary",)
+    assert AcceleratorConfig().engines == ("systolic", "ternary")
+    assert int8_only.ternary_macs_per_cycle == 0 == ternary_only.int8_macs_per_cycle
 
 
 def test_from_dict_rejects_unknown_keys_and_bad_json(tmp_path):

@@ -44,3 +44,10 @@ def test_plans_reject_problems_beyond_the_config(m, k, n, message):
 def test_plan_to_dict_has_derived_figures():
     d = plan_gemm(AcceleratorConfig(), 4, 4, 4).to_dict()
     assert {"cycles", "utilization", "tiles", "macs"} <= set(d)
+
+
+def test_plans_need_their_engine():
+    int8_only = AcceleratorConfig(ternary_lanes=0, ternary_fan_in=0)
+    with pytest.raises(ValueError, match="has no ternary engine .it has systolic."):
+        plan_ternary(int8_only, 4, 4, 4)
+    assert plan_gemm(int8_only, 4, 4, 4).macs == 64

@@ -24,6 +24,14 @@ def test_engine_names_are_checked():
         SoC({"max_m": 4})
 
 
+def test_engines_default_to_the_configs():
+    int8_only = TEST_CONFIG.replace(ternary_lanes=0, ternary_fan_in=0)
+    assert SoC(int8_only).engines == ("systolic",)
+    assert SoC(TEST_CONFIG).engines == ("systolic", "ternary")
+    with pytest.raises(ValueError, match="has no ternary engine"):
+        SoC(int8_only, engines=("ternary",))
+
+
 def test_capability_rom_holds_config_and_engines():
     soc = SoC(TEST_CONFIG, engines=("ternary",))
     from tritile.sw.protocol import parse_capability
