@@ -165,7 +165,10 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
     check_fit(usage, device, advice)
     pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
-           "--json", f"{name}.json", "--report", "nextpnr-report.json", "--seed", str(seed)]
+           "--json", f"{name}.json", "--report", "nextpnr-report.json", "--seed", str(seed),
+           # A missed clock target is a finding of the report (timing_met), not a crash:
+           # the user sees the achieved fmax and decides.
+           "--timing-allow-fail"]
     if device.family == "ice40":
         pnr += ["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
         pack = [tools["icepack"].path, f"{name}.asc", f"{name}.bin"]

@@ -8,7 +8,7 @@ from tritile.sw.config import PRESETS
 from .bitstream import DEVICES, run_flow
 from .board import BoardTop
 
-__all__ = ["build_board"]
+__all__ = ["build_board", "designed_dsps"]
 
 # What to change when a resource overflows.
 _REMEDY = {
@@ -19,6 +19,18 @@ _REMEDY = {
     "bram": "smaller act_depth, weight_depth, trit_depth or out_depth",
     "spram": "smaller memory depths",
 }
+
+
+def designed_dsps(config, family):
+    """Return the DSP blocks the SoC for ``config`` is designed to use on ``family``.
+
+    The int8 array's products (two per SB_MAC16 on iCE40, see hw/dsp.py; one
+    MULT18X18D each on ECP5) and the requantizer's 33 x 15-bit multiply (two blocks on
+    either family). The ternary engine uses none.
+    """
+    products = config.int8_macs_per_cycle
+    array = -(-products // 2) if family == "ice40" else products
+    return array + 2
 
 
 def _advice(board, config):
@@ -49,6 +61,7 @@ def build_board(board, config, out_dir, *, seed=1, progress=None):
         "config_id": config.config_id,
         "config": config.to_dict(),
         **flow,
+        "dsp_designed": designed_dsps(config, device.family),
         "int8_macs_per_cycle": config.int8_macs_per_cycle,
         "ternary_macs_per_cycle": config.ternary_macs_per_cycle,
         # Peak rates at the clock the design runs at: its target when timing is met.

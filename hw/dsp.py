@@ -11,7 +11,7 @@ from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8", "shift_add_product"]
+__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product"]
 
 
 def shift_add_product(a, b):
@@ -25,6 +25,49 @@ def shift_add_product(a, b):
     for bit in range(len(a)):
         total = total + Mux(a[bit], b << bit, 0)
     return total
+
+
+class SerialMultiplier(wiring.Component):
+    """Unsigned ``a * b`` by shifts and adds, one bit of ``b`` per cycle.
+
+    For products that are needed rarely (the shape checks of a RUN): a few logic cells
+    and a short path, where :func:`shift_add_product` is one adder per bit in a chain.
+
+    Parameters
+    ----------
+    width : int
+        Width of both operands.
+
+    Members
+    -------
+    a, b : In(width)
+        Operands, taken while ``start`` is high.
+    start : In(1)
+        Begin a product (abandoning any in progress).
+    product : Out(2 * width)
+        ``a * b`` once ``done``.
+    done : Out(1)
+        The product is complete: from ``1 + (bits of b up to its highest one)`` cycles
+        after ``start`` until the next ``start``.
+    """
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__({"a": In(width), "b": In(width), "start": In(1),
+                          "product": Out(2 * width), "done": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        shifted = Signal(2 * self.width)
+        left = Signal(self.width)          # bits of b not yet added
+        m.d.comb += self.done.eq(left == 0)
+        with m.If(self.start):
+            m.d.sync += [shifted.eq(self.a), left.eq(self.b), self.product.eq(0)]
+        with m.Elif(~self.done):
+            m.d.sync += [shifted.eq(shifted << 1), left.eq(left >> 1)]
+            with m.If(left[0]):
+                m.d.sync += self.product.eq(self.product + shifted)
+        return m
 
 
 def _is_ice40(platform):

@@ -24,7 +24,7 @@ from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.protocol import Engine, Opcode, Status, Target
 
-from .dsp import shift_add_product
+from .dsp import SerialMultiplier, shift_add_product
 from .event_counters import EventCounters
 from .frame import FrameError, FrameParser, ResponseWriter
 from .requantizer import LATENCY, Requantizer
@@ -162,20 +162,35 @@ class SoC(wiring.Component):
                 ]
 
         # Results land at row * N + col; anything outside the problem or memory is dropped.
+        # row * N takes two stages: the products of the low and the high half of the row's
+        # bits, then their sum plus col (row < max_m, as the engines never exceed it, and
+        # N <= max_n: narrow factors; a chain of adders per row bit would limit the clock).
         result = requantizer.out.payload
-        out_write = output.write_port()
+        row_bits, n_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
+        half = (row_bits + 1) // 2
         landed = Signal()        # a result left the requantizer in the previous cycle
-        place_valid = Signal()
-        place_addr = Signal(33)
-        place_value = Signal(32)
+        part_valid = Signal()
+        part_lo = Signal(half + n_bits)
+        part_hi = Signal(row_bits - half + n_bits)
+        part_col = Signal.like(result.col)
+        part_value = Signal(32)
         m.d.comb += requantizer.out.ready.eq(1)
         m.d.sync += [
             landed.eq(requantizer.out.valid),
-            place_valid.eq(requantizer.out.valid & (result.row < dim_m) & (result.col < dim_n)),
-            # row < max_m (the engines never exceed it) and N <= max_n: narrow factors.
-            place_addr.eq(shift_add_product(result.row[:bits_for(config.max_m - 1)],
-                                            dim_n[:bits_for(config.max_n)]) + result.col),
-            place_value.eq(result.value),
+            part_valid.eq(requantizer.out.valid & (result.row < dim_m) & (result.col < dim_n)),
+            part_lo.eq(shift_add_product(result.row[:half], dim_n[:n_bits])),
+            part_hi.eq(shift_add_product(result.row[half:row_bits], dim_n[:n_bits])),
+            part_col.eq(result.col),
+            part_value.eq(result.value),
+        ]
+        out_write = output.write_port()
+        place_valid = Signal()
+        place_addr = Signal(row_bits + n_bits + 1)
+        place_value = Signal(32)
+        m.d.sync += [
+            place_valid.eq(part_valid),
+            place_addr.eq(part_lo + (part_hi << half) + part_col),
+            place_value.eq(part_value),
         ]
         m.d.comb += [
             out_write.addr.eq(place_addr),
@@ -337,10 +352,12 @@ class SoC(wiring.Component):
         # Products of dimensions, checked only while every dimension is within its limit
         # (a larger one fails SHAPE_LIMITS anyway), so the factors can be narrow.
         dim_bits = bits_for(max(config.max_m, config.max_k, config.max_n))
-        product = Signal(2 * dim_bits)
-        factor_a, factor_b = Signal(dim_bits), Signal(dim_bits)
-        m.d.comb += product.eq(shift_add_product(factor_a, factor_b))
+        m.submodules.shape_product = multiplier = SerialMultiplier(dim_bits)
+        product = multiplier.product
         shape_bad = Signal()
+
+        def multiply(a, b):
+            m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b), multiplier.start.eq(1)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -444,21 +461,27 @@ class SoC(wiring.Component):
                                    (dim_n, config.max_n)):
                     with m.If((dim == 0) | (dim > limit)):
                         m.d.sync += shape_bad.eq(1)
-                m.d.comb += [factor_a.eq(dim_m), factor_b.eq(dim_k)]
-                with m.If(product > config.act_depth):
-                    m.d.sync += shape_bad.eq(1)
-                m.next = "SHAPE_OUT"
+                multiply(dim_m, dim_k)
+                m.next = "SHAPE_ACT"
+            with m.State("SHAPE_ACT"):
+                with m.If(multiplier.done):
+                    with m.If(product > config.act_depth):
+                        m.d.sync += shape_bad.eq(1)
+                    multiply(dim_m, dim_n)
+                    m.next = "SHAPE_OUT"
             with m.State("SHAPE_OUT"):
-                m.d.comb += [factor_a.eq(dim_m), factor_b.eq(dim_n)]
-                with m.If(product > config.out_depth):
-                    m.d.sync += shape_bad.eq(1)
-                m.next = "SHAPE_WEIGHTS"
+                with m.If(multiplier.done):
+                    with m.If(product > config.out_depth):
+                        m.d.sync += shape_bad.eq(1)
+                    multiply(dim_k, dim_n)
+                    m.next = "SHAPE_WEIGHTS"
             with m.State("SHAPE_WEIGHTS"):
-                m.d.comb += [factor_a.eq(dim_k), factor_b.eq(dim_n)]
-                limit = Mux(engine == Engine.TERNARY, config.trit_depth, config.weight_depth)
-                with m.If(product > limit):
-                    m.d.sync += shape_bad.eq(1)
-                m.next = "SHAPE_DECIDE"
+                with m.If(multiplier.done):
+                    limit = Mux(engine == Engine.TERNARY, config.trit_depth,
+                                config.weight_depth)
+                    with m.If(product > limit):
+                        m.d.sync += shape_bad.eq(1)
+                    m.next = "SHAPE_DECIDE"
             with m.State("SHAPE_DECIDE"):
                 with m.If(shape_bad):
                     respond(Status.BAD_SHAPE)
@@ -485,7 +508,7 @@ class SoC(wiring.Component):
                 busy = Const(0)
                 for name, core in cores.items():
                     busy = busy | ((engine == ENGINE_NAMES[name]) & core.busy)
-                with m.If(~busy & (in_flight == 0) & ~place_valid):
+                with m.If(~busy & (in_flight == 0) & ~part_valid & ~place_valid):
                     m.d.comb += run_done.eq(1)
                     respond(Status.OK, 8, 2)
 

@@ -1,10 +1,13 @@
 """Bitstream builds: board table, fit check, reports of real yosys + nextpnr runs."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tritile.hw.bitstream import DEVICES, FitError, check_fit, cell_usage
 from tritile.hw.board import BOARDS, get_board
-from tritile.hw.board_build import build_board
+from tritile.hw.board_build import build_board, designed_dsps
 from tritile.sw import PRESETS
 from tritile.sw.cli import main
 
@@ -54,3 +57,27 @@ def test_oversized_config_stops_before_place_and_route(tmp_path):
     assert "dsp: needs" in message and "iCE40UP5K has 8" in message
     assert "--config icebreaker" in message
     assert not (tmp_path / "nextpnr-report.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["icebreaker", "orangecrab-25f"])
+def test_preset_builds_fit_meet_timing_and_use_the_designed_dsps(name, tmp_path):
+    board = BOARDS[name]
+    config = PRESETS[board.preset]
+    report = build_board(board, None, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert Path(report["bitstream"]).stat().st_size > 10_000
+    assert report["board"] == name and report["config_id"] == config.config_id
+    for resource, use in report["resources"].items():
+        assert 0 <= use["used"] <= use["available"], resource
+    assert report["timing_met"], report["clocks"]
+    for clock in report["clocks"].values():
+        # The PLL's output is as close to clock_hz as its dividers allow.
+        assert clock["fmax_mhz"] >= clock["target_mhz"]
+        assert clock["target_mhz"] == pytest.approx(config.clock_hz / 1e6, rel=0.01)
+    # The array's products and the requantizer, nothing for the ternary engine.
+    assert report["resources"]["dsp"]["used"] == designed_dsps(config, board.family)
+    assert report["int8_macs_per_cycle"] == config.int8_macs_per_cycle
+    assert report["ternary_macs_per_cycle"] == config.ternary_macs_per_cycle
+    assert report["int8_gmacs"] == pytest.approx(
+        config.int8_macs_per_cycle * config.clock_hz / 1e9, rel=0.01)

@@ -1,6 +1,7 @@
 """``tritile build``: synthesize, fit-check, place and route the SoC for a board."""
 
 import json
+import sys
 from pathlib import Path
 
 from ..cli import CommandError
@@ -42,6 +43,11 @@ def run(args):
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
+    if not report["timing_met"]:
+        print(f"tritile build: timing not met (see the clocks above); the bitstream is "
+              f"written but may not work at {report['config']['clock_hz'] / 1e6:g} MHz: "
+              f"lower clock_hz in the config", file=sys.stderr)
+        return 1
     return 0
 
 
