@@ -11,7 +11,8 @@ in the figures.
 Each unit is generated with memories of 256 words (32 K groups x 8 N tiles), so the
 weight memory holds ``256 * L * P`` trits at 2 bits each.
 
-Usage: ``python bench/ternary_qor.py [--only ice40|ecp5-25k|ecp5-85k] [--quick]``; prints
+Usage: ``python bench/ternary_qor.py [--only ice40|ecp5-25k|ecp5-85k] [--quick]
+[--shapes 8x16,16x8]``; prints
 one JSON object (a list of rows under ``"results"``) on stdout, progress on stderr.
 """
 
@@ -150,11 +151,25 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
+def _shapes(text):
+    """Parse ``"8x16,16x8"`` into ``[(8, 16), (16, 8)]``."""
+    try:
+        shapes = [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(shape) != 2 or min(shape) < 1 for shape in shapes):
+        raise argparse.ArgumentTypeError(
+            f"shapes must be LxP pairs of positive integers joined by commas, not {text!r}")
+    return shapes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=[t[0] for t in TARGETS])
     parser.add_argument("--quick", action="store_true",
                         help="one shape per target (the one the targets name)")
+    parser.add_argument("--shapes", type=_shapes, metavar="LxP[,LxP...]",
+                        help="build these (lanes, fan-in) shapes instead of the target's")
     parser.add_argument("--work", type=Path, help="keep the build files here")
     parser.add_argument("--markdown", type=Path, nargs="+", metavar="JSON",
                         help="print the table of earlier runs' JSON files instead")
@@ -170,7 +185,7 @@ def main(argv=None):
     for target in TARGETS:
         if args.only and target[0] != args.only:
             continue
-        shapes = QUICK[target[0]] if args.quick else target[-1]
+        shapes = args.shapes or (QUICK[target[0]] if args.quick else target[-1])
         for lanes, fan_in in shapes:
             print(f"{target[0]}: L={lanes} P={fan_in} ...", file=sys.stderr, flush=True)
             try:

@@ -139,7 +139,10 @@ class TernaryUnit(wiring.Component):
                 m.d.comb += port.en[i].eq(hit & (byte == i))
 
         # --- problem registers -----------------------------------------------------------
-        dims = {name: Signal(16, name=f"dim_{name}") for name in ("m", "k", "n")}
+        # Counters are as wide as the config's limits; only the `acc` port widens them.
+        dims = {name: Signal(range(limit + 1), name=f"dim_{name}")
+                for name, limit in (("m", config.max_m), ("k", config.max_k),
+                                    ("n", config.max_n))}
         packing = Signal(1)
         issuing = Signal()
         start = self.start.payload
@@ -162,9 +165,9 @@ class TernaryUnit(wiring.Component):
         advance = ~stall
 
         # --- issue: walk N tiles, rows, K groups -----------------------------------------
-        n_base = Signal(16)
-        row = Signal(16)
-        k_base = Signal(17)
+        n_base = Signal(range(config.max_n))
+        row = Signal(range(config.max_m))
+        k_base = Signal(range(config.max_k))
         act_addr = Signal(range(max(geo.act_words, 2)))
         trit_addr = Signal(range(max(geo.weight_words, 2)))
         tile_trit_base = Signal.like(trit_addr)
@@ -172,16 +175,11 @@ class TernaryUnit(wiring.Component):
         last_row = row + 1 >= dims["m"]
         last_tile = n_base + lanes >= dims["n"]
 
-        tag_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1,
-                                        "row": 16, "col": 16})
+        # Tags carry no row or column: results leave in issue order, so the output bank
+        # counts them itself.
+        tag_layout = data.StructLayout({"valid": 1, "last": 1})
         issue_tag = Signal(tag_layout)
-        m.d.comb += [
-            issue_tag.valid.eq(issuing),
-            issue_tag.first.eq(k_base == 0),
-            issue_tag.last.eq(last_k),
-            issue_tag.row.eq(row),
-            issue_tag.col.eq(n_base),
-        ]
+        m.d.comb += [issue_tag.valid.eq(issuing), issue_tag.last.eq(last_k)]
 
         with m.If(self.start.valid & idle):
             m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), act_addr.eq(0),
@@ -202,11 +200,18 @@ class TernaryUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += [issuing.eq(0), n_base.eq(0)]
 
+        # The weight word is read first and decoded straight out of block RAM into the
+        # trit registers; the activation word is read one cycle later, so that it leaves
+        # block RAM beside those registers and feeds the lanes without a register of its
+        # own.
         act_read = act_mem.read_port()
         weight_read = weight_mem.read_port()
+        act_addr_late = Signal.like(act_addr)
+        with m.If(advance):
+            m.d.sync += act_addr_late.eq(act_addr)
         m.d.comb += [
-            act_read.addr.eq(act_addr), act_read.en.eq(advance),
             weight_read.addr.eq(trit_addr), weight_read.en.eq(advance),
+            act_read.addr.eq(act_addr_late), act_read.en.eq(advance),
         ]
 
         # Tags travel beside the data, one register per pipeline stage.
@@ -219,15 +224,10 @@ class TernaryUnit(wiring.Component):
             tags.append(tag)
             return tag
 
-        next_tag()                                         # synchronous memory read
-        # Block RAM outputs are slow to route: register them before the decoders.
-        weight_word = Signal.like(weight_read.data, reset_less=True)
-        act_word = Signal.like(act_read.data, reset_less=True)
-        with m.If(advance):
-            m.d.sync += [weight_word.eq(weight_read.data), act_word.eq(act_read.data)]
-        next_tag()
+        next_tag()                                         # synchronous weight read
 
         # --- decode: both packings in parallel, the run's packing selected -------------
+        weight_word = weight_read.data
         group_trits = lanes * fan_in
         decoded = {}
         for name, decoder_cls in (("2bit", Trit2BitDecoder), ("base3", TritBase3Decoder)):
@@ -240,9 +240,8 @@ class TernaryUnit(wiring.Component):
                 flags.extend(decoder.trits[j] for j in range(per))
             decoded[name] = flags[:group_trits]
         use_base3 = packing == _PACKING_BASE3
-        nonzero = Signal(group_trits)
-        negative = Signal(group_trits)
-        activations = Signal(8 * fan_in)
+        nonzero = Signal(group_trits, reset_less=True)
+        negative = Signal(group_trits, reset_less=True)
         with m.If(advance):
             for i in range(group_trits):
                 two, three = decoded["2bit"][i], decoded["base3"][i]
@@ -250,8 +249,8 @@ class TernaryUnit(wiring.Component):
                     nonzero[i].eq(Mux(use_base3, three.nonzero, two.nonzero)),
                     negative[i].eq(Mux(use_base3, three.negative, two.negative)),
                 ]
-            m.d.sync += activations.eq(act_word)
-        next_tag()
+        next_tag()                                         # trits and activation read
+        activations = act_read.data
 
         # --- select and adder tree, one per lane -----------------------------------------
         lane_sums = []
@@ -261,9 +260,11 @@ class TernaryUnit(wiring.Component):
                 x = activations[8 * j:8 * j + 8]
                 trit = lane * fan_in + j
                 term = Signal(signed(8), name=f"term_l{lane}_{j}")
-                # ~x stands for -x - 1; the missing 1 rides as a carry (see module doc).
-                m.d.comb += term.eq(Mux(nonzero[trit], Mux(negative[trit], ~x, x), 0))
-                nodes.append((term, [nonzero[trit] & negative[trit]]))
+                # ~v stands for -v - 1; the missing 1 rides as a carry (see module doc).
+                # A zero with its sign set is ~0 + 1 = 0, so the sign needs no gate.
+                passed = Mux(nonzero[trit], x, 0)
+                m.d.comb += term.eq(Mux(negative[trit], ~passed, passed))
+                nodes.append((term, [negative[trit]]))
             level = 0
             while len(nodes) > 1:
                 level += 1
@@ -276,8 +277,10 @@ class TernaryUnit(wiring.Component):
                         carries = carries[1:]
                     else:
                         value = pair[0][0]
-                    reg = Signal(signed(len(value)), name=f"sum_l{lane}_v{level}_{i // 2}")
-                    regs = [Signal(name=f"carry_l{lane}_v{level}_{i // 2}_{c}")
+                    reg = Signal(signed(len(value)), name=f"sum_l{lane}_v{level}_{i // 2}",
+                                 reset_less=True)
+                    regs = [Signal(name=f"carry_l{lane}_v{level}_{i // 2}_{c}",
+                                   reset_less=True)
                             for c in range(len(carries))]
                     with m.If(advance):
                         m.d.sync += reg.eq(value)
@@ -291,22 +294,31 @@ class TernaryUnit(wiring.Component):
         final_tag = tags[-1]
 
         # --- accumulate across K, hand finished rows to the output bank ------------------
-        bank = [Signal(signed(acc_bits), name=f"bank{lane}") for lane in range(lanes)]
+        bank = [Signal(signed(acc_bits), name=f"bank{lane}", reset_less=True)
+                for lane in range(lanes)]
         bank_active = Signal()
-        bank_row = Signal(16)
-        bank_col = Signal(16)
-        bank_lane = Signal(range(lanes + 1))
         m.d.comb += stall.eq(final_tag.valid & final_tag.last & bank_active)
+        # A row's last group, and a new problem, leave the accumulators at zero: one
+        # synchronous reset of their flip-flops, not a multiplexer in front of each adder.
+        row_done = final_tag.valid & final_tag.last & advance
+        clear_acc = row_done | (self.start.valid & idle)
         for lane, (root, carries) in enumerate(lane_sums):
-            acc = Signal(signed(acc_bits), name=f"acc{lane}")
-            base = Mux(final_tag.first, 0, acc)
+            acc = Signal(signed(acc_bits), name=f"acc{lane}", reset_less=True)
             total = Signal(signed(acc_bits), name=f"total{lane}")
-            m.d.comb += total.eq(_add_with_carry(base, root, carries[0]))
-            with m.If(final_tag.valid & advance):
+            m.d.comb += total.eq(_add_with_carry(acc, root, carries[0]))
+            with m.If(clear_acc):
+                m.d.sync += acc.eq(0)
+            with m.Elif(final_tag.valid & advance):
                 m.d.sync += acc.eq(total)
-                with m.If(final_tag.last):
-                    m.d.sync += bank[lane].eq(total)
+            with m.If(row_done):
+                m.d.sync += bank[lane].eq(total)
 
+        # Rows reach the bank in issue order: rows inner, N tiles outer.
+        next_row = Signal(range(config.max_m))
+        next_col = Signal(range(config.max_n))
+        bank_row = Signal.like(next_row)
+        bank_col = Signal.like(next_col)
+        bank_lane = Signal(range(lanes + 1))
         out = self.acc
         m.d.comb += [
             out.valid.eq(bank_active),
@@ -314,9 +326,15 @@ class TernaryUnit(wiring.Component):
             out.payload.col.eq(bank_col),
             out.payload.acc.eq(bank[0]),
         ]
-        with m.If(final_tag.valid & final_tag.last & advance):
-            m.d.sync += [bank_active.eq(1), bank_row.eq(final_tag.row),
-                         bank_col.eq(final_tag.col), bank_lane.eq(0)]
+        with m.If(self.start.valid & idle):
+            m.d.sync += [next_row.eq(0), next_col.eq(0)]
+        with m.If(row_done):
+            m.d.sync += [bank_active.eq(1), bank_row.eq(next_row), bank_col.eq(next_col),
+                         bank_lane.eq(0)]
+            with m.If(next_row + 1 >= dims["m"]):
+                m.d.sync += [next_row.eq(0), next_col.eq(next_col + lanes)]
+            with m.Else():
+                m.d.sync += next_row.eq(next_row + 1)
         with m.Elif(out.valid & out.ready):
             m.d.sync += [bank[i].eq(bank[i + 1]) for i in range(lanes - 1)]
             m.d.sync += [bank_col.eq(bank_col + 1), bank_lane.eq(bank_lane + 1)]

@@ -5,22 +5,28 @@ A decoder turns one packed byte into trits in the form the ternary lanes consume
 zeroes an input with one look-up per bit and never forms ``t * x``.
 
 - 2-bit packing: four trits per byte, code ``t & 0b11`` with the first trit in bits [1:0].
-  Code bit 0 is the magnitude and bit 1 the sign, so decoding is wiring. The code ``0b10``,
-  which no packer writes, decodes as 0.
-- base-3 packing: five trits per byte. Trit ``i`` is ``(((q * 3**i) & 0xFF) * 3 >> 8) - 1``;
-  each ``* 3`` is written as ``(x << 1) + x`` (and ``* 9`` as ``(x << 3) + x``); the adder
-  that triples ``q_i = q * 3**i mod 256`` gives the trit in its bits [9:8] and ``q_{i+1}``
-  in its low byte.
+  Code bit 0 is ``nonzero`` and bit 1 ``negative``, so decoding is wiring. The code
+  ``0b10``, which no packer writes, is a zero with its sign set: it decodes as 0.
+- base-3 packing: five trits per byte. Trit ``i`` is ``(((q * 3**i) & 0xFF) * 3 >> 8) - 1``,
+  i.e. the base-3 digits of the fraction ``q / 256``. With ``q_i = q * 3**i mod 256``, the
+  top four bits of ``9 * q_i`` (0 to 8) are trits ``i`` and ``i + 1`` plus one, as
+  ``3 * (t_i + 1) + t_{i+1} + 1``, and its low byte is ``q_{i+2}``; ``9 * x`` is one 8-bit
+  adder, ``x + (x >> 3)`` above bit 3. Trits 0-1 come from ``9 * q``, trits 2-3 from
+  ``9 * q_2``, and trit 4 from the top two bits of ``3 * q_4`` (``x + (x >> 1)`` above bit
+  1), ``q_4 = (q + (q << 4) + (q << 6)) mod 256`` being formed from ``q`` directly, so no
+  path through the decoder crosses more than two byte-wide adders.
   Bytes that no packer writes decode by the same formula.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["TRIT_LAYOUT", "Trit2BitDecoder", "TritBase3Decoder", "trit_value"]
 
-#: One decoded trit: ``nonzero`` = 1 for +1 and -1, ``negative`` = 1 for -1.
+#: One decoded trit: ``nonzero`` negated when ``negative``, so (1, 0) is +1, (1, 1) is -1
+#: and (0, either) is 0. A lane forms ``~v`` and adds one for a ``negative`` trit whatever
+#: ``v`` is (``v = x`` or 0), so a zero may carry either sign and the flags need no gate.
 TRIT_LAYOUT = data.StructLayout({"nonzero": 1, "negative": 1})
 
 
@@ -51,8 +57,7 @@ class Trit2BitDecoder(wiring.Component):
             code = self.byte[2 * i:2 * i + 2]
             m.d.comb += [
                 self.trits[i].nonzero.eq(code[0]),
-                # 0b10 is not a trit code; gating the sign keeps it a plain zero.
-                self.trits[i].negative.eq(code[0] & code[1]),
+                self.trits[i].negative.eq(code[1]),
             ]
         return m
 
@@ -75,25 +80,31 @@ class TritBase3Decoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        q = self.byte
 
-        def times(value, factor, name):
-            # x * 3 = (x << 1) + x and x * 9 = (x << 3) + x: shifts and adds, no multiplier.
-            shift = {3: 1, 9: 3}[factor]
-            result = Signal(len(value) + shift + 1, name=name)
-            m.d.comb += result.eq((value << shift) + value)
-            return result
+        def nine_times(x, name):
+            # 9 * x = ((x + (x >> 3)) << 3) | x[0:3]: return bits 8-11 and the low byte.
+            upper = Signal(9, name=name)
+            m.d.comb += upper.eq(x + x[3:])
+            return upper[5:9], Cat(x[0:3], upper[0:5])
 
-        # q_i = q * 3**i mod 256. Deriving q_2 and q_4 by * 9 keeps the longest chain at
-        # three adders (q -> q_2 -> q_3 or q_4 -> trit) instead of five.
-        q = [self.byte, None, times(self.byte, 9, "q2")[:8], None, None]
-        q[4] = times(q[2], 9, "q4")[:8]
-        for i in (0, 1, 2, 3, 4):
-            tripled = times(q[i], 3, f"tripled{i}")
-            if i in (0, 2):
-                q[i + 1] = tripled[:8]
-            digit = tripled[8:10]                       # trit + 1, in {0, 1, 2}
-            m.d.comb += [
-                self.trits[i].nonzero.eq(digit != 1),
-                self.trits[i].negative.eq(digit == 0),
-            ]
+        def set_trit(i, is_zero, is_negative):
+            m.d.comb += [self.trits[i].nonzero.eq(~is_zero),
+                         self.trits[i].negative.eq(is_negative)]
+
+        q2 = None
+        for i in (0, 2):
+            pair, low = nine_times(q if i == 0 else q2, f"nine_q{i}")
+            q2 = low
+            # pair = 3 * (t_i + 1) + (t_{i+1} + 1), 0 to 8. A zero trit may carry either
+            # sign, which leaves each flag a function of fewer cases.
+            set_trit(i, (pair >= 3) & (pair <= 5), pair < 6)
+            set_trit(i + 1, (pair == 1) | (pair == 4) | (pair == 7),
+                     ~((pair == 2) | (pair == 5) | (pair == 8)))
+        q4 = Signal(8)
+        m.d.comb += q4.eq(q + (q << 4) + (q << 6))     # 81 * q mod 256, shifts and adds
+        tripled = Signal(9)                            # 3 * q4 = tripled << 1 | q4[0]
+        m.d.comb += tripled.eq(q4 + q4[1:])
+        digit = tripled[7:9]                           # trit 4 plus one
+        set_trit(4, digit == 1, ~digit[1])
         return m
