@@ -262,6 +262,7 @@ class SoC(wiring.Component):
         # --- response data: a byte index into one of several sources ----------------------
         status = Signal(8)
         resp_length = Signal(16)
+        resp_last = Signal(16)          # index of the last data byte
         index = Signal(16)
         source = Signal(range(4))      # 0 capability, 1 stats, 2 cycles, 3 output memory
         out_read = output.read_port(transparent_for=())
@@ -314,12 +315,17 @@ class SoC(wiring.Component):
         out_of_range = Signal()
         data_len = Signal(16)
         m.d.comb += data_len.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE])
-        run_end = (run_length != 0) & (in_run + 1 == run_length)
+        # Registered once per request, so that no path chains several adders: bytes the
+        # check pass has still to walk, the current run's bytes, the step from a run's
+        # last byte to the next run, the index of the last byte in a run and in the data.
+        left, run_bytes, gap = Signal(16), Signal(16), Signal(16)
+        run_last, last_index = Signal(16), Signal(16)
+        run_end = (run_length != 0) & (in_run == run_last)
 
         def step_address():
             m.d.sync += [
                 index.eq(index + 1),
-                address.eq(Mux(run_end, address + stride - run_length + 1, address + 1)),
+                address.eq(Mux(run_end, address + gap, address + 1)),
                 in_run.eq(Mux(run_end, 0, in_run + 1)),
             ]
 
@@ -342,8 +348,8 @@ class SoC(wiring.Component):
         ]
 
         def respond(code, length=0, data_source=0):
-            m.d.sync += [status.eq(code), resp_length.eq(length), source.eq(data_source),
-                         index.eq(0)]
+            m.d.sync += [status.eq(code), resp_length.eq(length), resp_last.eq(length - 1),
+                         source.eq(data_source), index.eq(0)]
             m.next = "RESPOND"
 
         raw_flag = Signal()
@@ -363,7 +369,9 @@ class SoC(wiring.Component):
             with m.State("IDLE"):
                 with m.If(parser.request.valid):
                     m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base),
-                                 out_of_range.eq(far)]
+                                 out_of_range.eq(far), left.eq(data_len),
+                                 last_index.eq(data_len - 1), run_last.eq(run_length - 1),
+                                 gap.eq(stride - run_length + 1)]
                     with m.If(req.error == FrameError.BAD_CRC):
                         respond(Status.BAD_CRC)
                     with m.Elif(req.error == FrameError.BAD_LENGTH):
@@ -391,15 +399,12 @@ class SoC(wiring.Component):
                                 with m.Elif((run_length == 0) & (stride != 0)):
                                     respond(Status.BAD_ADDRESS)
                                 with m.Else():
-                                    m.next = "WRITE_CHECK"
+                                    m.next = "WRITE_SPLIT"
                             with m.Case(Opcode.READ):
                                 with m.If(~readable):
                                     respond(Status.BAD_TARGET)
-                                with m.Elif((count == 0) | (count > protocol.MAX_DATA) |
-                                            far | (base[:addr_bits] + count > size)):
-                                    respond(Status.BAD_ADDRESS)
                                 with m.Else():
-                                    respond(Status.OK, count, 3)
+                                    m.next = "READ_CHECK"
                             with m.Case(Opcode.RUN):
                                 present = Cat(*(args[0:8] == ENGINE_NAMES[e]
                                                 for e in self.engines)).any()
@@ -415,19 +420,28 @@ class SoC(wiring.Component):
                                     ]
                                     m.next = "SHAPE_LIMITS"
 
+            with m.State("READ_CHECK"):
+                with m.If((count == 0) | (count > protocol.MAX_DATA) |
+                          far | (base[:addr_bits] + count > size)):
+                    respond(Status.BAD_ADDRESS)
+                with m.Else():
+                    respond(Status.OK, count, 3)
+
             # WRITE: walk every address first; write only if all are inside the target.
+            # Addresses only grow (stride >= run length), so the last byte of each run
+            # decides: two cycles per run, two for a contiguous write.
+            with m.State("WRITE_SPLIT"):
+                m.d.sync += run_bytes.eq(Mux((run_length == 0) | (left < run_length),
+                                             left, run_length))
+                m.next = "WRITE_CHECK"
             with m.State("WRITE_CHECK"):
-                # Addresses only grow (stride >= run length), so the last byte of each run
-                # decides: one run per cycle, and one cycle for a contiguous write.
-                left, run_bytes = Signal(16), Signal(16)
-                m.d.comb += [left.eq(data_len - index),
-                             run_bytes.eq(Mux((run_length == 0) | (left < run_length),
-                                              left, run_length))]
-                with m.If(address + run_bytes - 1 >= size):
+                with m.If(address + run_bytes > size):
                     m.d.sync += out_of_range.eq(1)
-                m.d.sync += [index.eq(index + run_bytes), address.eq(address + stride)]
-                with m.If(index + run_bytes == data_len):
+                m.d.sync += [left.eq(left - run_bytes), address.eq(address + stride)]
+                with m.If(left == run_bytes):
                     m.next = "WRITE_DECIDE"
+                with m.Else():
+                    m.next = "WRITE_SPLIT"
             with m.State("WRITE_DECIDE"):
                 m.d.sync += [index.eq(0), in_run.eq(0), address.eq(base)]
                 with m.If(out_of_range):
@@ -449,7 +463,7 @@ class SoC(wiring.Component):
                         m.d.comb += [core.write.valid.eq(1), accepted.eq(core.write.ready)]
                 with m.If(accepted):
                     step_address()
-                    with m.If(index + 1 == data_len):
+                    with m.If(index == last_index):
                         respond(Status.OK)
                     with m.Else():
                         # Fetch the next byte now: one byte per cycle while accepted.
@@ -533,7 +547,7 @@ class SoC(wiring.Component):
                 m.d.comb += [writer.data.valid.eq(1), counters.hold.eq(source == 1)]
                 with m.If(writer.data.ready):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index + 1 == resp_length):
+                    with m.If(index == resp_last):
                         m.next = "RELEASE"
                     with m.Else():
                         m.next = "DATA_FETCH"
