@@ -97,8 +97,8 @@ class TritBase3Decoder(wiring.Component):
             pair, low = nine_times(q if i == 0 else q2, f"nine_q{i}")
             q2 = low
             # pair = 3 * (t_i + 1) + (t_{i+1} + 1), 0 to 8. A zero trit may carry either
-            # sign, which leaves each flag a function of fewer cases.
-            set_trit(i, (pair >= 3) & (pair <= 5), pair < 6)
+            # sign, so trit i may read as negative for pair < 4 (3 is a zero): two bits.
+            set_trit(i, (pair >= 3) & (pair <= 5), ~(pair[3] | pair[2]))
             set_trit(i + 1, (pair == 1) | (pair == 4) | (pair == 7),
                      ~((pair == 2) | (pair == 5) | (pair == 8)))
         q4 = Signal(8)

@@ -24,10 +24,10 @@ def _config(lanes, fan_in, **limits):
     return AcceleratorConfig(**{**base, **limits})
 
 
-def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None):
+def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None):
     """Load the image, run one problem; return ``{(row, col): acc}``, cycles and counters."""
     dut = TernaryUnit(config)
-    image = ternary_memory_image(config, q, T, packing)
+    image = image or ternary_memory_image(config, q, T, packing)
     m, k = q.shape
     n = T.shape[1]
     dims = dims or (m, k, n)
@@ -100,6 +100,24 @@ def test_one_lane_at_the_extremes_of_its_sum():
     T[:, 0] = 1
     got, _ = _run(config, q, T, "2bit")
     assert got == {(0, 0): -40 * 128, (1, 0): 40 * 127}
+
+
+def test_the_2bit_code_no_packer_writes_adds_nothing():
+    # 0b10 is a zero with its sign set: the lane adds ~0 and a carry, i.e. nothing.
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = _config(4, 8)
+    q = rng.integers(-128, 128, size=(3, 21), dtype=np.int8)
+    T = rng.integers(-1, 2, size=(21, 7), dtype=np.int8)
+    image = ternary_memory_image(config, q, T, "2bit")
+    weights = bytearray(image[1])
+    for i, byte in enumerate(weights):
+        for field in range(4):
+            if (byte >> (2 * field)) & 0b11 == 0:
+                weights[i] |= 0b10 << (2 * field)
+    image[1] = bytes(weights)
+    got, _ = _run(config, q, T, "2bit", image=image)
+    assert got == _as_dict(ternary_matmul(q, T))
 
 
 def test_backpressure_on_the_output_loses_nothing():
