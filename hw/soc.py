@@ -211,16 +211,19 @@ class SoC(wiring.Component):
         stride = args[48:64]
         count = args[32:48]
         flags = args[8:16]
+        # The checks of a request are registered in the cycle it arrives (its fields are
+        # stable until it is released) and decided on in the next (DECODE), so that no
+        # path runs through all of them.
         length_ok = Signal()
         expected = Const(0, 16)
         for op, size in protocol.ARGS_SIZE.items():
             expected = Mux(req.opcode == op, size, expected)
-        m.d.comb += length_ok.eq(Mux(
+        m.d.sync += length_ok.eq(Mux(
             req.opcode == Opcode.WRITE,
             (req.length > expected) & (req.length <= expected + protocol.MAX_DATA),
             req.length == expected))
         known = Signal()
-        m.d.comb += known.eq(Cat(*(req.opcode == op for op in Opcode)).any())
+        m.d.sync += known.eq(Cat(*(req.opcode == op for op in Opcode)).any())
 
         # Byte sizes of the targets, from the one definition in sw/protocol.py.
         targets = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
@@ -237,8 +240,16 @@ class SoC(wiring.Component):
         m.d.comb += size.eq(select)
         far = Signal()
         m.d.comb += far.eq(base[addr_bits:].any())
-        writable = Cat(*(target == t for t in protocol.WRITABLE_TARGETS)).any() & (size != 0)
-        readable = Cat(*(target == t for t in protocol.READABLE_TARGETS)).any()
+        writable, readable, strides_ok, present = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [
+            writable.eq(Cat(*(target == t for t in protocol.WRITABLE_TARGETS)).any()
+                        & (size != 0)),
+            readable.eq(Cat(*(target == t for t in protocol.READABLE_TARGETS)).any()),
+            # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
+            strides_ok.eq(Mux(run_length != 0, (stride >= run_length) & (stride != 0),
+                              stride == 0)),
+            present.eq(Cat(*(args[0:8] == ENGINE_NAMES[e] for e in self.engines)).any()),
+        ]
 
         # --- counters --------------------------------------------------------------------
         # Frame-level events are counted in a block RAM (they happen at most once per
@@ -372,53 +383,50 @@ class SoC(wiring.Component):
                                  out_of_range.eq(far), left.eq(data_len),
                                  last_index.eq(data_len - 1), run_last.eq(run_length - 1),
                                  gap.eq(stride - run_length + 1)]
-                    with m.If(req.error == FrameError.BAD_CRC):
-                        respond(Status.BAD_CRC)
-                    with m.Elif(req.error == FrameError.BAD_LENGTH):
-                        respond(Status.BAD_LENGTH)
-                    with m.Elif(~known):
-                        respond(Status.UNKNOWN_OPCODE)
-                    with m.Elif(~length_ok):
-                        m.d.comb += length_error.eq(1)
-                        respond(Status.BAD_LENGTH)
-                    with m.Else():
-                        m.d.comb += frame_done.eq(1)
-                        with m.Switch(req.opcode):
-                            with m.Case(Opcode.PING):
-                                respond(Status.OK)
-                            with m.Case(Opcode.INFO):
-                                respond(Status.OK, len(self.capability), 0)
-                            with m.Case(Opcode.STATS):
-                                respond(Status.OK, 4 * len(protocol.STATS_FIELDS), 1)
-                            with m.Case(Opcode.WRITE):
-                                with m.If(~writable):
-                                    respond(Status.BAD_TARGET)
-                                with m.Elif((run_length != 0) &
-                                            ((stride < run_length) | (stride == 0))):
-                                    respond(Status.BAD_ADDRESS)
-                                with m.Elif((run_length == 0) & (stride != 0)):
-                                    respond(Status.BAD_ADDRESS)
-                                with m.Else():
-                                    m.next = "WRITE_SPLIT"
-                            with m.Case(Opcode.READ):
-                                with m.If(~readable):
-                                    respond(Status.BAD_TARGET)
-                                with m.Else():
-                                    m.next = "READ_CHECK"
-                            with m.Case(Opcode.RUN):
-                                present = Cat(*(args[0:8] == ENGINE_NAMES[e]
-                                                for e in self.engines)).any()
-                                with m.If(~present):
-                                    respond(Status.UNAVAILABLE)
-                                with m.Else():
-                                    m.d.sync += [
-                                        engine.eq(args[0:8]),
-                                        raw_flag.eq(flags[0]), relu_flag.eq(flags[1]),
-                                        base3_flag.eq(flags[2]),
-                                        dim_m.eq(args[16:32]), dim_k.eq(args[32:48]),
-                                        dim_n.eq(args[48:64]), shape_bad.eq(0),
-                                    ]
-                                    m.next = "SHAPE_LIMITS"
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                with m.If(req.error == FrameError.BAD_CRC):
+                    respond(Status.BAD_CRC)
+                with m.Elif(req.error == FrameError.BAD_LENGTH):
+                    respond(Status.BAD_LENGTH)
+                with m.Elif(~known):
+                    respond(Status.UNKNOWN_OPCODE)
+                with m.Elif(~length_ok):
+                    m.d.comb += length_error.eq(1)
+                    respond(Status.BAD_LENGTH)
+                with m.Else():
+                    m.d.comb += frame_done.eq(1)
+                    with m.Switch(req.opcode):
+                        with m.Case(Opcode.PING):
+                            respond(Status.OK)
+                        with m.Case(Opcode.INFO):
+                            respond(Status.OK, len(self.capability), 0)
+                        with m.Case(Opcode.STATS):
+                            respond(Status.OK, 4 * len(protocol.STATS_FIELDS), 1)
+                        with m.Case(Opcode.WRITE):
+                            with m.If(~writable):
+                                respond(Status.BAD_TARGET)
+                            with m.Elif(~strides_ok):
+                                respond(Status.BAD_ADDRESS)
+                            with m.Else():
+                                m.next = "WRITE_SPLIT"
+                        with m.Case(Opcode.READ):
+                            with m.If(~readable):
+                                respond(Status.BAD_TARGET)
+                            with m.Else():
+                                m.next = "READ_CHECK"
+                        with m.Case(Opcode.RUN):
+                            with m.If(~present):
+                                respond(Status.UNAVAILABLE)
+                            with m.Else():
+                                m.d.sync += [
+                                    engine.eq(args[0:8]),
+                                    raw_flag.eq(flags[0]), relu_flag.eq(flags[1]),
+                                    base3_flag.eq(flags[2]),
+                                    dim_m.eq(args[16:32]), dim_k.eq(args[32:48]),
+                                    dim_n.eq(args[48:64]), shape_bad.eq(0),
+                                ]
+                                m.next = "SHAPE_LIMITS"
 
             with m.State("READ_CHECK"):
                 with m.If((count == 0) | (count > protocol.MAX_DATA) |
