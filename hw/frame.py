@@ -138,7 +138,12 @@ class FrameParser(wiring.Component):
         silence = Signal(range(self.timeout + 1))
         received = Signal(8)     # the low CRC byte
         args_size = Signal(range(protocol.MAX_ARGS + 1))
-        data_index = Signal(17)
+        # Counters instead of arithmetic on `index`, so that no path from a received byte
+        # chains an adder into a comparison: argument bytes still to come, the data
+        # byte's buffer address, the index of the payload's last byte.
+        args_left = Signal.like(args_size)
+        data_index = Signal(range(protocol.MAX_DATA + 1))
+        last = Signal(16)
 
         absorb = Signal()      # this byte belongs to the CRC-covered body
         m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
@@ -151,7 +156,6 @@ class FrameParser(wiring.Component):
             m.d.sync += crc.eq(crc16_next(crc, byte))
 
         m.d.comb += [
-            data_index.eq(index - args_size),
             write.addr.eq(data_index),
             write.data.eq(byte),
         ]
@@ -188,7 +192,8 @@ class FrameParser(wiring.Component):
                 receive()
                 length = req.length[:8] | (byte << 8)     # the high byte arrives now
                 with m.If(take):
-                    m.d.sync += [req.length[8:].eq(byte), index.eq(0)]
+                    m.d.sync += [req.length[8:].eq(byte), index.eq(0), last.eq(length - 1),
+                                 args_left.eq(args_size), data_index.eq(0)]
                     with m.If(length > protocol.MAX_PAYLOAD):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
                                      self.bad_length.eq(1)]
@@ -201,11 +206,13 @@ class FrameParser(wiring.Component):
                 receive()
                 with m.If(take):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index < args_size):
-                        m.d.sync += req.args.word_select(index[:3], 8).eq(byte)
-                    with m.Elif(data_index < protocol.MAX_DATA):
+                    with m.If(args_left != 0):
+                        m.d.sync += [req.args.word_select(index[:3], 8).eq(byte),
+                                     args_left.eq(args_left - 1)]
+                    with m.Elif(data_index != protocol.MAX_DATA):
                         m.d.comb += write.en.eq(1)
-                    with m.If(index + 1 == req.length):
+                        m.d.sync += data_index.eq(data_index + 1)
+                    with m.If(index == last):
                         m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
                 receive("CRC_HIGH", body=False)
