@@ -80,7 +80,7 @@ def test_bad_arrays_exit_2_with_one_line(files, capsys, change, message):
 @pytest.mark.parametrize("extra, message", [
     (["--mult", "M"], "both --mult and --shift"),
     (["--relu"], "--relu needs --mult"),
-    (["--lanes", "0"], "ternary_lanes must be between 1 and 256"),
+    (["--lanes", "0"], "ternary_lanes and ternary_fan_in must both be 0"),
     (["--config", "no-such-preset"], "unknown config"),
 ])
 def test_bad_options_exit_2(files, capsys, extra, message):
