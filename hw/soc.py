@@ -241,7 +241,10 @@ class SoC(wiring.Component):
         far = Signal()
         m.d.comb += far.eq(base[addr_bits:].any())
         writable, readable, strides_ok, present = Signal(), Signal(), Signal(), Signal()
+        read_ok = Signal()
         m.d.sync += [
+            read_ok.eq((count != 0) & (count <= protocol.MAX_DATA) & ~far
+                       & (base[:addr_bits] + count <= size)),
             writable.eq(Cat(*(target == t for t in protocol.WRITABLE_TARGETS)).any()
                         & (size != 0)),
             readable.eq(Cat(*(target == t for t in protocol.READABLE_TARGETS)).any()),
@@ -359,8 +362,8 @@ class SoC(wiring.Component):
         ]
 
         def respond(code, length=0, data_source=0):
-            m.d.sync += [status.eq(code), resp_length.eq(length), resp_last.eq(length - 1),
-                         source.eq(data_source), index.eq(0)]
+            m.d.sync += [status.eq(code), resp_length.eq(length), source.eq(data_source),
+                         index.eq(0)]
             m.next = "RESPOND"
 
         raw_flag = Signal()
@@ -413,8 +416,10 @@ class SoC(wiring.Component):
                         with m.Case(Opcode.READ):
                             with m.If(~readable):
                                 respond(Status.BAD_TARGET)
+                            with m.Elif(~read_ok):
+                                respond(Status.BAD_ADDRESS)
                             with m.Else():
-                                m.next = "READ_CHECK"
+                                respond(Status.OK, count, 3)
                         with m.Case(Opcode.RUN):
                             with m.If(~present):
                                 respond(Status.UNAVAILABLE)
@@ -427,13 +432,6 @@ class SoC(wiring.Component):
                                     dim_n.eq(args[48:64]), shape_bad.eq(0),
                                 ]
                                 m.next = "SHAPE_LIMITS"
-
-            with m.State("READ_CHECK"):
-                with m.If((count == 0) | (count > protocol.MAX_DATA) |
-                          far | (base[:addr_bits] + count > size)):
-                    respond(Status.BAD_ADDRESS)
-                with m.Else():
-                    respond(Status.OK, count, 3)
 
             # WRITE: walk every address first; write only if all are inside the target.
             # Addresses only grow (stride >= run length), so the last byte of each run
@@ -537,6 +535,7 @@ class SoC(wiring.Component):
             # Send the header, then `resp_length` data bytes, then release the frame.
             with m.State("RESPOND"):
                 m.d.comb += writer.header.valid.eq(1)
+                m.d.sync += resp_last.eq(resp_length - 1)
                 with m.If(writer.header.ready):
                     with m.If(resp_length == 0):
                         m.next = "RELEASE"
