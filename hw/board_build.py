@@ -58,6 +58,7 @@ def build_board(board, config, out_dir, *, seed=1, progress=None):
     clock_mhz = min(fmax, config.clock_hz / 1e6)
     report = {
         "board": board.name,
+        "config_name": next((n for n, c in PRESETS.items() if c == config), "custom"),
         "config_id": config.config_id,
         "config": config.to_dict(),
         **flow,

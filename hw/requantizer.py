@@ -133,10 +133,12 @@ class Requantizer(wiring.Component):
                        shift_m1=unsigned(6))
         # Stage 3: product with the multiplier (exact).
         v3, s3 = stage("s3", **tag, product=signed(33 + MULT_BITS), shift_m1=unsigned(6))
-        # Stage 4: rounded and shifted, as ``((p >> (shift - 1)) + 1) >> 1``: equal to
-        # ``(p + (1 << (shift - 1))) >> shift`` for every integer p, without a 64-bit
-        # rounding term decoded from the shift.
-        v4, s4 = stage("s4", **tag, scaled=signed(33 + MULT_BITS))
+        # Stage 4: t = p >> (shift - 1). The output stage rounds, as ``(t + 1) >> 1``, which
+        # equals ``(p + (1 << (shift - 1))) >> shift`` for every integer p: no rounding
+        # term decoded from the shift. It compares t itself with the int8 limits of the
+        # rounded value and adds the 1 only to t's low bits, so no path has a wide shifter
+        # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1.
+        v4, s4 = stage("s4", **tag, t=signed(33 + MULT_BITS))
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
@@ -155,20 +157,23 @@ class Requantizer(wiring.Component):
                 s3["product"].eq(s2["sum"] * s2["mult"]),
                 s3["shift_m1"].eq(s2["shift_m1"]),
                 # Arithmetic shifts of signed values floor, as DESIGN.md requires.
-                s4["scaled"].eq(((s3["product"] >> s3["shift_m1"]) + 1) >> 1),
+                s4["t"].eq(s3["product"] >> s3["shift_m1"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
+            # (t + 1) >> 1 is above 127 when t >= 255, below 0 when t < -1, below -128
+            # when t < -257; in between it fits 10 bits of t.
+            t = s4["t"]
             with m.If(s4["raw"]):
-                m.d.sync += self.out.payload.value.eq(s4["scaled"][:32].as_signed())
-            with m.Elif(s4["scaled"] > 127):
+                m.d.sync += self.out.payload.value.eq(t[1:33].as_signed())
+            with m.Elif(t >= 255):
                 m.d.sync += self.out.payload.value.eq(127)
-            with m.Elif(s4["relu"] & (s4["scaled"] < 0)):
+            with m.Elif(s4["relu"] & (t < -1)):
                 m.d.sync += self.out.payload.value.eq(0)
-            with m.Elif(s4["scaled"] < -128):
+            with m.Elif(t < -257):
                 m.d.sync += self.out.payload.value.eq(-128)
             with m.Else():
-                m.d.sync += self.out.payload.value.eq(s4["scaled"])
+                m.d.sync += self.out.payload.value.eq((t[:10].as_signed() + 1) >> 1)
         return m
 
 

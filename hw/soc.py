@@ -162,9 +162,10 @@ class SoC(wiring.Component):
                 ]
 
         # Results land at row * N + col; anything outside the problem or memory is dropped.
-        # row * N takes two stages: the products of the low and the high half of the row's
-        # bits, then their sum plus col (row < max_m, as the engines never exceed it, and
-        # N <= max_n: narrow factors; a chain of adders per row bit would limit the clock).
+        # row * N takes two steps: the products of the low and the high half of the row's
+        # bits are registered, then their sum plus col addresses the memory (row < max_m,
+        # as the engines never exceed it, and N <= max_n: narrow factors; a chain of
+        # adders per row bit would limit the clock).
         result = requantizer.out.payload
         row_bits, n_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
         half = (row_bits + 1) // 2
@@ -183,19 +184,14 @@ class SoC(wiring.Component):
             part_col.eq(result.col),
             part_value.eq(result.value),
         ]
+        # The sum goes straight to the memory's address (two adders, no register).
         out_write = output.write_port()
-        place_valid = Signal()
         place_addr = Signal(row_bits + n_bits + 1)
-        place_value = Signal(32)
-        m.d.sync += [
-            place_valid.eq(part_valid),
-            place_addr.eq(part_lo + (part_hi << half) + part_col),
-            place_value.eq(part_value),
-        ]
         m.d.comb += [
+            place_addr.eq(part_lo + (part_hi << half) + part_col),
             out_write.addr.eq(place_addr),
-            out_write.data.eq(place_value),
-            out_write.en.eq(place_valid & (place_addr < config.out_depth)),
+            out_write.data.eq(part_value),
+            out_write.en.eq(part_valid & (place_addr < config.out_depth)),
         ]
         # Beats between a core and the output memory, so a run ends only when all landed.
         in_flight = Signal(range(2 * LATENCY + 8))
@@ -528,7 +524,7 @@ class SoC(wiring.Component):
                 busy = Const(0)
                 for name, core in cores.items():
                     busy = busy | ((engine == ENGINE_NAMES[name]) & core.busy)
-                with m.If(~busy & (in_flight == 0) & ~part_valid & ~place_valid):
+                with m.If(~busy & (in_flight == 0) & ~part_valid):
                     m.d.comb += run_done.eq(1)
                     respond(Status.OK, 8, 2)
 
