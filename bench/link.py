@@ -41,6 +41,8 @@ def wire_cost(config, weights):
     result = {"config_id": config.config_id}
     rng = np.random.default_rng(0)
     for kind, packing in (("int8", None), ("ternary", "base3"), ("ternary", "2bit")):
+        if {"int8": "systolic"}.get(kind, kind) not in config.engines:
+            continue        # the config leaves this engine out
         if kind == "int8":
             tile_k, tile_n, limit = config.systolic_rows, config.systolic_cols, \
                 config.weight_depth
