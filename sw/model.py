@@ -8,6 +8,8 @@ are measured against. Build one from NumPy arrays directly, or import an ONNX fi
 
 import numpy as np
 
+from .numerics import float_array
+
 __all__ = ["ModelError", "Dense", "Model", "rms_norm", "ACTIVATIONS", "RMS_NORM_EPS"]
 
 #: Activations a :class:`Dense` layer can apply to its output.
@@ -22,15 +24,10 @@ class ModelError(ValueError):
 
 
 def _float_array(name, value, ndim):
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
-        raise ModelError(f"{name} must be a real-valued array, not dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ModelError(f"{name} must be {ndim}-D, not shape {array.shape}")
-    array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise ModelError(f"{name} contains NaN or infinity")
-    return array
+    try:
+        return float_array(name, value, ndim)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def rms_norm(X, gain):

@@ -11,7 +11,7 @@ __all__ = [
     "quantize_weights_int8", "quantize_activations_int8", "quantize_bias",
     "requant_params", "requantize", "gemm_int8",
     "ternarize_weights", "quantize_activations_absmax", "ternary_matmul",
-    "MULT_BITS", "SHIFT_MIN", "SHIFT_MAX",
+    "MULT_BITS", "SHIFT_MIN", "SHIFT_MAX", "float_array",
 ]
 
 #: ``mult`` is an unsigned integer below ``2**MULT_BITS``.
@@ -22,7 +22,8 @@ SHIFT_MAX = 62
 _INT32 = np.iinfo(np.int32)
 
 
-def _as_float(name, value, ndim=None):
+def float_array(name, value, ndim=None):
+    """Return ``value`` as a finite float32 array, or raise ValueError naming ``name``."""
     array = np.asarray(value)
     if array.dtype.kind not in "fiu" or array.dtype == np.bool_:
         raise ValueError(f"{name} must be a real-valued array, not dtype {array.dtype}")
@@ -55,12 +56,14 @@ def _check_int32(name, exact):
 def quantize_weights_int8(W):
     """Quantize K x N weights per output channel to int8.
 
-    Returns ``(Wq, s_w)``: ``s_w[n] = max_k |W[k, n]| / 127`` (1.0 for an all-zero column)
-    and ``Wq = clip(rint(W / s_w), -127, 127)``.
+    Returns ``(Wq, s_w)``: ``s_w[n] = max_k |W[k, n]| / 127`` (1.0 for an all-zero column,
+    and for one so small that the quotient underflows float32) and
+    ``Wq = clip(rint(W / s_w), -127, 127)``.
     """
-    W = _as_float("W", W, ndim=2)
+    W = float_array("W", W, ndim=2)
     absmax = np.max(np.abs(W), axis=0) if W.shape[0] else np.zeros(W.shape[1], np.float32)
-    s_w = np.where(absmax > 0, absmax / np.float32(127), np.float32(1)).astype(np.float32)
+    s_w = (absmax / np.float32(127)).astype(np.float32)
+    s_w = np.where(s_w > 0, s_w, np.float32(1)).astype(np.float32)
     Wq = np.clip(np.rint(W / s_w), -127, 127).astype(np.int8)
     return Wq, s_w
 
@@ -69,12 +72,13 @@ def quantize_activations_int8(X, scale=None):
     """Quantize activations per tensor to int8.
 
     ``scale`` is the calibrated ``s_x``; when None it is ``max|X| / 127`` (1.0 for all
-    zeros). Returns ``(Xq, s_x)`` with ``Xq = clip(rint(X / s_x), -128, 127)``.
+    zeros, and when that quotient underflows float32). Returns ``(Xq, s_x)`` with ``Xq = clip(rint(X / s_x), -128, 127)``.
     """
-    X = _as_float("X", X)
+    X = float_array("X", X)
     if scale is None:
         absmax = np.float32(np.max(np.abs(X))) if X.size else np.float32(0)
-        s_x = absmax / np.float32(127) if absmax > 0 else np.float32(1)
+        s_x = np.float32(absmax / np.float32(127))
+        s_x = s_x if s_x > 0 else np.float32(1)    # all zeros, or a max that underflows
     else:
         s_x = np.float32(scale)
         if not (np.isfinite(s_x) and s_x > 0):
@@ -85,8 +89,8 @@ def quantize_activations_int8(X, scale=None):
 
 def quantize_bias(b, s_x, s_w):
     """Quantize a float bias to int32 in the accumulator's scale ``s_x * s_w[n]``."""
-    b = _as_float("b", b, ndim=1)
-    s_w = _as_float("s_w", s_w, ndim=1)
+    b = float_array("b", b, ndim=1)
+    s_w = float_array("s_w", s_w, ndim=1)
     if b.shape != s_w.shape:
         raise ValueError(f"b has shape {b.shape} but s_w has shape {s_w.shape}")
     s_x = np.float32(s_x)
@@ -165,7 +169,7 @@ def ternarize_weights(W):
     ``inv = 1 / max(mean|W|, 1e-5)``, ``T = clip(rint(W * inv), -1, 1)``; returns
     ``(T, gamma)`` with the dequantization scale ``gamma = 1 / inv``.
     """
-    W = _as_float("W", W, ndim=2)
+    W = float_array("W", W, ndim=2)
     mean = np.float32(np.mean(np.abs(W))) if W.size else np.float32(0)
     inv = np.float32(1) / np.maximum(mean, np.float32(1e-5))
     T = np.clip(np.rint(W * inv), -1, 1).astype(np.int8)
@@ -178,7 +182,7 @@ def quantize_activations_absmax(X):
     ``s = 127 / max(max|x|, 1e-5)`` per row; returns ``(q, s)`` with
     ``q = clip(rint(x * s), -128, 127)``.
     """
-    X = _as_float("X", X, ndim=2)
+    X = float_array("X", X, ndim=2)
     absmax = np.max(np.abs(X), axis=1) if X.shape[1] else np.zeros(X.shape[0], np.float32)
     s = (np.float32(127) / np.maximum(absmax, np.float32(1e-5))).astype(np.float32)
     q = np.clip(np.rint(X * s[:, None]), -128, 127).astype(np.int8)

@@ -77,8 +77,9 @@ def test_weight_quantization_properties(W):
     Wq, s_w = quantize_weights_int8(W)
     assert Wq.dtype == np.int8 and s_w.dtype == np.float32 and Wq.shape == W.shape
     assert Wq.min() >= -127
-    nonzero = np.abs(W).max(axis=0) > 0
-    # The largest magnitude of each non-zero column maps to +-127.
+    # Columns whose scale max|W| / 127 is a positive float32 (not zero, not so small that
+    # the quotient underflows): their largest magnitude maps to +-127.
+    nonzero = np.abs(W).max(axis=0) / np.float32(127) > 0
     assert np.all(np.abs(Wq).max(axis=0)[nonzero] == 127)
     assert np.all(s_w[~nonzero] == 1.0)
     assert np.all(np.abs(Wq * s_w - W) <= s_w / 2 * (1 + 1e-5) + 1e-30)
@@ -240,3 +241,13 @@ def test_ternary_path_agrees_with_float(m, k, n, seed):
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
     # and the activation quantization error is at most half a step per element
     assert np.all(np.abs(q / s[:, None] - X) <= 0.5 / s[:, None] * (1 + 1e-5))
+
+
+def test_scales_of_subnormal_inputs_do_not_underflow_to_zero():
+    # max|X| / 127 underflows float32 for a subnormal maximum: the scale must stay usable.
+    X = np.array([[6e-45]], np.float32)
+    Xq, s_x = quantize_activations_int8(X)
+    assert s_x == 1 and Xq[0, 0] == 0
+    assert quantize_activations_int8(X * 4, scale=s_x)[0][0, 0] == 0
+    Wq, s_w = quantize_weights_int8(np.array([[6e-45, 1.0]], np.float32))
+    assert s_w[0] == 1 and Wq[0, 0] == 0 and Wq[0, 1] == 127
