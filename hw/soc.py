@@ -479,25 +479,20 @@ class SoC(wiring.Component):
                         m.d.sync += shape_bad.eq(1)
                 multiply(dim_m, dim_k)
                 m.next = "SHAPE_ACT"
-            with m.State("SHAPE_ACT"):
-                with m.If(multiplier.done):
-                    with m.If(product > config.act_depth):
-                        m.d.sync += shape_bad.eq(1)
-                    multiply(dim_m, dim_n)
-                    m.next = "SHAPE_OUT"
-            with m.State("SHAPE_OUT"):
-                with m.If(multiplier.done):
-                    with m.If(product > config.out_depth):
-                        m.d.sync += shape_bad.eq(1)
-                    multiply(dim_k, dim_n)
-                    m.next = "SHAPE_WEIGHTS"
-            with m.State("SHAPE_WEIGHTS"):
-                with m.If(multiplier.done):
-                    limit = Mux(engine == Engine.TERNARY, config.trit_depth,
-                                config.weight_depth)
-                    with m.If(product > limit):
-                        m.d.sync += shape_bad.eq(1)
-                    m.next = "SHAPE_DECIDE"
+            # Each product was started in the state before: M*K, then M*N, then K*N.
+            weight_limit = Mux(engine == Engine.TERNARY, config.trit_depth,
+                               config.weight_depth)
+            for state, limit, factors, next_state in (
+                    ("SHAPE_ACT", config.act_depth, (dim_m, dim_n), "SHAPE_OUT"),
+                    ("SHAPE_OUT", config.out_depth, (dim_k, dim_n), "SHAPE_WEIGHTS"),
+                    ("SHAPE_WEIGHTS", weight_limit, None, "SHAPE_DECIDE")):
+                with m.State(state):
+                    with m.If(multiplier.done):
+                        with m.If(product > limit):
+                            m.d.sync += shape_bad.eq(1)
+                        if factors is not None:
+                            multiply(*factors)
+                        m.next = next_state
             with m.State("SHAPE_DECIDE"):
                 with m.If(shape_bad):
                     respond(Status.BAD_SHAPE)
