@@ -82,6 +82,7 @@ def test_bad_arrays_exit_2_with_one_line(files, capsys, change, message):
     (["--relu"], "--relu needs --mult"),
     (["--lanes", "0"], "ternary_lanes and ternary_fan_in must both be 0"),
     (["--config", "no-such-preset"], "unknown config"),
+    (["--config", "icebreaker"], "has no ternary engine (it has systolic)"),
 ])
 def test_bad_options_exit_2(files, capsys, extra, message):
     paths, *_ = files
