@@ -36,7 +36,7 @@ def run(args):
     config = load_config(args.config) if args.config else None
     out = Path(args.out or Path("build") / board.name)
     try:
-        report = build_board(board, config, out)
+        report = build_board(board, config, out, seed=args.seed)
     except (FitError, BuildError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:
