@@ -138,8 +138,10 @@ class PLLClockDomain(Elaboratable):
             m.d.comb += sync.clk.eq(feedback)
         # Hold the design in reset until the PLL is locked (and for a few cycles after).
         m.submodules.reset = _ResetSync(locked, sync)
-        if platform is not None:
-            platform.add_clock_constraint(sync.clk, p.f_out)
+        # No clock constraint of our own: nextpnr derives the output's frequency from the
+        # PLL's parameters and the board's constraint on its input pin (ice40 and ecp5
+        # alike), and a constraint on sync.clk would name a net that yosys's flattening
+        # renames, which nextpnr then ignores with a warning.
         return m
 
 
