@@ -94,6 +94,7 @@ class EventCounters(wiring.Component):
                 with m.Elif(self.read_en & ~pending.any()):
                     m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(1)]
                 with m.Else():
+                    # A read port's `en` is 1 unless driven: keep the last byte read.
                     m.d.comb += read.en.eq(0)
             with m.State("INCREMENT"):
                 # `read.data` is byte `byte` of `counter`: write it back plus one, and go

@@ -13,6 +13,8 @@ acts on a request only after its CRC matched, checks every address range and pro
 before it touches a memory or starts an engine, and answers each request with one response.
 """
 
+import enum
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -22,23 +24,32 @@ from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.protocol import Engine, Opcode, Status, Target
+from tritile.sw.protocol import ENGINE_TARGETS, Engine, Opcode, Status, Target
+from tritile.sw.ternary_layout import PACKINGS
 
 from .dsp import SerialMultiplier, shift_add_product
 from .event_counters import EventCounters
 from .frame import FrameError, FrameParser, ResponseWriter
-from .requantizer import LATENCY, Requantizer
+from .requantizer import Requantizer
 from .uart import UARTReceiver, UARTTransmitter, uart_divisor
 
 __all__ = ["SoC", "ENGINE_NAMES", "RX_FIFO_DEPTH"]
 
 #: Engines a SoC can contain, by the names `tritile generate` and the capability use.
-ENGINE_NAMES = {"systolic": Engine.SYSTOLIC, "ternary": Engine.TERNARY}
+ENGINE_NAMES = {engine.name.lower(): engine for engine in Engine}
 
 #: Bytes the receive FIFO holds while the dispatcher works on the previous frame (a full
 #: WRITE takes about 3 cycles per data byte; 256 bytes cover the fastest baud the config
 #: admits, 10 cycles per character).
 RX_FIFO_DEPTH = 256
+
+
+class _Source(enum.IntEnum):
+    """Where a response's data bytes come from."""
+    CAPABILITY = 0
+    STATS = 1
+    CYCLES = 2        # busy and MAC cycles of the last RUN
+    OUTPUT = 3
 
 
 def _make_core(name, config):
@@ -87,10 +98,7 @@ class SoC(wiring.Component):
         if unknown or len(set(engines)) != len(engines):
             raise ValueError(f"engines must be distinct names from "
                              f"{', '.join(ENGINE_NAMES)}, not {engines!r}")
-        missing = [e for e in engines if e not in config.engines]
-        if missing:
-            raise ValueError(f"config {config.config_id} has no {' or '.join(missing)} "
-                             f"engine (it has {' and '.join(config.engines)})")
+        config.check_engines(*engines)
         self.config = config
         self.engines = engines
         self.byte_port = byte_port
@@ -148,10 +156,10 @@ class SoC(wiring.Component):
             shape=8, depth=len(self.capability), init=self.capability)
 
         engine = Signal(range(len(Engine)))      # the engine of the running problem
+        selected = {name: engine == ENGINE_NAMES[name] for name in cores}
         dim_m, dim_k, dim_n = Signal(16), Signal(16), Signal(16)
         for name, core in cores.items():
-            active = engine == ENGINE_NAMES[name]
-            with m.If(active):
+            with m.If(selected[name]):
                 m.d.comb += [
                     requantizer.acc.payload.eq(core.acc.payload),
                     requantizer.acc.valid.eq(core.acc.valid),
@@ -169,7 +177,6 @@ class SoC(wiring.Component):
         result = requantizer.out.payload
         row_bits, n_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
         half = (row_bits + 1) // 2
-        landed = Signal()        # a result left the requantizer in the previous cycle
         part_valid = Signal()
         part_lo = Signal(half + n_bits)
         part_hi = Signal(row_bits - half + n_bits)
@@ -177,7 +184,6 @@ class SoC(wiring.Component):
         part_value = Signal(32)
         m.d.comb += requantizer.out.ready.eq(1)
         m.d.sync += [
-            landed.eq(requantizer.out.valid),
             part_valid.eq(requantizer.out.valid & (result.row < dim_m) & (result.col < dim_n)),
             part_lo.eq(shift_add_product(result.row[:half], dim_n[:n_bits])),
             part_hi.eq(shift_add_product(result.row[half:row_bits], dim_n[:n_bits])),
@@ -193,10 +199,6 @@ class SoC(wiring.Component):
             out_write.data.eq(part_value),
             out_write.en.eq(part_valid & (place_addr < config.out_depth)),
         ]
-        # Beats between a core and the output memory, so a run ends only when all landed.
-        in_flight = Signal(range(2 * LATENCY + 8))
-        entered = requantizer.acc.valid & requantizer.acc.ready
-        m.d.sync += in_flight.eq(in_flight + entered - landed)
 
         # --- the request being served ----------------------------------------------------
         req = parser.request.payload
@@ -222,10 +224,9 @@ class SoC(wiring.Component):
         m.d.sync += known.eq(Cat(*(req.opcode == op for op in Opcode)).any())
 
         # Byte sizes of the targets, from the one definition in sw/protocol.py.
-        targets = {"systolic": (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
-                   "ternary": (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}
-        sizes = {t: protocol.target_size(config, t) for t in Target
-                 if not any(t in targets[e] for e in targets if e not in self.engines)}
+        targets = {name: ENGINE_TARGETS[ENGINE_NAMES[name]] for name in ENGINE_NAMES}
+        absent = [t for name in ENGINE_NAMES if name not in self.engines for t in targets[name]]
+        sizes = {t: protocol.target_size(config, t) for t in Target if t not in absent}
         # Addresses are computed in `addr_bits`, enough for every target, a run length and a
         # stride; a base with higher bits set is out of range at once.
         addr_bits = max(bits_for(max(sizes.values())), 16)
@@ -274,7 +275,7 @@ class SoC(wiring.Component):
         resp_length = Signal(16)
         resp_last = Signal(16)          # index of the last data byte
         index = Signal(16)
-        source = Signal(range(4))      # 0 capability, 1 stats, 2 cycles, 3 output memory
+        source = Signal(range(len(_Source)))
         out_read = output.read_port(transparent_for=())
         byte_addr = Signal(addr_bits)     # READ checked base + count against the size
         m.d.comb += byte_addr.eq(base + index)
@@ -291,21 +292,20 @@ class SoC(wiring.Component):
         # The cores keep the counters of their last problem until the next start.
         busy_cycles, mac_cycles = Const(0, 32), Const(0, 32)
         for name, core in cores.items():
-            ours = engine == ENGINE_NAMES[name]
-            busy_cycles = Mux(ours, core.busy_cycles, busy_cycles)
-            mac_cycles = Mux(ours, core.mac_cycles, mac_cycles)
+            busy_cycles = Mux(selected[name], core.busy_cycles, busy_cycles)
+            mac_cycles = Mux(selected[name], core.mac_cycles, mac_cycles)
         cycles_bytes = Cat(busy_cycles, mac_cycles)
         out_word = out_read.data
         out_byte = Mux(output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
         data_byte = Signal(8)
         with m.Switch(source):
-            with m.Case(0):
+            with m.Case(_Source.CAPABILITY):
                 m.d.comb += data_byte.eq(cap_read.data)
-            with m.Case(1):
+            with m.Case(_Source.STATS):
                 m.d.comb += data_byte.eq(stats_byte)
-            with m.Case(2):
+            with m.Case(_Source.CYCLES):
                 m.d.comb += data_byte.eq(cycles_bytes.word_select(index[:3], 8))
-            with m.Case(3):
+            with m.Case(_Source.OUTPUT):
                 m.d.comb += data_byte.eq(out_byte)
 
         m.d.comb += [
@@ -350,14 +350,15 @@ class SoC(wiring.Component):
                 core.write.payload.data.eq(write_byte),
             ]
         param_write = requantizer.param_write
+        record = Cat(param_record[:56], write_byte)      # the record as its last byte arrives
         m.d.comb += [
             param_write.payload.col.eq(address[3:]),
-            param_write.payload.bias.eq(Cat(param_record[:56], write_byte)[0:32]),
-            param_write.payload.mult.eq(Cat(param_record[:56], write_byte)[32:32 + 15]),
-            param_write.payload.shift.eq(Cat(param_record[:56], write_byte)[48:54]),
+            param_write.payload.bias.eq(record[0:32]),
+            param_write.payload.mult.eq(record[32:32 + 15]),
+            param_write.payload.shift.eq(record[48:54]),
         ]
 
-        def respond(code, length=0, data_source=0):
+        def respond(code, length=0, data_source=_Source.CAPABILITY):
             m.d.sync += [status.eq(code), resp_length.eq(length), source.eq(data_source),
                          index.eq(0)]
             m.next = "RESPOND"
@@ -399,9 +400,9 @@ class SoC(wiring.Component):
                         with m.Case(Opcode.PING):
                             respond(Status.OK)
                         with m.Case(Opcode.INFO):
-                            respond(Status.OK, len(self.capability), 0)
+                            respond(Status.OK, len(self.capability), _Source.CAPABILITY)
                         with m.Case(Opcode.STATS):
-                            respond(Status.OK, 4 * len(protocol.STATS_FIELDS), 1)
+                            respond(Status.OK, 4 * len(protocol.STATS_FIELDS), _Source.STATS)
                         with m.Case(Opcode.WRITE):
                             with m.If(~writable):
                                 respond(Status.BAD_TARGET)
@@ -415,7 +416,7 @@ class SoC(wiring.Component):
                             with m.Elif(~read_ok):
                                 respond(Status.BAD_ADDRESS)
                             with m.Else():
-                                respond(Status.OK, count, 3)
+                                respond(Status.OK, count, _Source.OUTPUT)
                         with m.Case(Opcode.RUN):
                             with m.If(~present):
                                 respond(Status.UNAVAILABLE)
@@ -500,13 +501,12 @@ class SoC(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 for name, core in cores.items():
-                    with m.If(engine == ENGINE_NAMES[name]):
+                    with m.If(selected[name]):
                         payload = core.start.payload
                         m.d.comb += [payload.m.eq(dim_m), payload.k.eq(dim_k),
                                      payload.n.eq(dim_n), payload.raw.eq(raw_flag),
                                      payload.relu.eq(relu_flag), core.start.valid.eq(1)]
                         if hasattr(payload, "packing"):
-                            from tritile.sw.ternary_layout import PACKINGS
                             m.d.comb += payload.packing.eq(
                                 Mux(base3_flag, PACKINGS.index("base3"),
                                     PACKINGS.index("2bit")))
@@ -516,12 +516,14 @@ class SoC(wiring.Component):
                 # A core raises `busy` the cycle after it accepted `start`.
                 m.next = "DRAIN"
             with m.State("DRAIN"):
+                # A core stays busy while the requantizer holds its beats (`out_busy`);
+                # then only the placement stage may still hold the last result.
                 busy = Const(0)
                 for name, core in cores.items():
-                    busy = busy | ((engine == ENGINE_NAMES[name]) & core.busy)
-                with m.If(~busy & (in_flight == 0) & ~part_valid):
+                    busy = busy | (selected[name] & core.busy)
+                with m.If(~busy & ~part_valid):
                     m.d.comb += run_done.eq(1)
-                    respond(Status.OK, 8, 2)
+                    respond(Status.OK, 8, _Source.CYCLES)
 
             # Send the header, then `resp_length` data bytes, then release the frame.
             with m.State("RESPOND"):
@@ -535,14 +537,14 @@ class SoC(wiring.Component):
             with m.State("DATA_FETCH"):
                 # Memory sources show byte `index` in the next cycle; the counters once
                 # every event so far is counted.
-                with m.If(source == 1):
+                with m.If(source == _Source.STATS):
                     m.d.comb += counters.read_en.eq(1)
                     with m.If(counters.read_ready):
                         m.next = "DATA_SEND"
                 with m.Else():
                     m.next = "DATA_SEND"
             with m.State("DATA_SEND"):
-                m.d.comb += [writer.data.valid.eq(1), counters.hold.eq(source == 1)]
+                m.d.comb += [writer.data.valid.eq(1), counters.hold.eq(source == _Source.STATS)]
                 with m.If(writer.data.ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == resp_last):

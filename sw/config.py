@@ -138,6 +138,13 @@ class AcceleratorConfig:
         return tuple(name for name, size in (("systolic", self.systolic_rows),
                                              ("ternary", self.ternary_lanes)) if size)
 
+    def check_engines(self, *names):
+        """Raise ConfigError unless a device built from this config has engines ``names``."""
+        missing = [name for name in names if name not in self.engines]
+        if missing:
+            raise ConfigError(f"config {self.config_id} has no {' or '.join(missing)} "
+                              f"engine (it has {' and '.join(self.engines)})")
+
     @property
     def int8_macs_per_cycle(self):
         """Int8 multiply-accumulates the systolic array does per cycle at full rate."""

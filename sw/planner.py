@@ -83,12 +83,6 @@ def check_problem(config, m, k, n):
         raise ValueError(f"M*N = {m * n} results exceed out_depth = {config.out_depth}")
 
 
-def _check_engine(config, engine):
-    if engine not in config.engines:
-        raise ValueError(f"config {config.config_id} has no {engine} engine (it has "
-                         f"{' and '.join(config.engines)})")
-
-
 # Systolic engine timing (hw/systolic.py), in cycles: from the accepted start to the first
 # row fed into the array; from a block's last row fed to its first accumulator entering
 # the output stage, beyond the array's R + C (activation memory read, accumulator write,
@@ -120,7 +114,7 @@ def plan_gemm(config, m, k, n):
     read-out (K < R * C).
     """
     check_problem(config, m, k, n)
-    _check_engine(config, "systolic")
+    config.check_engines("systolic")
     rows, cols = config.systolic_rows, config.systolic_cols
     if k * n > config.weight_depth:
         raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
@@ -152,7 +146,7 @@ def plan_ternary(config, m, k, n):
     row's ``Lv`` beats are paid once.
     """
     check_problem(config, m, k, n)
-    _check_engine(config, "ternary")
+    config.check_engines("ternary")
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
     if k * n > config.trit_depth:
         raise ValueError(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")

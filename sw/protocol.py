@@ -25,7 +25,7 @@ __all__ = [
     "SYNC", "RESPONSE_BIT", "HEADER_SIZE", "CRC_SIZE", "FRAMING_SIZE", "MAX_DATA",
     "MAX_ARGS", "MAX_PAYLOAD", "MAX_RESPONSE_DATA", "VERSION", "FRAME_TIMEOUT_MS",
     "PARAM_RECORD", "STATS_FIELDS", "Opcode", "Status", "Target", "Engine", "RunFlag",
-    "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS", "ProtocolError", "Frame", "FrameDecoder",
+    "ENGINE_TARGETS", "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS", "ProtocolError", "Frame", "FrameDecoder",
     "crc16", "encode_frame", "encode_request", "encode_response",
     "write_args", "read_args", "run_args", "target_size", "frame_timeout_cycles",
     "capability_bytes", "parse_capability", "parse_run", "parse_stats", "param_records",
@@ -101,6 +101,12 @@ class Engine(enum.IntEnum):
     """The ``engine`` argument of RUN; bit ``1 << engine`` of the capability's engine mask."""
     SYSTOLIC = 0
     TERNARY = 1
+
+
+#: The memories of each engine: (activations, weights). A device without the engine has
+#: neither (their size is 0).
+ENGINE_TARGETS = {Engine.SYSTOLIC: (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
+                  Engine.TERNARY: (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}
 
 
 class RunFlag(enum.IntFlag):
@@ -213,14 +219,13 @@ def target_size(config, target):
     memories of an engine the config leaves out have size 0.
     """
     target = Target(target)
-    if target in (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT):
-        if "systolic" not in config.engines:
-            return 0
+    owner = next((e for e, ts in ENGINE_TARGETS.items() if target in ts), None)
+    if owner is not None and owner.name.lower() not in config.engines:
+        return 0
+    if owner == Engine.SYSTOLIC:
         systolic = systolic_geometry(config)
         return systolic.act_bytes if target == Target.SYSTOLIC_ACT else systolic.weight_bytes
-    if target in (Target.TERNARY_ACT, Target.TERNARY_WEIGHT):
-        if "ternary" not in config.engines:
-            return 0
+    if owner == Engine.TERNARY:
         ternary = ternary_geometry(config)
         if target == Target.TERNARY_ACT:
             return ternary.act_words * ternary.act_stride
