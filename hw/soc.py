@@ -25,7 +25,6 @@ from amaranth.utils import bits_for
 from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.protocol import ENGINE_TARGETS, Engine, Opcode, Status, Target
-from tritile.sw.ternary_layout import PACKINGS
 
 from .dsp import SerialMultiplier, shift_add_product
 from .event_counters import EventCounters
@@ -344,8 +343,11 @@ class SoC(wiring.Component):
         param_record = Signal(64)
         for name, core in cores.items():
             ours = targets[name]
+            core_target = 0                 # the core numbers its targets as `ours` lists them
+            for i, t in enumerate(ours[1:], start=1):
+                core_target = Mux(target == t, i, core_target)
             m.d.comb += [
-                core.write.payload.target.eq(target == ours[1]),
+                core.write.payload.target.eq(core_target),
                 core.write.payload.addr.eq(address),
                 core.write.payload.data.eq(write_byte),
             ]
@@ -365,7 +367,6 @@ class SoC(wiring.Component):
 
         raw_flag = Signal()
         relu_flag = Signal()
-        base3_flag = Signal()
         # Products of dimensions, checked only while every dimension is within its limit
         # (a larger one fails SHAPE_LIMITS anyway), so the factors can be narrow.
         dim_bits = bits_for(max(config.max_m, config.max_k, config.max_n))
@@ -424,7 +425,6 @@ class SoC(wiring.Component):
                                 m.d.sync += [
                                     engine.eq(args[0:8]),
                                     raw_flag.eq(flags[0]), relu_flag.eq(flags[1]),
-                                    base3_flag.eq(flags[2]),
                                     dim_m.eq(args[16:32]), dim_k.eq(args[32:48]),
                                     dim_n.eq(args[48:64]), shape_bad.eq(0),
                                 ]
@@ -462,7 +462,7 @@ class SoC(wiring.Component):
                     m.d.comb += param_write.valid.eq(address[:3] == 7)
                 for name, core in cores.items():
                     ours = targets[name]
-                    with m.If((target == ours[0]) | (target == ours[1])):
+                    with m.If(Cat(*(target == t for t in ours)).any()):
                         m.d.comb += [core.write.valid.eq(1), accepted.eq(core.write.ready)]
                 with m.If(accepted):
                     step_address()
@@ -506,10 +506,6 @@ class SoC(wiring.Component):
                         m.d.comb += [payload.m.eq(dim_m), payload.k.eq(dim_k),
                                      payload.n.eq(dim_n), payload.raw.eq(raw_flag),
                                      payload.relu.eq(relu_flag), core.start.valid.eq(1)]
-                        if hasattr(payload, "packing"):
-                            m.d.comb += payload.packing.eq(
-                                Mux(base3_flag, PACKINGS.index("base3"),
-                                    PACKINGS.index("2bit")))
                         with m.If(core.start.ready):
                             m.next = "RUNNING"
             with m.State("RUNNING"):

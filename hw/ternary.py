@@ -25,21 +25,21 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.ternary_layout import PACKINGS, ternary_geometry
+from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
+                                      TARGET_WEIGHTS_BASE3, ternary_geometry)
 
 from .requantizer import StandaloneEngine, core_members
-from .trit_decoder import Trit2BitDecoder, TritBase3Decoder
+from .trit_decoder import Base3Transcoder, Trit2BitDecoder, TritBase3Decoder, two_bit_codes
 
 __all__ = ["WRITE_LAYOUT", "START_LAYOUT", "TernaryUnit", "TernaryEngine"]
 
-#: A byte written to one of the engine's memories (target 0 activations, 1 weights).
+#: A byte written to one of the engine's memories: target 0 activations, 1 weights in the
+#: 2-bit packing, 2 weights in the base-3 packing (:mod:`tritile.sw.ternary_layout`).
 WRITE_LAYOUT = data.StructLayout({"target": 2, "addr": unsigned(24), "data": 8})
 
-#: One problem: ``packing`` indexes :data:`tritile.sw.ternary_layout.PACKINGS`.
-START_LAYOUT = data.StructLayout({"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1,
-                                  "packing": 1})
+#: One problem.
+START_LAYOUT = data.StructLayout({"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1})
 
-_PACKING_BASE3 = PACKINGS.index("base3")
 
 
 def _check_config(config):
@@ -71,11 +71,14 @@ class TernaryUnit(wiring.Component):
     Members
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
-        Byte writes into the memories, accepted while idle. Addresses outside a memory,
-        and targets other than 0 and 1, are dropped.
+        Byte writes into the memories (target 0 activations, 1 weights in the 2-bit
+        packing, 2 weights in base-3, a word's base-3 bytes in order from its first),
+        accepted while idle and no ``start`` is offered. Addresses outside a memory, and
+        target 3, are dropped.
     start : In(stream.Signature(START_LAYOUT))
-        Starts one problem, accepted while idle. ``m``, ``k`` and ``n`` above the config's
-        limits are clamped to them; a zero dimension finishes at once with no output.
+        Starts one problem, accepted while idle, one cycle after the last write at the
+        earliest. ``m``, ``k`` and ``n`` above the config's limits are clamped to them; a
+        zero dimension finishes at once with no output.
     acc : Out(stream.Signature(ACC_LAYOUT))
         The exact sums ``(row, col, acc)``, row by row within each N tile.
     raw, relu : Out(1)
@@ -115,45 +118,47 @@ class TernaryUnit(wiring.Component):
         lanes, fan_in = geo.lanes, geo.fan_in
         acc_bits = config.ternary_acc_bits
 
-        # --- memories and the write port -------------------------------------------------
+        # --- memories and the write ports ------------------------------------------------
+        # The weight memory holds every trit in the 2-bit code, whatever its packing on the
+        # link: base-3 bytes are transcoded as they are written (see _weight_writes).
         m.submodules.act_mem = act_mem = Memory(
             shape=unsigned(8 * geo.act_word_bytes), depth=geo.act_words, init=[])
         m.submodules.weight_mem = weight_mem = Memory(
             shape=unsigned(8 * geo.weight_word_bytes), depth=geo.weight_words, init=[])
+        # A write is registered, with its byte decoded as base-3, before it reaches a
+        # memory: decoding and placing a base-3 byte in one cycle was the unit's longest
+        # path. `start` waits for the register to empty, and an offered `start` holds
+        # writes back, so every write reaches its memory before the first read.
         idle = ~self.busy
-        write = self.write.payload
-        m.d.comb += self.write.ready.eq(idle)
-        for target, mem, stride, word_bytes in (
-                (0, act_mem, geo.act_stride, geo.act_word_bytes),
-                (1, weight_mem, geo.weight_stride, geo.weight_word_bytes)):
-            port = mem.write_port(granularity=8)
-            byte_bits = (stride - 1).bit_length()
-            word, byte = write.addr[byte_bits:], write.addr[:byte_bits]
-            hit = (self.write.valid & idle & (write.target == target)
-                   & (word < mem.depth) & (byte < word_bytes))
-            m.d.comb += [
-                port.addr.eq(word),
-                port.data.eq(Cat(*([write.data] * word_bytes))),
-            ]
-            for i in range(word_bytes):
-                m.d.comb += port.en[i].eq(hit & (byte == i))
+        request = Signal(WRITE_LAYOUT)
+        requested = Signal()
+        starting = Signal()
+        m.d.comb += [self.write.ready.eq(idle & ~self.start.valid),
+                     self.start.ready.eq(idle & ~requested),
+                     starting.eq(self.start.valid & self.start.ready)]
+        m.submodules.decode_base3 = decoder = TritBase3Decoder()
+        base3_codes = Signal(2 * TritBase3Decoder.TRITS)
+        m.d.comb += decoder.byte.eq(self.write.payload.data)
+        m.d.sync += [request.eq(self.write.payload),
+                     requested.eq(self.write.valid & self.write.ready),
+                     base3_codes.eq(two_bit_codes(decoder.trits))]
+        self._activation_writes(m, act_mem, request, requested)
+        self._weight_writes(m, weight_mem, request, requested, base3_codes)
 
         # --- problem registers -----------------------------------------------------------
         # Counters are as wide as the config's limits; only the `acc` port widens them.
         dims = {name: Signal(range(limit + 1), name=f"dim_{name}")
                 for name, limit in (("m", config.max_m), ("k", config.max_k),
                                     ("n", config.max_n))}
-        packing = Signal(1)
         issuing = Signal()
         start = self.start.payload
-        m.d.comb += self.start.ready.eq(idle)
-        with m.If(self.start.valid & idle):
+        with m.If(starting):
             for name, limit in (("m", config.max_m), ("k", config.max_k),
                                 ("n", config.max_n)):
                 value = getattr(start, name)
                 m.d.sync += dims[name].eq(Mux(value > limit, limit, value))
             m.d.sync += [
-                self.raw.eq(start.raw), self.relu.eq(start.relu), packing.eq(start.packing),
+                self.raw.eq(start.raw), self.relu.eq(start.relu),
                 issuing.eq((start.m != 0) & (start.k != 0) & (start.n != 0)),
                 running.eq(1),
                 self.busy_cycles.eq(0),
@@ -181,7 +186,7 @@ class TernaryUnit(wiring.Component):
         issue_tag = Signal(tag_layout)
         m.d.comb += [issue_tag.valid.eq(issuing), issue_tag.last.eq(last_k)]
 
-        with m.If(self.start.valid & idle):
+        with m.If(starting):
             m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), act_addr.eq(0),
                          trit_addr.eq(0), tile_trit_base.eq(0)]
         with m.Elif(issuing & advance):
@@ -200,18 +205,13 @@ class TernaryUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += [issuing.eq(0), n_base.eq(0)]
 
-        # The weight word is read first and decoded straight out of block RAM into the
-        # trit registers; the activation word is read one cycle later, so that it leaves
-        # block RAM beside those registers and feeds the lanes without a register of its
-        # own.
+        # Both words leave block RAM in the same cycle and feed the lanes directly: the
+        # stored 2-bit codes need no decoding beyond wiring.
         act_read = act_mem.read_port()
         weight_read = weight_mem.read_port()
-        act_addr_late = Signal.like(act_addr)
-        with m.If(advance):
-            m.d.sync += act_addr_late.eq(act_addr)
         m.d.comb += [
             weight_read.addr.eq(trit_addr), weight_read.en.eq(advance),
-            act_read.addr.eq(act_addr_late), act_read.en.eq(advance),
+            act_read.addr.eq(act_addr), act_read.en.eq(advance),
         ]
 
         # Tags travel beside the data, one register per pipeline stage.
@@ -224,33 +224,20 @@ class TernaryUnit(wiring.Component):
             tags.append(tag)
             return tag
 
-        next_tag()                                         # synchronous weight read
-
-        # --- decode: both packings in parallel, the run's packing selected -------------
-        weight_word = weight_read.data
-        group_trits = lanes * fan_in
-        decoded = {}
-        for name, decoder_cls in (("2bit", Trit2BitDecoder), ("base3", TritBase3Decoder)):
-            per = decoder_cls.TRITS
-            flags = []
-            for i in range(geo.word_bytes(name)):
-                decoder = decoder_cls()
-                m.submodules[f"decode_{name}_{i}"] = decoder
-                m.d.comb += decoder.byte.eq(weight_word[8 * i:8 * i + 8])
-                flags.extend(decoder.trits[j] for j in range(per))
-            decoded[name] = flags[:group_trits]
-        use_base3 = packing == _PACKING_BASE3
-        nonzero = Signal(group_trits, reset_less=True)
-        negative = Signal(group_trits, reset_less=True)
-        with m.If(advance):
-            for i in range(group_trits):
-                two, three = decoded["2bit"][i], decoded["base3"][i]
-                m.d.sync += [
-                    nonzero[i].eq(Mux(use_base3, three.nonzero, two.nonzero)),
-                    negative[i].eq(Mux(use_base3, three.negative, two.negative)),
-                ]
-        next_tag()                                         # trits and activation read
-        activations = act_read.data
+        next_tag()                                         # synchronous reads
+        weight_word, activations = weight_read.data, act_read.data
+        for stage in range(config.ternary_read_stages):
+            weight_word, activations = (self._stage(m, word, advance, f"{name}_s{stage}")
+                                        for word, name in ((weight_word, "weights"),
+                                                           (activations, "acts")))
+            next_tag()
+        trits = []
+        for i in range(geo.weight_word_bytes):
+            m.submodules[f"decode_{i}"] = decoder = Trit2BitDecoder()
+            m.d.comb += decoder.byte.eq(weight_word[8 * i:8 * i + 8])
+            trits.extend(decoder.trits[j] for j in range(Trit2BitDecoder.TRITS))
+        nonzero = Cat(*(trit.nonzero for trit in trits))
+        negative = Cat(*(trit.negative for trit in trits))
 
         # --- select and adder tree, one per lane -----------------------------------------
         lane_sums = []
@@ -301,7 +288,7 @@ class TernaryUnit(wiring.Component):
         # A row's last group, and a new problem, leave the accumulators at zero: one
         # synchronous reset of their flip-flops, not a multiplexer in front of each adder.
         row_done = final_tag.valid & final_tag.last & advance
-        clear_acc = row_done | (self.start.valid & idle)
+        clear_acc = row_done | (starting)
         for lane, (root, carries) in enumerate(lane_sums):
             acc = Signal(signed(acc_bits), name=f"acc{lane}", reset_less=True)
             total = Signal(signed(acc_bits), name=f"total{lane}")
@@ -326,7 +313,7 @@ class TernaryUnit(wiring.Component):
             out.payload.col.eq(bank_col),
             out.payload.acc.eq(bank[0]),
         ]
-        with m.If(self.start.valid & idle):
+        with m.If(starting):
             m.d.sync += [next_row.eq(0), next_col.eq(0)]
         with m.If(row_done):
             m.d.sync += [bank_active.eq(1), bank_row.eq(next_row), bank_col.eq(next_col),
@@ -349,6 +336,75 @@ class TernaryUnit(wiring.Component):
         with m.If(finished):
             m.d.sync += running.eq(0)
         return m
+
+
+    @staticmethod
+    def _stage(m, value, enable, name):
+        """Return ``value`` through a register that loads while ``enable``."""
+        reg = Signal(len(value), name=name, reset_less=True)
+        with m.If(enable):
+            m.d.sync += reg.eq(value)
+        return reg
+
+    @staticmethod
+    def _word_and_byte(write, mem, stride):
+        """Split a write's address into (word, byte within the word, word in range)."""
+        byte_bits = (stride - 1).bit_length()
+        word, byte = write.addr[byte_bits:], write.addr[:byte_bits]
+        return word, byte, word < mem.depth
+
+    def _activation_writes(self, m, act_mem, write, requested):
+        geo = self.geometry
+        port = act_mem.write_port(granularity=8)
+        word, byte, in_range = self._word_and_byte(write, act_mem, geo.act_stride)
+        hit = (requested & (write.target == TARGET_ACTIVATIONS) & in_range
+               & (byte < geo.act_word_bytes))
+        m.d.comb += [port.addr.eq(word),
+                     port.data.eq(Cat(*([write.data] * geo.act_word_bytes)))]
+        for i in range(geo.act_word_bytes):
+            m.d.comb += port.en[i].eq(hit & (byte == i))
+
+    def _weight_writes(self, m, weight_mem, write, requested, base3_codes):
+        """Write 2-bit bytes as they come; transcode base-3 bytes into two 2-bit bytes.
+
+        Base-3 byte ``i`` of a word writes 2-bit bytes ``B = i + i // 4`` and ``B + 1``
+        (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the bytes of a word written in
+        order, as the host writes them, leave every trit in place.
+        """
+        geo = self.geometry
+        port = weight_mem.write_port(granularity=8)
+        word, byte, in_range = self._word_and_byte(write, weight_mem, geo.weight_stride)
+        accepted = requested & in_range
+        two_bit = accepted & (write.target == TARGET_WEIGHTS_2BIT) & (
+            byte < geo.word_bytes("2bit"))
+        base3 = accepted & (write.target == TARGET_WEIGHTS_BASE3) & (
+            byte < geo.word_bytes("base3"))
+
+        m.submodules.transcode = transcode = Base3Transcoder()
+        next_word = Signal.like(word)              # where an in-order run continues
+        next_byte = Signal(len(byte) + 1)
+        with m.If(base3):
+            m.d.sync += [next_word.eq(word), next_byte.eq(byte + 1)]
+        first = Signal(range(geo.weight_word_bytes + 1))
+        m.d.comb += [
+            transcode.codes.eq(base3_codes),
+            transcode.phase.eq(byte[:2]),
+            transcode.chained.eq((word == next_word) & (byte == next_byte)),
+            transcode.load.eq(base3),
+            first.eq(byte + byte[2:]),
+        ]
+        # Byte positions alternate between the transcoder's two bytes, B even or odd.
+        even = Mux(first[0], transcode.second, transcode.first)
+        odd = Mux(first[0], transcode.first, transcode.second)
+        m.d.comb += [
+            port.addr.eq(word),
+            port.data.eq(Cat(*(Mux(base3, odd if i % 2 else even, write.data)
+                               for i in range(geo.weight_word_bytes)))),
+        ]
+        for i in range(geo.weight_word_bytes):
+            m.d.comb += port.en[i].eq(
+                (two_bit & (byte == i))
+                | (base3 & ((first == i) | (first + 1 == i))))
 
 
 class TernaryEngine(StandaloneEngine):

@@ -16,13 +16,19 @@ zeroes an input with one look-up per bit and never forms ``t * x``.
   1), ``q_4 = (q + (q << 4) + (q << 6)) mod 256`` being formed from ``q`` directly, so no
   path through the decoder crosses more than two byte-wide adders.
   Bytes that no packer writes decode by the same formula.
+
+The ternary unit stores every trit in the 2-bit code (:class:`Trit2BitDecoder` reads its
+words by wiring) and turns base-3 bytes into that code once, as they are written:
+:class:`TritBase3Decoder` decodes one base-3 byte a cycle and :class:`Base3Transcoder`
+emits the 2-bit bytes it completes.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["TRIT_LAYOUT", "Trit2BitDecoder", "TritBase3Decoder", "trit_value"]
+__all__ = ["TRIT_LAYOUT", "Trit2BitDecoder", "TritBase3Decoder", "Base3Transcoder",
+           "two_bit_codes", "trit_value"]
 
 #: One decoded trit: ``nonzero`` negated when ``negative``, so (1, 0) is +1, (1, 1) is -1
 #: and (0, either) is 0. A lane forms ``~v`` and adds one for a ``negative`` trit whatever
@@ -107,4 +113,64 @@ class TritBase3Decoder(wiring.Component):
         m.d.comb += tripled.eq(q4 + q4[1:])
         digit = tripled[7:9]                           # trit 4 plus one
         set_trit(4, digit == 1, ~digit[1])
+        return m
+
+
+def two_bit_codes(trits):
+    """Return decoded ``trits`` (TRIT_LAYOUT views) as 2-bit codes, first trit lowest.
+
+    A code is ``nonzero`` in bit 0 and the sign in bit 1, the sign of a zero cleared, so
+    the codes are exactly what :func:`tritile.sw.pack_trits_2bit` writes.
+    """
+    return Cat(*(Cat(trit.nonzero, trit.negative & trit.nonzero) for trit in trits))
+
+
+class Base3Transcoder(wiring.Component):
+    """Turn a run of base-3 bytes, decoded, into 2-bit bytes, one base-3 byte per cycle.
+
+    Base-3 byte ``i`` of a run holds trits ``5i .. 5i+4``; 2-bit byte ``b`` holds trits
+    ``4b .. 4b+3``. Byte ``i`` completes 2-bit byte ``B = i + i // 4`` (with the
+    ``i % 4`` trits that byte ``i - 1`` left over) and starts ``B + 1`` with its own
+    remaining trits, zeros after them; byte ``i + 1`` completes that byte in turn. So a
+    run written in order, from its byte 0, leaves every 2-bit byte complete, and the last
+    byte of a run needs nothing special.
+
+    Members
+    -------
+    codes : In(10)
+        The five trits of base-3 byte ``i`` as 2-bit codes (:func:`two_bit_codes` of a
+        :class:`TritBase3Decoder`'s output).
+    phase : In(2)
+        ``i % 4``: how many trits of 2-bit byte ``B`` came from byte ``i - 1``.
+    chained : In(1)
+        The last ``load`` was byte ``i - 1`` of the same run; otherwise the trits it would
+        have left over read as 0.
+    load : In(1)
+        Byte ``i`` is written in this cycle: keep its left-over trits for byte ``i + 1``.
+    first, second : Out(8)
+        2-bit bytes ``B`` and ``B + 1``.
+    """
+
+    codes: In(10)
+    phase: In(2)
+    chained: In(1)
+    load: In(1)
+    first: Out(8)
+    second: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        new = [self.codes[2 * t:2 * t + 2] for t in range(TritBase3Decoder.TRITS)]
+        left_over = Signal(8)                  # byte i - 1's `second`
+        carried = left_over & Cat(*([self.chained] * 8))
+        zero = Const(0, 2)
+        with m.Switch(self.phase):
+            for phase in range(4):
+                with m.Case(phase):
+                    codes = [carried[2 * t:2 * t + 2] for t in range(phase)] + new
+                    codes += [zero] * (8 - len(codes))
+                    m.d.comb += [self.first.eq(Cat(*codes[:4])),
+                                 self.second.eq(Cat(*codes[4:8]))]
+        with m.If(self.load):
+            m.d.sync += left_over.eq(self.second)
         return m

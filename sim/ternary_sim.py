@@ -21,7 +21,7 @@ import numpy as np
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import ternary_matmul
 from tritile.sw.planner import plan_ternary
-from tritile.sw.ternary_layout import PACKINGS, ternary_memory_image
+from tritile.sw.ternary_layout import PACKINGS, ternary_memory_image, weight_target
 
 __all__ = ["TernaryProblem", "TernaryRun", "run_ternary"]
 
@@ -232,12 +232,12 @@ def run_ternary(config, problems, *, work_dir=None, seed=None, log=None):
             mult = problem.mult if problem.mult is not None else np.zeros(n, np.int32)
             shift = problem.shift if problem.shift is not None else np.ones(n, np.int32)
             arrays[f"act{i}"] = np.frombuffer(image[0], np.uint8)
-            arrays[f"weights{i}"] = np.frombuffer(image[1], np.uint8)
+            target = weight_target(problem.packing)
+            arrays[f"weights{i}"] = np.frombuffer(image[target], np.uint8)
             arrays[f"params{i}"] = np.stack([np.asarray(mult, np.int64),
                                              np.asarray(shift, np.int64)], axis=1)
             arrays[f"meta{i}"] = np.array([plan.m, plan.k, plan.n, int(problem.raw),
-                                           int(problem.relu),
-                                           PACKINGS.index(problem.packing),
+                                           int(problem.relu), target,
                                            int(problem.throttle)], np.int64)
         np.savez(tmp / "vectors.npz", count=np.array(len(problems)), **arrays)
         run_cocotb(build_dir, f"{_TOP}_tb", "tritile.sim.ternary_sim", module_dir=tmp,
@@ -313,9 +313,9 @@ async def _run_problems(dut):
     dut.rst.value = 0
     out = {}
     for i in range(int(vectors["count"])):
-        m, k, n, raw, relu, packing, throttle = (int(x) for x in vectors[f"meta{i}"])
+        m, k, n, raw, relu, weights, throttle = (int(x) for x in vectors[f"meta{i}"])
         dut.write__valid.value = 1
-        for target, blob in ((0, vectors[f"act{i}"]), (1, vectors[f"weights{i}"])):
+        for target, blob in ((0, vectors[f"act{i}"]), (weights, vectors[f"weights{i}"])):
             for addr, byte in enumerate(blob.tolist()):
                 dut.write__payload.value = pack_write(target=target, addr=addr, data=byte)
                 await RisingEdge(clk)
@@ -327,10 +327,14 @@ async def _run_problems(dut):
             await RisingEdge(clk)
         dut.param_write__valid.value = 0
         dut.throttle.value = throttle
-        dut.start__payload.value = pack_start(m=m, k=k, n=n, raw=raw, relu=relu,
-                                              packing=packing)
+        dut.start__payload.value = pack_start(m=m, k=k, n=n, raw=raw, relu=relu)
         dut.start__valid.value = 1
-        await RisingEdge(clk)
+        while True:                    # `start` waits for the last write to land
+            await ReadOnly()
+            accepted = int(dut.start__ready.value)
+            await RisingEdge(clk)
+            if accepted:
+                break
         dut.start__valid.value = 0
         started = time.perf_counter()
         await RisingEdge(dut.done)

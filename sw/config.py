@@ -49,6 +49,10 @@ class AcceleratorConfig:
         ``ternary_fan_in`` 0): the device has no ternary engine.
     ternary_fan_in : int
         Number P of int8 inputs each ternary lane adds per cycle.
+    ternary_read_stages : int
+        Registers between the ternary unit's memories and its lanes, 0 to 2. 0 suits
+        iCE40, where a register of its own costs a logic cell per bit; each stage adds a
+        cycle of latency and shortens the path from block RAM, for higher clocks on ECP5.
     data_width : int
         Width of activations and int8 weights; the numerics contract fixes it at 8.
     acc_width : int
@@ -75,6 +79,7 @@ class AcceleratorConfig:
     systolic_cols: int = 4
     ternary_lanes: int = 8
     ternary_fan_in: int = 8
+    ternary_read_stages: int = 0
     data_width: int = 8
     acc_width: int = 32
     max_m: int = 64
@@ -96,6 +101,7 @@ class AcceleratorConfig:
         _check_range(self, "systolic_cols", 0, 64)
         _check_range(self, "ternary_lanes", 0, 256)
         _check_range(self, "ternary_fan_in", 0, 256)
+        _check_range(self, "ternary_read_stages", 0, 2)
         for a, b, engine in (("systolic_rows", "systolic_cols", "int8 (systolic)"),
                              ("ternary_lanes", "ternary_fan_in", "ternary")):
             if (getattr(self, a) == 0) != (getattr(self, b) == 0):

@@ -31,7 +31,7 @@ from .numerics import requantize, MULT_BITS, SHIFT_MAX, SHIFT_MIN
 from .planner import plan_gemm, plan_ternary
 from .protocol import Engine, Opcode, RunFlag, Status, Target
 from .systolic_layout import systolic_geometry, systolic_memory_image
-from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image
+from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image, weight_target
 
 __all__ = ["Device", "write_requests", "weight_requests", "DeviceError", "DeviceTimeout", "LinkProtocolError", "DeviceStatusError",
            "ConfigMismatchError", "DeviceBusyError", "WeightHandle"]
@@ -597,7 +597,7 @@ class Device:
             self.write(Target.TERNARY_ACT, image, run=geometry.act_word_bytes,
                        stride=geometry.act_stride, label="activations")
             plan = plan_ternary(self.config, m, k, n)
-            flags = RunFlag.BASE3 if handle.packing == "base3" else 0
+            flags = 0
         flags |= (RunFlag.RAW if raw else 0) | (RunFlag.RELU if relu else 0)
         frame = self.request(Opcode.RUN, protocol.run_args(engine, flags, m, k, n),
                              extra_seconds=2 * plan.cycles / self._cycle_rate)
@@ -675,8 +675,9 @@ def weight_requests(config, kind, W, packing=None):
         return write_requests(Target.SYSTOLIC_WEIGHT, image, run=config.systolic_cols,
                               stride=1 << geometry.weight_lane_bits)
     geometry = ternary_geometry(config)
-    image = ternary_memory_image(config, dummy, W, packing)[1]
-    return write_requests(Target.TERNARY_WEIGHT, image, run=geometry.word_bytes(packing),
+    image = ternary_memory_image(config, dummy, W, packing)[weight_target(packing)]
+    target = Target.TERNARY_WEIGHT_BASE3 if packing == "base3" else Target.TERNARY_WEIGHT
+    return write_requests(target, image, run=geometry.word_bytes(packing),
                           stride=geometry.weight_stride)
 
 

@@ -95,10 +95,9 @@ SYSTOLIC_OUTPUT_LATENCY = 5
 # pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the compute of the next two.
 SYSTOLIC_ACC_BUFFERS = 3
 # Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
-# levels and the last row's beats: the synchronous weight read, the decoded-trit register
-# (the activation word is read beside it) and the cycle after the last beat that ends
-# `busy`.
-TERNARY_PIPELINE = 3
+# levels and the last row's beats: the synchronous reads of both words (the stored trits
+# feed the lanes without a register) and the cycle after the last beat that ends `busy`.
+TERNARY_PIPELINE = 2
 
 
 def plan_gemm(config, m, k, n):
@@ -143,7 +142,8 @@ def plan_ternary(config, m, k, n):
     leave one lane per cycle while the next row computes; a row that finishes before the
     previous one has left waits, so a row after one with ``Lv`` valid lanes costs
     ``max(G, Lv + 1)``. The first row's fill (its G groups and the pipeline) and the last
-    row's ``Lv`` beats are paid once.
+    row's ``Lv`` beats are paid once; the pipeline is ``config.ternary_read_stages``
+    cycles longer than the lanes need.
     """
     check_problem(config, m, k, n)
     config.check_engines("ternary")
@@ -155,7 +155,7 @@ def plan_ternary(config, m, k, n):
     row_cost = max(k_tiles, lanes + 1)
     last_row_cost = max(k_tiles, last_lanes + 1)
     tree_levels = (fan_in - 1).bit_length()
-    cycles = (k_tiles + TERNARY_PIPELINE + tree_levels
+    cycles = (k_tiles + TERNARY_PIPELINE + config.ternary_read_stages + tree_levels
               + (n_tiles - 1) * m * row_cost + (m - 1) * last_row_cost + last_lanes)
     return EnginePlan("ternary", m, k, n, fan_in, lanes, k_tiles, n_tiles, m * k * n,
                       lanes * fan_in, cycles)

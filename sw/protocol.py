@@ -45,7 +45,7 @@ MAX_ARGS = 8
 MAX_PAYLOAD = MAX_ARGS + MAX_DATA
 #: Most data bytes one READ returns (the response also has its status byte).
 MAX_RESPONSE_DATA = MAX_DATA
-VERSION = 1
+VERSION = 2
 #: A frame whose next byte does not arrive within this time is abandoned.
 FRAME_TIMEOUT_MS = 10
 
@@ -83,6 +83,7 @@ class Target(enum.IntEnum):
     SYSTOLIC_ACT = 0
     SYSTOLIC_WEIGHT = 1
     TERNARY_ACT = 2
+    #: Ternary weights in the 2-bit packing.
     TERNARY_WEIGHT = 3
     #: Requantization parameters, :data:`PARAM_RECORD` bytes per output channel.
     PARAMS = 4
@@ -90,10 +91,13 @@ class Target(enum.IntEnum):
     OUTPUT32 = 5
     #: Output memory, low byte of each word (read only; requantized int8 results).
     OUTPUT8 = 6
+    #: Ternary weights in the base-3 packing (the same memory as ``TERNARY_WEIGHT``,
+    #: transcoded as it is written: a word's bytes must arrive in order from its first).
+    TERNARY_WEIGHT_BASE3 = 7
 
 
 WRITABLE_TARGETS = (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT, Target.TERNARY_ACT,
-                    Target.TERNARY_WEIGHT, Target.PARAMS)
+                    Target.TERNARY_WEIGHT, Target.TERNARY_WEIGHT_BASE3, Target.PARAMS)
 READABLE_TARGETS = (Target.OUTPUT32, Target.OUTPUT8)
 
 
@@ -103,18 +107,18 @@ class Engine(enum.IntEnum):
     TERNARY = 1
 
 
-#: The memories of each engine: (activations, weights). A device without the engine has
-#: neither (their size is 0).
+#: The write targets of each engine, in the order of its cores' ``write.target`` field:
+#: activations, then weights (the ternary engine's in both packings). A device without the
+#: engine has none of them (their size is 0).
 ENGINE_TARGETS = {Engine.SYSTOLIC: (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
-                  Engine.TERNARY: (Target.TERNARY_ACT, Target.TERNARY_WEIGHT)}
+                  Engine.TERNARY: (Target.TERNARY_ACT, Target.TERNARY_WEIGHT,
+                                   Target.TERNARY_WEIGHT_BASE3)}
 
 
 class RunFlag(enum.IntFlag):
     """The ``flags`` argument of RUN."""
     RAW = 1
     RELU = 2
-    #: Ternary weights are packed base-3 (5 trits per byte); else 2 bits per trit.
-    BASE3 = 4
 
 
 #: One channel's requantization parameters in the PARAMS target: bias, mult, shift, pad.

@@ -5,15 +5,18 @@ The unit reads one *word* of each memory per cycle:
 - activation memory (target 0): a word holds the P int8 activations of one K group of one
   row of X. Row ``m`` occupies words ``m * G .. m * G + G - 1`` with ``G = ceil(K / P)``;
   the tail of a row's last word is zero.
-- weight memory (target 1): a word holds the L x P trits of one (N tile, K group) pair,
-  lane-major (trit ``l * P + j`` is ``T[g * P + j, t * L + l]``, zero outside T), packed on
-  its own in the run's packing (``"2bit"`` or ``"base3"``, see :mod:`tritile.sw.packing`).
-  The tile ``t``, group ``g`` word is word ``t * G + g``.
+- weight memory (target 1 for the 2-bit packing, 2 for base-3): a word holds the L x P
+  trits of one (N tile, K group) pair, lane-major (trit ``l * P + j`` is
+  ``T[g * P + j, t * L + l]``, zero outside T), packed on its own in the chosen packing
+  (``"2bit"`` or ``"base3"``, see :mod:`tritile.sw.packing`). The tile ``t``, group ``g``
+  word is word ``t * G + g``. The unit stores the 2-bit code whichever target is written:
+  it transcodes base-3 bytes as they arrive, which needs the bytes of a word written in
+  order from its first (the unit's writes of a run of addresses are).
 
 A word of ``B`` bytes starts at byte address ``word * stride``, where the stride is the
 power of two at or above ``B``, so the hardware splits an address into word and byte by
-wiring. Both packings use the same word width (the 2-bit word, ``ceil(L * P / 4)`` bytes): a
-base-3 word fills its first ``ceil(L * P / 5)`` bytes.
+wiring. Both targets share the word addresses: a 2-bit word fills its first
+``ceil(L * P / 4)`` bytes, a base-3 word its first ``ceil(L * P / 5)``.
 """
 
 import dataclasses
@@ -24,14 +27,15 @@ from .config import AcceleratorConfig
 from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3
 from .planner import plan_ternary
 
-__all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS", "PACKINGS", "TernaryGeometry",
-           "ternary_geometry", "ternary_memory_image"]
+__all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS_2BIT", "TARGET_WEIGHTS_BASE3", "PACKINGS",
+           "TernaryGeometry", "weight_target", "ternary_geometry", "ternary_memory_image"]
 
 #: ``target`` of the engines' byte-write stream.
 TARGET_ACTIVATIONS = 0
-TARGET_WEIGHTS = 1
+TARGET_WEIGHTS_2BIT = 1
+TARGET_WEIGHTS_BASE3 = 2
 
-#: Packings the unit decodes, in the order of the ``packing`` start field (0, 1).
+#: Packings the unit accepts, each written to its own weight target.
 PACKINGS = ("2bit", "base3")
 
 _PACKERS = {"2bit": pack_trits_2bit, "base3": pack_trits_base3}
@@ -77,13 +81,19 @@ class TernaryGeometry:
 
     @property
     def bits_per_trit(self):
-        """Bits of weight memory per trit the unit can hold."""
+        """Bits of weight memory per trit the unit can hold (2.0: the 2-bit code)."""
         return self.weight_word_bytes * 8 / (self.lanes * self.fan_in)
 
 
 def _check_packing(packing):
     if packing not in PACKINGS:
         raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
+
+
+def weight_target(packing):
+    """Return the unit's write target for weights in ``packing``."""
+    _check_packing(packing)
+    return {"2bit": TARGET_WEIGHTS_2BIT, "base3": TARGET_WEIGHTS_BASE3}[packing]
 
 
 def _most_words(outer_max, inner_max, product_max, outer_block, inner_block):
@@ -154,4 +164,4 @@ def ternary_memory_image(config, q, T, packing):
     packed = np.frombuffer(_PACKERS[packing](aligned), np.uint8).reshape(-1, used)
     weights = np.zeros((words.shape[0], geometry.weight_stride), np.uint8)
     weights[:, :used] = packed
-    return {TARGET_ACTIVATIONS: act.tobytes(), TARGET_WEIGHTS: weights.tobytes()}
+    return {TARGET_ACTIVATIONS: act.tobytes(), weight_target(packing): weights.tobytes()}

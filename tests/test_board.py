@@ -26,6 +26,11 @@ def test_unknown_board_is_a_one_line_error(capsys):
         get_board("de10")
 
 
+def test_build_attempts_below_one_is_a_one_line_error(capsys):
+    assert main(["build", "--board", "icebreaker", "--attempts", "0"]) == 2
+    assert "--attempts must be at least 1, not 0" in capsys.readouterr().err
+
+
 def test_program_names_the_missing_programmer(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     bitstream = tmp_path / "top.bin"
@@ -81,7 +86,11 @@ def _check_preset_report(name, report, out):
     assert report["board"] == name and report["config_id"] == config.config_id
     for resource, use in report["resources"].items():
         assert 0 <= use["used"] <= use["available"], (name, resource)
-    assert report["timing_met"], (name, report["clocks"])
+    assert report["timing_met"], (name, report["clocks"], report["seeds_tried"])
+    # Seeds from 1 until the first that meets the clock.
+    seeds = report["seeds_tried"]
+    assert [s["seed"] for s in seeds] == list(range(1, len(seeds) + 1))
+    assert [s["timing_met"] for s in seeds] == [False] * (len(seeds) - 1) + [True]
     for clock in report["clocks"].values():
         # The PLL's output is as close to clock_hz as its dividers allow.
         assert clock["fmax_mhz"] >= clock["target_mhz"]

@@ -42,6 +42,7 @@ def test_any_array_size_in_range_is_accepted(rows, cols):
                            "(systolic) engine) or both at least 1, not 0 and 4"),
     ({"systolic_rows": 65}, "systolic_rows must be between 0 and 64, not 65"),
     ({"ternary_lanes": 1000}, "ternary_lanes must be between 0 and 256, not 1000"),
+    ({"ternary_read_stages": 3}, "ternary_read_stages must be between 0 and 2, not 3"),
     ({"systolic_rows": 0, "systolic_cols": 0, "ternary_lanes": 0, "ternary_fan_in": 0},
      "a config needs at least one engine"),
     ({"data_width": 16}, "data_width must be 8"),

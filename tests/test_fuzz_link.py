@@ -38,7 +38,8 @@ def _harmless_request(rng):
     if kind == 0:
         return protocol.encode_request(Opcode.PING, seq)
     if kind == 1:       # a write that ends past its target: must be refused whole
-        target = rng.choice([Target.SYSTOLIC_WEIGHT, Target.TERNARY_WEIGHT])
+        target = rng.choice([Target.SYSTOLIC_WEIGHT, Target.TERNARY_WEIGHT,
+                             Target.TERNARY_WEIGHT_BASE3])
         size = protocol.target_size(c, target)
         length = rng.randrange(1, 64)
         run = rng.choice([0, 1, 3, 4])      # contiguous, or runs of `run` every `stride`
@@ -49,7 +50,7 @@ def _harmless_request(rng):
                                        protocol.write_args(target, addr, run, stride),
                                        rng.randbytes(length))
     if kind == 2:       # a write to a read-only or unknown target
-        target = rng.choice([5, 6, 7, 200])
+        target = rng.choice([Target.OUTPUT32, Target.OUTPUT8, max(Target) + 1, 200])
         return protocol.encode_frame(Opcode.WRITE, seq, bytes([target]) + bytes(7) + b"x")
     if kind == 3:       # a RUN with an impossible shape or engine
         m, k, n = (rng.choice([0, 1, c.max_m + 1, 0xFFFF]) for _ in range(3))

@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from tritile.hw.ternary import TernaryUnit
 from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
-from tritile.sw.ternary_layout import PACKINGS, ternary_memory_image
+from tritile.sw.ternary_layout import PACKINGS, TARGET_WEIGHTS_2BIT, ternary_memory_image
 
 
 def _seed():
@@ -42,9 +42,9 @@ def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None
                 await ctx.tick()
         ctx.set(dut.write.valid, 0)
         ctx.set(dut.start.payload, {"m": dims[0], "k": dims[1], "n": dims[2], "raw": 1,
-                                    "relu": 0, "packing": PACKINGS.index(packing)})
+                                    "relu": 0})
         ctx.set(dut.start.valid, 1)
-        await ctx.tick()
+        await ctx.tick().until(dut.start.ready)
         ctx.set(dut.start.valid, 0)
         for _ in range(100 * (m * n + k + 50)):
             ready = rng.random() < ready_prob
@@ -75,12 +75,13 @@ def _as_dict(acc):
     return {(r, c): int(acc[r, c]) for r in range(acc.shape[0]) for c in range(acc.shape[1])}
 
 
-@pytest.mark.parametrize("lanes, fan_in", [(1, 1), (2, 3), (4, 8)])
+@pytest.mark.parametrize("lanes, fan_in, read_stages", [(1, 1, 0), (2, 3, 0), (4, 8, 0),
+                                                       (2, 3, 1), (4, 8, 2)])
 @pytest.mark.parametrize("packing", PACKINGS)
-def test_random_problem_matches_golden(lanes, fan_in, packing):
+def test_random_problem_matches_golden(lanes, fan_in, read_stages, packing):
     seed = _seed()
     rng = np.random.default_rng(seed)
-    config = _config(lanes, fan_in)
+    config = _config(lanes, fan_in, ternary_read_stages=read_stages)
     m, k, n = 3, int(rng.integers(5, 24)), int(rng.integers(3, 12))
     q = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     T = rng.integers(-1, 2, size=(k, n), dtype=np.int8)
@@ -110,12 +111,12 @@ def test_the_2bit_code_no_packer_writes_adds_nothing():
     q = rng.integers(-128, 128, size=(3, 21), dtype=np.int8)
     T = rng.integers(-1, 2, size=(21, 7), dtype=np.int8)
     image = ternary_memory_image(config, q, T, "2bit")
-    weights = bytearray(image[1])
+    weights = bytearray(image[TARGET_WEIGHTS_2BIT])
     for i, byte in enumerate(weights):
         for field in range(4):
             if (byte >> (2 * field)) & 0b11 == 0:
                 weights[i] |= 0b10 << (2 * field)
-    image[1] = bytes(weights)
+    image[TARGET_WEIGHTS_2BIT] = bytes(weights)
     got, _ = _run(config, q, T, "2bit", image=image)
     assert got == _as_dict(ternary_matmul(q, T))
 
@@ -123,7 +124,7 @@ def test_the_2bit_code_no_packer_writes_adds_nothing():
 def test_backpressure_on_the_output_loses_nothing():
     seed = _seed()
     rng = np.random.default_rng(seed)
-    config = _config(4, 2)
+    config = _config(4, 2, ternary_read_stages=1)
     q = rng.integers(-128, 128, size=(5, 3), dtype=np.int8)
     T = rng.integers(-1, 2, size=(3, 10), dtype=np.int8)
     got, _ = _run(config, q, T, "2bit", ready_prob=0.3, seed=seed)

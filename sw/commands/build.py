@@ -19,7 +19,9 @@ def register(subparsers):
     parser.add_argument("--config", help="preset name or JSON file (default: the board's "
                                          "preset)")
     parser.add_argument("--out", help="output directory (default: build/BOARD)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--seed", type=int, default=1, help="first nextpnr placement seed")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="seeds to try until the clock is met (default 3)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -35,8 +37,10 @@ def run(args):
         raise CommandError(str(exc)) from None
     config = load_config(args.config) if args.config else None
     out = Path(args.out or Path("build") / board.name)
+    if args.attempts < 1:
+        raise CommandError(f"--attempts must be at least 1, not {args.attempts}")
     try:
-        report = build_board(board, config, out, seed=args.seed)
+        report = build_board(board, config, out, seed=args.seed, attempts=args.attempts)
     except (FitError, BuildError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:
@@ -65,5 +69,7 @@ def format_report(report):
                  f"{report['int8_gmacs']:.2f} GMAC/s; ternary "
                  f"{report['ternary_macs_per_cycle']} MAC/cycle = "
                  f"{report['ternary_gmacs']:.2f} GMAC/s at the achieved clock")
-    lines.append(f"  built in {report['build_seconds']:.0f} s")
+    seeds = report.get("seeds_tried", [])
+    placed = f" (placement seed {seeds[-1]['seed']}, {len(seeds)} tried)" if seeds else ""
+    lines.append(f"  built in {report['build_seconds']:.0f} s{placed}")
     return "\n".join(lines)
