@@ -5,8 +5,8 @@ inside a two-pin harness (a serial shift chain drives every input, every output 
 folded into one registered pin, so nothing is optimized away and the design fits the
 package), synthesizes it with YoWASP yosys (``synth_ice40`` / ``synth_ecp5``), places and
 routes it with YoWASP nextpnr and reads utilization and fmax from nextpnr's ``--report``.
-The harness costs about one logic cell per input bit plus a small XOR tree; it is counted
-in the figures.
+The harness costs about one logic cell per input bit plus a small registered XOR tree; it
+is counted in the figures.
 
 Each unit is generated with memories of 256 words (32 K groups x 8 N tiles), so the
 weight memory holds ``256 * L * P`` trits at 2 bits each.
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,22 +35,25 @@ from tritile.sw.ternary_layout import ternary_geometry
 from tritile.sw.toolchain import find_tool
 
 # (name, yosys synth command, nextpnr tool, device arguments, target MHz, logic resource,
-#  DSP resource, block RAM resource, [(L, P), ...])
+#  DSP resource, block RAM resource, ternary_read_stages, [(L, P), ...]). iCE40 reads block
+#  RAM straight into the lanes (a register would cost a logic cell per bit); ECP5 has
+#  flip-flops to spare and needs the register for its clock.
 TARGETS = [
     ("ice40-up5k", "synth_ice40", "nextpnr-ice40", ["--up5k", "--package", "sg48"], 40,
-     "ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM", [(4, 8), (8, 8), (8, 16)]),
+     "ICESTORM_LC", "ICESTORM_DSP", "ICESTORM_RAM", 0, [(4, 8), (8, 8), (8, 16)]),
     ("ecp5-25k", "synth_ecp5", "nextpnr-ecp5", ["--25k", "--package", "CABGA256"], 100,
-     "TRELLIS_COMB", "MULT18X18D", "DP16KD", [(16, 16), (32, 16)]),
+     "TRELLIS_COMB", "MULT18X18D", "DP16KD", 1, [(16, 16), (32, 16)]),
     ("ecp5-85k", "synth_ecp5", "nextpnr-ecp5", ["--85k", "--package", "CABGA381"], 100,
-     "TRELLIS_COMB", "MULT18X18D", "DP16KD", [(32, 16), (64, 16)]),
+     "TRELLIS_COMB", "MULT18X18D", "DP16KD", 1, [(32, 16), (64, 16)]),
 ]
 QUICK = {"ice40-up5k": [(8, 16)], "ecp5-25k": [(16, 16)], "ecp5-85k": [(64, 16)]}
 
 
-def bench_config(lanes, fan_in):
+def bench_config(lanes, fan_in, read_stages=0):
     """Return the config the benchmark builds: 32 K groups, 8 N tiles, 8 rows."""
     max_k, max_n, max_m = 32 * fan_in, 8 * lanes, 8
-    return AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in, max_m=max_m,
+    return AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in,
+                             ternary_read_stages=read_stages, max_m=max_m,
                              max_k=max_k, max_n=max_n, act_depth=max_m * max_k,
                              trit_depth=max_k * max_n, out_depth=max_m * max_n)
 
@@ -78,13 +81,17 @@ class QoRHarness(wiring.Component):
         for value in inputs:
             m.d.comb += value.eq(chain[offset:offset + len(value)])
             offset += len(value)
-        folded = Signal()
+        # A registered tree of 4-input XORs, so that the harness is never the critical
+        # path (a chain of XORs was, at about 41 MHz on iCE40).
         bits = [value[i] for value in outputs for i in range(len(value))]
-        parity = bits[0]
-        for bit in bits[1:]:
-            parity = parity ^ bit
-        m.d.sync += folded.eq(parity)
-        m.d.comb += self.sout.eq(folded)
+        while len(bits) > 1:
+            level = []
+            for i in range(0, len(bits), 4):
+                folded = Signal(name=f"fold{len(bits)}_{i // 4}")
+                m.d.sync += folded.eq(Cat(*bits[i:i + 4]).xor())
+                level.append(folded)
+            bits = level
+        m.d.comb += self.sout.eq(bits[0])
         return m
 
 
@@ -97,11 +104,12 @@ def _run(argv, log_path, cwd):
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n" + "\n".join(tail))
 
 
-def place_and_route(target, lanes, fan_in, work):
+def place_and_route(target, lanes, fan_in, work, read_stages=None):
     """Synthesize, place and route one unit; return its row of figures."""
-    name, synth, pnr, device, mhz, lc_res, dsp_res, ram_res, _ = target
-    config = bench_config(lanes, fan_in)
-    stem = f"{name}-L{lanes}-P{fan_in}"
+    name, synth, pnr, device, mhz, lc_res, dsp_res, ram_res, default_stages, _ = target
+    read_stages = default_stages if read_stages is None else read_stages
+    config = bench_config(lanes, fan_in, read_stages)
+    stem = f"{name}-L{lanes}-P{fan_in}-R{read_stages}"
     (work / f"{stem}.v").write_text(verilog_of(QoRHarness(config), "top"))
     started = time.monotonic()
     _run([find_tool("yosys").path, "-q", "-p",
@@ -117,7 +125,8 @@ def place_and_route(target, lanes, fan_in, work):
     fmax = min(clock["achieved"] for clock in report["fmax"].values())
     macs = lanes * fan_in
     return {
-        "target": name, "lanes": lanes, "fan_in": fan_in, "macs_per_cycle": macs,
+        "target": name, "lanes": lanes, "fan_in": fan_in, "read_stages": read_stages,
+        "macs_per_cycle": macs,
         "logic_cells": used.get(lc_res, 0), "logic_cells_available": available[lc_res],
         "logic_fraction": round(used.get(lc_res, 0) / available[lc_res], 4),
         "logic_cells_per_lane": round(used.get(lc_res, 0) / lanes, 1),
@@ -132,11 +141,11 @@ def place_and_route(target, lanes, fan_in, work):
 
 def markdown_table(results):
     """Return the rows as the Markdown table of docs/ternary.md."""
-    lines = ["| target | L x P | MACs/cycle | logic cells (% of device) | LCs per lane | DSPs "
-             "| block RAMs | fmax MHz (target) | GMAC/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | L x P | read stages | MACs/cycle | logic cells (% of device) "
+             "| LCs per lane | DSPs | block RAMs | fmax MHz (target) | GMAC/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results:
-        shape = f"{row['lanes']} x {row['fan_in']}"
+        shape = f"{row['lanes']} x {row['fan_in']} | {row.get('read_stages', '')}"
         if "error" in row:
             errors = [line for line in row["error"].splitlines() if "ERROR" in line]
             reason = (errors or row["error"].splitlines())[-1][:90].replace("|", "/")
@@ -170,6 +179,8 @@ def main(argv=None):
                         help="one shape per target (the one the targets name)")
     parser.add_argument("--shapes", type=_shapes, metavar="LxP[,LxP...]",
                         help="build these (lanes, fan-in) shapes instead of the target's")
+    parser.add_argument("--read-stages", type=int, choices=(0, 1, 2),
+                        help="ternary_read_stages (default: 0 on iCE40, 1 on ECP5)")
     parser.add_argument("--work", type=Path, help="keep the build files here")
     parser.add_argument("--markdown", type=Path, nargs="+", metavar="JSON",
                         help="print the table of earlier runs' JSON files instead")
@@ -189,10 +200,11 @@ def main(argv=None):
         for lanes, fan_in in shapes:
             print(f"{target[0]}: L={lanes} P={fan_in} ...", file=sys.stderr, flush=True)
             try:
-                row = place_and_route(target, lanes, fan_in, work)
+                row = place_and_route(target, lanes, fan_in, work, args.read_stages)
             except RuntimeError as exc:
                 row = {"target": target[0], "lanes": lanes, "fan_in": fan_in,
-                       "error": str(exc)}
+                       "read_stages": target[-2] if args.read_stages is None
+                       else args.read_stages, "error": str(exc)}
             print(json.dumps(row), file=sys.stderr, flush=True)
             results.append(row)
     print(json.dumps({"benchmark": "ternary_qor", "results": results}, indent=2))

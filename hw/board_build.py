@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from tritile.sw.arith import ceil_div
 from tritile.sw.config import PRESETS
 
 from .bitstream import DEVICES, run_flow
@@ -29,7 +30,7 @@ def designed_dsps(config, family):
     either family). The ternary engine uses none.
     """
     products = config.int8_macs_per_cycle
-    array = -(-products // 2) if family == "ice40" else products
+    array = ceil_div(products, 2) if family == "ice40" else products
     return array + 2
 
 

@@ -23,6 +23,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
+from tritile.sw.arith import ceil_div
 from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
 from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
 from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
@@ -40,10 +41,6 @@ WRITE_LAYOUT = data.StructLayout({"target": unsigned(2), "addr": unsigned(ADDR_B
 #: One problem: sizes, and whether to return raw int32 or ReLU before saturation.
 START_LAYOUT = data.StructLayout({"m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
                                   "raw": unsigned(1), "relu": unsigned(1)})
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 def _check_config(config):
@@ -149,8 +146,8 @@ class SystolicCore(wiring.Component):
         ld_m0 = Signal(range(config.max_m + rows))
         ld_n0 = Signal(range(config.max_n + cols))
         # K tiles x rows of X, and N tiles x K rows of weights, plus the last step.
-        ld_abase = Signal(range((_ceil_div(config.max_k, rows) + 1) * config.max_m + rows))
-        ld_wbase = Signal(range((_ceil_div(config.max_n, cols) + 1) * config.max_k))
+        ld_abase = Signal(range((ceil_div(config.max_k, rows) + 1) * config.max_m + rows))
+        ld_wbase = Signal(range((ceil_div(config.max_n, cols) + 1) * config.max_k))
         cp_valid = Signal()
         cp_m0, cp_n0 = Signal.like(ld_m0), Signal.like(ld_n0)
         cp_abase = Signal.like(ld_abase)

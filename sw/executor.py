@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from .arith import ceil_div
 from .compiler import Program
 from .config import AcceleratorConfig
 from .model import rms_norm
@@ -269,7 +270,7 @@ def layer_input(layer, X):
 def _costs(program, m):
     for layer in program.layers:
         k, n = layer.shape
-        calls = -(-m // rows_per_call(program.config, k, n))
+        calls = ceil_div(m, rows_per_call(program.config, k, n))
         if layer.engine == "int8":
             weight_bytes = k * n
             out_bytes = 4 if layer.raw_output else 1

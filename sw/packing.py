@@ -7,6 +7,8 @@ packer writes, non-zero padding) instead of guessing.
 
 import numpy as np
 
+from .arith import ceil_div
+
 __all__ = ["pack_int8", "pack_trits_2bit", "unpack_trits_2bit",
            "pack_trits_base3", "unpack_trits_base3", "packed_size", "TRITS_PER_BYTE"]
 
@@ -32,7 +34,7 @@ def packed_size(count, packing):
     if packing not in TRITS_PER_BYTE:
         raise ValueError(f"packing must be one of {', '.join(TRITS_PER_BYTE)}, not {packing!r}")
     per = TRITS_PER_BYTE[packing]
-    return -(-count // per)
+    return ceil_div(count, per)
 
 
 def _trits(T):

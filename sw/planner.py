@@ -8,13 +8,10 @@ board runs report their measured cycles next to :attr:`EnginePlan.cycles`.
 
 import dataclasses
 
+from .arith import ceil_div
 from .config import AcceleratorConfig
 
 __all__ = ["EnginePlan", "plan_gemm", "plan_ternary", "check_problem"]
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +114,7 @@ def plan_gemm(config, m, k, n):
     rows, cols = config.systolic_rows, config.systolic_cols
     if k * n > config.weight_depth:
         raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
-    k_tiles, n_tiles = _ceil_div(k, rows), _ceil_div(n, cols)
+    k_tiles, n_tiles = ceil_div(k, rows), ceil_div(n, cols)
     feed = k_tiles * rows
     issue = SYSTOLIC_START + rows       # cycle in which the next block may start feeding
     # Cycle of the last result of each of the previous SYSTOLIC_ACC_BUFFERS blocks.
@@ -150,7 +147,7 @@ def plan_ternary(config, m, k, n):
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
     if k * n > config.trit_depth:
         raise ValueError(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")
-    k_tiles, n_tiles = _ceil_div(k, fan_in), _ceil_div(n, lanes)
+    k_tiles, n_tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
     last_lanes = n - (n_tiles - 1) * lanes
     row_cost = max(k_tiles, lanes + 1)
     last_row_cost = max(k_tiles, last_lanes + 1)

@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from .arith import ceil_div
 from .config import ConfigError
 from .planner import plan_gemm
 
@@ -69,8 +70,8 @@ def systolic_geometry(config):
     # Padding K to whole tiles costs at most one word per row of X (M rows); padding N
     # costs at most one word per row of W (K rows).
     geometry = SystolicGeometry(
-        act_words=-(-config.act_depth // rows) + config.max_m,
-        weight_words=-(-config.weight_depth // cols) + config.max_k,
+        act_words=ceil_div(config.act_depth, rows) + config.max_m,
+        weight_words=ceil_div(config.weight_depth, cols) + config.max_k,
         act_lane_bits=_ceil_log2(rows), weight_lane_bits=_ceil_log2(cols))
     for name, span in (("act_depth", geometry.act_bytes),
                        ("weight_depth", geometry.weight_bytes)):
@@ -100,7 +101,7 @@ def systolic_memory_image(config, Xq, Wq):
     plan_gemm(config, m, k, n)
     geometry = systolic_geometry(config)
     rows, cols = config.systolic_rows, config.systolic_cols
-    k_tiles, n_tiles = -(-k // rows), -(-n // cols)
+    k_tiles, n_tiles = ceil_div(k, rows), ceil_div(n, cols)
 
     act = np.zeros((k_tiles, m, 1 << geometry.act_lane_bits), np.int8)
     padded = np.zeros((m, k_tiles * rows), np.int8)

@@ -23,6 +23,7 @@ import dataclasses
 
 import numpy as np
 
+from .arith import ceil_div
 from .config import AcceleratorConfig
 from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3
 from .planner import plan_ternary
@@ -39,10 +40,6 @@ TARGET_WEIGHTS_BASE3 = 2
 PACKINGS = ("2bit", "base3")
 
 _PACKERS = {"2bit": pack_trits_2bit, "base3": pack_trits_base3}
-
-
-def _ceil_div(a, b):
-    return -(-a // b)
 
 
 def _pow2_at_least(value):
@@ -77,7 +74,7 @@ class TernaryGeometry:
     def word_bytes(self, packing):
         """Return the bytes a weight word uses in ``packing``."""
         _check_packing(packing)
-        return _ceil_div(self.lanes * self.fan_in, TRITS_PER_BYTE[packing])
+        return ceil_div(self.lanes * self.fan_in, TRITS_PER_BYTE[packing])
 
     @property
     def bits_per_trit(self):
@@ -103,7 +100,7 @@ def _most_words(outer_max, inner_max, product_max, outer_block, inner_block):
         inner = min(inner_max, product_max // outer)
         if inner == 0:
             break
-        best = max(best, _ceil_div(outer, outer_block) * _ceil_div(inner, inner_block))
+        best = max(best, ceil_div(outer, outer_block) * ceil_div(inner, inner_block))
     return best
 
 
@@ -112,7 +109,7 @@ def ternary_geometry(config):
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
-    weight_word_bytes = _ceil_div(lanes * fan_in, TRITS_PER_BYTE["2bit"])
+    weight_word_bytes = ceil_div(lanes * fan_in, TRITS_PER_BYTE["2bit"])
     return TernaryGeometry(
         lanes=lanes, fan_in=fan_in,
         act_word_bytes=fan_in, act_stride=_pow2_at_least(fan_in),
@@ -144,7 +141,7 @@ def ternary_memory_image(config, q, T, packing):
     n = T.shape[1]
     plan_ternary(config, m, k, n)
     lanes, fan_in = geometry.lanes, geometry.fan_in
-    groups, tiles = _ceil_div(k, fan_in), _ceil_div(n, lanes)
+    groups, tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
 
     padded = np.zeros((m, groups * fan_in), np.int8)
     padded[:, :k] = q

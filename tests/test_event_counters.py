@@ -58,7 +58,7 @@ def test_counts_are_exact_across_byte_carries_and_shared_counters():
 
 
 def test_a_read_waits_for_pending_events_and_hold_freezes_the_data():
-    dut = EventCounters(1, (0,))
+    dut = EventCounters(2, (1,))              # the event counts in counter 1; 0 stays 0
     sim = Simulator(dut)
     sim.add_clock(1e-6)
 
@@ -67,11 +67,14 @@ def test_a_read_waits_for_pending_events_and_hold_freezes_the_data():
         await ctx.tick()
         ctx.set(dut.event, 0)
         # The event is pending: a read issued now must wait and then see it.
-        assert await _read(ctx, dut, 0) == 1
-        ctx.set(dut.read_addr, 0)
+        assert await _read(ctx, dut, 1) == 1
+        ctx.set(dut.read_addr, 4)                # counter 1, byte 0
         ctx.set(dut.read_en, 1)
         await ctx.tick()
         ctx.set(dut.read_en, 0)
+        # While held, the data is counter 1's byte even though the address moved to
+        # counter 0 (a port that read again would show 0) and a new event arrived.
+        ctx.set(dut.read_addr, 0)
         ctx.set(dut.hold, 1)
         ctx.set(dut.event, 1)
         await ctx.tick()
@@ -79,7 +82,8 @@ def test_a_read_waits_for_pending_events_and_hold_freezes_the_data():
         await ctx.tick().repeat(10)
         assert ctx.get(dut.read_data) == 1       # held: the new event is not counted yet
         ctx.set(dut.hold, 0)
-        assert await _read(ctx, dut, 0) == 2
+        assert await _read(ctx, dut, 1) == 2
+        assert await _read(ctx, dut, 0) == 0
 
     sim.add_testbench(bench)
     sim.run()

@@ -1,5 +1,5 @@
 """The whole ternary engine in Verilator (cocotb module: tritile.sim.ternary_sim) against
-tritile.sw.ternary_matmul and requantize, on three (L, P) shapes."""
+tritile.sw.ternary_matmul and requantize, on three (L, P) shapes, one with a read stage."""
 
 import os
 import random
@@ -59,13 +59,13 @@ def _golden(problem):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lanes, fan_in", [(3, 5), (4, 8), (8, 2)])
-def test_engine_matches_golden_model(lanes, fan_in, tmp_path):
+@pytest.mark.parametrize("lanes, fan_in, read_stages", [(3, 5, 0), (4, 8, 1), (8, 2, 0)])
+def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path):
     seed = _seed()
     rng = np.random.default_rng(seed)
-    config = AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in, max_m=6,
-                               max_k=40, max_n=20, act_depth=240, trit_depth=800,
-                               out_depth=120)
+    config = AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in,
+                               ternary_read_stages=read_stages, max_m=6, max_k=40,
+                               max_n=20, act_depth=240, trit_depth=800, out_depth=120)
     problems = _problems(config, rng)
     runs = run_ternary(config, problems, work_dir=tmp_path, seed=seed)
     for index, (problem, run) in enumerate(zip(problems, runs)):
