@@ -590,15 +590,13 @@ class Device:
             self.write(Target.SYSTOLIC_ACT, image, run=self.config.systolic_rows,
                        stride=1 << geometry.act_lane_bits, label="activations")
             plan = plan_gemm(self.config, m, k, n)
-            flags = 0
         else:
             geometry = ternary_geometry(self.config)
             image = ternary_memory_image(self.config, np.ascontiguousarray(X), dummy, "2bit")[0]
             self.write(Target.TERNARY_ACT, image, run=geometry.act_word_bytes,
                        stride=geometry.act_stride, label="activations")
             plan = plan_ternary(self.config, m, k, n)
-            flags = 0
-        flags |= (RunFlag.RAW if raw else 0) | (RunFlag.RELU if relu else 0)
+        flags = (RunFlag.RAW if raw else 0) | (RunFlag.RELU if relu else 0)
         frame = self.request(Opcode.RUN, protocol.run_args(engine, flags, m, k, n),
                              extra_seconds=2 * plan.cycles / self._cycle_rate)
         busy, macs = protocol.parse_run(frame.data)
@@ -675,8 +673,10 @@ def weight_requests(config, kind, W, packing=None):
         return write_requests(Target.SYSTOLIC_WEIGHT, image, run=config.systolic_cols,
                               stride=1 << geometry.weight_lane_bits)
     geometry = ternary_geometry(config)
-    image = ternary_memory_image(config, dummy, W, packing)[weight_target(packing)]
-    target = Target.TERNARY_WEIGHT_BASE3 if packing == "base3" else Target.TERNARY_WEIGHT
+    unit_target = weight_target(packing)
+    image = ternary_memory_image(config, dummy, W, packing)[unit_target]
+    # The engine's write targets, listed in the order of the unit's own numbering.
+    target = protocol.ENGINE_TARGETS[Engine.TERNARY][unit_target]
     return write_requests(target, image, run=geometry.word_bytes(packing),
                           stride=geometry.weight_stride)
 

@@ -113,3 +113,20 @@ def test_target_sizes_and_param_records():
     assert param_records([-1], [3], [62]) == b"\xff\xff\xff\xff\x03\x00\x3e\x00"
     with pytest.raises(ValueError, match="differ in length"):
         param_records([1], [1, 2], [1])
+
+
+def test_engine_targets_follow_the_cores_numbering():
+    # The SoC hands a WRITE to a core as the index of its target in ENGINE_TARGETS.
+    from tritile.sw import systolic_layout, ternary_layout
+    from tritile.sw.protocol import ENGINE_TARGETS
+    assert ENGINE_TARGETS[Engine.SYSTOLIC][systolic_layout.ACT_TARGET] == Target.SYSTOLIC_ACT
+    assert ENGINE_TARGETS[Engine.SYSTOLIC][systolic_layout.WEIGHT_TARGET] == \
+        Target.SYSTOLIC_WEIGHT
+    ternary = ENGINE_TARGETS[Engine.TERNARY]
+    assert ternary[ternary_layout.TARGET_ACTIVATIONS] == Target.TERNARY_ACT
+    assert ternary[ternary_layout.weight_target("2bit")] == Target.TERNARY_WEIGHT
+    assert ternary[ternary_layout.weight_target("base3")] == Target.TERNARY_WEIGHT_BASE3
+    # Both weight targets address the same memory.
+    config = AcceleratorConfig()
+    assert target_size(config, Target.TERNARY_WEIGHT_BASE3) == \
+        target_size(config, Target.TERNARY_WEIGHT)
