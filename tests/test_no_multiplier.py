@@ -25,9 +25,11 @@ def test_unit_netlist_has_no_multiplier(synth, tmp_path):
     yosys = find_tool("yosys")
     if not yosys.found:
         pytest.fail(f"yosys not found: {yosys.fix}")
-    # Both packings' decoders and a full adder tree; memories small to keep synthesis quick.
-    config = AcceleratorConfig(ternary_lanes=4, ternary_fan_in=6, max_m=4, max_k=48,
-                               max_n=8, act_depth=192, trit_depth=384, out_depth=32)
+    # The base-3 write decoder, the transcoder and a full adder tree, one read stage;
+    # memories small to keep synthesis quick.
+    config = AcceleratorConfig(ternary_lanes=4, ternary_fan_in=6, ternary_read_stages=1,
+                               max_m=4, max_k=48, max_n=8, act_depth=192, trit_depth=384,
+                               out_depth=32)
     (tmp_path / "unit.v").write_text(verilog_of(TernaryUnit(config), "ternary_unit"))
     # The coarse netlist (before any multiplier could be dissolved into LUTs) and the
     # mapped one with DSP inference on (synth_ice40 maps to SB_MAC16 only with -dsp).
