@@ -176,9 +176,12 @@ class TernaryUnit(wiring.Component):
         act_addr = Signal(range(max(geo.act_words, 2)))
         trit_addr = Signal(range(max(geo.weight_words, 2)))
         tile_trit_base = Signal.like(trit_addr)
-        last_k = k_base + fan_in >= dims["k"]
-        last_row = row + 1 >= dims["m"]
-        last_tile = n_base + lanes >= dims["n"]
+        # "This is the last K group / row / N tile" flags are registers, set one step
+        # ahead, so no adder and comparison sits in front of the issue multiplexers (on
+        # ECP5-85F at 64 x 16 that chain was the critical path). `single_k` and
+        # `single_row`: the problem has one K group, one row.
+        last_k, last_row, last_tile = Signal(), Signal(), Signal()
+        single_k, single_row = Signal(), Signal()
 
         # Tags carry no row or column: results leave in issue order, so the output bank
         # counts them itself.
@@ -187,19 +190,29 @@ class TernaryUnit(wiring.Component):
         m.d.comb += [issue_tag.valid.eq(issuing), issue_tag.last.eq(last_k)]
 
         with m.If(starting):
+            # A dimension clamped to its limit is within one block iff it or the limit is.
+            first_k = (start.k <= fan_in) | (config.max_k <= fan_in)
+            first_row = (start.m <= 1) | (config.max_m <= 1)
             m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), act_addr.eq(0),
-                         trit_addr.eq(0), tile_trit_base.eq(0)]
+                         trit_addr.eq(0), tile_trit_base.eq(0),
+                         last_k.eq(first_k), single_k.eq(first_k),
+                         last_row.eq(first_row), single_row.eq(first_row),
+                         last_tile.eq((start.n <= lanes) | (config.max_n <= lanes))]
         with m.Elif(issuing & advance):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
             with m.If(~last_k):
                 m.d.sync += [k_base.eq(k_base + fan_in), act_addr.eq(act_addr + 1),
-                             trit_addr.eq(trit_addr + 1)]
+                             trit_addr.eq(trit_addr + 1),
+                             last_k.eq(k_base + 2 * fan_in >= dims["k"])]
             with m.Elif(~last_row):
                 m.d.sync += [k_base.eq(0), row.eq(row + 1), act_addr.eq(act_addr + 1),
-                             trit_addr.eq(tile_trit_base)]
+                             trit_addr.eq(tile_trit_base),
+                             last_k.eq(single_k), last_row.eq(row + 2 >= dims["m"])]
             with m.Else():
                 m.d.sync += [k_base.eq(0), row.eq(0), act_addr.eq(0),
-                             trit_addr.eq(trit_addr + 1), tile_trit_base.eq(trit_addr + 1)]
+                             trit_addr.eq(trit_addr + 1), tile_trit_base.eq(trit_addr + 1),
+                             last_k.eq(single_k), last_row.eq(single_row),
+                             last_tile.eq(n_base + 2 * lanes >= dims["n"])]
                 with m.If(~last_tile):
                     m.d.sync += n_base.eq(n_base + lanes)
                 with m.Else():

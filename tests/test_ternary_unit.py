@@ -144,3 +144,15 @@ def test_rejects_a_non_config():
         TernaryUnit({"ternary_lanes": 4})
     with pytest.raises(ConfigError, match="ternary_lanes"):
         _config(0, 4)
+
+
+def test_dimensions_above_the_limits_are_clamped_to_them():
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    config = _config(4, 8, max_m=3, max_k=16, max_n=5, act_depth=48, trit_depth=80,
+                     out_depth=15)
+    q = rng.integers(-128, 128, size=(3, 16), dtype=np.int8)
+    T = rng.integers(-1, 2, size=(16, 5), dtype=np.int8)
+    got, info = _run(config, q, T, "base3", dims=(1000, 1000, 1000))
+    assert got == _as_dict(ternary_matmul(q, T))
+    assert info["busy_cycles"] == plan_ternary(config, 3, 16, 5).cycles
