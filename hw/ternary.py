@@ -143,7 +143,8 @@ class TernaryUnit(wiring.Component):
                      requested.eq(self.write.valid & self.write.ready),
                      base3_codes.eq(two_bit_codes(decoder.trits))]
         self._activation_writes(m, act_mem, request, requested)
-        self._weight_writes(m, weight_mem, request, requested, base3_codes)
+        self._weight_writes(m, weight_mem, self.write.payload, request, requested,
+                            base3_codes)
 
         # --- problem registers -----------------------------------------------------------
         # Counters are as wide as the config's limits; only the `acc` port widens them.
@@ -377,47 +378,55 @@ class TernaryUnit(wiring.Component):
         for i in range(geo.act_word_bytes):
             m.d.comb += port.en[i].eq(hit & (byte == i))
 
-    def _weight_writes(self, m, weight_mem, write, requested, base3_codes):
+    def _weight_writes(self, m, weight_mem, incoming, write, requested, base3_codes):
         """Write 2-bit bytes as they come; transcode base-3 bytes into two 2-bit bytes.
 
         Base-3 byte ``i`` of a word writes 2-bit bytes ``B = i + i // 4`` and ``B + 1``
         (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the bytes of a word written in
-        order, as the host writes them, leave every trit in place.
+        order, as the host writes them, leave every trit in place. Which bytes a write
+        would enable is decided from the ``incoming`` payload and registered with it; the
+        rest works on the registered request ``write``, present when ``requested``.
         """
         geo = self.geometry
         port = weight_mem.write_port(granularity=8)
-        word, byte, in_range = self._word_and_byte(write, weight_mem, geo.weight_stride)
-        accepted = requested & in_range
-        two_bit = accepted & (write.target == TARGET_WEIGHTS_2BIT) & (
-            byte < geo.word_bytes("2bit"))
-        base3 = accepted & (write.target == TARGET_WEIGHTS_BASE3) & (
-            byte < geo.word_bytes("base3"))
+        _, in_byte, in_range = self._word_and_byte(incoming, weight_mem, geo.weight_stride)
+        in_two_bit = in_range & (incoming.target == TARGET_WEIGHTS_2BIT) & (
+            in_byte < geo.word_bytes("2bit"))
+        in_base3 = in_range & (incoming.target == TARGET_WEIGHTS_BASE3) & (
+            in_byte < geo.word_bytes("base3"))
+        in_first = in_byte + in_byte[2:]
+        enables = Signal(geo.weight_word_bytes)
+        is_base3 = Signal()                        # the request is a base-3 byte
+        odd_first = Signal()                       # ... whose 2-bit byte B is odd
+        m.d.sync += [
+            enables.eq(Cat(*((in_two_bit & (in_byte == i))
+                             | (in_base3 & ((in_first == i) | (in_first + 1 == i)))
+                             for i in range(geo.weight_word_bytes)))),
+            is_base3.eq(in_base3), odd_first.eq(in_first[0]),
+        ]
+        base3 = requested & is_base3               # a base-3 byte is being written
 
+        word, byte, _ = self._word_and_byte(write, weight_mem, geo.weight_stride)
         m.submodules.transcode = transcode = Base3Transcoder()
         next_word = Signal.like(word)              # where an in-order run continues
         next_byte = Signal(len(byte) + 1)
         with m.If(base3):
             m.d.sync += [next_word.eq(word), next_byte.eq(byte + 1)]
-        first = Signal(range(geo.weight_word_bytes + 1))
         m.d.comb += [
             transcode.codes.eq(base3_codes),
             transcode.phase.eq(byte[:2]),
             transcode.chained.eq((word == next_word) & (byte == next_byte)),
             transcode.load.eq(base3),
-            first.eq(byte + byte[2:]),
         ]
         # Byte positions alternate between the transcoder's two bytes, B even or odd.
-        even = Mux(first[0], transcode.second, transcode.first)
-        odd = Mux(first[0], transcode.first, transcode.second)
+        even = Mux(odd_first, transcode.second, transcode.first)
+        odd = Mux(odd_first, transcode.first, transcode.second)
         m.d.comb += [
             port.addr.eq(word),
             port.data.eq(Cat(*(Mux(base3, odd if i % 2 else even, write.data)
                                for i in range(geo.weight_word_bytes)))),
+            port.en.eq(enables & Cat(*([requested] * geo.weight_word_bytes))),
         ]
-        for i in range(geo.weight_word_bytes):
-            m.d.comb += port.en[i].eq(
-                (two_bit & (byte == i))
-                | (base3 & ((first == i) | (first + 1 == i))))
 
 
 class TernaryEngine(StandaloneEngine):
