@@ -7,10 +7,11 @@ after passing, negating or zeroing each one by its trit, and accumulating across
 
 Dataflow (one K group of P inputs, for L lanes, per cycle)::
 
-    issue --> activation word (P bytes) ----------------------+
-          \\-> weight word (packed L*P trits) --> decoders --> select --> adder tree
-                                                                 --> accumulator --> bank
-                                                                 --> out (one lane a beat)
+    write --> [base-3 decoder, transcoder] --> weight memory (2-bit codes)
+    issue --> activation word (P bytes) ---------------+
+          \\-> weight word (L*P 2-bit codes) ----------+--> select --> adder tree
+                                                          --> accumulator --> bank
+                                                          --> out (one lane a beat)
 
 A lane negates by inversion, ``-x = ~x + 1``: the adder tree adds ``~x`` and feeds the
 "+1" of each negated input in as a carry-in of one adder (``a + b + c`` computed as
@@ -39,7 +40,6 @@ WRITE_LAYOUT = data.StructLayout({"target": 2, "addr": unsigned(24), "data": 8})
 
 #: One problem.
 START_LAYOUT = data.StructLayout({"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1})
-
 
 
 def _check_config(config):
