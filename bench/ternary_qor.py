@@ -104,10 +104,9 @@ def _run(argv, log_path, cwd):
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n" + "\n".join(tail))
 
 
-def place_and_route(target, lanes, fan_in, work, read_stages=None):
+def place_and_route(target, lanes, fan_in, read_stages, work):
     """Synthesize, place and route one unit; return its row of figures."""
-    name, synth, pnr, device, mhz, lc_res, dsp_res, ram_res, default_stages, _ = target
-    read_stages = default_stages if read_stages is None else read_stages
+    name, synth, pnr, device, mhz, lc_res, dsp_res, ram_res, _, _ = target
     config = bench_config(lanes, fan_in, read_stages)
     stem = f"{name}-L{lanes}-P{fan_in}-R{read_stages}"
     (work / f"{stem}.v").write_text(verilog_of(QoRHarness(config), "top"))
@@ -197,14 +196,14 @@ def main(argv=None):
         if args.only and target[0] != args.only:
             continue
         shapes = args.shapes or (QUICK[target[0]] if args.quick else target[-1])
+        stages = target[-2] if args.read_stages is None else args.read_stages
         for lanes, fan_in in shapes:
             print(f"{target[0]}: L={lanes} P={fan_in} ...", file=sys.stderr, flush=True)
             try:
-                row = place_and_route(target, lanes, fan_in, work, args.read_stages)
+                row = place_and_route(target, lanes, fan_in, stages, work)
             except RuntimeError as exc:
                 row = {"target": target[0], "lanes": lanes, "fan_in": fan_in,
-                       "read_stages": target[-2] if args.read_stages is None
-                       else args.read_stages, "error": str(exc)}
+                       "read_stages": stages, "error": str(exc)}
             print(json.dumps(row), file=sys.stderr, flush=True)
             results.append(row)
     print(json.dumps({"benchmark": "ternary_qor", "results": results}, indent=2))

@@ -425,7 +425,7 @@ class TernaryUnit(wiring.Component):
             port.addr.eq(word),
             port.data.eq(Cat(*(Mux(base3, odd if i % 2 else even, write.data)
                                for i in range(geo.weight_word_bytes)))),
-            port.en.eq(enables & Cat(*([requested] * geo.weight_word_bytes))),
+            port.en.eq(Mux(requested, enables, 0)),
         ]
 
 

@@ -23,7 +23,7 @@ words by wiring) and turns base-3 bytes into that code once, as they are written
 emits the 2-bit bytes it completes.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -162,7 +162,7 @@ class Base3Transcoder(wiring.Component):
         m = Module()
         new = [self.codes[2 * t:2 * t + 2] for t in range(TritBase3Decoder.TRITS)]
         left_over = Signal(8)                  # byte i - 1's `second`
-        carried = left_over & Cat(*([self.chained] * 8))
+        carried = Mux(self.chained, left_over, 0)
         zero = Const(0, 2)
         with m.Switch(self.phase):
             for phase in range(4):

@@ -72,7 +72,8 @@ def quantize_activations_int8(X, scale=None):
     """Quantize activations per tensor to int8.
 
     ``scale`` is the calibrated ``s_x``; when None it is ``max|X| / 127`` (1.0 for all
-    zeros, and when that quotient underflows float32). Returns ``(Xq, s_x)`` with ``Xq = clip(rint(X / s_x), -128, 127)``.
+    zeros, and when that quotient underflows float32). Returns ``(Xq, s_x)`` with
+    ``Xq = clip(rint(X / s_x), -128, 127)``.
     """
     X = float_array("X", X)
     if scale is None:

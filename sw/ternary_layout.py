@@ -25,7 +25,7 @@ import numpy as np
 
 from .arith import ceil_div
 from .config import AcceleratorConfig
-from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3
+from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3, packed_size
 from .planner import plan_ternary
 
 __all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS_2BIT", "TARGET_WEIGHTS_BASE3", "PACKINGS",
@@ -74,7 +74,7 @@ class TernaryGeometry:
     def word_bytes(self, packing):
         """Return the bytes a weight word uses in ``packing``."""
         _check_packing(packing)
-        return ceil_div(self.lanes * self.fan_in, TRITS_PER_BYTE[packing])
+        return packed_size(self.lanes * self.fan_in, packing)
 
     @property
     def bits_per_trit(self):
@@ -109,7 +109,7 @@ def ternary_geometry(config):
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
-    weight_word_bytes = ceil_div(lanes * fan_in, TRITS_PER_BYTE["2bit"])
+    weight_word_bytes = packed_size(lanes * fan_in, "2bit")
     return TernaryGeometry(
         lanes=lanes, fan_in=fan_in,
         act_word_bytes=fan_in, act_stride=_pow2_at_least(fan_in),
