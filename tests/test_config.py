@@ -24,9 +24,12 @@ def test_presets_are_valid_and_distinct(name):
 
 
 def test_config_id_is_stable():
-    # The id hashes canonical JSON; it must not change between runs or Python versions.
-    assert AcceleratorConfig().config_id == AcceleratorConfig().config_id
-    assert len(AcceleratorConfig().config_id) == 8
+    # The id hashes canonical JSON; it must not change between runs or Python versions, or
+    # a device built yesterday would refuse today's programs. The values are pinned: a
+    # change here is a protocol-visible change and needs a deliberate update.
+    assert AcceleratorConfig().config_id == "b3fec31a"
+    assert PRESETS["icebreaker"].config_id == "7d82f5a7"
+    assert PRESETS["ulx3s-85f"].config_id == "a83188df"
     assert AcceleratorConfig(baud=115200).config_id != AcceleratorConfig().config_id
 
 
@@ -51,6 +54,13 @@ def test_any_array_size_in_range_is_accepted(rows, cols):
     ({"act_depth": 100}, "act_depth must be at least 256"),
     ({"weight_depth": 8, "systolic_rows": 4}, "weight_depth must be at least 16"),
     ({"baud": 10_000_000}, "baud must be at most clock_hz / 4"),
+    ({"baud": 1199}, "baud must be between 1200 and 100000000, not 1199"),
+    ({"clock_hz": 999_999}, "clock_hz must be between 1000000 and 1000000000, not 999999"),
+    ({"clock_hz": 1_000_000_001}, "clock_hz must be between 1000000 and 1000000000"),
+    ({"trit_depth": 63}, "trit_depth must be at least 64 = ternary_lanes * ternary_fan_in"),
+    ({"out_depth": 7}, "out_depth must be at least 8 = max(systolic_cols, ternary_lanes)"),
+    ({"out_depth": (1 << 24) + 1}, "out_depth must be between 1 and 16777216"),
+    ({"act_depth": 0}, "act_depth must be between 1 and 16777216, not 0"),
     ({"systolic_cols": 2.5}, "systolic_cols must be an integer, not 2.5"),
     ({"max_m": True}, "max_m must be an integer"),
 ])

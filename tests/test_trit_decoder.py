@@ -109,10 +109,8 @@ def _transcode(runs):
 
 
 @pytest.mark.parametrize("trits", [1, 4, 5, 8, 13, 20, 21, 64, 127, 128])
-def test_base3_run_written_in_order_becomes_its_2bit_packing(trits):
-    seed = int(np.random.SeedSequence().entropy % (1 << 32))
-    print(f"seed={seed}")
-    T = np.random.default_rng(seed).integers(-1, 2, size=trits, dtype=np.int8)
+def test_base3_run_written_in_order_becomes_its_2bit_packing(trits, rng):
+    T = rng.integers(-1, 2, size=trits, dtype=np.int8)
     padded = np.zeros(-(-trits // 20) * 20, np.int8)
     padded[:trits] = T
     written = _transcode(list(enumerate(pack_trits_base3(padded[:-(-trits // 5) * 5]))))
