@@ -19,6 +19,7 @@ from .numerics import _as_int, gemm_int8, requant_params, requantize, ternary_ma
 __all__ = [
     "Window", "im2col_nhwc", "conv_weight_matrix", "conv2d_int8", "conv2d_ternary",
     "maxpool_int8", "sumpool_int32", "avgpool_int8", "avgpool_requant_params",
+    "Im2colWalk", "im2col_word_addresses",
 ]
 
 
@@ -183,3 +184,80 @@ def avgpool_int8(Y, window, mult, shift):
     exactly with the requantizer it already has.
     """
     return requantize(sumpool_int32(Y, window), mult, shift)
+
+
+@dataclass(frozen=True)
+class Im2colWalk:
+    """The registers of the device's implicit-im2col walk over one NHWC activation map.
+
+    The activation memory holds the map as words of ``chunk`` channels: pixel (b, y, x),
+    channel chunk ct is word ``((b*H + y)*W + x)*CT + ct`` with ``CT = ceil(C / chunk)``
+    (channels past C are zero). Column group ``g`` of im2col row ``m`` (``chunk``
+    consecutive K entries: tap (i, j), chunk ct with ``g = (i*kw + j)*CT + ct``) is then
+    one word, or padding. The hardware walks rows and column groups with adders only; the
+    steps it adds are computed here, once per layer, from the geometry.
+
+    Build one with :meth:`of`; :func:`im2col_word_addresses` is the reference it must
+    reproduce.
+    """
+
+    images: int
+    in_h: int
+    in_w: int
+    chunks: int
+    out_h: int
+    out_w: int
+    kernel_h: int
+    kernel_w: int
+    stride_y: int
+    stride_x: int
+    pad_top: int
+    pad_left: int
+    #: Word offset of output pixel (0, 0, 0)'s window origin (negative under padding).
+    base0: int
+    #: Added to the window origin when x advances, when y advances (x back to 0), and
+    #: when the image advances (x and y back to 0).
+    x_step: int
+    row_step: int
+    image_step: int
+    #: Added to the tap offset when the kernel row advances (j back to 0, ct back to 0).
+    tap_row_step: int
+
+    @classmethod
+    def of(cls, window, images, height, width, chunks):
+        """Return the walk of ``window`` over ``images`` maps of height x width x chunks."""
+        oh, ow = window.output_size(height, width)
+        (kh, kw), (sh, sw), (top, left, _, _) = window.kernel, window.stride, window.pads
+        row = width * chunks
+        x_step = sw * chunks
+        row_step = sh * row - (ow - 1) * x_step
+        image_step = height * row - (oh - 1) * sh * row - (ow - 1) * x_step
+        return cls(images, height, width, chunks, oh, ow, kh, kw, sh, sw, top, left,
+                   base0=-(top * row + left * chunks), x_step=x_step, row_step=row_step,
+                   image_step=image_step, tap_row_step=(width - kw) * chunks + 1)
+
+    @property
+    def rows(self):
+        """M: im2col rows (output pixels of every image)."""
+        return self.images * self.out_h * self.out_w
+
+    @property
+    def groups(self):
+        """Column groups of a row: kh * kw * CT words."""
+        return self.kernel_h * self.kernel_w * self.chunks
+
+    @property
+    def words(self):
+        """Words the stored input map occupies."""
+        return self.images * self.in_h * self.in_w * self.chunks
+
+
+def im2col_word_addresses(window, images, height, width, chunks):
+    """Return the M x groups word addresses of the im2col rows, -1 where they are padding.
+
+    The reference of :class:`Im2colWalk`: the im2col rows of a map whose every word holds
+    its own address (computed by :func:`im2col_nhwc`, not by the walk's steps).
+    """
+    words = images * height * width * chunks
+    addresses = np.arange(1, words + 1, dtype=np.int64).reshape(images, height, width, chunks)
+    return im2col_nhwc(addresses, window) - 1
