@@ -10,7 +10,6 @@ group, R consecutive rows, then back to the block's first row).
 
 import dataclasses
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
