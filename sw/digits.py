@@ -3,7 +3,11 @@
 The data is scikit-learn's bundled copy of the UCI "Optical Recognition of Handwritten
 Digits" test set (1797 images, 8x8 pixels of 0..16; read from the installed package, no
 download; UCI data is licensed CC BY 4.0, Alpaydin & Kaynak 1998). The split and the
-training are seeded, so every run produces the same models in a few seconds on a CPU.
+training are seeded; even so, float sums in a different order (another BLAS kernel, another
+CPU) train slightly different weights, so the demo does not train: it loads the weights
+this module trained once, shipped in ``data/digits_models.npz``, and prints the same
+figures on every machine. ``python -m tritile.sw.digits`` trains them again and rewrites
+that file.
 
 Two models are trained with the same architecture (64 -> hidden, ReLU -> 10): a float
 MLP, which the int8 path quantizes after training, and a ternary MLP trained with
@@ -11,7 +15,9 @@ BitLinear quantization in the loop (straight-through estimator): the forward pas
 exact quantizers of :mod:`tritile.sw.numerics`, the backward pass treats them as identity.
 """
 
+import argparse
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +25,10 @@ from .model import Dense, Model
 from .numerics import quantize_activations_absmax, ternarize_weights
 
 __all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "train_demo_models", "accuracy",
-           "SEED", "HIDDEN"]
+           "save_models", "load_models", "load_demo_models", "MODELS_FILE", "SEED", "HIDDEN"]
+
+#: The demo's trained weights, written by ``python -m tritile.sw.digits``.
+MODELS_FILE = Path(__file__).parent / "data" / "digits_models.npz"
 
 #: Seed of the split and of the training.
 SEED = 0
@@ -144,3 +153,63 @@ def train_demo_models(split, hidden=HIDDEN, seed=SEED):
     ternary_model = train_mlp(split.X_train, split.y_train, hidden=hidden, epochs=30, lr=1e-3,
                               ternary=True, init=float_model, seed=seed)
     return float_model, ternary_model
+
+
+def save_models(path, **models):
+    """Write float models to a .npz file (no pickle), each under its keyword's name.
+
+    Layer ``i`` of model ``name`` is stored as ``name.i.W``, ``name.i.b``, ``name.i.act``
+    (the activation's name, empty for none) and, for a layer with one, ``name.i.norm``.
+    """
+    arrays = {}
+    for name, model in models.items():
+        for i, layer in enumerate(model.layers):
+            arrays[f"{name}.{i}.W"], arrays[f"{name}.{i}.b"] = layer.W, layer.b
+            arrays[f"{name}.{i}.act"] = np.array(layer.activation or "")
+            if layer.norm is not None:
+                arrays[f"{name}.{i}.norm"] = layer.norm
+    np.savez_compressed(path, **arrays)
+
+
+def load_models(path, *names):
+    """Return the models ``names`` stored in ``path`` by :func:`save_models`, in order."""
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = dict(stored)
+    models = []
+    for name in names:
+        layers = []
+        while f"{name}.{len(layers)}.W" in arrays:
+            prefix = f"{name}.{len(layers)}."
+            layers.append(Dense(arrays[prefix + "W"], arrays[prefix + "b"],
+                                activation=str(arrays[prefix + "act"]) or None,
+                                norm=arrays.get(prefix + "norm")))
+        if not layers:
+            raise ValueError(f"{path} holds no model named {name!r}")
+        models.append(Model(layers))
+    return tuple(models)
+
+
+def load_demo_models(path=MODELS_FILE):
+    """Return the demo's shipped ``(float_model, ternary_model)``."""
+    return load_models(path, "float_mlp", "ternary_mlp")
+
+
+def main(argv=None):
+    """Train the demo's models on this machine and write them to ``--out``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tritile.sw.digits",
+        description="Train the demo's digits models and write their float weights.")
+    parser.add_argument("--out", type=Path, default=MODELS_FILE,
+                        help=f"the .npz file to write (default {MODELS_FILE})")
+    args = parser.parse_args(argv)
+    split = load_digits_split()
+    float_model, ternary_model = train_demo_models(split)
+    save_models(args.out, float_mlp=float_model, ternary_mlp=ternary_model)
+    for name, model in (("float", float_model), ("ternary-trained", ternary_model)):
+        print(f"{name} MLP: float accuracy {100 * accuracy(model.forward(split.X_test), split.y_test):.2f}% "
+              f"on {len(split.X_test)} held-out images")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,14 +12,14 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from tritile.sw.cli import main  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
-from tritile.sw.digits import (accuracy, load_digits_split,  # noqa: E402
-                               train_demo_models)
+from tritile.sw.digits import (accuracy, load_demo_models, load_digits_split,  # noqa: E402
+                               load_models, save_models, train_demo_models)
 
 
 @pytest.fixture(scope="module")
 def digits():
     split = load_digits_split()
-    return split, train_demo_models(split)
+    return split, load_demo_models()
 
 
 def _run_cli(capsys, *argv):
@@ -37,7 +37,28 @@ def test_demo_meets_accuracy_targets_on_golden(capsys):
     assert report["int8"]["accuracy"] >= report["float_accuracy"] - 0.01
     assert report["ternary"]["accuracy"] >= report["float_accuracy"] - 0.03
     assert report["int8"]["cycles_per_inference"] > 0
-    assert "training a 64-32-10 MLP" in err      # progress goes to stderr
+    assert "loading the trained 64-32-10 MLPs" in err      # progress goes to stderr
+
+
+def test_shipped_models_are_what_this_machine_trains(digits, tmp_path):
+    """The shipped weights are the seeded training's result (up to float summation order):
+    retraining here gives the same accuracy within a point, and a save/load round trip is
+    exact."""
+    split, shipped = digits
+    # Figures of the shipped file (docs/models.md); they do not depend on the machine.
+    assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9733, abs=1e-4)
+    retrained = train_demo_models(split)
+    for old, new in zip(shipped, retrained):
+        assert abs(accuracy(old.forward(split.X_test), split.y_test)
+                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+    save_models(tmp_path / "m.npz", a=retrained[1])
+    (loaded,) = load_models(tmp_path / "m.npz", "a")
+    for layer, back in zip(retrained[1].layers, loaded.layers):
+        np.testing.assert_array_equal(layer.W, back.W)
+        np.testing.assert_array_equal(layer.b, back.b)
+        assert layer.activation == back.activation
+    with pytest.raises(ValueError, match="holds no model named 'b'"):
+        load_models(tmp_path / "m.npz", "b")
 
 
 def test_demo_table_and_bad_sample_count(capsys):
