@@ -9,10 +9,9 @@ this module trained once, shipped in ``data/digits_models.npz``, and prints the 
 figures on every machine. ``python -m tritile.sw.digits`` trains them again and rewrites
 that file.
 
-Two models are trained with the same architecture (64 -> hidden, ReLU -> 10): a float
-MLP, which the int8 path quantizes after training, and a ternary MLP trained with
-BitLinear quantization in the loop (straight-through estimator): the forward pass uses the
-exact quantizers of :mod:`tritile.sw.numerics`, the backward pass treats them as identity.
+Two models are trained with the same architecture (64 -> hidden, ReLU -> 10) by
+:mod:`tritile.sw.training`: a float MLP, which the int8 path quantizes after training, and a
+ternary MLP fine-tuned from it with BitLinear quantization in the loop.
 """
 
 import argparse
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .model import Dense, Model
-from .numerics import quantize_activations_absmax, ternarize_weights
+from .training import train_mlp
 
 __all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "train_demo_models", "accuracy",
            "save_models", "load_models", "load_demo_models", "MODELS_FILE", "SEED", "HIDDEN"]
@@ -35,7 +34,6 @@ SEED = 0
 #: Hidden width of the demo MLP: both layers' weights (64*32 + 32*10) fit the smallest
 #: preset's weight memory at once.
 HIDDEN = 32
-CLASSES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,78 +68,6 @@ def load_digits_split(test_size=0.25, seed=SEED):
 def accuracy(scores, y):
     """Return the fraction of rows of ``scores`` whose argmax is the label ``y``."""
     return float(np.mean(np.argmax(scores, axis=1) == y))
-
-
-def _ternary_forward(x, W):
-    """BitLinear forward with the contract's quantizers: ``(x_q / s) @ (T * gamma)``."""
-    q, s = quantize_activations_absmax(x)
-    T, gamma = ternarize_weights(W)
-    return (q.astype(np.float32) / s[:, None]) @ (T.astype(np.float32) * gamma)
-
-
-class _Adam:
-    def __init__(self, params, lr):
-        self.params, self.lr, self.t = params, lr, 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-
-    def step(self, grads, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.t += 1
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * g * g
-            m_hat = m / (1 - beta1 ** self.t)
-            v_hat = v / (1 - beta2 ** self.t)
-            p -= self.lr * m_hat / (np.sqrt(v_hat) + eps)
-
-
-def train_mlp(X, y, hidden=32, epochs=60, lr=3e-3, batch=32, ternary=False, init=None,
-              seed=SEED):
-    """Train a 2-layer ReLU MLP with softmax cross-entropy and Adam; return a Model.
-
-    Parameters
-    ----------
-    X, y : training inputs (M, K) and integer labels (M,)
-    hidden : int
-        Hidden width.
-    ternary : bool
-        Train with BitLinear quantization in the forward pass (straight-through
-        estimator), so that the ternary program of the result is what was trained.
-    init : Model, optional
-        Start from these weights (e.g. a float model, before ternary fine-tuning).
-    seed : int
-        Seeds initialization and batch order.
-    """
-    rng = np.random.default_rng(seed)
-    X = np.asarray(X, np.float32)
-    if init is None:
-        W1 = (rng.standard_normal((X.shape[1], hidden)) * np.sqrt(2 / X.shape[1]))
-        W2 = (rng.standard_normal((hidden, CLASSES)) * np.sqrt(2 / hidden))
-        params = [W1.astype(np.float32), np.zeros(hidden, np.float32),
-                  W2.astype(np.float32), np.zeros(CLASSES, np.float32)]
-    else:
-        params = [a.copy() for layer in init.layers for a in (layer.W, layer.b)]
-    W1, b1, W2, b2 = params
-    linear = _ternary_forward if ternary else (lambda x, W: x @ W)
-    optimizer = _Adam(params, lr)
-    onehot = np.eye(CLASSES, dtype=np.float32)[y]
-    for _ in range(epochs):
-        order = rng.permutation(len(X))
-        for start in range(0, len(X), batch):
-            idx = order[start:start + batch]
-            x, t = X[idx], onehot[idx]
-            pre = linear(x, W1) + b1
-            h = np.maximum(pre, 0)
-            logits = linear(h, W2) + b2
-            p = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            # Straight-through: the quantized forward's gradient is that of x @ W.
-            d_logits = (p - t) / len(idx)
-            d_h = (d_logits @ W2.T) * (pre > 0)
-            optimizer.step([x.T @ d_h, d_h.sum(axis=0), h.T @ d_logits, d_logits.sum(axis=0)])
-    return Model([Dense(W1, b1, activation="relu"), Dense(W2, b2)])
 
 
 def train_demo_models(split, hidden=HIDDEN, seed=SEED):
