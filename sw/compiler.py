@@ -248,7 +248,7 @@ def compile_model(model, config, engine="int8", calib=None):
         chained_in = index > 0 and engines[index - 1] == "int8" and layer.norm is None
         s_x = layers[-1].s_y if chained_in else _calibrated_scale(
             layer.normalize(inputs[index]))
-        Wq, s_w = quantize_weights_int8(layer.W)
+        Wq, s_w = quantize_weights_int8(layer.W, layer.b, s_x)
         try:
             bias = quantize_bias(layer.b, s_x, s_w)
         except ValueError as exc:
