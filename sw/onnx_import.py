@@ -26,7 +26,7 @@ from .model import Dense, Model
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant")
+                 "Dropout", "Cast", "Transpose", "Constant")
 
 # Element types of the data input (onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16).
 _FLOAT_TYPES = (1, 11, 10, 16)
@@ -38,6 +38,9 @@ class OnnxImportError(ValueError):
     def __init__(self, source, problems):
         self.source = source
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"cannot import {source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"cannot import {source}: {len(self.problems)} problem(s):\n{lines}")
 
@@ -180,8 +183,8 @@ class _Importer:
         else:
             attrs = {a.name: _attribute(a) for a in node.attribute}
             result = getattr(self, f"op_{node.op_type.lower()}")(where, node, attrs)
-            if node.op_type == "Constant":
-                return
+            if node.output and node.output[0] in self.constants:
+                return      # folded into a constant (Constant, or an op on constants)
             if result is not None:
                 self.tensors[node.output[0]] = result
                 for extra in node.output[1:]:
@@ -203,6 +206,25 @@ class _Importer:
         self.problem(where, f"only value, value_float(s) and value_int(s) constants are "
                             f"supported, not {', '.join(attrs) or 'none'}")
         self.tensors[node.output[0]] = None
+
+    def op_transpose(self, where, node, attrs):
+        if node.input[0] not in self.constants:
+            self.problem(where, "Transpose is supported on weights (constants) only")
+            return None
+        perm = attrs.get("perm")
+        self.constants[node.output[0]] = np.transpose(self.constants[node.input[0]], perm)
+        return None
+
+    def op_cast(self, where, node, attrs):
+        if node.input[0] in self.constants:
+            self.constants[node.output[0]] = self.constants[node.input[0]].astype(
+                _numpy_type(attrs["to"]))
+            return None
+        if attrs.get("to") not in _FLOAT_TYPES:
+            self.problem(where, f"Cast of the data to element type {attrs.get('to')} is not "
+                                f"supported; the layers compute in float")
+            return None
+        return self.activation(where, node.input[0])
 
     def op_identity(self, where, node, attrs):
         return self.activation(where, node.input[0])
@@ -386,6 +408,12 @@ def _bias_vector(where, value, act, problem):
     return np.broadcast_to(value.reshape(-1), (n,)).astype(np.float32)
 
 
+def _numpy_type(element_type):
+    from onnx import helper
+
+    return helper.tensor_dtype_to_np_dtype(element_type)
+
+
 def _attribute(attribute):
     from onnx import helper, numpy_helper
 
@@ -398,30 +426,86 @@ def _attribute(attribute):
 
 
 def _load(source):
-    """Return ``(proto, display name)`` or raise OnnxImportError for an unreadable file."""
+    """Return ``(proto, display name)`` or raise OnnxImportError for an unreadable file.
+
+    Tensors kept in external data files (``save_as_external_data``, as PyTorch's dynamo
+    exporter writes ``MODEL.onnx.data``) are read from beside a model given by its path.
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
+    base_dir = None
     if isinstance(source, onnx.ModelProto):
-        return source, "the ONNX model"
-    if isinstance(source, (bytes, bytearray)):
-        data, name = bytes(source), "the ONNX bytes"
+        proto, name = source, "the ONNX model"
     else:
-        name = os.fspath(source)
+        if isinstance(source, (bytes, bytearray)):
+            data, name = bytes(source), "the ONNX bytes"
+        else:
+            name = os.fspath(source)
+            base_dir = os.path.dirname(os.path.abspath(name))
+            try:
+                with open(name, "rb") as file:
+                    data = file.read()
+            except OSError as exc:
+                raise OnnxImportError(name, [f"cannot read the file: {exc.strerror}"]
+                                      ) from None
+        proto = onnx.ModelProto()
         try:
-            with open(name, "rb") as file:
-                data = file.read()
-        except OSError as exc:
-            raise OnnxImportError(name, [f"cannot read the file: {exc.strerror}"]) from None
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except DecodeError as exc:
-        raise OnnxImportError(name, [f"not an ONNX model (protobuf decoding failed: {exc})"]
-                              ) from None
+            proto.ParseFromString(data)
+        except DecodeError as exc:
+            raise OnnxImportError(name, [f"not an ONNX model (protobuf decoding failed: "
+                                         f"{exc})"]) from None
     if proto.ir_version < 1 or not proto.graph.node:
         raise OnnxImportError(name, ["not an ONNX model (no IR version or no graph nodes)"])
+    _load_external_data(proto, name, base_dir)
     return proto, name
+
+
+def _external_tensors(graph):
+    from onnx.external_data_helper import uses_external_data
+
+    tensors = list(graph.initializer) + [attribute.t for node in graph.node
+                                         for attribute in node.attribute
+                                         if attribute.type == attribute.TENSOR]
+    return [tensor for tensor in tensors if uses_external_data(tensor)]
+
+
+def _load_external_data(proto, name, base_dir):
+    """Read external tensor data into ``proto``; raise naming a missing or short file."""
+    from onnx import external_data_helper, helper
+
+    tensors = _external_tensors(proto.graph)
+    if not tensors:
+        return
+    problems = {}
+    for tensor in tensors:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        where = f"tensor {tensor.name!r} is stored in external data file {info.location!r}"
+        if base_dir is None:
+            problems.setdefault(info.location, f"{where}; import the model from its file "
+                                               f"path so that the data file beside it is found")
+            continue
+        path = os.path.normpath(os.path.join(base_dir, info.location))
+        if os.path.isabs(info.location) or os.path.commonpath([base_dir, path]) != base_dir:
+            problems.setdefault(path, f"{where}, outside the model's directory {base_dir}")
+            continue
+        if not os.path.isfile(path):
+            problems.setdefault(path, f"external data file {path} is missing (it holds tensor "
+                                      f"{tensor.name!r})")
+            continue
+        offset = info.offset or 0
+        length = info.length
+        if not length:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+            length = itemsize * int(np.prod(tensor.dims, dtype=np.int64))
+        size = os.path.getsize(path)
+        if offset + length > size:
+            problems.setdefault(path, f"external data file {path} is truncated: tensor "
+                                      f"{tensor.name!r} needs bytes {offset}..{offset + length} "
+                                      f"but the file has {size}")
+    if problems:
+        raise OnnxImportError(name, problems.values())
+    external_data_helper.load_external_data_for_model(proto, base_dir)
 
 
 def import_onnx(source, config=None, engine="int8"):
