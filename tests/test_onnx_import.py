@@ -46,8 +46,8 @@ def test_transposed_gemm_attributes_alpha_beta():
         helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transA=1, transB=1, alpha=1.5,
                          beta=-1.0),
     ]
-    proto = graph_model(nodes, [initializer("W1", W1), initializer("b1", b1), initializer("W2", W2),
-                           initializer("b2", b2)], ["N", 64])
+    proto = graph_model(nodes, [initializer("W1", W1), initializer("b1", b1),
+                                initializer("W2", W2), initializer("b2", b2)], ["N", 64])
     model = import_onnx(proto)
     X = RNG.standard_normal((4, 64)).astype(np.float32)
     np.testing.assert_allclose(model.forward(X), ort_output(proto, X), rtol=1e-5, atol=1e-5)
@@ -86,7 +86,7 @@ def test_all_problems_in_one_error():
 def test_ternary_limits_use_trit_memory():
     config = PRESETS["sim-small"].replace(weight_depth=64)
     proto = graph_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
-                   [initializer("W", weights(16, 8))], ["N", 16])
+                        [initializer("W", weights(16, 8))], ["N", 16])
     with pytest.raises(OnnxImportError, match="weight_depth = 64"):
         import_onnx(proto, config=config, engine="int8")
     assert import_onnx(proto, config=config, engine="ternary").layers[0].W.shape == (16, 8)
@@ -117,13 +117,13 @@ def test_reshape_keeps_sample_axis():
     shape = numpy_helper.from_array(np.array([0, 16], np.int64), "shape")
     bad = numpy_helper.from_array(np.array([4, 4], np.int64), "bad")
     good = graph_model([helper.make_node("Reshape", ["x", "shape"], ["f"]),
-                   helper.make_node("MatMul", ["f", "W"], ["y"])],
-                  [shape, initializer("W", weights(16, 2))], ["N", 4, 4])
+                        helper.make_node("MatMul", ["f", "W"], ["y"])],
+                       [shape, initializer("W", weights(16, 2))], ["N", 4, 4])
     X = RNG.standard_normal((3, 4, 4)).astype(np.float32)
     np.testing.assert_allclose(import_onnx(good).forward(X), ort_output(good, X), rtol=1e-5)
     wrong = graph_model([helper.make_node("Reshape", ["x", "bad"], ["f"]),
-                    helper.make_node("MatMul", ["f", "W"], ["y"])],
-                   [bad, initializer("W", weights(4, 2))], ["N", 4, 4])
+                         helper.make_node("MatMul", ["f", "W"], ["y"])],
+                        [bad, initializer("W", weights(4, 2))], ["N", 4, 4])
     with pytest.raises(OnnxImportError, match=r"target shape \[4, 4\] does not keep"):
         import_onnx(wrong)
 
