@@ -10,13 +10,17 @@ import numpy as np
 
 from .numerics import float_array
 
-__all__ = ["ModelError", "Dense", "Model", "rms_norm", "ACTIVATIONS", "RMS_NORM_EPS"]
+__all__ = ["ModelError", "Dense", "Model", "rms_norm", "ACTIVATIONS", "RMS_NORM_EPS",
+           "OUTPUT_NAME"]
 
 #: Activations a :class:`Dense` layer can apply to its output.
 ACTIVATIONS = (None, "relu")
 
 #: The epsilon of the host-side RMSNorm (DESIGN.md).
 RMS_NORM_EPS = 1e-6
+
+#: Name of the output of a model that has no :class:`~tritile.sw.host_tail.HostTail`.
+OUTPUT_NAME = "output"
 
 
 class ModelError(ValueError):
@@ -106,12 +110,16 @@ class Model:
     ----------
     layers : sequence of Dense
         Applied in order; each layer's input features equal the previous one's outputs.
+    tail : HostTail, optional
+        What the host computes from the last layer's output to give the model's named
+        outputs (a classifier's probabilities and label); without one, the model has one
+        output, :data:`OUTPUT_NAME`, the last layer's.
 
     Inputs of any rank are accepted by :meth:`forward`: the first axis is the sample, the
     others are flattened in C order (as ONNX ``Flatten`` with ``axis=1`` does).
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers, tail=None):
         layers = tuple(layers)
         if not layers:
             raise ModelError("a model needs at least one layer")
@@ -123,6 +131,12 @@ class Model:
                 raise ModelError(f"layer {index} takes {layer.in_features} features but "
                                  f"layer {index - 1} produces {prev.out_features}")
         self.layers = layers
+        self.tail = tail
+
+    @property
+    def output_names(self):
+        """Names of the model's outputs, in order."""
+        return self.tail.outputs if self.tail is not None else (OUTPUT_NAME,)
 
     @property
     def in_features(self):
@@ -157,5 +171,14 @@ class Model:
             outputs.append(X)
         return outputs if return_all else X
 
+    def named_outputs(self, Y):
+        """Return ``{name: array}``, the model's outputs computed from its last layer's ``Y``."""
+        return self.tail(Y) if self.tail is not None else {OUTPUT_NAME: Y}
+
+    def predict(self, X):
+        """Return the float reference of every named output for a batch ``X``."""
+        return self.named_outputs(self.forward(X))
+
     def __repr__(self):
-        return f"Model([{', '.join(map(repr, self.layers))}])"
+        tail = "" if self.tail is None else f", tail={self.tail!r}"
+        return f"Model([{', '.join(map(repr, self.layers))}]{tail})"

@@ -21,12 +21,18 @@ import os
 import numpy as np
 
 from .compiler import ENGINES, layer_limit_problems
+from .host_tail import TAIL_OPS, HostTail, TailNode
 from .model import Dense, Model
 
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
                  "Dropout", "Cast", "Transpose", "Constant")
+
+# Operators that start the host tail when they read the last layer's output (the others
+# of TAIL_OPS are also layer-chain operators, and join the tail only after one of these).
+_TAIL_STARTS = {op for op in TAIL_OPS
+                if op[1] not in ("Add", "Identity", "Reshape", "Cast")}
 
 # Element types of the data input (onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16).
 _FLOAT_TYPES = (1, 11, 10, 16)
@@ -77,6 +83,10 @@ class _Importer:
         self.dynamic = set()        # graph inputs other than the data input
         self.branched = set()       # tensors already reported as feeding several nodes
         self.batch = None           # fixed size of the data input's sample axis, if any
+        self.tail_input = None      # the last layer's output that the host tail reads
+        self.tail_nodes = []
+        self.tail_tensors = set()   # tensors the host tail computes
+        self.tail = None
         self.consumers = {}
         for node in graph.node:
             for name in node.input:
@@ -153,9 +163,13 @@ class _Importer:
 
     def finish(self, graph):
         outputs = [o.name for o in graph.output]
+        if self.tail_input is not None:
+            self.finish_tail(outputs)
+            return
         if len(outputs) != 1:
-            self.problem("graph", f"has {len(outputs)} outputs ({', '.join(outputs)}); a "
-                                  f"model has one")
+            self.problem("graph", f"has {len(outputs)} outputs ({', '.join(outputs)}) but "
+                                  f"no output operators after its last layer; a model "
+                                  f"without them has one output")
             return
         act = self.tensors.get(outputs[0], "missing")
         if act == "missing":
@@ -168,12 +182,74 @@ class _Importer:
         elif act is not None and len(act.features) != 1:
             self.problem("graph", f"output {outputs[0]!r} has feature shape {act.features}; "
                                   f"a model outputs one feature axis")
+        else:
+            self.tail = HostTail(outputs[0])
+
+    def finish_tail(self, outputs):
+        stray = [name for name in outputs
+                 if name != self.tail_input and name not in self.tail_tensors]
+        for name in stray:
+            self.problem("graph", f"output {name!r} is neither the last layer's output "
+                                  f"{self.tail_input!r} nor computed from it")
+        if stray or self.problems:
+            return
+        constants = {name: self.constants[name] for node in self.tail_nodes
+                     for name in node.inputs if name in self.constants}
+        self.tail = HostTail(self.tail_input, self.tail_nodes, constants, outputs)
+
+    # -- the host tail: operators after the last layer -----------------------------------
+
+    def in_tail(self, node, op):
+        """Return whether ``node`` belongs to the host tail."""
+        data = [name for name in node.input if name and name not in self.constants]
+        if any(name in self.tail_tensors for name in data):
+            return True
+        return op in _TAIL_STARTS and bool(data)
+
+    def tail_node(self, where, node, op):
+        self.tail_tensors.update(name for name in node.output if name)
+        if op not in TAIL_OPS:
+            after = next((name for name in node.input if name in self.tail_tensors), None)
+            self.problem(where, f"operator {node.op_type} reads {after!r}, which the host "
+                                f"computes after the last layer: only output operators "
+                                f"({', '.join(sorted({o for _, o in TAIL_OPS}))}) can "
+                                f"follow it")
+            return
+        for name in node.input:
+            if not name or name in self.constants or name in self.tail_tensors:
+                continue
+            act = self.tensors.get(name)
+            if act is None:
+                if name not in self.tensors:
+                    self.activation(where, name)      # reports what the name is
+                return
+            if self.tail_input not in (None, name):
+                self.problem(where, f"reads {name!r} but the output operators already read "
+                                    f"{self.tail_input!r}; they must all follow one layer")
+            elif not act.samples_first or len(act.features) != 1:
+                self.problem(where, f"reads {name!r} of feature shape {act.features} with "
+                                    f"samples in {'rows' if act.samples_first else 'columns'}; "
+                                    f"the last layer's output must be samples by features")
+            else:
+                self.tail_input = name
+        attrs = {a.name: _attribute(a) for a in node.attribute}
+        attributes = {"axis": attrs.get("axis", -1 if node.op_type == "Softmax" else 0),
+                      "keepdims": attrs.get("keepdims", 1),
+                      "select_last_index": attrs.get("select_last_index", 0),
+                      "allowzero": attrs.get("allowzero", 0)}
+        if node.op_type == "Cast":
+            attributes["to"] = _numpy_type(attrs["to"])
+        self.tail_nodes.append(TailNode(op, node.input, node.output, attributes))
 
     # -- operators ----------------------------------------------------------------------
 
     def node(self, index, node):
         where = f"node {index} {node.name!r} ({node.op_type})" if node.name else \
             f"node {index} ({node.op_type})"
+        op = ("" if node.domain == "ai.onnx" else node.domain, node.op_type)
+        if self.in_tail(node, op):
+            self.tail_node(where, node, op)
+            return
         if node.domain not in ("", "ai.onnx"):
             self.problem(where, f"operator domain {node.domain!r} is not supported; only "
                                 f"the standard ONNX domain is")
@@ -551,4 +627,5 @@ def import_onnx(source, config=None, engine="int8"):
     importer.check_limits()
     if importer.problems:
         raise OnnxImportError(name, importer.problems)
-    return Model([Dense(layer.W, layer.b, layer.activation) for layer in importer.layers])
+    return Model([Dense(layer.W, layer.b, layer.activation) for layer in importer.layers],
+                 tail=importer.tail)

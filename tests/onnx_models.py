@@ -117,3 +117,42 @@ def ort_run(model, X):
 def ort_output(model, X):
     """Return onnxruntime's first output of ``model`` for ``X``."""
     return next(iter(ort_run(model, X).values()))
+
+
+def sklearn_digits_mlp():
+    """Return ``(classifier, split)``: scikit-learn's MLPClassifier trained on the digits.
+
+    Hidden layers 48 and 24 with L2 regularization (alpha 0.01, seed 1), as users train
+    it: the first hidden layer ends with a dead unit (input weights below 2e-10, bias
+    about -0.13), which quantization must survive.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from tritile.sw.digits import load_digits_split
+
+    split = load_digits_split()
+    classifier = MLPClassifier(hidden_layer_sizes=(48, 24), alpha=1e-2, max_iter=500,
+                               random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier.fit(split.X_train, split.y_train)
+    return classifier, split
+
+
+def sklearn_onnx(estimator, X, zipmap=True):
+    """Return ``skl2onnx.to_onnx(estimator)`` as a user calls it (a classifier's ZipMap on
+    or off; ``zipmap=True`` leaves the options at their defaults)."""
+    from skl2onnx import to_onnx
+
+    options = None if zipmap else {id(estimator): {"zipmap": False}}
+    return to_onnx(estimator, X[:1].astype(np.float32), options=options)
+
+
+def ort_probabilities(value):
+    """Return ZipMap's list of {label: probability} as an (M, classes) array."""
+    if isinstance(value, list):
+        return np.array([[row[label] for label in sorted(row)] for row in value], np.float32)
+    return value

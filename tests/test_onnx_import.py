@@ -65,7 +65,7 @@ def test_all_problems_in_one_error():
     too_wide = config.max_n + 1
     nodes = [
         helper.make_node("Gemm", ["x", "W1"], ["h"], name="big"),
-        helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
+        helper.make_node("Tanh", ["h"], ["s"], name="act"),
         helper.make_node("MatMul", ["s", "Wdyn"], ["m"], name="dyn"),
         helper.make_node("Gemm", ["h2", "W3"], ["y"], name="fc3"),
     ]
@@ -76,7 +76,7 @@ def test_all_problems_in_one_error():
     with pytest.raises(OnnxImportError) as info:
         import_onnx(proto, config=config)
     text = str(info.value)
-    assert "operator Sigmoid is not supported" in text
+    assert "operator Tanh is not supported" in text
     assert "'Wdyn' is a graph input, not an initializer" in text
     assert f"N = {too_wide} output features exceed max_n = {config.max_n}" in text
     assert "'h2' is not defined" in text
