@@ -43,6 +43,18 @@ def _reshape(x, shape, allowzero):
     return x.reshape(shape)
 
 
+def _quantize(x, scale, zero=None):
+    zero = np.zeros((), np.uint8) if zero is None else zero
+    info = np.iinfo(zero.dtype)
+    q = np.rint(x / np.float32(scale)) + zero.astype(np.float32)
+    return np.clip(q, info.min, info.max).astype(zero.dtype)
+
+
+def _dequantize(q, scale, zero=None):
+    zero = 0 if zero is None else zero.astype(np.int32)
+    return ((q.astype(np.int32) - zero) * np.float32(scale)).astype(np.float32)
+
+
 def _float(x):
     return x.astype(np.float32) if x.dtype == np.float64 else x
 
@@ -61,6 +73,9 @@ TAIL_OPS = {
     ("", "ArgMax"): lambda a, x: _argmax(x, a["axis"], a["keepdims"], a["select_last_index"]),
     ("", "Reshape"): lambda a, x, shape: _reshape(x, shape, a["allowzero"]),
     ("", "Cast"): lambda a, x: x.astype(a["to"]),
+    # A pre-quantized model's QDQ pairs after its last layer (per-tensor scales).
+    ("", "QuantizeLinear"): lambda a, x, *scale_zero: _quantize(x, *scale_zero),
+    ("", "DequantizeLinear"): lambda a, q, *scale_zero: _dequantize(q, *scale_zero),
     ("ai.onnx.ml", "ArrayFeatureExtractor"): lambda a, x, i: _array_feature_extractor(x, i),
     # ZipMap turns each row into a {label: probability} map; the tail keeps the rows as
     # they are, an (M, classes) array whose columns are the labels in order.

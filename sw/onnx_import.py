@@ -22,17 +22,19 @@ import numpy as np
 
 from .compiler import ENGINES, layer_limit_problems
 from .host_tail import TAIL_OPS, HostTail, TailNode
-from .model import Dense, Model
+from .model import Dense, Model, Quantization
 
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Cast", "Transpose", "Constant")
+                 "Dropout", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear",
+                 "Constant")
 
 # Operators that start the host tail when they read the last layer's output (the others
 # of TAIL_OPS are also layer-chain operators, and join the tail only after one of these).
 _TAIL_STARTS = {op for op in TAIL_OPS
-                if op[1] not in ("Add", "Identity", "Reshape", "Cast")}
+                if op[1] not in ("Add", "Identity", "Reshape", "Cast", "QuantizeLinear",
+                                 "DequantizeLinear")}
 
 # Element types of the data input (onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16).
 _FLOAT_TYPES = (1, 11, 10, 16)
@@ -54,13 +56,16 @@ class OnnxImportError(ValueError):
 class _Activation:
     """A data tensor of the chain: its feature shape and whether samples are its rows."""
 
-    def __init__(self, features, samples_first=True, layer=None, open=True):
+    def __init__(self, features, samples_first=True, layer=None, open=True, scale=None):
         self.features = tuple(features)
         self.samples_first = samples_first
         # The layer whose output this is (None for the model input), and whether a bias
         # can still be fused into it (not after its activation).
         self.layer = layer
         self.open = open
+        # The scale of the int8 grid its values lie on (after QuantizeLinear and
+        # DequantizeLinear), or None for a float tensor.
+        self.scale = scale
 
     @property
     def size(self):
@@ -68,8 +73,17 @@ class _Activation:
 
 
 class _Layer:
-    def __init__(self, where, W, b):
+    def __init__(self, where, W, b, quant=None):
         self.where, self.W, self.b, self.activation = where, W, b, None
+        # (Wq, s_w, s_x) of a pre-quantized layer, and the scale its output is quantized to.
+        self.quant, self.output_scale = quant, None
+
+    def dense(self):
+        quant = None
+        if self.quant is not None:
+            Wq, s_w, s_x = self.quant
+            quant = Quantization(Wq, s_w, s_x, self.output_scale)
+        return Dense(self.W, self.b, self.activation, quant=quant)
 
 
 class _Importer:
@@ -79,6 +93,11 @@ class _Importer:
         self.config, self.engines = config, engines
         self.problems, self.layers = [], []
         self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        # Constants that are DequantizeLinear of integers: name -> (integers, scales,
+        # zero points), scales and zero points broadcast to the integers' shape.
+        self.quantized = {}
+        self.fake_quant = {}        # QuantizeLinear output -> (scale, zero point)
+        self.asymmetric = False     # reported once
         self.tensors = {}           # name -> _Activation (None: unknown after a problem)
         self.dynamic = set()        # graph inputs other than the data input
         self.branched = set()       # tensors already reported as feeding several nodes
@@ -114,8 +133,16 @@ class _Importer:
             self.problem(where, f"{role} {name!r} is not defined in the graph")
         return None
 
-    def activation(self, where, name):
-        """Return the data tensor ``name``; None (reported or not) when it is unusable."""
+    def activation(self, where, name, quantized=False):
+        """Return the data tensor ``name``; None (reported or not) when it is unusable.
+
+        The int8 output of a QuantizeLinear is usable only by a DequantizeLinear
+        (``quantized``).
+        """
+        if name in self.fake_quant and not quantized:
+            self.problem(where, f"input {name!r} is the integer output of a QuantizeLinear; "
+                                f"only a DequantizeLinear can read it (QDQ format)")
+            return None
         if name in self.tensors:
             act = self.tensors[name]
             users = self.consumers.get(name, [])
@@ -320,7 +347,7 @@ class _Importer:
             self.problem(where, "Relu must follow a Gemm or MatMul (and its bias)")
             return None
         act.layer.activation = "relu"
-        return _Activation(act.features, act.samples_first, act.layer, open=False)
+        return _Activation(act.features, act.samples_first, act.layer, False, act.scale)
 
     def op_add(self, where, node, attrs):
         names = [name for name in node.input]
@@ -343,7 +370,7 @@ class _Importer:
         b = _bias_vector(where, bias, act, self.problem)
         if b is not None:
             act.layer.b = act.layer.b + b
-        return act
+        return _Activation(act.features, act.samples_first, act.layer, act.open)
 
     def op_flatten(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -359,7 +386,7 @@ class _Importer:
             self.problem(where, f"axis={attrs.get('axis', 1)} merges the sample axis with "
                                 f"features {act.features}; use axis=1")
             return None
-        return _Activation((act.size,), True, act.layer, act.open)
+        return _Activation((act.size,), True, act.layer, act.open, act.scale)
 
     def op_reshape(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -389,7 +416,7 @@ class _Importer:
             self.problem(where, f"target shape {shape} does not keep the sample axis first "
                                 f"with the {act.size} features of {act.features}")
             return None
-        return _Activation(features, True, act.layer, act.open)
+        return _Activation(features, True, act.layer, act.open, act.scale)
 
     def op_matmul(self, where, node, attrs):
         return self.linear(where, node, node.input[0], node.input[1], False, False, 1.0)
@@ -429,6 +456,13 @@ class _Importer:
                                 f"{W.shape} and data features {act.features}")
             return None
         W = np.asarray(W, dtype=np.float32)
+        quantized = self.quantized.get(weight)
+        if (act.scale is None) != (quantized is None):
+            self.problem(where, f"the input is {'float' if act.scale is None else 'quantized'} "
+                                f"but the weight {weight!r} is "
+                                f"{'float' if quantized is None else 'quantized'}: a "
+                                f"pre-quantized (QDQ) layer needs both quantized")
+            return None
         trans_data, trans_weight = (trans_a, trans_b) if a_data else (trans_b, trans_a)
         # Samples must be the rows of op(A) when the data is A, the columns of op(B) when
         # the data is B; otherwise the product would mix samples.
@@ -439,17 +473,122 @@ class _Importer:
                                 f"{data!r} would hold samples in "
                                 f"{'columns' if a_data else 'rows'}, mixing them with features")
             return None
-        W = W.T if trans_weight else W
-        # Data first: Y = X @ W (samples in rows). Weight first: Y = W @ X^T, whose
-        # per-sample layer is X @ W.T (samples in columns of Y).
-        W = (W if a_data else W.T) * np.float32(alpha)
+
+        def orient(M):
+            # Data first: Y = X @ W (samples in rows). Weight first: Y = W @ X^T, whose
+            # per-sample layer is X @ W.T (samples in columns of Y).
+            M = M.T if trans_weight else M
+            return M if a_data else M.T
+
+        W = orient(W) * np.float32(alpha)
         if W.shape[0] != act.size:
             self.problem(where, f"the weight takes {W.shape[0]} features but the data has "
                                 f"{act.size}")
             return None
-        layer = _Layer(where, W, np.zeros(W.shape[1], np.float32))
+        quant = None
+        if quantized is not None:
+            quant = self.weight_quantization(where, weight, *map(orient, quantized), alpha,
+                                             act.scale)
+            if quant is None:
+                return None
+        layer = _Layer(where, W, np.zeros(W.shape[1], np.float32), quant)
         self.layers.append(layer)
         return _Activation((W.shape[1],), a_data, layer)
+
+    def weight_quantization(self, where, name, Wq, scales, zero_points, alpha, s_x):
+        """Return ``(Wq, s_w, s_x)`` of a quantized K x N weight, or report why not."""
+        if Wq.dtype != np.int8 or np.any(zero_points != 0):
+            self.problem(where, f"weight {name!r} is quantized as {Wq.dtype} with zero points "
+                                f"{np.unique(zero_points)[:4]}; symmetric int8 weights are "
+                                f"needed (quantize_static's default weight_type=QInt8)")
+            return None
+        if np.any(scales != scales[:1]):
+            self.problem(where, f"weight {name!r} has scales that vary along the input "
+                                f"features; they must be per output channel or per tensor")
+            return None
+        if alpha <= 0:
+            self.problem(where, f"alpha={alpha} of a quantized layer must be positive")
+            return None
+        return Wq, (scales[0] * np.float32(alpha)).astype(np.float32), s_x
+
+    def op_dequantizelinear(self, where, node, attrs):
+        name = node.input[0]
+        scale = self.constant(where, node.input[1], "scale")
+        zero = self.constant(where, node.input[2], "zero point") if len(node.input) > 2 \
+            and node.input[2] else np.zeros((), np.int32)
+        if scale is None or zero is None:
+            return None
+        if name in self.constants:
+            q = np.asarray(self.constants[name])
+            axis = attrs.get("axis", 1)
+            if attrs.get("block_size"):
+                self.problem(where, "blocked quantization (block_size) is not supported")
+                return None
+            shape = [1] * q.ndim
+            if np.size(scale) > 1:      # per axis (a 1-D tensor's only axis)
+                axis = 0 if q.ndim == 1 else axis % max(q.ndim, 1)
+                if q.ndim == 0 or q.shape[axis] != np.size(scale):
+                    self.problem(where, f"{np.size(scale)} scales do not match axis {axis} "
+                                        f"of {name!r} (shape {q.shape})")
+                    return None
+                shape[axis] = -1
+            scales = np.broadcast_to(np.reshape(scale, shape), q.shape).astype(np.float32)
+            zeros = np.broadcast_to(np.reshape(zero, shape), q.shape)
+            self.constants[node.output[0]] = (
+                (q.astype(np.int64) - zeros).astype(np.float32) * scales).astype(np.float32)
+            self.quantized[node.output[0]] = (q, scales, zeros)
+            return None
+        if name in self.tensors and self.tensors[name] is None:
+            return None     # its producer was reported
+        if name not in self.fake_quant:
+            self.problem(where, f"dequantizes {name!r}, which is not the output of a "
+                                f"QuantizeLinear or a constant")
+            return None
+        act = self.activation(where, name, quantized=True)
+        q_scale, q_zero = self.fake_quant[name]
+        if act is None or not self.symmetric(where, name, q_zero):
+            return None
+        if np.ndim(scale) or float(scale) != q_scale or np.any(zero != q_zero):
+            self.problem(where, f"dequantizes {name!r} with another scale or zero point "
+                                f"than it was quantized with")
+            return None
+        if act.layer is not None:
+            act.layer.output_scale = q_scale
+        return _Activation(act.features, act.samples_first, act.layer, act.open, q_scale)
+
+    def op_quantizelinear(self, where, node, attrs):
+        scale = self.constant(where, node.input[1], "scale")
+        zero = self.constant(where, node.input[2], "zero point") if len(node.input) > 2 \
+            and node.input[2] else np.zeros((), np.uint8)
+        if node.input[0] in self.constants and scale is not None and zero is not None:
+            # A float weight quantized in the graph: fold it to its integers.
+            info = np.iinfo(zero.dtype)
+            x = np.asarray(self.constants[node.input[0]], np.float32)
+            q = np.clip(np.rint(x / np.float32(scale)) + zero, info.min, info.max)
+            self.constants[node.output[0]] = q.astype(zero.dtype)
+            return None
+        act = self.activation(where, node.input[0])
+        if act is None or scale is None or zero is None:
+            return None
+        if np.ndim(scale) or not float(scale) > 0:
+            self.problem(where, f"activation {node.input[0]!r} needs one positive scale "
+                                f"(per tensor), not {scale!r}")
+            return None
+        self.fake_quant[node.output[0]] = (float(scale), zero)
+        return act
+
+    def symmetric(self, where, name, zero):
+        if zero.dtype == np.int8 and not np.any(zero):
+            return True
+        if not self.asymmetric:
+            self.asymmetric = True
+            self.problem(where, f"activation {name!r} is quantized as {zero.dtype} with zero "
+                                f"point {int(np.reshape(zero, -1)[0])}; tritile runs "
+                                f"symmetric int8 activations: quantize with quantize_static"
+                                f"(..., activation_type=QuantType.QInt8, weight_type="
+                                f"QuantType.QInt8, extra_options={{'ActivationSymmetric': "
+                                f"True}})")
+        return False
 
     # -- result ---------------------------------------------------------------------------
 
@@ -627,5 +766,4 @@ def import_onnx(source, config=None, engine="int8"):
     importer.check_limits()
     if importer.problems:
         raise OnnxImportError(name, importer.problems)
-    return Model([Dense(layer.W, layer.b, layer.activation) for layer in importer.layers],
-                 tail=importer.tail)
+    return Model([layer.dense() for layer in importer.layers], tail=importer.tail)

@@ -156,3 +156,28 @@ def ort_probabilities(value):
     if isinstance(value, list):
         return np.array([[row[label] for label in sorted(row)] for row in value], np.float32)
     return value
+
+
+def quantize_qdq(float_path, qdq_path, calib, per_channel=True, symmetric=True):
+    """Quantize a float model file as onnxruntime's ``quantize_static`` does (QDQ format).
+
+    ``symmetric`` selects int8 weights and symmetric int8 activations (the form tritile
+    runs); otherwise asymmetric uint8 activations and int8 weights ("U8S8").
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": calib[i:i + 16]} for i in range(0, len(calib), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    options = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    if symmetric:
+        options.update(activation_type=QuantType.QInt8,
+                       extra_options={"ActivationSymmetric": True})
+    quantize_static(str(float_path), str(qdq_path), Batches(), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, **options)
+    return qdq_path
