@@ -18,7 +18,8 @@ Every model comes from a real exporter, trained on the 8x8 digits (the demo's sp
   symmetric int8 activations and int8 weights, per tensor and per channel; also the
   classifier with its tail, the logits model quantized without pre-processing, and the
   demo's float MLP (64-32-10) written as PyTorch's exporter writes ``nn.Linear`` layers
-  (hand-built in that style: torch is not a dependency).
+  (hand-built in that style: torch is not a dependency), whose float reference is also
+  compared with onnxruntime's.
   Figures: the device's int8 output against onnxruntime's own int8 execution of the
   same file: top-1 agreement, outputs that differ and the largest difference in output
   LSBs (units of the output scale), and both accuracies.
@@ -41,6 +42,11 @@ from tritile.sw.config import load_config
 from tritile.sw.digits import load_digits_split, train_demo_models
 from tritile.sw.executor import backend_config, open_backend, run_checked
 from tritile.sw.onnx_import import import_onnx
+
+try:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+except ImportError:
+    sys.exit("bench/models.py needs onnxruntime and skl2onnx: pip install -e '.[test]'")
 
 
 def train(split, hidden, alpha, seed):
@@ -101,7 +107,6 @@ def linear_style(model, path):
 def logits_model(float_path, path, pre_process=True):
     """Cut the classifier at its logits, pre-processed (MatMul+Add -> Gemm) or not."""
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if pre_process:
         quant_pre_process(str(float_path), f"{path}.pre.onnx", skip_symbolic_shape=True)
@@ -169,7 +174,10 @@ def qdq_figures(backend, path, X, y):
     figures = {"golden_agreement": agreement}
     label = next((name for name in outputs if "label" in name), None)
     if label is not None:
+        probabilities = next(name for name in outputs if name != label)
         figures.update(
+            largest_probability_difference=float(np.max(np.abs(
+                outputs[probabilities] - reference[probabilities]))),
             top1_agreement=float(np.mean(outputs[label] == reference[label])),
             tritile_accuracy=float(np.mean(outputs[label] == y)),
             onnxruntime_accuracy=float(np.mean(reference[label] == y)))
@@ -215,6 +223,10 @@ def main():
                  ("second logits", second, True, True),
                  ("second logits, MatMul+Add without pre-processing", second, False, True)]
         demo = linear_style(train_demo_models(split)[0], at("demo.onnx"))
+        reference = next(iter(ort_run(demo, X).values()))
+        report["demo_float_vs_onnxruntime"] = {"largest_relative_difference": float(np.max(
+            np.abs(import_onnx(demo).forward(X) - reference)
+            / np.maximum(np.abs(reference), 1e-6)))}
         cases += [("demo MLP (nn.Linear style)", demo, None, False),
                   ("demo MLP (nn.Linear style)", demo, None, True)]
         qdq = {}
@@ -228,9 +240,16 @@ def main():
                 qdq[name] = {"quantize_static_failed": str(exc)}
                 continue
             qdq[name] = qdq_figures(backend, path, X, y)
-        path = quantize(classifier, at("classifier-qdq.onnx"), split.X_train, False)
-        qdq["classifier with its tail (ZipMap), no pre-processing, per-tensor"] = \
-            qdq_figures(backend, path, X, y)
+        for pre_process in (True, False):
+            float_path = classifier
+            if pre_process:
+                float_path = at("classifier-pre.onnx")
+                quant_pre_process(classifier, float_path, skip_symbolic_shape=True)
+            path = quantize(float_path, at(f"classifier-qdq-{pre_process}.onnx"),
+                            split.X_train, False)
+            name = "pre-processed" if pre_process else "no pre-processing"
+            qdq[f"classifier with its tail (ZipMap), {name}, per-tensor"] = \
+                qdq_figures(backend, path, X, y)
         report["qdq"] = qdq
     print(json.dumps(report, indent=2))
 

@@ -1,14 +1,22 @@
 """Import an ONNX model into a :class:`~tritile.sw.model.Model`.
 
 Supported: a chain of Gemm (with transA, transB, alpha, beta and a bias C), MatMul (with a
-following Add as bias), Relu, Flatten, Reshape, Identity and Dropout (inference), with
-weights, biases and reshape targets given as initializers or Constant nodes, as PyTorch,
-Keras/tf2onnx and skl2onnx export them. The graph's one data input has a sample axis first.
+following Add as bias), Relu, Flatten, Reshape, Identity, Dropout (inference), Cast to a
+float type and Transpose of a weight, with weights, biases and reshape targets given as
+initializers or Constant nodes, as PyTorch (both exporters), Keras/tf2onnx and skl2onnx
+export them. The graph's one data input has a sample axis first. Tensors kept in external
+data files are read from beside a model given by its path.
 
 A weight operand may come first (``W @ x`` with samples in columns, as some exporters write
 ``Gemm(W, x^T)``): the importer tracks whether samples are rows or columns of each tensor,
 so every combination of transA/transB is honoured, and reports the ones that would mix
 samples with features.
+
+Operators after the last layer that compute the model's outputs from it (a classifier's
+Softmax, ArgMax, label lookup, ZipMap...) become the model's
+:class:`~tritile.sw.host_tail.HostTail`, run on the host. QuantizeLinear/DequantizeLinear
+pairs (onnxruntime's QDQ format, symmetric int8) give each layer its
+:class:`~tritile.sw.model.Quantization`: the model's own integer weights and scales.
 
 Every problem (unsupported operator, dynamic weight, shape the device cannot run, malformed
 file...) is collected, and all of them are reported together in one
@@ -218,6 +226,8 @@ class _Importer:
         for name in stray:
             self.problem("graph", f"output {name!r} is neither the last layer's output "
                                   f"{self.tail_input!r} nor computed from it")
+        if not self.layers:
+            self.problem("graph", "has no Gemm or MatMul layer")
         if stray or self.problems:
             return
         constants = {name: self.constants[name] for node in self.tail_nodes

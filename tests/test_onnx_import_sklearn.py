@@ -106,5 +106,6 @@ def test_layers_cannot_follow_the_output_operators():
              helper.make_node("MatMul", ["p", "W2"], ["y"])]
     proto = graph_model(nodes, [initializer("W1", weights(4, 4)),
                                 initializer("W2", weights(4, 2))], ["N", 4])
-    with pytest.raises(OnnxImportError, match="MatMul reads 'p', which the host computes after the last layer"):
+    with pytest.raises(OnnxImportError,
+                       match="MatMul reads 'p', which the host computes after the last layer"):
         import_onnx(proto)
