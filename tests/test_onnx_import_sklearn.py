@@ -90,6 +90,8 @@ def test_cli_writes_outputs_by_name(digits_mlp, tmp_path, capsys):
     assert "has 2 outputs (output_label, output_probability); give --out a .npz" in \
         capsys.readouterr().err
     assert not (tmp_path / "y.npy").exists()
+    assert main(argv + ["--out", str(tmp_path / "missing" / "y.npz")]) == 2
+    assert "directory" in capsys.readouterr().err
     assert main(argv + ["--out", str(tmp_path / "y.npz")]) == 0
     written = np.load(tmp_path / "y.npz")
     assert sorted(written) == ["output_label", "output_probability"]
