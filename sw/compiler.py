@@ -252,15 +252,15 @@ def compile_model(model, config, engine="int8", calib=None):
         # An int8 input comes straight from the previous int8 layer unless a float step
         # (a norm, or a ternary layer's host-side dequantization) sits in between.
         chained_in = index > 0 and engines[index - 1] == "int8" and layer.norm is None
-        quant = layer.quant
+        quant = layer.quant     # a pre-quantized layer brings its own scales
         if chained_in:
             s_x = layers[-1].s_y
+        elif quant is not None:
+            s_x = quant.s_x
         else:
-            s_x = quant.s_x if quant else _calibrated_scale(layer.normalize(inputs[index]))
-        if quant is not None:
-            Wq, s_w = quant.Wq, quant.s_w
-        else:
-            Wq, s_w = quantize_weights_int8(layer.W, layer.b, s_x)
+            s_x = _calibrated_scale(layer.normalize(inputs[index]))
+        Wq, s_w = (quant.Wq, quant.s_w) if quant is not None else \
+            quantize_weights_int8(layer.W, layer.b, s_x)
         try:
             bias = quantize_bias(layer.b, s_x, s_w)
         except ValueError as exc:

@@ -12,7 +12,8 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "run", help="run an ONNX model on the accelerator",
         description="Import an ONNX model, quantize it (int8 on the systolic engine or "
-                    "ternary BitLinear on the ternary engine), run it on a device and on the "
+                    "ternary BitLinear on the ternary engine) or take a pre-quantized (QDQ) "
+                    "model's own scales, run it on a device and on the "
                     "golden model, and write the model's outputs: the float (dequantized) "
                     "output of its last layer, and what the model computes from it on the "
                     "host (a classifier's probabilities and label).")
@@ -21,7 +22,7 @@ def register(subparsers):
                         help="inputs, one sample per row (trailing axes are flattened)")
     parser.add_argument("--calib", metavar="C.npy",
                         help="calibration inputs for int8 activation scales (default: the "
-                             "inputs themselves)")
+                             "inputs themselves; a pre-quantized QDQ model brings its own)")
     parser.add_argument("--engine", choices=("int8", "ternary"), default="int8",
                         help="int8 (systolic engine) or ternary (BitLinear); default int8")
     parser.add_argument("--device", default="sim", metavar="URL|sim|golden",
@@ -39,8 +40,6 @@ def register(subparsers):
 
 
 def run(args):
-    import numpy as np
-
     from ..compiler import CompileError, compile_model
     from ..config import load_config
     from ..device import DeviceError
