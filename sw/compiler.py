@@ -74,7 +74,8 @@ class Int8Layer:
         Requantization to int8 with scale ``s_y`` in the engine; None for a raw int32
         output that the host dequantizes with ``s_x * s_w``.
     s_y : float or None
-        Scale of the requantized int8 output.
+        Scale of the requantized int8 output (with which the host dequantizes it when the
+        layer is the last, as in a pre-quantized model).
     relu : bool
         ReLU, fused in the requantizer, or applied by the host to a raw output.
     """
@@ -227,7 +228,12 @@ def compile_model(model, config, engine="int8", calib=None):
     if problems:
         raise CompileError(f"the model does not fit config {config.config_id}:\n  "
                            + "\n  ".join(problems))
-    if "int8" in engines:
+    for index, (layer, name) in enumerate(zip(model.layers, engines)):
+        if layer.quant is not None and name != "int8":
+            raise CompileError(f"layer {index} is pre-quantized (QDQ) to int8; it runs on "
+                               f"the int8 engine, not {name}")
+    if any(name == "int8" and layer.quant is None
+           for layer, name in zip(model.layers, engines)):
         if calib is None:
             raise CompileError("int8 layers need calibration inputs (calib) to set their "
                                "activation scales")
@@ -246,9 +252,15 @@ def compile_model(model, config, engine="int8", calib=None):
         # An int8 input comes straight from the previous int8 layer unless a float step
         # (a norm, or a ternary layer's host-side dequantization) sits in between.
         chained_in = index > 0 and engines[index - 1] == "int8" and layer.norm is None
-        s_x = layers[-1].s_y if chained_in else _calibrated_scale(
-            layer.normalize(inputs[index]))
-        Wq, s_w = quantize_weights_int8(layer.W)
+        quant = layer.quant     # a pre-quantized layer brings its own scales
+        if chained_in:
+            s_x = layers[-1].s_y
+        elif quant is not None:
+            s_x = quant.s_x
+        else:
+            s_x = _calibrated_scale(layer.normalize(inputs[index]))
+        Wq, s_w = (quant.Wq, quant.s_w) if quant is not None else \
+            quantize_weights_int8(layer.W, layer.b, s_x)
         try:
             bias = quantize_bias(layer.b, s_x, s_w)
         except ValueError as exc:
@@ -256,8 +268,14 @@ def compile_model(model, config, engine="int8", calib=None):
         chained_out = (index + 1 < len(engines) and engines[index + 1] == "int8"
                        and model.layers[index + 1].norm is None)
         mult = shift = s_y = None
-        if chained_out:
+        following = model.layers[index + 1].quant if chained_out else None
+        if following is not None:
+            s_y = following.s_x
+        elif chained_out:
             s_y = _calibrated_scale(inputs[index + 1])
+        elif quant is not None and index == len(engines) - 1:
+            s_y = quant.s_y     # the model's own int8 output, dequantized by the host
+        if s_y is not None:
             real = np.float64(s_x) * s_w.astype(np.float64) / np.float64(s_y)
             try:
                 mult, shift = requant_params(real)

@@ -11,13 +11,16 @@ __all__ = [
     "quantize_weights_int8", "quantize_activations_int8", "quantize_bias",
     "requant_params", "requantize", "gemm_int8",
     "ternarize_weights", "quantize_activations_absmax", "ternary_matmul",
-    "MULT_BITS", "SHIFT_MIN", "SHIFT_MAX", "float_array",
+    "MULT_BITS", "SHIFT_MIN", "SHIFT_MAX", "BIAS_LIMIT", "float_array",
 ]
 
 #: ``mult`` is an unsigned integer below ``2**MULT_BITS``.
 MULT_BITS = 15
 SHIFT_MIN = 1
 SHIFT_MAX = 62
+#: Largest magnitude of a quantized bias that ``quantize_weights_int8`` leaves a channel's
+#: weight scale alone for: half the int32 range, the other half is the products'.
+BIAS_LIMIT = 2 ** 30
 
 _INT32 = np.iinfo(np.int32)
 
@@ -53,19 +56,41 @@ def _check_int32(name, exact):
     return exact.astype(np.int32)
 
 
-def quantize_weights_int8(W):
+def quantize_weights_int8(W, b=None, s_x=None):
     """Quantize K x N weights per output channel to int8.
 
     Returns ``(Wq, s_w)``: ``s_w[n] = max_k |W[k, n]| / 127`` (1.0 for an all-zero column,
     and for one so small that the quotient underflows float32) and
     ``Wq = clip(rint(W / s_w), -127, 127)``.
+
+    Given the layer's bias ``b`` and input scale ``s_x``, a channel whose quantized bias
+    ``b[n] / (s_x * s_w[n])`` would exceed ``BIAS_LIMIT`` (2**30) in magnitude gets the
+    larger scale ``s_w[n] = |b[n]| / (s_x * 2**30)`` instead: its weights are so small
+    next to its bias that they round to (nearly) zero, which is what they contribute,
+    and the bias keeps half of the int32 range free for the products.
     """
     W = float_array("W", W, ndim=2)
     absmax = np.max(np.abs(W), axis=0) if W.shape[0] else np.zeros(W.shape[1], np.float32)
     s_w = (absmax / np.float32(127)).astype(np.float32)
     s_w = np.where(s_w > 0, s_w, np.float32(1)).astype(np.float32)
+    if (b is None) != (s_x is None):
+        raise ValueError("give both the bias b and the input scale s_x, or neither")
+    if b is not None:
+        b = float_array("b", b, ndim=1)
+        if b.shape != s_w.shape:
+            raise ValueError(f"b has shape {b.shape} but W has {W.shape[1]} output channels")
+        s_x = _positive_scale("s_x", s_x)
+        fitting = (np.abs(b) / (s_x * np.float32(BIAS_LIMIT))).astype(np.float32)
+        s_w = np.where(np.abs(b) / (s_x * s_w) > BIAS_LIMIT, fitting, s_w).astype(np.float32)
     Wq = np.clip(np.rint(W / s_w), -127, 127).astype(np.int8)
     return Wq, s_w
+
+
+def _positive_scale(name, value):
+    scale = np.float32(value)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+    return scale
 
 
 def quantize_activations_int8(X, scale=None):

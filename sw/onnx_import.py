@@ -1,14 +1,22 @@
 """Import an ONNX model into a :class:`~tritile.sw.model.Model`.
 
 Supported: a chain of Gemm (with transA, transB, alpha, beta and a bias C), MatMul (with a
-following Add as bias), Relu, Flatten, Reshape, Identity and Dropout (inference), with
-weights, biases and reshape targets given as initializers or Constant nodes, as PyTorch,
-Keras/tf2onnx and skl2onnx export them. The graph's one data input has a sample axis first.
+following Add as bias), Relu, Flatten, Reshape, Identity, Dropout (inference), Cast to a
+float type and Transpose of a weight, with weights, biases and reshape targets given as
+initializers or Constant nodes, as PyTorch (both exporters), Keras/tf2onnx and skl2onnx
+export them. The graph's one data input has a sample axis first. Tensors kept in external
+data files are read from beside a model given by its path.
 
 A weight operand may come first (``W @ x`` with samples in columns, as some exporters write
 ``Gemm(W, x^T)``): the importer tracks whether samples are rows or columns of each tensor,
 so every combination of transA/transB is honoured, and reports the ones that would mix
 samples with features.
+
+Operators after the last layer that compute the model's outputs from it (a classifier's
+Softmax, ArgMax, label lookup, ZipMap...) become the model's
+:class:`~tritile.sw.host_tail.HostTail`, run on the host. QuantizeLinear/DequantizeLinear
+pairs (onnxruntime's QDQ format, symmetric int8) give each layer its
+:class:`~tritile.sw.model.Quantization`: the model's own integer weights and scales.
 
 Every problem (unsupported operator, dynamic weight, shape the device cannot run, malformed
 file...) is collected, and all of them are reported together in one
@@ -21,12 +29,20 @@ import os
 import numpy as np
 
 from .compiler import ENGINES, layer_limit_problems
-from .model import Dense, Model
+from .host_tail import TAIL_OPS, HostTail, TailNode
+from .model import Dense, Model, Quantization
 
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant")
+                 "Dropout", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear",
+                 "Constant")
+
+# Operators that start the host tail when they read the last layer's output (the others
+# of TAIL_OPS are also layer-chain operators, and join the tail only after one of these).
+_TAIL_STARTS = {op for op in TAIL_OPS
+                if op[1] not in ("Add", "Identity", "Reshape", "Cast", "QuantizeLinear",
+                                 "DequantizeLinear")}
 
 # Element types of the data input (onnx.TensorProto FLOAT, DOUBLE, FLOAT16, BFLOAT16).
 _FLOAT_TYPES = (1, 11, 10, 16)
@@ -38,6 +54,9 @@ class OnnxImportError(ValueError):
     def __init__(self, source, problems):
         self.source = source
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"cannot import {source}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"cannot import {source}: {len(self.problems)} problem(s):\n{lines}")
 
@@ -45,13 +64,16 @@ class OnnxImportError(ValueError):
 class _Activation:
     """A data tensor of the chain: its feature shape and whether samples are its rows."""
 
-    def __init__(self, features, samples_first=True, layer=None, open=True):
+    def __init__(self, features, samples_first=True, layer=None, open=True, scale=None):
         self.features = tuple(features)
         self.samples_first = samples_first
         # The layer whose output this is (None for the model input), and whether a bias
         # can still be fused into it (not after its activation).
         self.layer = layer
         self.open = open
+        # The scale of the int8 grid its values lie on (after QuantizeLinear and
+        # DequantizeLinear), or None for a float tensor.
+        self.scale = scale
 
     @property
     def size(self):
@@ -59,8 +81,17 @@ class _Activation:
 
 
 class _Layer:
-    def __init__(self, where, W, b):
+    def __init__(self, where, W, b, quant=None):
         self.where, self.W, self.b, self.activation = where, W, b, None
+        # (Wq, s_w, s_x) of a pre-quantized layer, and the scale its output is quantized to.
+        self.quant, self.output_scale = quant, None
+
+    def dense(self):
+        quant = None
+        if self.quant is not None:
+            Wq, s_w, s_x = self.quant
+            quant = Quantization(Wq, s_w, s_x, self.output_scale)
+        return Dense(self.W, self.b, self.activation, quant=quant)
 
 
 class _Importer:
@@ -70,10 +101,19 @@ class _Importer:
         self.config, self.engines = config, engines
         self.problems, self.layers = [], []
         self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        # Constants that are DequantizeLinear of integers: name -> (integers, scales,
+        # zero points), scales and zero points broadcast to the integers' shape.
+        self.quantized = {}
+        self.fake_quant = {}        # QuantizeLinear output -> (scale, zero point)
+        self.asymmetric = False     # reported once
         self.tensors = {}           # name -> _Activation (None: unknown after a problem)
         self.dynamic = set()        # graph inputs other than the data input
         self.branched = set()       # tensors already reported as feeding several nodes
         self.batch = None           # fixed size of the data input's sample axis, if any
+        self.tail_input = None      # the last layer's output that the host tail reads
+        self.tail_nodes = []
+        self.tail_tensors = set()   # tensors the host tail computes
+        self.tail = None
         self.consumers = {}
         for node in graph.node:
             for name in node.input:
@@ -101,8 +141,16 @@ class _Importer:
             self.problem(where, f"{role} {name!r} is not defined in the graph")
         return None
 
-    def activation(self, where, name):
-        """Return the data tensor ``name``; None (reported or not) when it is unusable."""
+    def activation(self, where, name, quantized=False):
+        """Return the data tensor ``name``; None (reported or not) when it is unusable.
+
+        The int8 output of a QuantizeLinear is usable only by a DequantizeLinear
+        (``quantized``).
+        """
+        if name in self.fake_quant and not quantized:
+            self.problem(where, f"input {name!r} is the integer output of a QuantizeLinear; "
+                                f"only a DequantizeLinear can read it (QDQ format)")
+            return None
         if name in self.tensors:
             act = self.tensors[name]
             users = self.consumers.get(name, [])
@@ -150,9 +198,13 @@ class _Importer:
 
     def finish(self, graph):
         outputs = [o.name for o in graph.output]
+        if self.tail_input is not None:
+            self.finish_tail(outputs)
+            return
         if len(outputs) != 1:
-            self.problem("graph", f"has {len(outputs)} outputs ({', '.join(outputs)}); a "
-                                  f"model has one")
+            self.problem("graph", f"has {len(outputs)} outputs ({', '.join(outputs)}) but "
+                                  f"no output operators after its last layer; a model "
+                                  f"without them has one output")
             return
         act = self.tensors.get(outputs[0], "missing")
         if act == "missing":
@@ -165,12 +217,76 @@ class _Importer:
         elif act is not None and len(act.features) != 1:
             self.problem("graph", f"output {outputs[0]!r} has feature shape {act.features}; "
                                   f"a model outputs one feature axis")
+        else:
+            self.tail = HostTail(outputs[0])
+
+    def finish_tail(self, outputs):
+        stray = [name for name in outputs
+                 if name != self.tail_input and name not in self.tail_tensors]
+        for name in stray:
+            self.problem("graph", f"output {name!r} is neither the last layer's output "
+                                  f"{self.tail_input!r} nor computed from it")
+        if not self.layers:
+            self.problem("graph", "has no Gemm or MatMul layer")
+        if stray or self.problems:
+            return
+        constants = {name: self.constants[name] for node in self.tail_nodes
+                     for name in node.inputs if name in self.constants}
+        self.tail = HostTail(self.tail_input, self.tail_nodes, constants, outputs)
+
+    # -- the host tail: operators after the last layer -----------------------------------
+
+    def in_tail(self, node, op):
+        """Return whether ``node`` belongs to the host tail."""
+        data = [name for name in node.input if name and name not in self.constants]
+        if any(name in self.tail_tensors for name in data):
+            return True
+        return op in _TAIL_STARTS and bool(data)
+
+    def tail_node(self, where, node, op):
+        self.tail_tensors.update(name for name in node.output if name)
+        if op not in TAIL_OPS:
+            after = next((name for name in node.input if name in self.tail_tensors), None)
+            self.problem(where, f"operator {node.op_type} reads {after!r}, which the host "
+                                f"computes after the last layer: only output operators "
+                                f"({', '.join(sorted({o for _, o in TAIL_OPS}))}) can "
+                                f"follow it")
+            return
+        for name in node.input:
+            if not name or name in self.constants or name in self.tail_tensors:
+                continue
+            act = self.tensors.get(name)
+            if act is None:
+                if name not in self.tensors:
+                    self.activation(where, name)      # reports what the name is
+                return
+            if self.tail_input not in (None, name):
+                self.problem(where, f"reads {name!r} but the output operators already read "
+                                    f"{self.tail_input!r}; they must all follow one layer")
+            elif not act.samples_first or len(act.features) != 1:
+                self.problem(where, f"reads {name!r} of feature shape {act.features} with "
+                                    f"samples in {'rows' if act.samples_first else 'columns'}; "
+                                    f"the last layer's output must be samples by features")
+            else:
+                self.tail_input = name
+        attrs = {a.name: _attribute(a) for a in node.attribute}
+        attributes = {"axis": attrs.get("axis", -1 if node.op_type == "Softmax" else 0),
+                      "keepdims": attrs.get("keepdims", 1),
+                      "select_last_index": attrs.get("select_last_index", 0),
+                      "allowzero": attrs.get("allowzero", 0)}
+        if node.op_type == "Cast":
+            attributes["to"] = _numpy_type(attrs["to"])
+        self.tail_nodes.append(TailNode(op, node.input, node.output, attributes))
 
     # -- operators ----------------------------------------------------------------------
 
     def node(self, index, node):
         where = f"node {index} {node.name!r} ({node.op_type})" if node.name else \
             f"node {index} ({node.op_type})"
+        op = ("" if node.domain == "ai.onnx" else node.domain, node.op_type)
+        if self.in_tail(node, op):
+            self.tail_node(where, node, op)
+            return
         if node.domain not in ("", "ai.onnx"):
             self.problem(where, f"operator domain {node.domain!r} is not supported; only "
                                 f"the standard ONNX domain is")
@@ -180,8 +296,8 @@ class _Importer:
         else:
             attrs = {a.name: _attribute(a) for a in node.attribute}
             result = getattr(self, f"op_{node.op_type.lower()}")(where, node, attrs)
-            if node.op_type == "Constant":
-                return
+            if node.output and node.output[0] in self.constants:
+                return      # folded into a constant (Constant, or an op on constants)
             if result is not None:
                 self.tensors[node.output[0]] = result
                 for extra in node.output[1:]:
@@ -204,6 +320,25 @@ class _Importer:
                             f"supported, not {', '.join(attrs) or 'none'}")
         self.tensors[node.output[0]] = None
 
+    def op_transpose(self, where, node, attrs):
+        if node.input[0] not in self.constants:
+            self.problem(where, "Transpose is supported on weights (constants) only")
+            return None
+        perm = attrs.get("perm")
+        self.constants[node.output[0]] = np.transpose(self.constants[node.input[0]], perm)
+        return None
+
+    def op_cast(self, where, node, attrs):
+        if node.input[0] in self.constants:
+            self.constants[node.output[0]] = self.constants[node.input[0]].astype(
+                _numpy_type(attrs["to"]))
+            return None
+        if attrs.get("to") not in _FLOAT_TYPES:
+            self.problem(where, f"Cast of the data to element type {attrs.get('to')} is not "
+                                f"supported; the layers compute in float")
+            return None
+        return self.activation(where, node.input[0])
+
     def op_identity(self, where, node, attrs):
         return self.activation(where, node.input[0])
 
@@ -222,7 +357,7 @@ class _Importer:
             self.problem(where, "Relu must follow a Gemm or MatMul (and its bias)")
             return None
         act.layer.activation = "relu"
-        return _Activation(act.features, act.samples_first, act.layer, open=False)
+        return _Activation(act.features, act.samples_first, act.layer, False, act.scale)
 
     def op_add(self, where, node, attrs):
         names = [name for name in node.input]
@@ -245,7 +380,7 @@ class _Importer:
         b = _bias_vector(where, bias, act, self.problem)
         if b is not None:
             act.layer.b = act.layer.b + b
-        return act
+        return _Activation(act.features, act.samples_first, act.layer, act.open)
 
     def op_flatten(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -261,7 +396,7 @@ class _Importer:
             self.problem(where, f"axis={attrs.get('axis', 1)} merges the sample axis with "
                                 f"features {act.features}; use axis=1")
             return None
-        return _Activation((act.size,), True, act.layer, act.open)
+        return _Activation((act.size,), True, act.layer, act.open, act.scale)
 
     def op_reshape(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -291,7 +426,7 @@ class _Importer:
             self.problem(where, f"target shape {shape} does not keep the sample axis first "
                                 f"with the {act.size} features of {act.features}")
             return None
-        return _Activation(features, True, act.layer, act.open)
+        return _Activation(features, True, act.layer, act.open, act.scale)
 
     def op_matmul(self, where, node, attrs):
         return self.linear(where, node, node.input[0], node.input[1], False, False, 1.0)
@@ -331,6 +466,13 @@ class _Importer:
                                 f"{W.shape} and data features {act.features}")
             return None
         W = np.asarray(W, dtype=np.float32)
+        quantized = self.quantized.get(weight)
+        if (act.scale is None) != (quantized is None):
+            self.problem(where, f"the input is {'float' if act.scale is None else 'quantized'} "
+                                f"but the weight {weight!r} is "
+                                f"{'float' if quantized is None else 'quantized'}: a "
+                                f"pre-quantized (QDQ) layer needs both quantized")
+            return None
         trans_data, trans_weight = (trans_a, trans_b) if a_data else (trans_b, trans_a)
         # Samples must be the rows of op(A) when the data is A, the columns of op(B) when
         # the data is B; otherwise the product would mix samples.
@@ -341,17 +483,122 @@ class _Importer:
                                 f"{data!r} would hold samples in "
                                 f"{'columns' if a_data else 'rows'}, mixing them with features")
             return None
-        W = W.T if trans_weight else W
-        # Data first: Y = X @ W (samples in rows). Weight first: Y = W @ X^T, whose
-        # per-sample layer is X @ W.T (samples in columns of Y).
-        W = (W if a_data else W.T) * np.float32(alpha)
+
+        def orient(M):
+            # Data first: Y = X @ W (samples in rows). Weight first: Y = W @ X^T, whose
+            # per-sample layer is X @ W.T (samples in columns of Y).
+            M = M.T if trans_weight else M
+            return M if a_data else M.T
+
+        W = orient(W) * np.float32(alpha)
         if W.shape[0] != act.size:
             self.problem(where, f"the weight takes {W.shape[0]} features but the data has "
                                 f"{act.size}")
             return None
-        layer = _Layer(where, W, np.zeros(W.shape[1], np.float32))
+        quant = None
+        if quantized is not None:
+            quant = self.weight_quantization(where, weight, *map(orient, quantized), alpha,
+                                             act.scale)
+            if quant is None:
+                return None
+        layer = _Layer(where, W, np.zeros(W.shape[1], np.float32), quant)
         self.layers.append(layer)
         return _Activation((W.shape[1],), a_data, layer)
+
+    def weight_quantization(self, where, name, Wq, scales, zero_points, alpha, s_x):
+        """Return ``(Wq, s_w, s_x)`` of a quantized K x N weight, or report why not."""
+        if Wq.dtype != np.int8 or np.any(zero_points != 0):
+            self.problem(where, f"weight {name!r} is quantized as {Wq.dtype} with zero points "
+                                f"{np.unique(zero_points)[:4]}; symmetric int8 weights are "
+                                f"needed (quantize_static's default weight_type=QInt8)")
+            return None
+        if np.any(scales != scales[:1]):
+            self.problem(where, f"weight {name!r} has scales that vary along the input "
+                                f"features; they must be per output channel or per tensor")
+            return None
+        if alpha <= 0:
+            self.problem(where, f"alpha={alpha} of a quantized layer must be positive")
+            return None
+        return Wq, (scales[0] * np.float32(alpha)).astype(np.float32), s_x
+
+    def op_dequantizelinear(self, where, node, attrs):
+        name = node.input[0]
+        scale = self.constant(where, node.input[1], "scale")
+        zero = self.constant(where, node.input[2], "zero point") if len(node.input) > 2 \
+            and node.input[2] else np.zeros((), np.int32)
+        if scale is None or zero is None:
+            return None
+        if name in self.constants:
+            q = np.asarray(self.constants[name])
+            axis = attrs.get("axis", 1)
+            if attrs.get("block_size"):
+                self.problem(where, "blocked quantization (block_size) is not supported")
+                return None
+            shape = [1] * q.ndim
+            if np.size(scale) > 1:      # per axis (a 1-D tensor's only axis)
+                axis = 0 if q.ndim == 1 else axis % max(q.ndim, 1)
+                if q.ndim == 0 or q.shape[axis] != np.size(scale):
+                    self.problem(where, f"{np.size(scale)} scales do not match axis {axis} "
+                                        f"of {name!r} (shape {q.shape})")
+                    return None
+                shape[axis] = -1
+            scales = np.broadcast_to(np.reshape(scale, shape), q.shape).astype(np.float32)
+            zeros = np.broadcast_to(np.reshape(zero, shape), q.shape)
+            self.constants[node.output[0]] = (
+                (q.astype(np.int64) - zeros).astype(np.float32) * scales).astype(np.float32)
+            self.quantized[node.output[0]] = (q, scales, zeros)
+            return None
+        if name in self.tensors and self.tensors[name] is None:
+            return None     # its producer was reported
+        if name not in self.fake_quant:
+            self.problem(where, f"dequantizes {name!r}, which is not the output of a "
+                                f"QuantizeLinear or a constant")
+            return None
+        act = self.activation(where, name, quantized=True)
+        q_scale, q_zero = self.fake_quant[name]
+        if act is None or not self.symmetric(where, name, q_zero):
+            return None
+        if np.ndim(scale) or float(scale) != q_scale or np.any(zero != q_zero):
+            self.problem(where, f"dequantizes {name!r} with another scale or zero point "
+                                f"than it was quantized with")
+            return None
+        if act.layer is not None:
+            act.layer.output_scale = q_scale
+        return _Activation(act.features, act.samples_first, act.layer, act.open, q_scale)
+
+    def op_quantizelinear(self, where, node, attrs):
+        scale = self.constant(where, node.input[1], "scale")
+        zero = self.constant(where, node.input[2], "zero point") if len(node.input) > 2 \
+            and node.input[2] else np.zeros((), np.uint8)
+        if node.input[0] in self.constants and scale is not None and zero is not None:
+            # A float weight quantized in the graph: fold it to its integers.
+            info = np.iinfo(zero.dtype)
+            x = np.asarray(self.constants[node.input[0]], np.float32)
+            q = np.clip(np.rint(x / np.float32(scale)) + zero, info.min, info.max)
+            self.constants[node.output[0]] = q.astype(zero.dtype)
+            return None
+        act = self.activation(where, node.input[0])
+        if act is None or scale is None or zero is None:
+            return None
+        if np.ndim(scale) or not float(scale) > 0:
+            self.problem(where, f"activation {node.input[0]!r} needs one positive scale "
+                                f"(per tensor), not {scale!r}")
+            return None
+        self.fake_quant[node.output[0]] = (float(scale), zero)
+        return act
+
+    def symmetric(self, where, name, zero):
+        if zero.dtype == np.int8 and not np.any(zero):
+            return True
+        if not self.asymmetric:
+            self.asymmetric = True
+            self.problem(where, f"activation {name!r} is quantized as {zero.dtype} with zero "
+                                f"point {int(np.reshape(zero, -1)[0])}; tritile runs "
+                                f"symmetric int8 activations: quantize with quantize_static"
+                                f"(..., activation_type=QuantType.QInt8, weight_type="
+                                f"QuantType.QInt8, extra_options={{'ActivationSymmetric': "
+                                f"True}})")
+        return False
 
     # -- result ---------------------------------------------------------------------------
 
@@ -386,6 +633,12 @@ def _bias_vector(where, value, act, problem):
     return np.broadcast_to(value.reshape(-1), (n,)).astype(np.float32)
 
 
+def _numpy_type(element_type):
+    from onnx import helper
+
+    return helper.tensor_dtype_to_np_dtype(element_type)
+
+
 def _attribute(attribute):
     from onnx import helper, numpy_helper
 
@@ -398,30 +651,86 @@ def _attribute(attribute):
 
 
 def _load(source):
-    """Return ``(proto, display name)`` or raise OnnxImportError for an unreadable file."""
+    """Return ``(proto, display name)`` or raise OnnxImportError for an unreadable file.
+
+    Tensors kept in external data files (``save_as_external_data``, as PyTorch's dynamo
+    exporter writes ``MODEL.onnx.data``) are read from beside a model given by its path.
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
+    base_dir = None
     if isinstance(source, onnx.ModelProto):
-        return source, "the ONNX model"
-    if isinstance(source, (bytes, bytearray)):
-        data, name = bytes(source), "the ONNX bytes"
+        proto, name = source, "the ONNX model"
     else:
-        name = os.fspath(source)
+        if isinstance(source, (bytes, bytearray)):
+            data, name = bytes(source), "the ONNX bytes"
+        else:
+            name = os.fspath(source)
+            base_dir = os.path.dirname(os.path.abspath(name))
+            try:
+                with open(name, "rb") as file:
+                    data = file.read()
+            except OSError as exc:
+                raise OnnxImportError(name, [f"cannot read the file: {exc.strerror}"]
+                                      ) from None
+        proto = onnx.ModelProto()
         try:
-            with open(name, "rb") as file:
-                data = file.read()
-        except OSError as exc:
-            raise OnnxImportError(name, [f"cannot read the file: {exc.strerror}"]) from None
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except DecodeError as exc:
-        raise OnnxImportError(name, [f"not an ONNX model (protobuf decoding failed: {exc})"]
-                              ) from None
+            proto.ParseFromString(data)
+        except DecodeError as exc:
+            raise OnnxImportError(name, [f"not an ONNX model (protobuf decoding failed: "
+                                         f"{exc})"]) from None
     if proto.ir_version < 1 or not proto.graph.node:
         raise OnnxImportError(name, ["not an ONNX model (no IR version or no graph nodes)"])
+    _load_external_data(proto, name, base_dir)
     return proto, name
+
+
+def _external_tensors(graph):
+    from onnx.external_data_helper import uses_external_data
+
+    tensors = list(graph.initializer) + [attribute.t for node in graph.node
+                                         for attribute in node.attribute
+                                         if attribute.type == attribute.TENSOR]
+    return [tensor for tensor in tensors if uses_external_data(tensor)]
+
+
+def _load_external_data(proto, name, base_dir):
+    """Read external tensor data into ``proto``; raise naming a missing or short file."""
+    from onnx import external_data_helper, helper
+
+    tensors = _external_tensors(proto.graph)
+    if not tensors:
+        return
+    problems = {}
+    for tensor in tensors:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        where = f"tensor {tensor.name!r} is stored in external data file {info.location!r}"
+        if base_dir is None:
+            problems.setdefault(info.location, f"{where}; import the model from its file "
+                                               f"path so that the data file beside it is found")
+            continue
+        path = os.path.normpath(os.path.join(base_dir, info.location))
+        if os.path.isabs(info.location) or os.path.commonpath([base_dir, path]) != base_dir:
+            problems.setdefault(path, f"{where}, outside the model's directory {base_dir}")
+            continue
+        if not os.path.isfile(path):
+            problems.setdefault(path, f"external data file {path} is missing (it holds tensor "
+                                      f"{tensor.name!r})")
+            continue
+        offset = info.offset or 0
+        length = info.length
+        if not length:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+            length = itemsize * int(np.prod(tensor.dims, dtype=np.int64))
+        size = os.path.getsize(path)
+        if offset + length > size:
+            problems.setdefault(path, f"external data file {path} is truncated: tensor "
+                                      f"{tensor.name!r} needs bytes {offset}..{offset + length} "
+                                      f"but the file has {size}")
+    if problems:
+        raise OnnxImportError(name, problems.values())
+    external_data_helper.load_external_data_for_model(proto, base_dir)
 
 
 def import_onnx(source, config=None, engine="int8"):
@@ -467,4 +776,4 @@ def import_onnx(source, config=None, engine="int8"):
     importer.check_limits()
     if importer.problems:
         raise OnnxImportError(name, importer.problems)
-    return Model([Dense(layer.W, layer.b, layer.activation) for layer in importer.layers])
+    return Model([layer.dense() for layer in importer.layers], tail=importer.tail)

@@ -67,3 +67,24 @@ def test_model_rejects_broken_chains_and_inputs():
     model, _ = _mlp()
     with pytest.raises(ModelError, match="has 11 features per sample but the model takes 12"):
         model.forward(np.ones((2, 11)))
+
+
+def test_quantization_is_validated():
+    from tritile.sw.model import OUTPUT_NAME, Quantization
+
+    Wq = np.array([[1, -2], [3, 127]], np.int8)
+    quant = Quantization(Wq, [0.5, 0.25], 0.1, 0.2)
+    layer = Dense(Wq * np.float32([0.5, 0.25]), quant=quant)
+    assert layer.quant is quant and "int8 (QDQ)" in repr(layer)
+    assert Model([layer]).named_outputs(np.ones((1, 2))).keys() == {OUTPUT_NAME}
+    with pytest.raises(ModelError, match="Wq must be a 2-D int8 array"):
+        Quantization(Wq.astype(np.int16), [0.5, 0.25], 0.1)
+    with pytest.raises(ModelError, match="s_w must hold 2 positive scales"):
+        Quantization(Wq, [0.5, 0.0], 0.1)
+    with pytest.raises(ModelError, match="s_x must be a positive finite scale"):
+        Quantization(Wq, [0.5, 0.25], None)
+    with pytest.raises(ModelError, match="s_y must be a positive finite scale"):
+        Quantization(Wq, [0.5, 0.25], 0.1, -1.0)
+    with pytest.raises(ModelError, match=r"quant must be a Quantization of int8 weights of "
+                                         r"shape \(3, 2\)"):
+        Dense(np.ones((3, 2)), quant=quant)

@@ -1,82 +1,27 @@
 """ONNX import: models built with onnx.helper in two exporter styles, checked against
-onnx's own reference evaluator, and every kind of problem reported in one error."""
+onnxruntime (the ONNX reference), and every kind of problem reported in one error."""
 
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx.reference import ReferenceEvaluator  # noqa: E402
+from onnx_models import (RNG, graph_model, initializer, keras_style, ort_output,  # noqa: E402
+                         torch_style, weights)
 
 from tritile.sw.config import PRESETS  # noqa: E402
 from tritile.sw.onnx_import import OnnxImportError, import_onnx  # noqa: E402
 
-RNG = np.random.default_rng(7)
-
-
-def _init(name, array):
-    return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
-
-
-def _model(nodes, initializers, input_shape, output="y", inputs=()):
-    graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape), *inputs],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", "out"])],
-        initializer=initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _reference(proto, X):
-    return ReferenceEvaluator(proto).run(None, {"x": X.astype(np.float32)})[0]
-
-
-def _weights(*shape):
-    return RNG.standard_normal(shape).astype(np.float32) * 0.3
-
-
-def torch_style():
-    """PyTorch's exporter: Flatten, Gemm(x, W, b, transB=1) with W as (out, in), Relu."""
-    W1, b1, W2, b2 = _weights(16, 64), _weights(16), _weights(10, 16), _weights(10)
-    nodes = [
-        helper.make_node("Flatten", ["x"], ["f"], axis=1, name="flatten"),
-        helper.make_node("Gemm", ["f", "W1", "b1"], ["h"], transB=1, name="fc1"),
-        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
-        helper.make_node("Dropout", ["r"], ["d"], name="dropout"),
-        helper.make_node("Gemm", ["d", "W2", "b2"], ["y"], transB=1, alpha=1.0, beta=1.0,
-                         name="fc2"),
-    ]
-    return _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2), _init("b2", b2)],
-                  ["N", 1, 8, 8])
-
-
-def keras_style():
-    """tf2onnx's exporter: Reshape by a constant, MatMul(x, W) with W as (in, out), Add."""
-    W1, b1, W2, b2 = _weights(64, 16), _weights(16), _weights(16, 10), _weights(10)
-    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 64])
-    nodes = [
-        helper.make_node("Constant", [], ["s"], value=shape),
-        helper.make_node("Reshape", ["x", "s"], ["f"]),
-        helper.make_node("MatMul", ["f", "W1"], ["m1"]),
-        helper.make_node("Add", ["m1", "b1"], ["h"]),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("Identity", ["r"], ["i"]),
-        helper.make_node("MatMul", ["i", "W2"], ["m2"]),
-        helper.make_node("Add", ["b2", "m2"], ["y"]),
-    ]
-    return _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2), _init("b2", b2)],
-                  ["unk", 8, 8])
-
-
 @pytest.mark.parametrize("build, shape", [(torch_style, (5, 1, 8, 8)),
                                           (keras_style, (5, 8, 8))])
-def test_exporter_styles_match_onnx_reference(build, shape):
+def test_exporter_styles_match_onnxort_output(build, shape):
     proto = build()
     model = import_onnx(proto)
     assert [(l.in_features, l.out_features, l.activation) for l in model.layers] == \
         [(64, 16, "relu"), (16, 10, None)]
     X = RNG.standard_normal(shape).astype(np.float32)
-    np.testing.assert_allclose(model.forward(X), _reference(proto, X), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.forward(X), ort_output(proto, X), rtol=1e-5, atol=1e-5)
 
 
 def test_file_and_bytes_sources(tmp_path):
@@ -86,7 +31,7 @@ def test_file_and_bytes_sources(tmp_path):
     X = RNG.standard_normal((3, 64)).astype(np.float32)
     for source in (path, str(path), proto.SerializeToString()):
         np.testing.assert_allclose(import_onnx(source).forward(X),
-                                   _reference(proto, X.reshape(3, 8, 8)), rtol=1e-5,
+                                   ort_output(proto, X.reshape(3, 8, 8)), rtol=1e-5,
                                    atol=1e-5)
 
 
@@ -94,23 +39,23 @@ def test_transposed_gemm_attributes_alpha_beta():
     # Layer 1 puts the weight first: h = W1 @ x^T (samples in columns), bias C of (16, 1).
     # Layer 2 takes h with transA=1 and a (10, 16) weight with transB=1; alpha and beta
     # scale the product and the bias.
-    W1, b1, W2, b2 = _weights(16, 64), _weights(16, 1), _weights(10, 16), _weights(10)
+    W1, b1, W2, b2 = weights(16, 64), weights(16, 1), weights(10, 16), weights(10)
     nodes = [
         helper.make_node("Gemm", ["W1", "x", "b1"], ["h"], transB=1, alpha=0.5, beta=2.0),
         helper.make_node("Relu", ["h"], ["r"]),
         helper.make_node("Gemm", ["r", "W2", "b2"], ["y"], transA=1, transB=1, alpha=1.5,
                          beta=-1.0),
     ]
-    proto = _model(nodes, [_init("W1", W1), _init("b1", b1), _init("W2", W2),
-                           _init("b2", b2)], ["N", 64])
+    proto = graph_model(nodes, [initializer("W1", W1), initializer("b1", b1),
+                                initializer("W2", W2), initializer("b2", b2)], ["N", 64])
     model = import_onnx(proto)
     X = RNG.standard_normal((4, 64)).astype(np.float32)
-    np.testing.assert_allclose(model.forward(X), _reference(proto, X), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.forward(X), ort_output(proto, X), rtol=1e-5, atol=1e-5)
 
 
 def test_transpose_that_mixes_samples_is_reported():
     nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], transA=1)]
-    proto = _model(nodes, [_init("W", _weights(4, 3))], ["N", 4])
+    proto = graph_model(nodes, [initializer("W", weights(4, 3))], ["N", 4])
     with pytest.raises(OnnxImportError, match=r"transA=1, operand A 'x' would hold samples"):
         import_onnx(proto)
 
@@ -120,17 +65,18 @@ def test_all_problems_in_one_error():
     too_wide = config.max_n + 1
     nodes = [
         helper.make_node("Gemm", ["x", "W1"], ["h"], name="big"),
-        helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
+        helper.make_node("Tanh", ["h"], ["s"], name="act"),
         helper.make_node("MatMul", ["s", "Wdyn"], ["m"], name="dyn"),
         helper.make_node("Gemm", ["h2", "W3"], ["y"], name="fc3"),
     ]
-    proto = _model(nodes, [_init("W1", _weights(8, too_wide)), _init("W3", _weights(4, 2))],
+    proto = graph_model(nodes, [initializer("W1", weights(8, too_wide)),
+                                initializer("W3", weights(4, 2))],
                    ["N", 8],
                    inputs=[helper.make_tensor_value_info("Wdyn", TensorProto.FLOAT, [4, 4])])
     with pytest.raises(OnnxImportError) as info:
         import_onnx(proto, config=config)
     text = str(info.value)
-    assert "operator Sigmoid is not supported" in text
+    assert "operator Tanh is not supported" in text
     assert "'Wdyn' is a graph input, not an initializer" in text
     assert f"N = {too_wide} output features exceed max_n = {config.max_n}" in text
     assert "'h2' is not defined" in text
@@ -139,8 +85,8 @@ def test_all_problems_in_one_error():
 
 def test_ternary_limits_use_trit_memory():
     config = PRESETS["sim-small"].replace(weight_depth=64)
-    proto = _model([helper.make_node("MatMul", ["x", "W"], ["y"])],
-                   [_init("W", _weights(16, 8))], ["N", 16])
+    proto = graph_model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+                        [initializer("W", weights(16, 8))], ["N", 16])
     with pytest.raises(OnnxImportError, match="weight_depth = 64"):
         import_onnx(proto, config=config, engine="int8")
     assert import_onnx(proto, config=config, engine="ternary").layers[0].W.shape == (16, 8)
@@ -161,7 +107,8 @@ def test_ternary_limits_use_trit_memory():
 ], ids=["relu-first", "add-after-relu", "add-two-data", "branch", "flatten-axis0",
         "dropout-mask"])
 def test_unsupported_structures(nodes, message):
-    proto = _model(nodes, [_init("W", _weights(4, 4)), _init("b", _weights(4))], ["N", 4])
+    proto = graph_model(nodes, [initializer("W", weights(4, 4)), initializer("b", weights(4))],
+                        ["N", 4])
     with pytest.raises(OnnxImportError, match=message):
         import_onnx(proto)
 
@@ -169,14 +116,14 @@ def test_unsupported_structures(nodes, message):
 def test_reshape_keeps_sample_axis():
     shape = numpy_helper.from_array(np.array([0, 16], np.int64), "shape")
     bad = numpy_helper.from_array(np.array([4, 4], np.int64), "bad")
-    good = _model([helper.make_node("Reshape", ["x", "shape"], ["f"]),
-                   helper.make_node("MatMul", ["f", "W"], ["y"])],
-                  [shape, _init("W", _weights(16, 2))], ["N", 4, 4])
+    good = graph_model([helper.make_node("Reshape", ["x", "shape"], ["f"]),
+                        helper.make_node("MatMul", ["f", "W"], ["y"])],
+                       [shape, initializer("W", weights(16, 2))], ["N", 4, 4])
     X = RNG.standard_normal((3, 4, 4)).astype(np.float32)
-    np.testing.assert_allclose(import_onnx(good).forward(X), _reference(good, X), rtol=1e-5)
-    wrong = _model([helper.make_node("Reshape", ["x", "bad"], ["f"]),
-                    helper.make_node("MatMul", ["f", "W"], ["y"])],
-                   [bad, _init("W", _weights(4, 2))], ["N", 4, 4])
+    np.testing.assert_allclose(import_onnx(good).forward(X), ort_output(good, X), rtol=1e-5)
+    wrong = graph_model([helper.make_node("Reshape", ["x", "bad"], ["f"]),
+                         helper.make_node("MatMul", ["f", "W"], ["y"])],
+                        [bad, initializer("W", weights(4, 2))], ["N", 4, 4])
     with pytest.raises(OnnxImportError, match=r"target shape \[4, 4\] does not keep"):
         import_onnx(wrong)
 
@@ -203,9 +150,31 @@ def test_non_float_or_dynamic_feature_input():
         [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
         [helper.make_tensor_value_info("x", TensorProto.INT32, ["N", "F"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "out"])],
-        initializer=[_init("W", _weights(4, 2))])
+        initializer=[initializer("W", weights(4, 2))])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(OnnxImportError) as info:
         import_onnx(proto)
     assert "element type 6" in str(info.value)
     assert "axis 1 has no fixed size (F)" in str(info.value)
+
+
+def test_demo_model_matches_onnxruntime():
+    from tritile.sw.digits import load_digits_split, train_demo_models
+
+    split = load_digits_split()
+    float_model, _ = train_demo_models(split)
+    nodes, inits, data = [], [], "x"
+    for index, layer in enumerate(float_model.layers):
+        inits += [initializer(f"W{index}", layer.W), initializer(f"b{index}", layer.b)]
+        nodes += [helper.make_node("MatMul", [data, f"W{index}"], [f"m{index}"]),
+                  helper.make_node("Add", [f"m{index}", f"b{index}"], [f"h{index}"])]
+        data = f"h{index}"
+        if layer.activation == "relu":
+            nodes.append(helper.make_node("Relu", [data], [f"r{index}"]))
+            data = f"r{index}"
+    nodes[-1].output[0] = "y"
+    proto = graph_model(nodes, inits, ["N", 64])
+    reference = ort_output(proto, split.X_test)
+    np.testing.assert_allclose(float_model.forward(split.X_test), reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(import_onnx(proto).forward(split.X_test), reference, rtol=1e-5,
+                               atol=1e-6)

@@ -1,6 +1,7 @@
 """``tritile run``: run an ONNX model on a device (or the simulated board) and check it."""
 
 import json
+import os
 import sys
 import time
 
@@ -11,14 +12,17 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "run", help="run an ONNX model on the accelerator",
         description="Import an ONNX model, quantize it (int8 on the systolic engine or "
-                    "ternary BitLinear on the ternary engine), run it on a device and on the "
-                    "golden model, and write the device's float (dequantized) outputs.")
+                    "ternary BitLinear on the ternary engine) or take a pre-quantized (QDQ) "
+                    "model's own scales, run it on a device and on the "
+                    "golden model, and write the model's outputs: the float (dequantized) "
+                    "output of its last layer, and what the model computes from it on the "
+                    "host (a classifier's probabilities and label).")
     parser.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
     parser.add_argument("--input", required=True, metavar="X.npy",
                         help="inputs, one sample per row (trailing axes are flattened)")
     parser.add_argument("--calib", metavar="C.npy",
                         help="calibration inputs for int8 activation scales (default: the "
-                             "inputs themselves)")
+                             "inputs themselves; a pre-quantized QDQ model brings its own)")
     parser.add_argument("--engine", choices=("int8", "ternary"), default="int8",
                         help="int8 (systolic engine) or ternary (BitLinear); default int8")
     parser.add_argument("--device", default="sim", metavar="URL|sim|golden",
@@ -27,15 +31,15 @@ def register(subparsers):
     parser.add_argument("--config", default="sim-small",
                         help="preset or JSON config the model is checked against before the "
                              "device is opened, and that 'golden' models (default sim-small)")
-    parser.add_argument("--out", metavar="Y.npy", help="write the outputs here")
+    parser.add_argument("--out", metavar="Y.npy|Y.npz",
+                        help="write the outputs here: a .npz holds every output under the "
+                             "model's name for it; a .npy the output of a one-output model")
     parser.add_argument("--json", action="store_true",
                         help="print per-layer cycles, totals and agreement as one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args):
-    import numpy as np
-
     from ..compiler import CompileError, compile_model
     from ..config import load_config
     from ..device import DeviceError
@@ -53,6 +57,12 @@ def run(args):
     if X.ndim < 2 or X.shape[0] == 0:
         raise CommandError(f"input {args.input} must hold at least one sample (rows) of "
                            f"features, not shape {X.shape}")
+    if args.out and not args.out.endswith((".npy", ".npz")):
+        raise CommandError(f"--out {args.out} must end in .npy (one output) or .npz (every "
+                           f"output by name)")
+    if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise CommandError(f"--out {args.out}: directory "
+                           f"{os.path.dirname(os.path.abspath(args.out))} does not exist")
     try:
         # Every problem of the model, including the device's limits, before anything runs.
         model = import_onnx(args.model, config=config, engine=args.engine)
@@ -60,6 +70,10 @@ def run(args):
         model.flatten_input(calib)
     except (OnnxImportError, ModelError) as exc:
         raise CommandError(str(exc)) from None
+    names = model.output_names
+    if args.out and args.out.endswith(".npy") and len(names) > 1:
+        raise CommandError(f"{args.model} has {len(names)} outputs ({', '.join(names)}); "
+                           f"give --out a .npz path to write each under its name")
     say(f"{args.model}: {len(model.layers)} layer(s), "
         f"{model.in_features} -> {model.out_features} features; {X.shape[0]} sample(s)")
     if args.device != GOLDEN:
@@ -74,11 +88,14 @@ def run(args):
             result, _, agreement = run_checked(program, backend, X, progress=say)
     except DeviceError as exc:
         raise CommandError(f"device {args.device}: {exc}") from None
+    outputs = model.named_outputs(result.outputs)
     if args.out:
-        np.save(args.out, result.outputs)
-        say(f"wrote {args.out} ({result.outputs.shape[0]}x{result.outputs.shape[1]} float32)")
+        _write(args.out, outputs)
+        say(f"wrote {args.out}: " + ", ".join(f"{name} {'x'.join(map(str, a.shape))} {a.dtype}"
+                                               for name, a in outputs.items()))
     report = {"model": str(args.model), "engine": args.engine, "device": args.device,
               "config_id": program.config_id, **result.to_dict(),
+              "outputs": {name: list(array.shape) for name, array in outputs.items()},
               "golden_agreement": agreement,
               "wall_seconds": time.perf_counter() - start, "out": args.out}
     if args.json:
@@ -86,6 +103,18 @@ def run(args):
     else:
         print(_format(report))
     return 0 if agreement == 1.0 else 1
+
+
+def _write(path, outputs):
+    import numpy as np
+
+    try:
+        if path.endswith(".npz"):
+            np.savez(path, **outputs)
+        else:
+            np.save(path, next(iter(outputs.values())))
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _format(report):

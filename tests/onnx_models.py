@@ -1,0 +1,183 @@
+"""ONNX models for the import tests, written as the exporters users run write them, and
+onnxruntime (the ONNX reference) to run them."""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+RNG = np.random.default_rng(7)
+
+
+def initializer(name, array, dtype=np.float32):
+    return numpy_helper.from_array(np.asarray(array, dtype=dtype), name)
+
+
+def weights(*shape):
+    return RNG.standard_normal(shape).astype(np.float32) * 0.3
+
+
+def graph_model(nodes, initializers, input_shape, output="y", inputs=(), opset=17,
+                output_shape=("N", "out")):
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape), *inputs],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, list(output_shape))],
+        initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def torch_style():
+    """PyTorch's exporter: Flatten, Gemm(x, W, b, transB=1) with W as (out, in), Relu."""
+    W1, b1, W2, b2 = weights(16, 64), weights(16), weights(10, 16), weights(10)
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["f", "W1", "b1"], ["h"], transB=1, name="fc1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+        helper.make_node("Dropout", ["r"], ["d"], name="dropout"),
+        helper.make_node("Gemm", ["d", "W2", "b2"], ["y"], transB=1, alpha=1.0, beta=1.0,
+                         name="fc2"),
+    ]
+    return graph_model(nodes, [initializer("W1", W1), initializer("b1", b1),
+                               initializer("W2", W2), initializer("b2", b2)], ["N", 1, 8, 8])
+
+
+def keras_style():
+    """tf2onnx's exporter: Reshape by a constant, MatMul(x, W) with W as (in, out), Add."""
+    W1, b1, W2, b2 = weights(64, 16), weights(16), weights(16, 10), weights(10)
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 64])
+    nodes = [
+        helper.make_node("Constant", [], ["s"], value=shape),
+        helper.make_node("Reshape", ["x", "s"], ["f"]),
+        helper.make_node("MatMul", ["f", "W1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Identity", ["r"], ["i"]),
+        helper.make_node("MatMul", ["i", "W2"], ["m2"]),
+        helper.make_node("Add", ["b2", "m2"], ["y"]),
+    ]
+    return graph_model(nodes, [initializer("W1", W1), initializer("b1", b1),
+                               initializer("W2", W2), initializer("b2", b2)], ["unk", 8, 8])
+
+
+def dynamo_style(path, sizes=(64, 32, 10)):
+    """Write an MLP as ``torch.onnx.export(..., dynamo=True)`` does, and return its path.
+
+    Hand-built in that exporter's style (torch is too large a test dependency): opset 18,
+    IR version 10, graph ``main_graph``, parameters named ``fc1.weight``/``fc1.bias`` and
+    stored in ``MODEL.onnx.data`` beside the model, ``nn.Linear`` on a 2-D input as
+    ``Gemm(x, weight, bias, transB=1)``, a second linear without bias as
+    ``MatMul(x, Transpose(weight))`` and a dynamic batch axis named ``batch``.
+    """
+    nodes, inits, data = [], [], "x"
+    for index, (k, n) in enumerate(zip(sizes, sizes[1:]), start=1):
+        last = index == len(sizes) - 1
+        out = "linear" if index == 1 else f"linear_{index - 1}"
+        inits.append(initializer(f"fc{index}.weight", weights(n, k)))
+        if last:
+            nodes.append(helper.make_node("Transpose", [f"fc{index}.weight"], [f"t_{index}"],
+                                          perm=[1, 0], name=f"node_t_{index}"))
+            nodes.append(helper.make_node("MatMul", [data, f"t_{index}"], [out],
+                                          name=f"node_{out}"))
+        else:
+            inits.append(initializer(f"fc{index}.bias", weights(n)))
+            nodes.append(helper.make_node("Gemm", [data, f"fc{index}.weight", f"fc{index}.bias"],
+                                          [out], transB=1, name=f"node_{out}"))
+            nodes.append(helper.make_node("Relu", [out], [f"relu_{index}"],
+                                          name=f"node_relu_{index}"))
+            out = f"relu_{index}"
+        data = out
+    graph = helper.make_graph(
+        nodes, "main_graph",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info(data, TensorProto.FLOAT, ["batch", sizes[-1]])],
+        initializer=inits)
+    proto = helper.make_model(graph, ir_version=10, producer_name="pytorch",
+                              opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location=f"{path.name}.data", size_threshold=0)
+    return path
+
+
+def ort_session(model):
+    """Return an onnxruntime session for a path or a ModelProto."""
+    import onnxruntime
+
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def ort_run(model, X):
+    """Return onnxruntime's outputs of ``model`` for the input ``X``, by output name."""
+    session = ort_session(model)
+    feed = {session.get_inputs()[0].name: np.asarray(X, np.float32)}
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed)))
+
+
+def ort_output(model, X):
+    """Return onnxruntime's first output of ``model`` for ``X``."""
+    return next(iter(ort_run(model, X).values()))
+
+
+def sklearn_digits_mlp():
+    """Return ``(classifier, split)``: scikit-learn's MLPClassifier trained on the digits.
+
+    Hidden layers 48 and 24 with L2 regularization (alpha 0.01, seed 1), as users train
+    it: the first hidden layer ends with a dead unit (input weights below 2e-10, bias
+    about -0.13), which quantization must survive.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from tritile.sw.digits import load_digits_split
+
+    split = load_digits_split()
+    classifier = MLPClassifier(hidden_layer_sizes=(48, 24), alpha=1e-2, max_iter=500,
+                               random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier.fit(split.X_train, split.y_train)
+    return classifier, split
+
+
+def sklearn_onnx(estimator, X, zipmap=True):
+    """Return ``skl2onnx.to_onnx(estimator)`` as a user calls it (a classifier's ZipMap on
+    or off; ``zipmap=True`` leaves the options at their defaults)."""
+    from skl2onnx import to_onnx
+
+    options = None if zipmap else {id(estimator): {"zipmap": False}}
+    return to_onnx(estimator, X[:1].astype(np.float32), options=options)
+
+
+def ort_probabilities(value):
+    """Return ZipMap's list of {label: probability} as an (M, classes) array."""
+    if isinstance(value, list):
+        return np.array([[row[label] for label in sorted(row)] for row in value], np.float32)
+    return value
+
+
+def quantize_qdq(float_path, qdq_path, calib, per_channel=True, symmetric=True):
+    """Quantize a float model file as onnxruntime's ``quantize_static`` does (QDQ format).
+
+    ``symmetric`` selects int8 weights and symmetric int8 activations (the form tritile
+    runs); otherwise asymmetric uint8 activations and int8 weights ("U8S8").
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": calib[i:i + 16]} for i in range(0, len(calib), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    options = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    if symmetric:
+        options.update(activation_type=QuantType.QInt8,
+                       extra_options={"ActivationSymmetric": True})
+    quantize_static(str(float_path), str(qdq_path), Batches(), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, **options)
+    return qdq_path
