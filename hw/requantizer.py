@@ -43,11 +43,13 @@ RESULT_LAYOUT = data.StructLayout({"row": unsigned(16), "col": unsigned(16),
                                    "value": signed(32)})
 
 #: One byte written into an engine core's memory (``target`` in the core's numbering).
-WRITE_LAYOUT = data.StructLayout({name: unsigned(width) for name, width in WRITE_FIELDS.items()})
+WRITE_LAYOUT = data.StructLayout({name: unsigned(width)
+                                  for name, width in WRITE_FIELDS.items()})
 
 #: One problem for an engine core: sizes, and whether to return raw int32 or ReLU before
 #: saturation.
-START_LAYOUT = data.StructLayout({name: unsigned(width) for name, width in START_FIELDS.items()})
+START_LAYOUT = data.StructLayout({name: unsigned(width)
+                                  for name, width in START_FIELDS.items()})
 
 #: Cycles from a beat accepted on ``acc`` to its result valid on ``out`` (no stall).
 LATENCY = REQUANTIZER_LATENCY
@@ -170,7 +172,7 @@ class Requantizer(wiring.Component):
                 s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
                 s3["product"].eq(s2["sum"] * s2["mult"]),
                 s3["shift_m1"].eq(s2["shift_m1"]),
-                # Arithmetic shifts of signed values floor, as DESIGN.md requires.
+                # Arithmetic shifts of signed values floor, as docs/numerics.md requires.
                 s4["t"].eq(s3["product"] >> s3["shift_m1"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),

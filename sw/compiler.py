@@ -1,7 +1,7 @@
 """Compile a float :class:`~tritile.sw.model.Model` into a device program.
 
-Each layer becomes either an :class:`Int8Layer` for the systolic engine (static int8
-quantization of the numerics contract (docs/numerics.md), activation scales calibrated on sample inputs, bias,
+Each layer becomes either an :class:`Int8Layer` for the systolic engine (the static int8
+quantization of docs/numerics.md, activation scales calibrated on sample inputs, bias,
 requantization and ReLU fused in the engine's output stage) or a :class:`TernaryLayer` for
 the ternary engine (BitLinear: per-tensor absmean weights, per-token absmax activations,
 optional RMSNorm on the host). Consecutive int8 layers pass int8 activations from one to the

@@ -50,6 +50,8 @@ class EngineSpec:
         The config fields of one tile's reduction (K) and output-channel (N) extent.
     weight_depth_field : str
         The config field that bounds ``K * N`` of one call.
+    weight_values : (int, int)
+        The least and the greatest weight value.
     packings : tuple of str
         Weight packings the engine accepts; the first is the default.
     targets : tuple of Target
@@ -64,6 +66,7 @@ class EngineSpec:
     numerics = None
     size_fields = None
     weight_depth_field = None
+    weight_values = None
     packings = None
     core_class = None
     engine_class = None
@@ -127,6 +130,11 @@ class EngineSpec:
 
     def check_weights(self, name, W):
         """Raise ValueError unless ``W`` holds values this engine's weights can take."""
+        lo, hi = self.weight_values
+        if W.size and (W.min() < lo or W.max() > hi):
+            values = ", ".join(str(v) for v in range(lo, hi + 1)) if hi - lo < 4 else \
+                f"{lo}, ..., {hi}"
+            raise ValueError(f"{name} values must be in {{{values}}}")
 
     def golden(self, X, W, bias=None):
         """Return the exact int32 accumulators ``X @ W (+ bias)`` of the numerics contract."""
@@ -202,6 +210,7 @@ class _Systolic(EngineSpec):
     numerics = "int8"
     size_fields = ("systolic_rows", "systolic_cols")
     weight_depth_field = "weight_depth"
+    weight_values = (-128, 127)
     packings = ("int8",)
     core_class = "tritile.hw.systolic:SystolicCore"
     engine_class = "tritile.hw.systolic:SystolicEngine"
@@ -244,16 +253,13 @@ class _Ternary(EngineSpec):
     numerics = "ternary"
     size_fields = ("ternary_fan_in", "ternary_lanes")
     weight_depth_field = "trit_depth"
+    weight_values = (-1, 1)
     packings = ("base3", "2bit")
     core_class = "tritile.hw.ternary:TernaryUnit"
     engine_class = "tritile.hw.ternary:TernaryEngine"
 
     def plan(self, config, m, k, n):
         return plan_ternary(config, m, k, n)
-
-    def check_weights(self, name, W):
-        if W.size and (W.min() < -1 or W.max() > 1):
-            raise ValueError(f"{name} values must be in {{-1, 0, 1}}")
 
     def golden(self, X, W, bias=None):
         acc = ternary_matmul(X, W)

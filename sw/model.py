@@ -15,7 +15,7 @@ __all__ = ["ModelError", "Dense", "Model", "rms_norm", "ACTIVATIONS", "RMS_NORM_
 #: Activations a :class:`Dense` layer can apply to its output.
 ACTIVATIONS = (None, "relu")
 
-#: The epsilon of the host-side RMSNorm (DESIGN.md).
+#: The epsilon of the host-side RMSNorm (docs/numerics.md).
 RMS_NORM_EPS = 1e-6
 
 
