@@ -73,6 +73,10 @@ def test_both_commands_take_the_same_flags_and_the_old_spellings(command):
     args = parser.parse_args(["sim", command, old["x"], "X.npy", old["w"], "W.npy",
                               "--out", "Y.npy", old["tile_k"], "5", old["tile_n"], "6"])
     assert (args.x, args.w, args.tile_k, args.tile_n) == ("X.npy", "W.npy", 5, 6)
+    # The registry's name of the engine is a subcommand too.
+    args = parser.parse_args(["sim", SUBCOMMANDS[command][0], "--x", "X.npy", "--w",
+                              "W.npy", "--out", "Y.npy"])
+    assert args.engine == SUBCOMMANDS[command][0]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

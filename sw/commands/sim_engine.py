@@ -34,7 +34,7 @@ def register(subparsers):
         spec = engine(name)
         k_field, n_field = spec.size_fields
         parser = subparsers.add_parser(
-            command, help=help_text,
+            command, help=help_text, aliases=[spec.name] if spec.name != command else [],
             description=f"Run Y = X @ W (+ bias) on the {spec.name} engine, cycle-accurately "
                         f"in Verilator. With --mult and --shift, Y is requantized to int8 "
                         f"(docs/numerics.md), else it is the raw int32 accumulator. A "
