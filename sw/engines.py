@@ -73,6 +73,7 @@ class EngineSpec:
 
     @property
     def targets(self):
+        """The protocol targets of the engine's memories, in its core's numbering."""
         return ENGINE_TARGETS[self.protocol_id]
 
     def __repr__(self):
