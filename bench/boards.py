@@ -19,7 +19,7 @@ from tritile.sw.config import load_config
 
 START, END = "<!-- table: bench/boards.py -->", "<!-- /table -->"
 
-# MARLANN on iCE40UP5K with the same yowasp flow (shared/DESIGN.md).
+# MARLANN on iCE40UP5K with the same yowasp flow (measured 2026-11-26; docs/boards.md).
 REFERENCE = {"name": "MARLANN (iCE40UP5K)", "logic": "4093/5280", "dsp": "8/8",
              "bram": "25/30", "fmax_mhz": 29.4, "int8_macs_per_cycle": 16, "gmacs": 0.47}
 

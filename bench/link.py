@@ -29,6 +29,7 @@ import numpy as np
 
 from tritile.sw import PRESETS, load_config, protocol
 from tritile.sw.device import Device, weight_requests
+from tritile.sw.engines import engine_for_numerics
 
 
 def wire_cost(config, weights):
@@ -58,7 +59,7 @@ def wire_cost(config, weights):
             cols = min(cols_per_upload, n - n0)
             W = (rng.integers(-128, 128, (k, cols), dtype=np.int8) if kind == "int8"
                  else rng.integers(-1, 2, (k, cols), dtype=np.int8))
-            for opcode, args, data in weight_requests(config, kind, W, packing):
+            for opcode, args, data in weight_requests(config, engine_for_numerics(kind), W, packing):
                 total += len(protocol.encode_request(opcode, 0, args, data))
                 payload += len(data)
         name = "int8" if kind == "int8" else f"ternary_{packing}"

@@ -2,10 +2,15 @@
 
 Both engines end in one :class:`Requantizer`. An engine *core* emits ``(row, col, acc)``
 beats of its exact accumulators; the requantizer adds the bias of channel ``col`` and
-either passes the int32 sum through (``raw``) or applies DESIGN.md's requantization
+either passes the int32 sum through (``raw``) or applies the requantization of the
+numerics contract (docs/numerics.md)
 ``clip(((acc * mult) + (1 << (shift - 1))) >> shift, lo, 127)``, with ``lo = 0`` under
 ``relu``, else -128. The per-channel ``(bias, mult, shift)`` live in a parameter memory
 indexed by output channel, written through :attr:`Requantizer.param_write`.
+
+This module also holds the contract every engine core follows (:func:`core_members`, the
+``write`` and ``start`` layouts) and :class:`StandaloneEngine`, a core with its own output
+stage.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -17,8 +22,10 @@ from amaranth.utils import bits_for
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS
 
+from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS
+
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
-           "RESULT_LAYOUT", "LATENCY"]
+           "RESULT_LAYOUT", "WRITE_LAYOUT", "START_LAYOUT", "LATENCY"]
 
 #: One channel's parameters: written to the parameter memory at ``col``.
 PARAM_LAYOUT = data.StructLayout({
@@ -35,8 +42,17 @@ ACC_LAYOUT = data.StructLayout({"row": unsigned(16), "col": unsigned(16), "acc":
 RESULT_LAYOUT = data.StructLayout({"row": unsigned(16), "col": unsigned(16),
                                    "value": signed(32)})
 
+#: One byte written into an engine core's memory (``target`` in the core's numbering).
+WRITE_LAYOUT = data.StructLayout({name: unsigned(width)
+                                  for name, width in WRITE_FIELDS.items()})
+
+#: One problem for an engine core: sizes, and whether to return raw int32 or ReLU before
+#: saturation.
+START_LAYOUT = data.StructLayout({name: unsigned(width)
+                                  for name, width in START_FIELDS.items()})
+
 #: Cycles from a beat accepted on ``acc`` to its result valid on ``out`` (no stall).
-LATENCY = 5
+LATENCY = REQUANTIZER_LATENCY
 
 _ENTRY = data.StructLayout({"bias": signed(32), "mult": unsigned(MULT_BITS),
                             "shift": unsigned(6)})
@@ -156,7 +172,7 @@ class Requantizer(wiring.Component):
                 s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
                 s3["product"].eq(s2["sum"] * s2["mult"]),
                 s3["shift_m1"].eq(s2["shift_m1"]),
-                # Arithmetic shifts of signed values floor, as DESIGN.md requires.
+                # Arithmetic shifts of signed values floor, as docs/numerics.md requires.
                 s4["t"].eq(s3["product"] >> s3["shift_m1"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),

@@ -25,22 +25,14 @@ from amaranth.utils import ceil_log2
 
 from tritile.sw.arith import ceil_div
 from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
-from tritile.sw.planner import SYSTOLIC_ACC_BUFFERS
-from tritile.sw.systolic_layout import ACT_TARGET, ADDR_BITS, WEIGHT_TARGET, systolic_geometry
+from tritile.sw.systolic_layout import ACT_TARGET, WEIGHT_TARGET, systolic_geometry
 
 from .dsp import shift_add_product
-from .requantizer import StandaloneEngine, core_members
+from .facts import SYSTOLIC_ACC_BUFFERS
+from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .systolic_array import SystolicArray
 
-__all__ = ["SystolicCore", "SystolicEngine", "WRITE_LAYOUT", "START_LAYOUT"]
-
-#: One byte written into an engine memory (``target`` 0: activations, 1: weights).
-WRITE_LAYOUT = data.StructLayout({"target": unsigned(2), "addr": unsigned(ADDR_BITS),
-                                  "data": unsigned(8)})
-
-#: One problem: sizes, and whether to return raw int32 or ReLU before saturation.
-START_LAYOUT = data.StructLayout({"m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
-                                  "raw": unsigned(1), "relu": unsigned(1)})
+__all__ = ["SystolicCore", "SystolicEngine"]
 
 
 def _check_config(config):

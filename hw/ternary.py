@@ -29,17 +29,10 @@ from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
                                       TARGET_WEIGHTS_BASE3, ternary_geometry)
 
-from .requantizer import StandaloneEngine, core_members
+from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .trit_decoder import Base3Transcoder, Trit2BitDecoder, TritBase3Decoder, two_bit_codes
 
-__all__ = ["WRITE_LAYOUT", "START_LAYOUT", "TernaryUnit", "TernaryEngine"]
-
-#: A byte written to one of the engine's memories: target 0 activations, 1 weights in the
-#: 2-bit packing, 2 weights in the base-3 packing (:mod:`tritile.sw.ternary_layout`).
-WRITE_LAYOUT = data.StructLayout({"target": 2, "addr": unsigned(24), "data": 8})
-
-#: One problem.
-START_LAYOUT = data.StructLayout({"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1})
+__all__ = ["TernaryUnit", "TernaryEngine"]
 
 
 def _check_config(config):

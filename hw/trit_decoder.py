@@ -1,4 +1,4 @@
-"""On-chip decoders of the packed trit formats of DESIGN.md, without a multiplier.
+"""On-chip decoders of the packed trit formats of docs/numerics.md, without a multiplier.
 
 A decoder turns one packed byte into trits in the form the ternary lanes consume: a
 :data:`TRIT_LAYOUT` of ``nonzero`` and ``negative`` flags, so that a lane passes, negates or

@@ -1,7 +1,7 @@
 """Compile a float :class:`~tritile.sw.model.Model` into a device program.
 
-Each layer becomes either an :class:`Int8Layer` for the systolic engine (static int8
-quantization of DESIGN.md, activation scales calibrated on sample inputs, bias,
+Each layer becomes either an :class:`Int8Layer` for the systolic engine (the static int8
+quantization of docs/numerics.md, activation scales calibrated on sample inputs, bias,
 requantization and ReLU fused in the engine's output stage) or a :class:`TernaryLayer` for
 the ternary engine (BitLinear: per-tensor absmean weights, per-token absmax activations,
 optional RMSNorm on the host). Consecutive int8 layers pass int8 activations from one to the
@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from .config import AcceleratorConfig
+from .engines import ENGINES as _ENGINE_SPECS, engine_for_numerics
 from .model import Model
 from .numerics import (quantize_activations_int8, quantize_bias, quantize_weights_int8,
                        requant_params, ternarize_weights)
@@ -21,8 +22,8 @@ from .numerics import (quantize_activations_int8, quantize_bias, quantize_weight
 __all__ = ["CompileError", "Int8Layer", "TernaryLayer", "Program", "ENGINES",
            "compile_model", "layer_limit_problems"]
 
-#: Engines a layer can be compiled for.
-ENGINES = ("int8", "ternary")
+#: Numerics a layer can be compiled for, one per engine of :mod:`tritile.sw.engines`.
+ENGINES = tuple(spec.numerics for spec in _ENGINE_SPECS.values())
 
 
 class CompileError(ValueError):
@@ -32,23 +33,11 @@ class CompileError(ValueError):
 def layer_limit_problems(config, k, n, engine):
     """Return why a K x N layer cannot run on ``engine`` of ``config`` (empty if it can).
 
-    A layer must be one engine call per batch of rows: K and N within ``max_k`` and
-    ``max_n``, its weights within the engine's weight memory, one output row within the
-    output memory. The batch (M) is split into calls by the driver.
+    ``engine`` is a layer's numerics (``"int8"`` or ``"ternary"``); the rule is the
+    engine's :meth:`~tritile.sw.engines.EngineSpec.layer_problems`: one engine call per
+    batch of rows, the batch (M) split into calls by the driver.
     """
-    problems = []
-    if k > config.max_k:
-        problems.append(f"K = {k} input features exceed max_k = {config.max_k}")
-    if n > config.max_n:
-        problems.append(f"N = {n} output features exceed max_n = {config.max_n}")
-    if n > config.out_depth:
-        problems.append(f"N = {n} output features exceed out_depth = {config.out_depth}")
-    if engine == "int8" and k * n > config.weight_depth:
-        problems.append(f"K*N = {k * n} int8 weights exceed weight_depth = "
-                        f"{config.weight_depth}")
-    if engine == "ternary" and k * n > config.trit_depth:
-        problems.append(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")
-    return problems
+    return engine_for_numerics(engine).layer_problems(config, k, n)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -129,6 +118,8 @@ class TernaryLayer:
     relu: bool
 
     engine = "ternary"
+    #: The engine returns int32 accumulators; the host dequantizes them.
+    raw_output = True
 
     @property
     def shape(self):
@@ -194,7 +185,7 @@ def _engines_per_layer(engine, count):
 
 
 def _calibrated_scale(X):
-    """Return the per-tensor scale ``max|X| / 127`` of DESIGN.md (1.0 for all zeros)."""
+    """Return the per-tensor scale ``max|X| / 127`` of docs/numerics.md (1.0 for all zeros)."""
     return quantize_activations_int8(X)[1]
 
 

@@ -29,7 +29,7 @@ def int8_accumulator_bits(max_k):
 def ternary_accumulator_bits(max_k):
     """Return the signed width that holds any sum of ``max_k`` int8 x {-1, 0, +1} terms.
 
-    This is DESIGN.md's ``8 + ceil(log2 K) + 1``.
+    This is the ``8 + ceil(log2 K) + 1`` of docs/numerics.md.
     """
     return 8 + (max_k - 1).bit_length() + 1
 

@@ -9,8 +9,10 @@
 
 Results equal :func:`tritile.sw.gemm_int8` / :func:`tritile.sw.ternary_matmul` followed by
 :func:`tritile.sw.requantize` bit for bit. Problems larger than the device's memories are
-split into tiles; when K is split, the int32 partial sums are added on the host and the
-requantization of DESIGN.md (the same :func:`~tritile.sw.requantize`) is applied there.
+split into tiles (:mod:`tritile.sw.tiling`); when K is split, the int32 partial sums are
+added on the host and the requantization of the numerics contract (docs/numerics.md, the
+same :func:`~tritile.sw.requantize`) is applied there. What differs between the engines
+comes from the registry, :mod:`tritile.sw.engines`.
 """
 
 import itertools
@@ -27,14 +29,14 @@ import numpy as np
 
 from . import protocol
 from .config import AcceleratorConfig, load_config
-from .numerics import requantize, MULT_BITS, SHIFT_MAX, SHIFT_MIN
-from .planner import plan_gemm, plan_ternary
-from .protocol import Engine, Opcode, RunFlag, Status, Target
-from .systolic_layout import systolic_geometry, systolic_memory_image
-from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image, weight_target
+from .engines import engine, engine_for_numerics
+from .numerics import MULT_BITS, SHIFT_MAX, SHIFT_MIN
+from .protocol import Opcode, RunFlag, Status, Target
+from .tiling import tile_problem
 
-__all__ = ["Device", "write_requests", "weight_requests", "DeviceError", "DeviceTimeout", "LinkProtocolError", "DeviceStatusError",
-           "ConfigMismatchError", "DeviceBusyError", "WeightHandle"]
+__all__ = ["Device", "write_requests", "weight_requests", "DeviceError", "DeviceTimeout",
+           "LinkProtocolError", "DeviceStatusError", "ConfigMismatchError", "DeviceBusyError",
+           "WeightHandle"]
 
 
 class DeviceError(Exception):
@@ -79,18 +81,19 @@ class WeightHandle:
     Members
     -------
     kind : str
-        ``"int8"`` or ``"ternary"``.
+        ``"int8"`` or ``"ternary"``: the numerics of the engine it is for
+        (:attr:`tritile.sw.engines.EngineSpec.numerics`).
     weights : numpy.ndarray
         The K x N weights (a private copy).
-    packing : str or None
-        Ternary packing, ``"2bit"`` or ``"base3"``.
+    packing : str
+        The weights' packing on the link: ``"int8"``, or ``"2bit"`` or ``"base3"``.
     config_id : str
         The device config the handle was made for.
     """
 
     kind: str
     weights: np.ndarray
-    packing: str | None
+    packing: str
     config_id: str
     id: int = field(default_factory=itertools.count().__next__)
 
@@ -207,7 +210,7 @@ class Device:
         self._board = board
         self._seq = 0
         self._decoder = protocol.FrameDecoder()
-        self._resident = {}            # engine -> (handle id, tile, packing) in its memory
+        self._resident = {}            # engine name -> (handle id, tile, packing) in its memory
         self._params = None            # PARAMS bytes last written
         self.stats = {"bytes_sent": 0, "bytes_received": 0, "runs": 0, "busy_cycles": 0,
                       "mac_cycles": 0}
@@ -487,56 +490,38 @@ class Device:
         Weights that fit the weight memory are sent now and stay resident until another
         upload replaces them; larger ones are sent tile by tile when used.
         """
-        Wq = _int_matrix("Wq", Wq, np.int8)
-        handle = WeightHandle("int8", Wq.copy(), None, self._info["config_id"])
-        tiles = self._tiles(Engine.SYSTOLIC, 1, *Wq.shape)
-        if len(tiles[1]) == 1 and len(tiles[2]) == 1:
-            self._load_weights(Engine.SYSTOLIC, handle, tiles[1][0], tiles[2][0])
-        return handle
+        return self._upload(engine("systolic"), "Wq", Wq, None)
 
     def upload_ternary(self, T, packing="base3"):
         """Upload ternary K x N weights packed ``"base3"`` or ``"2bit"``; return a handle."""
-        if packing not in PACKINGS:
-            raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
-        T = _int_matrix("T", T, np.int8)
-        if T.size and (T.min() < -1 or T.max() > 1):
-            raise ValueError("T values must be in {-1, 0, 1}")
-        handle = WeightHandle("ternary", T.copy(), packing, self._info["config_id"])
-        tiles = self._tiles(Engine.TERNARY, 1, *T.shape)
-        if len(tiles[1]) == 1 and len(tiles[2]) == 1:
-            self._load_weights(Engine.TERNARY, handle, tiles[1][0], tiles[2][0])
+        return self._upload(engine("ternary"), "T", T, packing)
+
+    def _upload(self, spec, name, W, packing):
+        packing = spec.check_packing(packing)
+        handle = self._handle(W, spec.numerics, name, packing)
+        tiling = tile_problem(spec, self.config, 1, *handle.weights.shape)
+        if tiling.weights_fit:
+            self._load_weights(spec, handle, tiling.k_ranges[0], tiling.n_ranges[0])
         return handle
 
-    def _load_weights(self, engine, handle, k_range, n_range):
+    def _load_weights(self, spec, handle, k_range, n_range):
         key = (handle.id, k_range, n_range, handle.packing)
-        if self._resident.get(engine) == key:
+        if self._resident.get(spec.name) == key:
             return
         W = np.ascontiguousarray(handle.weights[slice(*k_range), slice(*n_range)])
-        self._resident.pop(engine, None)
-        requests = weight_requests(self.config, handle.kind, W, handle.packing)
+        self._resident.pop(spec.name, None)
+        requests = weight_requests(self.config, spec, W, handle.packing)
         progress = _Progress(f"{handle.kind} weights", sum(len(r[2]) for r in requests),
                              self.progress)
         try:
             self._pipeline(requests, progress=progress)
         finally:
             progress.close()
-        self._resident[engine] = key
+        self._resident[spec.name] = key
 
     # --- compute -------------------------------------------------------------------------
 
-    def _tiles(self, engine, m, k, n):
-        """Return the (M, K, N) tile ranges a problem is split into on this device."""
-        c = self.config
-        weight_depth = c.weight_depth if engine == Engine.SYSTOLIC else c.trit_depth
-        plan = plan_gemm if engine == Engine.SYSTOLIC else plan_ternary
-        kt = min(k, c.max_k, c.act_depth, weight_depth)
-        nt = min(n, c.max_n, weight_depth // kt, c.out_depth)
-        mt = min(m, c.max_m, c.act_depth // kt, c.out_depth // nt)
-        plan(c, mt, kt, nt)
-        return tuple([(i, min(i + t, d)) for i in range(0, d, t)]
-                     for d, t in ((m, mt), (k, kt), (n, nt)))
-
-    def _compute(self, engine, X, handle, bias, mult, shift, relu):
+    def _compute(self, spec, X, handle, bias, mult, shift, relu):
         m, k = X.shape
         n = handle.weights.shape[1]
         raw = mult is None
@@ -546,61 +531,31 @@ class Device:
         if not raw:
             mult = _int_vector("mult", mult, n, 0, (1 << MULT_BITS) - 1)
             shift = _int_vector("shift", shift, n, SHIFT_MIN, SHIFT_MAX)
-        bias = (np.zeros(n, np.int32) if bias is None
-                else _int_vector("bias", bias, n, -(1 << 31), (1 << 31) - 1))
-        m_tiles, k_tiles, n_tiles = self._tiles(engine, m, k, n)
-        if len(k_tiles) == 1:
-            # The device adds the bias and requantizes.
-            result = np.zeros((m, n), np.int32 if raw else np.int8)
-            for n0, n1 in n_tiles:
-                width = n1 - n0
-                self._write_params(bias[n0:n1],
-                                   np.zeros(width, np.int64) if raw else mult[n0:n1],
-                                   np.ones(width, np.int64) if raw else shift[n0:n1])
-                self._load_weights(engine, handle, k_tiles[0], (n0, n1))
-                for m0, m1 in m_tiles:
-                    result[m0:m1, n0:n1] = self._run(engine, X[m0:m1], handle, width,
-                                                     raw, relu)
-            return result
-        # K is split: the device returns raw partial sums, the host adds them.
-        total = np.zeros((m, n), np.int64)
-        for n0, n1 in n_tiles:
-            width = n1 - n0
-            self._write_params(np.zeros(width, np.int64), np.zeros(width, np.int64),
-                               np.ones(width, np.int64))
-            for k0, k1 in k_tiles:
-                self._load_weights(engine, handle, (k0, k1), (n0, n1))
-                for m0, m1 in m_tiles:
-                    total[m0:m1, n0:n1] += self._run(engine, X[m0:m1, k0:k1], handle,
-                                                     width, True, False)
-        total += bias
-        if total.min() < -(1 << 31) or total.max() >= 1 << 31:
-            raise ValueError(f"the accumulators overflow int32 "
-                             f"(range {total.min()}..{total.max()})")
-        acc = total.astype(np.int32)
-        return acc if raw else requantize(acc, mult.astype(np.int32), shift.astype(np.int32),
-                                          relu)
+        if bias is not None:
+            bias = _int_vector("bias", bias, n, -(1 << 31), (1 << 31) - 1)
+        tiling = tile_problem(spec, self.config, m, k, n)
+        calls = tiling.calls(raw, relu)
+        outputs = []
+        for call in calls:
+            self._write_params(*tiling.params(call, bias, mult, shift))
+            self._load_weights(spec, handle, call.depth, call.cols)
+            outputs.append(self._run(spec, X[slice(*call.rows), slice(*call.depth)],
+                                     call.shape[2], call.raw, call.relu))
+        return tiling.assemble(calls, outputs, bias, mult, shift, relu)
 
-    def _run(self, engine, X, handle, n, raw, relu):
+    def _run(self, spec, X, n, raw, relu):
         m, k = X.shape
-        dummy = np.zeros((k, n), np.int8)
-        if engine == Engine.SYSTOLIC:
-            geometry = systolic_geometry(self.config)
-            image = systolic_memory_image(self.config, np.ascontiguousarray(X), dummy)[0]
-            self.write(Target.SYSTOLIC_ACT, image, run=self.config.systolic_rows,
-                       stride=1 << geometry.act_lane_bits, label="activations")
-            plan = plan_gemm(self.config, m, k, n)
-        else:
-            geometry = ternary_geometry(self.config)
-            image = ternary_memory_image(self.config, np.ascontiguousarray(X), dummy, "2bit")[0]
-            self.write(Target.TERNARY_ACT, image, run=geometry.act_word_bytes,
-                       stride=geometry.act_stride, label="activations")
-            plan = plan_ternary(self.config, m, k, n)
+        image = spec.memory_image(self.config, np.ascontiguousarray(X),
+                                  np.zeros((k, n), np.int8))[0]
+        run, stride = spec.act_runs(self.config)
+        self.write(spec.protocol_target(0), image, run=run, stride=stride,
+                   label="activations")
+        plan = spec.plan(self.config, m, k, n)
         flags = (RunFlag.RAW if raw else 0) | (RunFlag.RELU if relu else 0)
-        frame = self.request(Opcode.RUN, protocol.run_args(engine, flags, m, k, n),
+        frame = self.request(Opcode.RUN, protocol.run_args(spec.protocol_id, flags, m, k, n),
                              extra_seconds=2 * plan.cycles / self._cycle_rate)
         busy, macs = protocol.parse_run(frame.data)
-        self.last_run = {"engine": Engine(engine).name.lower(), "m": m, "k": k, "n": n,
+        self.last_run = {"engine": spec.name, "m": m, "k": k, "n": n,
                          "busy_cycles": busy, "mac_cycles": macs,
                          "predicted_cycles": plan.cycles}
         self.stats["runs"] += 1
@@ -620,9 +575,9 @@ class Device:
         ``requantize(acc, mult, shift, relu)`` (int8).
         """
         Xq = _int_matrix("Xq", Xq, np.int8)
-        handle = self._handle(W, "int8", "W", None)
+        handle = self._handle(W, "int8", "W", "int8")
         _check_inner(Xq, handle.weights, "Xq", "W")
-        return self._compute(Engine.SYSTOLIC, Xq, handle, bias, mult, shift, relu)
+        return self._compute(engine("systolic"), Xq, handle, bias, mult, shift, relu)
 
     def ternary(self, q, T, mult=None, shift=None, relu=False, packing="base3"):
         """Return ``ternary_matmul(q, T)``, requantized per channel when ``mult`` is given.
@@ -631,18 +586,18 @@ class Device:
         :meth:`upload_ternary`.
         """
         q = _int_matrix("q", q, np.int8)
-        handle = self._handle(T, "ternary", "T", packing)
+        spec = engine("ternary")
+        handle = self._handle(T, "ternary", "T", spec.check_packing(packing))
         _check_inner(q, handle.weights, "q", "T")
-        return self._compute(Engine.TERNARY, q, handle, None, mult, shift, relu)
+        return self._compute(spec, q, handle, None, mult, shift, relu)
 
     def _handle(self, weights, kind, name, packing):
         if isinstance(weights, WeightHandle):
             self._check_handle(weights, kind)
             return weights
         weights = _int_matrix(name, weights, np.int8)
-        if kind == "ternary" and weights.size and (weights.min() < -1 or weights.max() > 1):
-            raise ValueError(f"{name} values must be in {{-1, 0, 1}}")
-        return WeightHandle(kind, weights, packing, self._info["config_id"])
+        engine_for_numerics(kind).check_weights(name, weights)
+        return WeightHandle(kind, weights.copy(), packing, self._info["config_id"])
 
 
 def write_requests(target, image, *, run=0, stride=0):
@@ -664,21 +619,15 @@ def write_requests(target, image, *, run=0, stride=0):
             for offset in range(0, len(data), per_frame)]
 
 
-def weight_requests(config, kind, W, packing=None):
-    """Return the WRITE requests that upload one tile of weights ``W`` (K x N)."""
-    dummy = np.zeros((1, W.shape[0]), np.int8)
-    if kind == "int8":
-        geometry = systolic_geometry(config)
-        image = systolic_memory_image(config, dummy, W)[1]
-        return write_requests(Target.SYSTOLIC_WEIGHT, image, run=config.systolic_cols,
-                              stride=1 << geometry.weight_lane_bits)
-    geometry = ternary_geometry(config)
-    unit_target = weight_target(packing)
-    image = ternary_memory_image(config, dummy, W, packing)[unit_target]
-    # The engine's write targets, listed in the order of the unit's own numbering.
-    target = protocol.ENGINE_TARGETS[Engine.TERNARY][unit_target]
-    return write_requests(target, image, run=geometry.word_bytes(packing),
-                          stride=geometry.weight_stride)
+def weight_requests(config, spec, W, packing=None):
+    """Return the WRITE requests that upload one tile of weights ``W`` (K x N) to engine
+    ``spec`` (an :class:`~tritile.sw.engines.EngineSpec` or its name) in ``packing``."""
+    spec = engine(spec)
+    core_target = spec.weight_core_target(packing)
+    image = spec.memory_image(config, np.zeros((1, W.shape[0]), np.int8), W,
+                              packing)[core_target]
+    run, stride = spec.weight_runs(config, packing)
+    return write_requests(spec.protocol_target(core_target), image, run=run, stride=stride)
 
 
 def _int_matrix(name, value, dtype):

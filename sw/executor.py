@@ -21,17 +21,18 @@ import time
 
 import numpy as np
 
-from .arith import ceil_div
 from .compiler import Program
 from .config import AcceleratorConfig
+from .engines import engine_for_numerics
 from .model import rms_norm
 from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
                        requantize, ternary_matmul)
 from .packing import packed_size
-from .planner import plan_gemm, plan_ternary
+from .protocol import PARAM_RECORD
+from .tiling import tile_problem
 
 __all__ = ["ProgramMismatchError", "GoldenBackend", "LayerRun", "RunResult", "execute",
-           "agreement", "rows_per_call", "open_backend", "backend_config", "run_checked",
+           "agreement", "open_backend", "backend_config", "run_checked",
            "GOLDEN", "TERNARY_PACKING"]
 
 #: The ``--device`` value that selects the golden model instead of a device.
@@ -39,10 +40,6 @@ GOLDEN = "golden"
 
 #: Packing used for the ternary weights a program uploads (1.6 bits per weight).
 TERNARY_PACKING = "base3"
-
-# Bytes of one channel's requantization parameters as the Requantizer's param_write
-# stream holds them: bias (int32), mult (15 bits, 2 bytes), shift (6 bits, 1 byte).
-_PARAM_BYTES = 4 + 2 + 1
 
 
 class ProgramMismatchError(ValueError):
@@ -107,17 +104,9 @@ class GoldenBackend:
         return acc if mult is None else requantize(acc, mult, shift, relu)
 
 
-def rows_per_call(config, k, n):
-    """Return how many rows of an M x K x N layer fit one engine call on ``config``."""
-    return max(1, min(config.max_m, config.act_depth // k, config.out_depth // n))
-
-
-def _predicted_cycles(config, engine, m, k, n):
-    plan = plan_gemm if engine == "int8" else plan_ternary
-    step = rows_per_call(config, k, n)
-    full, rest = divmod(m, step)
-    cycles = full * plan(config, step, k, n).cycles if full else 0
-    return cycles + (plan(config, rest, k, n).cycles if rest else 0)
+def _predicted_cycles(config, spec, m, k, n):
+    tiling = tile_problem(spec, config, m, k, n)
+    return sum(spec.plan(config, *call.shape).cycles for call in tiling.calls())
 
 
 @dataclasses.dataclass
@@ -131,14 +120,16 @@ class LayerRun:
     m, k, n : int
         Problem size of the layer on the whole batch.
     calls : int
-        Engine calls the batch takes at :func:`rows_per_call` rows per call.
+        Engine calls the batch takes (:func:`tritile.sw.tiling.tile_problem`).
     predicted_cycles : int
         Engine cycles of those calls by the planner's cycle model.
     weight_bytes : int
         Bytes of the layer's weights as uploaded (int8, or packed trits).
     stream_bytes : int
         Payload bytes of the batch: int8 activations in, results out (one byte per int8,
-        four per int32), requantization parameters (7 bytes per channel) when used.
+        four per int32), and the layer's output-stage parameters, one
+        :data:`~tritile.sw.protocol.PARAM_RECORD` per channel (written once per layer;
+        a raw output has a record of zeros).
     seconds : float
         Wall time of the layer's upload and engine call(s).
     cycles : int or None
@@ -267,20 +258,21 @@ def layer_input(layer, X):
     return X if layer.norm is None else rms_norm(X, layer.norm)
 
 
+def _packing(spec):
+    """The packing a program uploads the weights of ``spec``'s layers in."""
+    return TERNARY_PACKING if TERNARY_PACKING in spec.packings else None
+
+
 def _costs(program, m):
     for layer in program.layers:
         k, n = layer.shape
-        calls = ceil_div(m, rows_per_call(program.config, k, n))
-        if layer.engine == "int8":
-            weight_bytes = k * n
-            out_bytes = 4 if layer.raw_output else 1
-            param_bytes = _PARAM_BYTES * n
-        else:
-            weight_bytes = packed_size(k * n, TERNARY_PACKING)
-            out_bytes, param_bytes = 4, 0
-        yield LayerRun(layer.engine, m, k, n, calls,
-                       _predicted_cycles(program.config, layer.engine, m, k, n),
-                       weight_bytes, m * k + m * n * out_bytes + calls * param_bytes, 0.0)
+        spec = engine_for_numerics(layer.engine)
+        tiling = tile_problem(spec, program.config, m, k, n)
+        out_bytes = 4 if layer.raw_output else 1
+        yield LayerRun(layer.engine, m, k, n, len(tiling.calls()),
+                       _predicted_cycles(program.config, spec, m, k, n),
+                       spec.weight_bytes(k, n, _packing(spec)),
+                       m * k + m * n * out_bytes + n * PARAM_RECORD.size, 0.0)
 
 
 def execute(program, backend, X, progress=None):

@@ -18,7 +18,7 @@ __all__ = ["ModelError", "Dense", "Model", "Quantization", "rms_norm", "ACTIVATI
 #: Activations a :class:`Dense` layer can apply to its output.
 ACTIVATIONS = (None, "relu")
 
-#: The epsilon of the host-side RMSNorm (DESIGN.md).
+#: The epsilon of the host-side RMSNorm (docs/numerics.md).
 RMS_NORM_EPS = 1e-6
 
 #: Name of the output of a model that has no :class:`~tritile.sw.host_tail.HostTail`.

@@ -1,4 +1,4 @@
-"""The numerics contract of DESIGN.md: quantization, requantization and golden matmuls.
+"""The numerics contract of docs/numerics.md: quantization, requantization and golden matmuls.
 
 Every integer the hardware produces must equal what these functions produce, bit for bit.
 Float preprocessing is done in float32 and rounds half to even (``np.rint``); integer paths

@@ -1,4 +1,4 @@
-"""Byte formats of weights on the host link and in on-chip memory (DESIGN.md).
+"""Byte formats of weights on the host link and in on-chip memory (docs/numerics.md).
 
 All packers flatten their input in row-major order. Unpackers take the exact byte string a
 packer produced for ``count`` values and reject anything else (wrong length, bytes that no

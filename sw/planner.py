@@ -80,21 +80,12 @@ def check_problem(config, m, k, n):
         raise ValueError(f"M*N = {m * n} results exceed out_depth = {config.out_depth}")
 
 
-# Systolic engine timing (hw/systolic.py), in cycles: from the accepted start to the first
-# row fed into the array; from a block's last row fed to its first accumulator entering
-# the output stage, beyond the array's R + C (activation memory read, accumulator write,
-# block-complete flag); from the last accumulator entering the output stage to the end of
-# the problem (the Requantizer's latency).
-SYSTOLIC_START = 1
-SYSTOLIC_ACCUMULATE = 3
-SYSTOLIC_OUTPUT_LATENCY = 5
-# Accumulator buffers of R x C: with three, the read-out of a block (R * C cycles) and the
-# pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the compute of the next two.
-SYSTOLIC_ACC_BUFFERS = 3
-# Ternary unit cycles besides the first row's G groups, the adder tree's ceil(log2 P)
-# levels and the last row's beats: the synchronous reads of both words (the stored trits
-# feed the lanes without a register) and the cycle after the last beat that ends `busy`.
-TERNARY_PIPELINE = 2
+def _facts():
+    # The hardware owns its latencies and buffer counts; hw/facts.py imports nothing, so
+    # reading it keeps tritile.sw free of Amaranth.
+    from ..hw import facts
+
+    return facts
 
 
 def plan_gemm(config, m, k, n):
@@ -107,26 +98,29 @@ def plan_gemm(config, m, k, n):
     per cycle while the next blocks compute in the other buffers; a block may start only
     when the read-out of the block ``SYSTOLIC_ACC_BUFFERS`` before it has finished. The
     cycle count follows that schedule exactly, so it also covers problems limited by the
-    read-out (K < R * C).
+    read-out (K < R * C). The latencies and the buffer count are the hardware's
+    (:mod:`tritile.hw.facts`).
     """
     check_problem(config, m, k, n)
     config.check_engines("systolic")
+    facts = _facts()
     rows, cols = config.systolic_rows, config.systolic_cols
     if k * n > config.weight_depth:
         raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
     k_tiles, n_tiles = ceil_div(k, rows), ceil_div(n, cols)
     feed = k_tiles * rows
-    issue = SYSTOLIC_START + rows       # cycle in which the next block may start feeding
+    issue = facts.SYSTOLIC_START + rows     # cycle in which the next block may start feeding
     # Cycle of the last result of each of the previous SYSTOLIC_ACC_BUFFERS blocks.
-    finished = [-1] * SYSTOLIC_ACC_BUFFERS
+    finished = [-1] * facts.SYSTOLIC_ACC_BUFFERS
     for n0 in range(0, n, cols):
         for m0 in range(0, m, rows):
             start = max(issue, finished[0] + 1)
             issue = start + feed
-            first = max(issue - 1 + rows + cols + SYSTOLIC_ACCUMULATE, finished[-1] + 1)
+            first = max(issue - 1 + rows + cols + facts.SYSTOLIC_ACCUMULATE,
+                        finished[-1] + 1)
             last = first + min(rows, m - m0) * min(cols, n - n0) - 1
             finished = finished[1:] + [last]
-    cycles = finished[-1] + SYSTOLIC_OUTPUT_LATENCY
+    cycles = finished[-1] + facts.REQUANTIZER_LATENCY
     return EnginePlan("systolic", m, k, n, rows, cols, k_tiles, n_tiles, m * k * n,
                       rows * cols, cycles)
 
@@ -139,8 +133,8 @@ def plan_ternary(config, m, k, n):
     leave one lane per cycle while the next row computes; a row that finishes before the
     previous one has left waits, so a row after one with ``Lv`` valid lanes costs
     ``max(G, Lv + 1)``. The first row's fill (its G groups and the pipeline) and the last
-    row's ``Lv`` beats are paid once; the pipeline is ``config.ternary_read_stages``
-    cycles longer than the lanes need.
+    row's ``Lv`` beats are paid once; the pipeline (:data:`tritile.hw.facts.TERNARY_PIPELINE`)
+    is ``config.ternary_read_stages`` cycles longer than the lanes need.
     """
     check_problem(config, m, k, n)
     config.check_engines("ternary")
@@ -152,7 +146,7 @@ def plan_ternary(config, m, k, n):
     row_cost = max(k_tiles, lanes + 1)
     last_row_cost = max(k_tiles, last_lanes + 1)
     tree_levels = (fan_in - 1).bit_length()
-    cycles = (k_tiles + TERNARY_PIPELINE + config.ternary_read_stages + tree_levels
+    cycles = (k_tiles + _facts().TERNARY_PIPELINE + config.ternary_read_stages + tree_levels
               + (n_tiles - 1) * m * row_cost + (m - 1) * last_row_cost + last_lanes)
     return EnginePlan("ternary", m, k, n, fan_in, lanes, k_tiles, n_tiles, m * k * n,
                       lanes * fan_in, cycles)

@@ -18,8 +18,6 @@ import struct
 from dataclasses import dataclass
 
 from .config import AcceleratorConfig
-from .systolic_layout import systolic_geometry
-from .ternary_layout import ternary_geometry
 
 __all__ = [
     "SYNC", "RESPONSE_BIT", "HEADER_SIZE", "CRC_SIZE", "FRAMING_SIZE", "MAX_DATA",
@@ -109,7 +107,8 @@ class Engine(enum.IntEnum):
 
 #: The write targets of each engine, in the order of its cores' ``write.target`` field:
 #: activations, then weights (the ternary engine's in both packings). A device without the
-#: engine has none of them (their size is 0).
+#: engine has none of them (their size is 0). :mod:`tritile.sw.engines` serves this with
+#: the rest of each engine's facts.
 ENGINE_TARGETS = {Engine.SYSTOLIC: (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT),
                   Engine.TERNARY: (Target.TERNARY_ACT, Target.TERNARY_WEIGHT,
                                    Target.TERNARY_WEIGHT_BASE3)}
@@ -219,21 +218,16 @@ def run_args(engine, flags, m, k, n):
 def target_size(config, target):
     """Return the size in bytes of ``target`` on a device built for ``config``.
 
-    The engines' memories are as large as their layouts (sw/*_layout.py) make them; the
-    memories of an engine the config leaves out have size 0.
+    An engine's memories are as large as its layout makes them
+    (:meth:`tritile.sw.engines.EngineSpec.target_size`); the memories of an engine the
+    config leaves out have size 0.
     """
+    from .engines import engine_of_target   # the registry is built on this module
+
     target = Target(target)
-    owner = next((e for e, ts in ENGINE_TARGETS.items() if target in ts), None)
-    if owner is not None and owner.name.lower() not in config.engines:
-        return 0
-    if owner == Engine.SYSTOLIC:
-        systolic = systolic_geometry(config)
-        return systolic.act_bytes if target == Target.SYSTOLIC_ACT else systolic.weight_bytes
-    if owner == Engine.TERNARY:
-        ternary = ternary_geometry(config)
-        if target == Target.TERNARY_ACT:
-            return ternary.act_words * ternary.act_stride
-        return ternary.weight_words * ternary.weight_stride
+    owner = engine_of_target(target)
+    if owner is not None:
+        return owner.target_size(config, target)
     return {Target.PARAMS: config.max_n * PARAM_RECORD.size,
             Target.OUTPUT32: config.out_depth * 4,
             Target.OUTPUT8: config.out_depth}[target]

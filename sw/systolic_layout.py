@@ -23,13 +23,11 @@ from .config import ConfigError
 from .planner import plan_gemm
 
 __all__ = ["SystolicGeometry", "systolic_geometry", "systolic_memory_image",
-           "ACT_TARGET", "WEIGHT_TARGET", "ADDR_BITS"]
+           "ACT_TARGET", "WEIGHT_TARGET"]
 
 #: ``target`` of the engine's write stream for each memory.
 ACT_TARGET = 0
 WEIGHT_TARGET = 1
-#: Width of the byte address on the write stream.
-ADDR_BITS = 24
 
 
 def _ceil_log2(value):
@@ -66,7 +64,10 @@ class SystolicGeometry:
 
 def systolic_geometry(config):
     """Return the memory geometry of the systolic engine generated for ``config``."""
+    from ..hw.facts import WRITE_FIELDS   # the hardware's address width, Amaranth-free
+
     rows, cols = config.systolic_rows, config.systolic_cols
+    reach = 1 << WRITE_FIELDS["addr"]
     # Padding K to whole tiles costs at most one word per row of X (M rows); padding N
     # costs at most one word per row of W (K rows).
     geometry = SystolicGeometry(
@@ -75,10 +76,10 @@ def systolic_geometry(config):
         act_lane_bits=_ceil_log2(rows), weight_lane_bits=_ceil_log2(cols))
     for name, span in (("act_depth", geometry.act_bytes),
                        ("weight_depth", geometry.weight_bytes)):
-        if span > 1 << ADDR_BITS:
+        if span > reach:
             raise ConfigError(
                 f"{name} = {getattr(config, name)} makes the systolic engine's memory span "
-                f"{span} byte addresses; the write stream reaches {1 << ADDR_BITS}")
+                f"{span} byte addresses; the write stream reaches {reach}")
     return geometry
 
 

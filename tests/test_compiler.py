@@ -1,5 +1,5 @@
-"""Compilation: int8 quantization per DESIGN.md with calibration and fused requant, ternary
-BitLinear layers, per-layer engine choice, and clear errors."""
+"""Compilation: int8 quantization per docs/numerics.md with calibration and fused requant,
+ternary BitLinear layers, per-layer engine choice, and clear errors."""
 
 import numpy as np
 import pytest

@@ -8,12 +8,14 @@ import pytest
 
 from tritile.sw.compiler import compile_model
 from tritile.sw.config import PRESETS
-from tritile.sw.executor import (GoldenBackend, ProgramMismatchError, agreement, execute,
-                                 rows_per_call)
+from tritile.sw.engines import engine
+from tritile.sw.executor import GoldenBackend, ProgramMismatchError, agreement, execute
 from tritile.sw.model import Dense, Model
 from tritile.sw.numerics import (gemm_int8, quantize_activations_absmax,
                                  quantize_activations_int8, requantize, ternary_matmul)
 from tritile.sw.planner import plan_gemm, plan_ternary
+from tritile.sw.protocol import param_records
+from tritile.sw.tiling import tile_problem
 
 CONFIG = PRESETS["sim-small"]
 RNG = np.random.default_rng(11)
@@ -51,15 +53,19 @@ def test_costs_follow_the_planner():
     model = _model()
     config = CONFIG.replace(max_m=7)                # the batch of 50 takes 8 calls
     X = RNG.standard_normal((50, 24)).astype(np.float32)
-    result = execute(compile_model(model, config, "int8", calib=X), GoldenBackend(config), X)
-    assert rows_per_call(config, 24, 16) == 7
+    program = compile_model(model, config, "int8", calib=X)
+    first_layer = program.layers[0]
+    result = execute(program, GoldenBackend(config), X)
+    assert tile_problem(engine("systolic"), config, 50, 24, 16).tile_m == 7
     first, last = result.layers
     assert first.calls == 8
     assert first.predicted_cycles == 7 * plan_gemm(config, 7, 24, 16).cycles \
         + plan_gemm(config, 1, 24, 16).cycles
     assert (first.weight_bytes, last.weight_bytes) == (24 * 16, 16 * 5)
-    # int8 in, int8 requantized out, 7 bytes of requant parameters per channel and call.
-    assert first.stream_bytes == 50 * 24 + 50 * 16 + 8 * 7 * 16
+    # int8 in, int8 requantized out, and the PARAMS records as the protocol packs them
+    # (the driver writes them once: they are the same for every call of the layer).
+    records = param_records(first_layer.bias, first_layer.mult, first_layer.shift)
+    assert first.stream_bytes == 50 * 24 + 50 * 16 + len(records)
     ternary = execute(compile_model(model, config, "ternary"), GoldenBackend(config), X)
     assert ternary.layers[1].predicted_cycles == 7 * plan_ternary(config, 7, 16, 5).cycles \
         + plan_ternary(config, 1, 16, 5).cycles

@@ -1,4 +1,5 @@
-"""The numerics contract of DESIGN.md: properties and corner cases of the golden model."""
+"""The numerics contract of docs/numerics.md: properties and corner cases of the golden
+model."""
 
 import numpy as np
 import pytest

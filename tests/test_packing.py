@@ -1,4 +1,4 @@
-"""Properties of the weight packings of DESIGN.md."""
+"""Properties of the weight packings of docs/numerics.md."""
 
 import numpy as np
 import pytest

@@ -151,12 +151,6 @@ def test_rejects_a_non_config():
         Requantizer({"max_n": 4})
 
 
-def test_latency_is_the_one_the_cycle_model_uses():
-    from tritile.sw.planner import SYSTOLIC_OUTPUT_LATENCY
-
-    assert LATENCY == SYSTOLIC_OUTPUT_LATENCY
-
-
 def test_busy_while_a_beat_is_in_flight():
     dut = Requantizer(AcceleratorConfig(max_n=2))
     trace = []

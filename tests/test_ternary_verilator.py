@@ -1,5 +1,6 @@
-"""The whole ternary engine in Verilator (cocotb module: tritile.sim.ternary_sim) against
-tritile.sw.ternary_matmul and requantize, on three (L, P) shapes, one with a read stage."""
+"""The whole ternary engine in Verilator (the one engine harness, tritile.sim.engine_sim)
+against tritile.sw.ternary_matmul and requantize, on three (L, P) shapes, one with a read
+stage."""
 
 import os
 import random
@@ -7,14 +8,21 @@ import random
 import numpy as np
 import pytest
 
-from tritile.sim.ternary_sim import TernaryProblem, run_ternary
-from tritile.sw import AcceleratorConfig, requant_params, requantize, ternary_matmul
+from tritile.sim.engine_sim import EngineProblem, run_engine
+from tritile.sw import AcceleratorConfig, requant_params
 
 
 def _seed():
     seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
     print(f"seed={seed} (replay with TRITILE_SEED={seed})")
     return seed
+
+
+def config_for(lanes, fan_in, read_stages):
+    """A small config of the ternary unit with L lanes of P inputs."""
+    return AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in,
+                             ternary_read_stages=read_stages, max_m=6, max_k=40, max_n=20,
+                             act_depth=240, trit_depth=800, out_depth=120)
 
 
 def _problems(config, rng):
@@ -37,25 +45,18 @@ def _problems(config, rng):
     for packing in ("2bit", "base3"):
         m, k, n = int(rng.integers(2, config.max_m + 1)), ragged(max_k, fan_in), \
             ragged(max_n, lanes)
-        problems.append(TernaryProblem(acts(m, k), trits(k, n), packing))
-        problems.append(TernaryProblem(acts(1, k), trits(k, n), packing, throttle=True))
-        problems.append(TernaryProblem(acts(3, 1), trits(1, n), packing))
-        problems.append(TernaryProblem(np.full((2, max_k), -128, np.int8),
-                                       np.full((max_k, 3), -1, np.int8), packing))
-        problems.append(TernaryProblem(acts(2, k), np.zeros((k, n), np.int8), packing))
+        problems.append(EngineProblem(acts(m, k), trits(k, n), packing=packing))
+        problems.append(EngineProblem(acts(1, k), trits(k, n), packing=packing, throttle=True))
+        problems.append(EngineProblem(acts(3, 1), trits(1, n), packing=packing))
+        problems.append(EngineProblem(np.full((2, max_k), -128, np.int8),
+                                      np.full((max_k, 3), -1, np.int8), packing=packing))
+        problems.append(EngineProblem(acts(2, k), np.zeros((k, n), np.int8), packing=packing))
         # Requantized, scales chosen so that results spread over the int8 range.
         q, T = acts(m, k), trits(k, n)
         mult, shift = requant_params(np.full(n, 1.0 / max(8, 4 * k), np.float64))
-        problems.append(TernaryProblem(q, T, packing, mult=mult, shift=shift,
-                                       relu=packing == "base3", throttle=True))
+        problems.append(EngineProblem(q, T, packing=packing, mult=mult, shift=shift,
+                                      relu=packing == "base3", throttle=True))
     return problems
-
-
-def _golden(problem):
-    acc = ternary_matmul(problem.q, problem.T)
-    if problem.raw:
-        return acc
-    return requantize(acc, problem.mult, problem.shift, relu=problem.relu)
 
 
 @pytest.mark.slow
@@ -63,15 +64,13 @@ def _golden(problem):
 def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path):
     seed = _seed()
     rng = np.random.default_rng(seed)
-    config = AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in,
-                               ternary_read_stages=read_stages, max_m=6, max_k=40,
-                               max_n=20, act_depth=240, trit_depth=800, out_depth=120)
+    config = config_for(lanes, fan_in, read_stages)
     problems = _problems(config, rng)
-    runs = run_ternary(config, problems, work_dir=tmp_path, seed=seed)
+    runs = run_engine("ternary", config, problems, work_dir=tmp_path, seed=seed)
     for index, (problem, run) in enumerate(zip(problems, runs)):
-        shape = (problem.q.shape[0], problem.q.shape[1], problem.T.shape[1])
+        shape = problem.shape
         label = f"problem {index}: MxKxN={shape} {problem.packing} raw={problem.raw}"
-        np.testing.assert_array_equal(run.out, _golden(problem), err_msg=label)
+        np.testing.assert_array_equal(run.out, problem.expected("ternary"), err_msg=label)
         if not problem.throttle:
             # Without backpressure the cycle model is exact.
             assert run.busy_cycles == run.predicted_cycles, label

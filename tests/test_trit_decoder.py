@@ -63,7 +63,8 @@ def test_base3_decoder_matches_unpack_for_every_byte():
 
 
 def test_base3_decoder_applies_the_design_formula_to_invalid_bytes():
-    # Bytes no packer writes still decode by DESIGN.md's multiply-by-3-and-shift rule.
+    # Bytes no packer writes still decode by the multiply-by-3-and-shift rule of
+    # docs/numerics.md.
     table = _decode_all(TritBase3Decoder())
     invalid = [b for b in range(256) if _golden(unpack_trits_base3, b, 5) is None]
     assert len(invalid) == 256 - 3 ** 5

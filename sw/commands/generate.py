@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 from ..cli import CommandError
+from ..engines import ENGINES
 
-TOPS = ("soc", "systolic", "ternary")
+TOPS = ("soc", *ENGINES)
 FORMATS = {"verilog": ".v", "rtlil": ".il"}
 
 
@@ -30,12 +31,8 @@ def top_component(top, config):
     if top == "soc":
         from tritile.hw.soc import SoC
         return SoC(config)
-    if top == "systolic":
-        from tritile.hw.systolic import SystolicEngine
-        return SystolicEngine(config)
-    if top == "ternary":
-        from tritile.hw.ternary import TernaryEngine
-        return TernaryEngine(config)
+    if top in ENGINES:
+        return ENGINES[top].make_engine(config)
     raise CommandError(f"--top must be one of {', '.join(TOPS)}, not {top!r}")
 
 

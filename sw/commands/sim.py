@@ -2,8 +2,8 @@
 
 import importlib
 
-# Modules of tritile.sw.commands that register a subcommand of `tritile sim`.
-SIM_COMMANDS = ("sim_ternary", "sim_gemm")
+# Modules of tritile.sw.commands that register subcommands of `tritile sim`.
+SIM_COMMANDS = ("sim_engine",)
 
 
 def register(subparsers):

@@ -1,0 +1,42 @@
+"""The engines' timing and structure facts, owned by the hardware, in plain Python.
+
+The gateware builds itself from these numbers and the host's cycle model
+(:mod:`tritile.sw.planner`) reads them, so a change to the hardware's pipeline is one
+edit here, checked by the cycle-exact tests of both engines. The module imports nothing,
+so ``tritile.sw`` can read it without Amaranth: the planner imports it inside its
+functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/systolic.md,
+"Where the facts live").
+"""
+
+__all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
+           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WRITE_FIELDS"]
+
+#: Cycles from a beat accepted on the :class:`~tritile.hw.requantizer.Requantizer`'s
+#: ``acc`` to its result valid on ``out`` (no stall): its five named stages.
+REQUANTIZER_LATENCY = 5
+
+#: Systolic core: cycles from the accepted start to the first row fed into the array
+#: (the start is registered).
+SYSTOLIC_START = 1
+#: Systolic core: cycles from a block's last row fed to its first accumulator entering the
+#: output stage, beyond the array's R + C: the activation memory read, the accumulator
+#: write and the block-complete flag.
+SYSTOLIC_ACCUMULATE = 3
+#: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
+#: (R * C cycles) and the pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the
+#: compute of the next two blocks.
+SYSTOLIC_ACC_BUFFERS = 3
+
+#: Ternary unit: cycles besides the first row's G groups, the adder tree's ceil(log2 P)
+#: levels, the read stages and the last row's beats: the synchronous reads of both words
+#: (the stored trits feed the lanes without a register) and the cycle after the last beat
+#: that ends ``busy``.
+TERNARY_PIPELINE = 2
+
+#: Fields and widths of every engine core's ``start`` payload: one problem's sizes, and
+#: whether to return raw int32 or to apply ReLU before saturation.
+START_FIELDS = {"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1}
+#: Fields and widths of every engine core's ``write`` payload: one byte to a memory
+#: (``target`` in the core's own numbering, see :mod:`tritile.sw.engines`), at a byte
+#: address.
+WRITE_FIELDS = {"target": 2, "addr": 24, "data": 8}
