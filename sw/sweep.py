@@ -117,7 +117,28 @@ def _cluster(scheduler, workers):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
+        client.register_plugin(_ignore_interrupt(), name="tritile-ignore-interrupt")
         yield client
+
+
+def _ignore_interrupt():
+    """Return a worker plugin by which a local worker leaves Ctrl-C to the sweep.
+
+    The terminal sends SIGINT to every process of the sweep's group, the local workers
+    too; without this each would print a KeyboardInterrupt traceback as it dies, while
+    the sweep stops them itself.
+    """
+    import signal
+
+    from distributed import WorkerPlugin
+
+    class IgnoreInterrupt(WorkerPlugin):
+        idempotent = True
+
+        def setup(self, worker):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreInterrupt()
 
 
 class _Progress:

@@ -134,6 +134,8 @@ def _grid_points(grid):
         for value in values:
             _check_value("grid", name, value)
     names = list(grid)
+    if not names:
+        return []
     return [dict(zip(names, combination))
             for combination in itertools.product(*(grid[name] for name in names))]
 
