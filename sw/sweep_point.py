@@ -90,8 +90,9 @@ def run_point(request, stop_event=None):
                     _end_group(child)
                     break
     finally:
-        if child.poll() is None:
-            _end_group(child)
+        # Also after the build process ended: a tool it started may outlive it (a build
+        # process killed with SIGKILL cannot end its group itself).
+        _end_group(child)
     extra = {"seconds": round(time.monotonic() - started, 1), "worker": worker.address}
     if stopped:
         return {"key": request["key"], "status": "stopped", "reason": "sweep stopped",
