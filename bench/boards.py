@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from doc_table import write_table
+from tritile.hw.bitstream import flow_tools
 from tritile.hw.board import BOARDS
 from tritile.sw.config import PRESETS, load_config
 from tritile.sw.sweep import SweepEntry, run_sweep
@@ -66,8 +67,8 @@ def build(builds, args):
         name, _, config = build.partition(":")
         board = BOARDS[name]
         config = load_config(config) if config else PRESETS[board.preset]
-        point = SweepPoint(config, board.name, "pnr", 1, tool_versions(board.family, "pnr"),
-                           attempts=ATTEMPTS)
+        point = SweepPoint(config, board.name, "pnr", 1,
+                           tool_versions(flow_tools(board.family)), attempts=ATTEMPTS)
         entries.append(SweepEntry({"build": build}, point))
     records = run_sweep(entries, ResultStore(args.out), scheduler=args.scheduler,
                         workers=args.workers,

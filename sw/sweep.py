@@ -66,7 +66,7 @@ def plan_sweep(spec, boards=(), stage="pnr", seeds=1):
     ``invalid`` lists ``(parameters, reason)`` for the points that are not built.
     Raises :class:`SweepError` for an unknown board or stage, or no valid point.
     """
-    from tritile.hw.bitstream import STAGES
+    from tritile.hw.bitstream import STAGES, flow_tools
     from tritile.hw.board import get_board
 
     if stage not in STAGES:
@@ -85,7 +85,8 @@ def plan_sweep(spec, boards=(), stage="pnr", seeds=1):
     if not valid:
         reasons = "; ".join(f"{params}: {reason}" for params, reason in invalid[:2])
         raise SweepError(f"every point of {spec.path} is invalid ({reasons})")
-    tools = {board.family: tool_versions(board.family, stage) for board in boards}
+    tools = {board.family: tool_versions(flow_tools(board.family, stage))
+             for board in boards}
     placement = [None] if stage == "synth" else range(1, seeds + 1)
     entries = [SweepEntry(parameters, SweepPoint(config, board.name, stage, seed,
                                                  tools[board.family]), cost)
@@ -165,9 +166,9 @@ class _Progress:
 
 def _describe(record):
     if record["status"] == "ok":
-        report = record["report"]
-        logic = report["resources"]["logic"]
-        return f"ok, logic {logic['used']}/{logic['available']}, {record['seconds']:.0f} s"
+        logic = record["report"].get("resources", {}).get("logic")
+        used = f", logic {logic['used']}/{logic['available']}" if logic else ""
+        return f"ok{used}, {record['seconds']:.0f} s"
     return f"{record['status']}: {record['reason']}"
 
 

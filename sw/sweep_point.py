@@ -12,11 +12,12 @@ The build runs in that process, not in the worker, so that
 - a sweep that is stopped (Ctrl-C) stops its builds: the task polls a Dask ``Event``
   named by the sweep and ends the process group when it is set.
 
-The build itself is :func:`tritile.hw.board_build.build_board`, the code of
-``tritile build``.
+The build itself is the point's builder: :func:`build_board_point`, the code of
+``tritile build``, unless the point names another (``bench/ternary_qor.py`` does).
 """
 
 import ctypes
+import importlib
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["EVENT_TOPIC", "run_point", "build_point"]
+__all__ = ["EVENT_TOPIC", "run_point", "build_point", "build_board_point"]
 
 #: Dask event topic of the tasks' "started" messages (worker address, pids, build dir).
 EVENT_TOPIC = "tritile-sweep"
@@ -108,21 +109,17 @@ def run_point(request, stop_event=None):
 
 
 def build_point(request):
-    """Build the point of ``request`` in this process; return its record."""
-    from tritile.hw.bitstream import BuildError, FitError
-    from tritile.hw.board import get_board
-    from tritile.hw.board_build import build_board
+    """Build the point of ``request`` in this process with its builder; return its record.
 
-    from .config import AcceleratorConfig
+    The tools are checked first: a worker whose tools differ from those the point was
+    planned with would build another point than its key says.
+    """
     from .sweep_store import SweepPoint, tool_versions
     from .toolchain import ToolError
 
-    board = get_board(request["board"])
-    point = SweepPoint(AcceleratorConfig.from_dict(request["config"]), board.name,
-                       request["stage"], request["seed"], request["tools"],
-                       request["attempts"])
+    point = SweepPoint.from_request(request)
     try:
-        here = tool_versions(board.family, point.stage)
+        here = tool_versions(name for name in point.tools if name != "amaranth")
     except ToolError as exc:
         return point.record("failed", str(exc))
     if here != point.tools:
@@ -130,8 +127,20 @@ def build_point(request):
                            for name, version in point.tools.items()
                            if here.get(name) != version)
         return point.record("failed", f"the worker's tools differ: {differ}")
+    module, _, function = point.builder.partition(":")
+    return getattr(importlib.import_module(module), function)(point, request["build_dir"])
+
+
+def build_board_point(point, build_dir):
+    """Build ``point`` for its board with ``tritile build``'s code; return its record."""
+    from tritile.hw.bitstream import BuildError, FitError
+    from tritile.hw.board import get_board
+    from tritile.hw.board_build import build_board
+
+    from .toolchain import ToolError
+
     try:
-        report = build_board(board, point.config, request["build_dir"],
+        report = build_board(get_board(point.board), point.config, build_dir,
                              seed=point.seed or 1, attempts=point.attempts,
                              stage=point.stage)
     except FitError as exc:

@@ -24,31 +24,34 @@ from pathlib import Path
 from .config import AcceleratorConfig
 from .toolchain import ToolError, find_tool
 
-__all__ = ["SweepPoint", "ResultStore", "FINAL", "tool_versions"]
+__all__ = ["SweepPoint", "ResultStore", "FINAL", "BOARD_BUILDER", "tool_versions"]
+
+#: The function that builds a point unless the point names another: ``tritile build``'s.
+BOARD_BUILDER = "tritile.sw.sweep_point:build_board_point"
 
 #: Record statuses that are final: a later sweep reuses them instead of building again.
 FINAL = ("ok", "unfit")
 
 
-def tool_versions(family, stage):
-    """Return tool name -> version of everything that decides a build up to ``stage``.
+def _version(name):
+    if name == "amaranth":
+        return importlib.metadata.version("amaranth")
+    tool = find_tool(name)
+    if not tool.found:
+        raise ToolError(f"{name} not found: {tool.fix}")
+    if tool.source.startswith("pip:"):
+        return tool.source.removeprefix("pip: ")
+    tool = find_tool(name, run_version=True)
+    return f"{tool.path} {tool.version}"
+
+
+def tool_versions(names):
+    """Return tool name -> version for Amaranth and the tools ``names``.
 
     YoWASP tools are named by their wheel's version; a system tool (``$YOSYS``, ...) by
     the path and the version it prints.
     """
-    from tritile.hw.bitstream import flow_tools
-
-    versions = {"amaranth": importlib.metadata.version("amaranth")}
-    for name in flow_tools(family, stage):
-        tool = find_tool(name)
-        if not tool.found:
-            raise ToolError(f"{name} not found: {tool.fix}")
-        if not tool.source.startswith("pip:"):
-            tool = find_tool(name, run_version=True)
-            versions[name] = f"{tool.path} {tool.version}"
-        else:
-            versions[name] = tool.source.removeprefix("pip: ")
-    return versions
+    return {name: _version(name) for name in ("amaranth", *names)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,15 +62,20 @@ class SweepPoint:
     -------
     config : AcceleratorConfig
     board : str
-        Board name (:data:`tritile.hw.board.BOARDS`).
+        Board name (:data:`tritile.hw.board.BOARDS`), or the target another builder
+        knows.
     stage : str
         ``synth`` (synthesis and fit check) or ``pnr`` (place-and-route and bitstream).
     seed : int or None
         First placement seed; None for ``synth``, which places nothing.
-    attempts : int
-        Seeds tried until the clock is met (``tritile build --attempts``).
     tools : dict
         Tool name -> version the point is built with (:func:`tool_versions`).
+    attempts : int
+        Seeds tried until the clock is met (``tritile build --attempts``).
+    builder : str
+        ``module:function`` that builds the point in the build process, called with the
+        point and its build directory and returning its record (default
+        :data:`BOARD_BUILDER`); its module must be importable there.
     """
 
     config: AcceleratorConfig
@@ -76,13 +84,21 @@ class SweepPoint:
     seed: int | None
     tools: dict
     attempts: int = 1
+    builder: str = BOARD_BUILDER
+
+    @classmethod
+    def from_request(cls, request):
+        """Return the point of a :meth:`request`."""
+        return cls(AcceleratorConfig.from_dict(request["config"]), request["board"],
+                   request["stage"], request["seed"], request["tools"], request["attempts"],
+                   request["builder"])
 
     @property
     def key(self):
         """A 16-hex-digit hash of everything that decides the point's result."""
         identity = {"config": self.config.to_dict(), "board": self.board,
                     "stage": self.stage, "seed": self.seed, "attempts": self.attempts,
-                    "tools": self.tools}
+                    "tools": self.tools, "builder": self.builder}
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -90,14 +106,14 @@ class SweepPoint:
         """Return the JSON-able request a worker builds the point from."""
         return {"key": self.key, "config": self.config.to_dict(), "board": self.board,
                 "stage": self.stage, "seed": self.seed, "attempts": self.attempts,
-                "tools": self.tools, "build_dir": str(build_dir)}
+                "tools": self.tools, "builder": self.builder, "build_dir": str(build_dir)}
 
     def record(self, status, reason=None, report=None, **extra):
         """Return a record of this point with ``status`` (``ok``, ``unfit``, ``failed``)."""
         return {"key": self.key, "config_id": self.config.config_id,
                 "config": self.config.to_dict(), "board": self.board, "stage": self.stage,
                 "seed": self.seed, "attempts": self.attempts, "tools": self.tools,
-                "status": status, "reason": reason, "report": report, **extra}
+                "builder": self.builder, "status": status, "reason": reason, "report": report, **extra}
 
 
 class ResultStore:

@@ -1,6 +1,7 @@
 """Sweeps without a build: SPEC checking, invalid points, the model's cost, the results
 store, the Pareto front, the report, and the command's one-line errors."""
 
+import importlib.metadata
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from tritile.sw.cli import main
 from tritile.sw.compiler import compile_model
 from tritile.sw.config import PRESETS
 from tritile.sw.executor import GoldenBackend, execute, rows_per_call
+from tritile.sw.sweep_point import build_point
 from tritile.sw.sweep_report import markdown_table, pareto_front, sweep_rows, write_report
 from tritile.sw.sweep_spec import (SweepError, expand_spec, load_model, load_spec,
                                    model_cost)
@@ -226,8 +228,21 @@ def test_point_key_follows_everything_that_decides_the_result():
               SweepPoint(config, "orangecrab-25f", "pnr", 1, TOOLS),
               SweepPoint(config, "icebreaker", "synth", None, TOOLS),
               SweepPoint(config, "icebreaker", "pnr", 2, TOOLS),
-              SweepPoint(config, "icebreaker", "pnr", 1, {**TOOLS, "yosys": "0.71"})]
-    assert len({point.key, *(other.key for other in others)}) == 6
+              SweepPoint(config, "icebreaker", "pnr", 1, {**TOOLS, "yosys": "0.71"}),
+              SweepPoint(config, "icebreaker", "pnr", 1, TOOLS, attempts=3),
+              SweepPoint(config, "icebreaker", "pnr", 1, TOOLS, builder="qor:build")]
+    assert len({point.key, *(other.key for other in others)}) == 8
+    assert SweepPoint.from_request(others[-1].request("/tmp/x")) == others[-1]
+
+
+def test_build_process_refuses_a_point_planned_with_other_tools(tmp_path):
+    point = SweepPoint(PRESETS["icebreaker"], "icebreaker", "synth", None,
+                       {"amaranth": "0.4.0"})
+    record = build_point(point.request(tmp_path))
+    here = importlib.metadata.version("amaranth")
+    assert record == point.record("failed", f"the worker's tools differ: amaranth {here} "
+                                            f"here, 0.4.0 asked")
+    assert list(tmp_path.iterdir()) == []
 
 
 def _row(board, logic, gmacs, status="ok"):
