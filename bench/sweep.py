@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from doc_table import write_table
+from tritile.sw.sweep_cluster import dask_processes
 
 SPEC = """base = "icebreaker"
 boards = ["icebreaker"]
@@ -33,7 +33,6 @@ systolic_rows = [2, 4]
 systolic_cols = [2, 3]
 """
 START, END = "<!-- table: bench/sweep.py -->", "<!-- /table -->"
-BIN = Path(sys.executable).parent
 
 
 def _load():
@@ -60,40 +59,11 @@ def sweep_leg(name, spec, out, *args):
             "load_before": load_before, "load_after": _load()}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def external_leg(spec, out, logs):
     """Run the sweep on a dask scheduler + 2 dask workers started here, then stop them."""
-    from distributed import Client
-
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    argvs = [["scheduler", "--host", "127.0.0.1", "--port", address.split(":")[-1],
-              "--no-dashboard"]]
-    argvs += [["worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-               "--no-dashboard"]] * 2
-    processes = []
-    try:
-        for index, argv in enumerate(argvs):
-            with open(logs / f"dask-{index}.log", "w") as log:
-                processes.append(subprocess.Popen([str(BIN / "dask"), *argv], stdout=log,
-                                                  stderr=subprocess.STDOUT))
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
+    with dask_processes(2, logs) as (address, _):
         return sweep_leg("dask scheduler + 2 dask workers", spec, out,
                          "--scheduler", address)
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def markdown(legs):

@@ -113,7 +113,8 @@ class SweepPoint:
         return {"key": self.key, "config_id": self.config.config_id,
                 "config": self.config.to_dict(), "board": self.board, "stage": self.stage,
                 "seed": self.seed, "attempts": self.attempts, "tools": self.tools,
-                "builder": self.builder, "status": status, "reason": reason, "report": report, **extra}
+                "builder": self.builder, "status": status, "reason": reason,
+                "report": report, **extra}
 
 
 class ResultStore:

@@ -9,7 +9,6 @@ synthesized for the iCEBreaker with YoWASP yosys: about 20 s of one core each.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.sweep import plan_sweep, run_sweep
+from tritile.sw.sweep_cluster import dask_processes
 from tritile.sw.sweep_spec import load_spec
 from tritile.sw.sweep_store import ResultStore
 
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.slow
 TINY = AcceleratorConfig(systolic_rows=1, systolic_cols=1, ternary_lanes=0, ternary_fan_in=0,
                          max_m=2, max_k=4, max_n=4, act_depth=8, weight_depth=16,
                          trit_depth=16, out_depth=8, acc_width=18)
-BIN = Path(sys.executable).parent
 
 
 def tiny_spec(tmp_path, cols):
@@ -166,48 +165,13 @@ def test_killed_worker_is_retried_and_killed_build_fails_its_point_only(tmp_path
     assert lines[-1].startswith("2/2 done (0 reused), 0 running, 1 failed")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A ``dask scheduler`` and 2 ``dask worker`` processes on 127.0.0.1; all stopped after."""
-    from distributed import Client
-
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    logs = tmp_path / "dask-logs"
-    logs.mkdir()
-    started = []
-
-    def start(name, *argv):
-        with open(logs / f"{name}.log", "w") as log:
-            started.append(subprocess.Popen([str(BIN / "dask"), *argv], stdout=log,
-                                            stderr=subprocess.STDOUT))
-
-    start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", address.split(":")[-1],
-          "--no-dashboard")
-    for i in range(2):
-        start(f"worker{i}", "worker", address, "--nthreads", "1", "--name", f"w{i}",
-              "--host", "127.0.0.1", "--no-dashboard")
-    below = []
-    try:
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        below = [p for process in started for p in descendants(process)]
+    with dask_processes(2, tmp_path) as (address, processes):
+        below = [p for process in processes for p in descendants(process)]
         yield address
-    finally:
-        for process in reversed(started):
-            process.terminate()
-        for process in reversed(started):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        assert_gone(below)
+    assert_gone(below)
 
 
 def test_sweep_on_a_separately_started_scheduler_and_two_workers(tmp_path, dask_cluster):
