@@ -211,21 +211,23 @@ def run_sweep(entries, store, *, scheduler=None, workers=None, say=print,
     news = queue.Queue()
     starts = {}
 
+    run_id = uuid.uuid4().hex[:8]
+    stop_name = f"tritile-sweep-stop-{run_id}"
+
     def started(event):
-        message = event[1]
-        if message.get("key") in missing:
-            news.put(("start", message))
+        # Other sweeps on the same cluster log to the same topic.
+        if event[1].get("sweep") == stop_name:
+            news.put(("start", event[1]))
 
     with _cluster(scheduler, workers) as client:
         from distributed import CancelledError, Event, KilledWorker
 
-        run_id = uuid.uuid4().hex[:8]
-        stop = Event(f"tritile-sweep-stop-{run_id}", client=client)
+        stop = Event(stop_name, client=client)
         client.subscribe_topic(EVENT_TOPIC, started)
         futures, handles = {}, []
         for key, point in missing.items():
             future = client.submit(run_point, point.request(store.build_dir(point)),
-                                   stop.name, key=f"tritile-sweep-{key}-{run_id}",
+                                   stop_name, key=f"tritile-sweep-{key}-{run_id}",
                                    pure=False)
             future.add_done_callback(lambda f: news.put(("done", f)))
             futures[future.key] = (key, point)
@@ -240,7 +242,8 @@ def run_sweep(entries, store, *, scheduler=None, workers=None, say=print,
                     continue
                 if kind == "start":
                     starts[item["key"]] = starts.get(item["key"], 0) + 1
-                    progress.running.add(item["key"])
+                    if item["key"] not in records:
+                        progress.running.add(item["key"])
                     if on_start is not None:
                         on_start(item)
                     progress.tell()

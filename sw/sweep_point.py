@@ -28,7 +28,8 @@ from pathlib import Path
 
 __all__ = ["EVENT_TOPIC", "run_point", "build_point", "build_board_point"]
 
-#: Dask event topic of the tasks' "started" messages (worker address, pids, build dir).
+#: Dask event topic of the tasks' "started" messages (point key, the sweep's stop event,
+#: worker address, worker and build process ids, build dir).
 EVENT_TOPIC = "tritile-sweep"
 
 # prctl(2) option: the signal the calling process gets when its parent thread exits.
@@ -70,7 +71,8 @@ def run_point(request, stop_event=None):
         child = subprocess.Popen(
             [sys.executable, "-m", __name__, str(os.getpid())], stdin=subprocess.PIPE,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, text=True)
-    worker.log_event(EVENT_TOPIC, {"key": request["key"], "worker": worker.address,
+    worker.log_event(EVENT_TOPIC, {"key": request["key"], "sweep": stop_event,
+                                   "worker": worker.address,
                                    "worker_pid": os.getpid(), "build_pid": child.pid,
                                    "build_dir": str(build_dir)})
     try:
