@@ -18,8 +18,8 @@ from tritile.sw.config import PRESETS
 from tritile.sw.executor import GoldenBackend, execute, rows_per_call
 from tritile.sw.sweep_point import build_point
 from tritile.sw.sweep_report import markdown_table, pareto_front, sweep_rows, write_report
-from tritile.sw.sweep_spec import (SweepError, expand_spec, load_model, load_spec,
-                                   model_cost)
+from tritile.sw.sweep_spec import (ModelCost, SweepError, expand_spec, load_model,
+                                   load_spec, model_cost)
 from tritile.sw.sweep_store import ResultStore, SweepPoint
 
 TOOLS = {"amaranth": "0.5.4", "yosys": "0.70"}
@@ -292,3 +292,19 @@ def test_report_rows_table_and_plot(tmp_path):
     assert "failed: its worker died / twice" in lines[4]
     assert "- systolic_rows=99: too many rows" in lines
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_with_a_model_the_front_is_of_predicted_inferences_per_second(tmp_path):
+    base = PRESETS["icebreaker"]
+    # Fewer MACs but fewer cycles for the model (say, less tiling waste): the model
+    # decides the front, not the peak GMAC/s.
+    entries = [sweep.SweepEntry({"systolic_rows": r}, SweepPoint(
+        base.replace(systolic_rows=r), "icebreaker", "synth", None, TOOLS),
+        ModelCost("int8", cycles)) for r, cycles in ((2, 1000.0), (4, 1500.0))]
+    records = {e.point.key: e.point.record("ok", report=_report(3000)) for e in entries}
+    rows = sweep_rows(entries, records)
+    assert [row["inferences_per_second"] for row in rows] == [24e6 / 1000, 24e6 / 1500]
+    assert rows[1]["gmacs"] > rows[0]["gmacs"]
+    assert [row["pareto"] for row in rows] == [True, False]
+    table = markdown_table(rows).splitlines()
+    assert "| inferences/s |" in table[0] and "| 24000 |" in table[2]
