@@ -1,6 +1,7 @@
 """Sweeps that really synthesize, on Dask clusters: a local cluster of 2 process workers
 (stopped with Ctrl-C, resumed, re-run), a worker and a build process killed mid-build,
-and a separately started ``dask scheduler`` with 2 ``dask worker`` processes.
+and a separately started ``dask scheduler`` with 2 ``dask worker`` processes (stopped
+with Ctrl-C, which ends the builds on its workers, then run to the end).
 
 Each point is the whole SoC of a tiny config (a 1 x C int8 array, small memories)
 synthesized for the iCEBreaker with YoWASP yosys: about 20 s of one core each.
@@ -167,21 +168,46 @@ def test_killed_worker_is_retried_and_killed_build_fails_its_point_only(tmp_path
 
 @pytest.fixture
 def dask_cluster(tmp_path):
-    """A ``dask scheduler`` and 2 ``dask worker`` processes on 127.0.0.1; all stopped after."""
+    """A ``dask scheduler`` and 2 ``dask worker`` processes on 127.0.0.1; all stopped after.
+
+    Yields the address and a function that lists the build processes below them.
+    """
     with dask_processes(2, tmp_path) as (address, processes):
         below = [p for process in processes for p in descendants(process)]
-        yield address
+
+        def builds():
+            return [p for process in processes for p in descendants(process)
+                    if "tritile.sw.sweep_point" in " ".join(p.cmdline())]
+
+        yield address, builds
     assert_gone(below)
 
 
 def test_sweep_on_a_separately_started_scheduler_and_two_workers(tmp_path, dask_cluster):
+    address, builds = dask_cluster
     spec, out = tiny_spec(tmp_path, [1, 2]), tmp_path / "out"
-    run = subprocess.run(sweep_command(spec, out, "--scheduler", dask_cluster, "--json"),
+    # Ctrl-C ends the builds on the cluster's workers, not only the sweep.
+    with open(tmp_path / "first.err", "w") as stderr:
+        first = subprocess.Popen(sweep_command(spec, out, "--scheduler", address),
+                                 stdout=subprocess.DEVNULL, stderr=stderr,
+                                 start_new_session=True)
+    try:
+        wait_for(lambda: len(builds()) == 2, 120, "both points to build")
+        running = [p for build in builds() for p in [build, *build.children(recursive=True)]]
+        os.killpg(first.pid, signal.SIGINT)
+        assert first.wait(timeout=60) == 130
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert_gone(running)
+    assert not (out / "points").exists()
+
+    run = subprocess.run(sweep_command(spec, out, "--scheduler", address, "--json"),
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert f"building 2 point(s) on {dask_cluster}" in run.stderr
+    assert f"building 2 point(s) on {address}" in run.stderr
     report = json.loads(run.stdout)
-    assert report["scheduler"] == dask_cluster
+    assert report["scheduler"] == address
     assert [row["status"] for row in report["points"]] == ["ok", "ok"]
     workers = {record["worker"] for record in records(out).values()}
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
