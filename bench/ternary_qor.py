@@ -11,13 +11,19 @@ is counted in the figures.
 Each unit is generated with memories of 256 words (32 K groups x 8 N tiles), so the
 weight memory holds ``256 * L * P`` trits at 2 bits each.
 
+Each (target, L, P) is a point of a sweep (:mod:`tritile.sw.sweep`) built by
+:func:`build_qor_point`: a Dask task on a local cluster (one worker by default, so that
+each row's seconds are its own; ``--workers N``). With ``--work DIR`` the finished
+points are kept there and reused by the next run.
+
 Usage: ``python bench/ternary_qor.py [--only ice40|ecp5-25k|ecp5-85k] [--quick]
-[--shapes 8x16,16x8]``; prints
+[--shapes 8x16,16x8] [--workers N] [--work DIR]``; prints
 one JSON object (a list of rows under ``"results"``) on stdout, progress on stderr.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,6 +37,8 @@ from amaranth.lib.wiring import In, Out
 from tritile.hw.ternary import TernaryUnit
 from tritile.sim.verilator import verilog_of
 from tritile.sw import AcceleratorConfig
+from tritile.sw.sweep import SweepEntry, run_sweep
+from tritile.sw.sweep_store import ResultStore, SweepPoint, tool_versions
 from tritile.sw.ternary_layout import ternary_geometry
 from tritile.sw.toolchain import find_tool
 
@@ -138,6 +146,25 @@ def place_and_route(target, lanes, fan_in, read_stages, work):
     }
 
 
+def build_qor_point(point, build_dir):
+    """Sweep builder: place and route the point's unit on its target; return its record."""
+    target = next(t for t in TARGETS if t[0] == point.board)
+    config = point.config
+    try:
+        row = place_and_route(target, config.ternary_lanes, config.ternary_fan_in,
+                              config.ternary_read_stages, Path(build_dir))
+    except RuntimeError as exc:
+        return point.record("failed", str(exc))
+    return point.record("ok", report=row)
+
+
+def qor_point(target, lanes, fan_in, read_stages):
+    """Return the sweep point of one unit on ``target``."""
+    return SweepPoint(bench_config(lanes, fan_in, read_stages), target[0], "pnr", 1,
+                      tool_versions(("yosys", target[2])),
+                      builder=f"{Path(__file__).stem}:{build_qor_point.__name__}")
+
+
 def markdown_table(results):
     """Return the rows as the Markdown table of docs/ternary.md."""
     lines = ["| target | L x P | read stages | MACs/cycle | logic cells (% of device) "
@@ -180,7 +207,10 @@ def main(argv=None):
                         help="build these (lanes, fan-in) shapes instead of the target's")
     parser.add_argument("--read-stages", type=int, choices=(0, 1, 2),
                         help="ternary_read_stages (default: 0 on iCE40, 1 on ECP5)")
-    parser.add_argument("--work", type=Path, help="keep the build files here")
+    parser.add_argument("--work", type=Path,
+                        help="keep the build files and records here (and reuse them)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers of the local Dask cluster (default 1)")
     parser.add_argument("--markdown", type=Path, nargs="+", metavar="JSON",
                         help="print the table of earlier runs' JSON files instead")
     args = parser.parse_args(argv)
@@ -190,22 +220,26 @@ def main(argv=None):
         print(markdown_table(rows))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="ternary-qor-"))
-    work.mkdir(parents=True, exist_ok=True)
-    results = []
+    entries = []
     for target in TARGETS:
         if args.only and target[0] != args.only:
             continue
         shapes = args.shapes or (QUICK[target[0]] if args.quick else target[-1])
         stages = target[-2] if args.read_stages is None else args.read_stages
-        for lanes, fan_in in shapes:
-            print(f"{target[0]}: L={lanes} P={fan_in} ...", file=sys.stderr, flush=True)
-            try:
-                row = place_and_route(target, lanes, fan_in, stages, work)
-            except RuntimeError as exc:
-                row = {"target": target[0], "lanes": lanes, "fan_in": fan_in,
-                       "read_stages": stages, "error": str(exc)}
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            results.append(row)
+        entries += [SweepEntry({"lanes": lanes, "fan_in": fan_in, "read_stages": stages},
+                               qor_point(target, lanes, fan_in, stages))
+                    for lanes, fan_in in shapes]
+    # The build processes import this script's module by name (the points' builder).
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    records = run_sweep(entries, ResultStore(work), workers=args.workers,
+                        say=lambda line: print(line, file=sys.stderr, flush=True))
+    results = []
+    for entry in entries:
+        record = records[entry.point.key]
+        results.append(record["report"] if record["status"] == "ok" else
+                       {"target": entry.point.board, **entry.parameters,
+                        "error": record["reason"]})
     print(json.dumps({"benchmark": "ternary_qor", "results": results}, indent=2))
 
 

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
-__all__ = ["Device", "DEVICES", "FitError", "BuildError", "run_flow", "cell_usage",
-           "check_fit"]
+__all__ = ["Device", "DEVICES", "STAGES", "FitError", "BuildError", "flow_tools",
+           "run_flow", "cell_usage", "check_fit"]
+
+#: Where a flow can stop: after synthesis and the fit check, or after place-and-route.
+STAGES = ("synth", "pnr")
 
 
 class FitError(RuntimeError):
@@ -155,8 +158,15 @@ def _place_and_route(argv, out_dir, device, advice, progress):
     return json.loads((out_dir / "nextpnr-report.json").read_text())
 
 
+def flow_tools(family, stage="pnr"):
+    """Return the names of the tools the flow runs for ``family`` up to ``stage``."""
+    if stage == "synth":
+        return ("yosys",)
+    return ("yosys", f"nextpnr-{family}", "icepack" if family == "ice40" else "ecppack")
+
+
 def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
-             seed=1, attempts=1, progress=None):
+             seed=1, attempts=1, progress=None, stage="pnr"):
     """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
 
     Steps: Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes and
@@ -164,8 +174,12 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     :class:`FitError` with ``advice``); nextpnr places and routes against the clock
     constraints and writes its JSON report, with placement seeds ``seed``, ``seed + 1``,
     ... until timing is met or ``attempts`` seeds are tried (the last one's result is
-    kept); icepack/ecppack write the bitstream.
+    kept); icepack/ecppack write the bitstream. With ``stage="synth"`` the flow stops
+    after the fit check: its resources are the synthesis estimate, and it has no clocks and
+    no bitstream.
     """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
     progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,14 +189,21 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     plan = platform.prepare(top, name, emit_src=False, synth_opts=synth_opts,
                             script_after_synth=f"tee -q -o {name}.stat.json stat -json")
     plan.extract(str(out_dir))
-    tools = {n: _tool(n) for n in ("yosys", f"nextpnr-{device.family}",
-                                   "icepack" if device.family == "ice40" else "ecppack")}
+    tools = {n: _tool(n) for n in flow_tools(device.family)}
     _run([tools["yosys"].path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
          "yosys.log", progress=progress)
     usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
                        device.family)
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
     check_fit(usage, device, advice)
+    if stage == "synth":
+        resources = {r: {"used": usage.get(r, 0), "available": available}
+                     for r, available in device.capacity.items()}
+        return {"device": device.name, "stage": stage, "bitstream": None,
+                "resources": resources, "synthesis_estimate": usage, "clocks": {},
+                "timing_met": None, "seeds_tried": [],
+                "tools": {n: t.source for n, t in tools.items()},
+                "build_seconds": round(time.monotonic() - started, 1)}
     pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
            "--json", f"{name}.json", "--report", "nextpnr-report.json",
            # A missed clock target is a finding of the report (timing_met), not a crash:
@@ -221,6 +242,7 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
             resources[resource] = {"used": entry["used"], "available": entry["available"]}
     return {
         "device": device.name,
+        "stage": stage,
         "bitstream": str(out_dir / bitstream),
         "resources": resources,
         "synthesis_estimate": usage,

@@ -45,21 +45,23 @@ def _advice(board, config):
     return advice
 
 
-def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None):
+def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, stage="pnr"):
     """Build ``config`` (default: the board's preset) for ``board``; return the report.
 
     Placement starts from ``seed`` and tries up to ``attempts`` seeds until the clock is
     met (the presets fill the iCE40UP5K to 96-99 %, where a seed moves fmax by a few
-    MHz). The report is also written to ``out_dir/report.json``.
+    MHz). The report is also written to ``out_dir/report.json``. ``stage="synth"`` stops
+    after synthesis and the fit check (see :func:`~tritile.hw.bitstream.run_flow`).
     """
     config = config or PRESETS[board.preset]
     device = DEVICES[board.device]
     out_dir = Path(out_dir)
     flow = run_flow(board.make_platform(), BoardTop(board, config), device, out_dir,
                     advice=_advice(board, config), seed=seed, attempts=attempts,
-                    progress=progress)
+                    progress=progress, stage=stage)
     fmax = min((c["fmax_mhz"] for c in flow["clocks"].values()), default=0.0)
-    clock_mhz = min(fmax, config.clock_hz / 1e6)
+    # Without place-and-route there is no fmax: the rates are at the target clock.
+    clock_mhz = config.clock_hz / 1e6 if stage == "synth" else min(fmax, config.clock_hz / 1e6)
     report = {
         "board": board.name,
         "config_name": next((n for n, c in PRESETS.items() if c == config), "custom"),
