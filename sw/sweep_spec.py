@@ -26,16 +26,14 @@ from pathlib import Path
 
 from .compiler import ENGINES, layer_limit_problems
 from .config import PRESETS, AcceleratorConfig, ConfigError, load_config
-from .executor import rows_per_call
-from .planner import plan_gemm, plan_ternary
+from .engines import engine_for_numerics
+from .tiling import rows_per_call
 
 __all__ = ["SweepError", "SweepSpec", "ModelCost", "load_spec", "load_model", "model_cost",
            "expand_spec"]
 
 _KEYS = ("base", "boards", "grid", "points", "model", "engine")
 _PARAMETERS = tuple(field.name for field in dataclasses.fields(AcceleratorConfig))
-# The config engine each model engine (compiler.ENGINES) runs on.
-_CONFIG_ENGINE = {"int8": "systolic", "ternary": "ternary"}
 
 
 class SweepError(ValueError):
@@ -85,7 +83,7 @@ class ModelCost:
         ``int8`` or ``ternary``.
     cycles_per_inference : float
         Engine cycles per sample when every engine call carries as many rows as the
-        config takes (:func:`tritile.sw.executor.rows_per_call`), summed over the layers.
+        config takes (:func:`tritile.sw.tiling.rows_per_call`), summed over the layers.
     """
 
     engine: str
@@ -215,18 +213,18 @@ def model_cost(model, config, engine=None):
     for it, a layer beyond the config's limits).
     """
     engine = engine or ("int8" if "systolic" in config.engines else "ternary")
-    if _CONFIG_ENGINE[engine] not in config.engines:
+    spec = engine_for_numerics(engine)
+    if spec.name not in config.engines:
         raise SweepError(f"the model runs on the {engine} engine, which config "
                          f"{config.config_id} does not have")
-    plan = plan_gemm if engine == "int8" else plan_ternary
     problems, cycles = [], 0.0
     for index, layer in enumerate(model.layers):
         k, n = layer.in_features, layer.out_features
         found = layer_limit_problems(config, k, n, engine)
         problems += [f"layer {index} ({k}x{n}): {p}" for p in found]
         if not found:
-            rows = rows_per_call(config, k, n)
-            cycles += plan(config, rows, k, n).cycles / rows
+            rows = rows_per_call(spec, config, k, n)
+            cycles += spec.plan(config, rows, k, n).cycles / rows
     if problems:
         raise SweepError("the model does not fit: " + "; ".join(problems))
     return ModelCost(engine, cycles)

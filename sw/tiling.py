@@ -15,7 +15,7 @@ import numpy as np
 
 from .numerics import requantize
 
-__all__ = ["TileCall", "Tiling", "tile_problem"]
+__all__ = ["TileCall", "Tiling", "tile_problem", "rows_per_call"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,3 +153,8 @@ def tile_problem(spec, config, m, k, n):
     tile_m = min(m, config.max_m, config.act_depth // tile_k, config.out_depth // tile_n)
     spec.plan(config, tile_m, tile_k, tile_n)
     return Tiling(m, k, n, tile_m, tile_k, tile_n)
+
+
+def rows_per_call(spec, config, k, n):
+    """Return how many rows of X one call of engine ``spec`` takes for a K x N layer."""
+    return tile_problem(spec, config, config.max_m, k, n).tile_m

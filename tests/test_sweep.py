@@ -15,7 +15,9 @@ from tritile.sw import sweep
 from tritile.sw.cli import main
 from tritile.sw.compiler import compile_model
 from tritile.sw.config import PRESETS
-from tritile.sw.executor import GoldenBackend, execute, rows_per_call
+from tritile.sw.engines import engine_for_numerics
+from tritile.sw.executor import GoldenBackend, execute
+from tritile.sw.tiling import rows_per_call
 from tritile.sw.sweep_point import build_point
 from tritile.sw.sweep_report import markdown_table, pareto_front, sweep_rows, write_report
 from tritile.sw.sweep_spec import (ModelCost, SweepError, expand_spec, load_model,
@@ -199,7 +201,8 @@ def test_model_cost_is_what_the_executor_predicts_for_full_calls(tmp_path, engin
     cost = model_cost(model, config)
     assert cost.engine == engine
     # A batch that is a whole number of engine calls for every layer.
-    m = math.lcm(*(rows_per_call(config, k, n) for k, n in zip(sizes, sizes[1:])))
+    spec = engine_for_numerics(engine)
+    m = math.lcm(*(rows_per_call(spec, config, k, n) for k, n in zip(sizes, sizes[1:])))
     X = np.random.default_rng(1).standard_normal((m, sizes[0])).astype(np.float32)
     program = compile_model(model, config, engine, calib=X)
     result = execute(program, GoldenBackend(config), X)
