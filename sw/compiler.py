@@ -228,7 +228,7 @@ def compile_model(model, config, engine="int8", calib=None):
         if calib is None:
             raise CompileError("int8 layers need calibration inputs (calib) to set their "
                                "activation scales")
-        calib = model.flatten_input(calib)
+        calib = model.prepare_input(calib)
         if calib.shape[0] == 0:
             raise CompileError("calib must hold at least one sample")
         inputs = [calib] + model.forward(calib, return_all=True)[:-1]

@@ -66,8 +66,8 @@ def run(args):
     try:
         # Every problem of the model, including the device's limits, before anything runs.
         model = import_onnx(args.model, config=config, engine=args.engine)
-        model.flatten_input(X)
-        model.flatten_input(calib)
+        model.prepare_input(X)
+        model.prepare_input(calib)
     except (OnnxImportError, ModelError) as exc:
         raise CommandError(str(exc)) from None
     names = model.output_names
