@@ -18,7 +18,7 @@ from .conv import Window, conv_weight_matrix, im2col_nhwc
 from .numerics import float_array
 
 __all__ = ["ModelError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
-           "Model", "Quantization", "rms_norm", "nchw_flatten_rows", "activate",
+           "Model", "Quantization", "rms_norm", "nchw_flatten_rows", "activate", "input_batch",
            "ACTIVATIONS", "RMS_NORM_EPS", "OUTPUT_NAME"]
 
 #: Activations a :class:`Dense` or :class:`Conv2d` layer can apply to its output
@@ -192,6 +192,26 @@ class Dense:
                          ", norm" if self.norm is not None else "",
                          ", int8 (QDQ)" if self.quant is not None else ""])
         return f"Dense({self.in_features}x{self.out_features}{extra})"
+
+
+def input_batch(X, input_shape, channels_first=False):
+    """Return the batch ``X`` (M, ...) as float32 (M, K), or as an (M, H, W, C) map when
+    ``input_shape`` is (H, W, C); trailing axes are taken in C order, NCHW when
+    ``channels_first``. Raise ModelError if the sizes differ."""
+    X = np.asarray(X)
+    if X.ndim < 1:
+        raise ModelError("the input must have a sample axis, not be a scalar")
+    X = _float_array("the input", X.reshape(X.shape[0], int(np.prod(X.shape[1:]))), 2)
+    features = int(np.prod(input_shape))
+    if X.shape[1] != features:
+        raise ModelError(f"the input has {X.shape[1]} features per sample but the model "
+                         f"takes {features}")
+    if len(input_shape) != 3:
+        return X
+    h, w, c = input_shape
+    if channels_first:
+        return np.ascontiguousarray(X.reshape(-1, c, h, w).transpose(0, 2, 3, 1))
+    return X.reshape(-1, h, w, c)
 
 
 def _map_shape(layer, shape):
@@ -415,19 +435,7 @@ class Model:
 
     def prepare_input(self, X):
         """Return ``X`` as a float32 batch of the input shape (NHWC maps), or raise ModelError."""
-        X = np.asarray(X)
-        if X.ndim < 1:
-            raise ModelError("the input must have a sample axis, not be a scalar")
-        X = _float_array("the input", X.reshape(X.shape[0], -1), 2)
-        if X.shape[1] != self.in_features:
-            raise ModelError(f"the input has {X.shape[1]} features per sample but the model "
-                             f"takes {self.in_features}")
-        if not self.is_convolutional:
-            return X
-        h, w, c = self.input_shape
-        if self.channels_first:
-            return np.ascontiguousarray(X.reshape(-1, c, h, w).transpose(0, 2, 3, 1))
-        return X.reshape(-1, h, w, c)
+        return input_batch(X, self.input_shape, self.channels_first)
 
     def forward(self, X, return_all=False):
         """Return the float32 output for a batch ``X`` (a map NHWC).

@@ -145,3 +145,23 @@ def test_demo_on_simulated_board(capsys):
     report = json.loads(out)
     assert status == 0
     assert report["int8"]["golden_agreement"] == report["ternary"]["golden_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_shipped_cnns_are_what_this_machine_trains(digits, tmp_path):
+    """The shipped CNNs are the seeded training's result (up to float summation order), and
+    a save/load round trip of conv and pooling layers is exact."""
+    from tritile.sw.digits import image_batch, load_demo_cnns, train_demo_cnns
+
+    split, _ = digits
+    shipped = load_demo_cnns()
+    assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9822, abs=1e-4)
+    retrained = train_demo_cnns(split)
+    for old, new in zip(shipped, retrained):
+        assert abs(accuracy(old.forward(split.X_test), split.y_test)
+                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+    save_models(tmp_path / "m.npz", cnn=retrained[0])
+    (loaded,) = load_models(tmp_path / "m.npz", "cnn")
+    np.testing.assert_array_equal(loaded.forward(image_batch(split.X_test)),
+                                  retrained[0].forward(split.X_test))
+    assert repr(loaded) == repr(retrained[0])
