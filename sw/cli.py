@@ -15,7 +15,7 @@ from .config import ConfigError
 __all__ = ["main", "CommandError", "load_npy"]
 
 # Modules of tritile.sw.commands, in the order their commands appear in --help.
-COMMANDS = ("doctor", "sim", "run", "demo", "sim_board", "generate", "build", "program")
+COMMANDS = ("doctor", "sim", "compile", "run", "demo", "sim_board", "generate", "build", "program")
 
 
 class CommandError(Exception):

@@ -11,7 +11,7 @@ every other boundary goes through float on the host.
 A convolutional model compiles every Conv2d and Dense layer to a :class:`StaticLayer` on
 either engine: int8 weights per output channel, or ternary weights per tensor, both with
 calibrated *static* activation scales, so each layer's requantized int8 output is the next
-one's input on both engines. A pooling layer joins the convolution before it
+one's input on both engines. Pooling layers join the convolution before them
 (:class:`PoolStep`), and a Dense layer reading a map is the convolution whose window is
 the whole map (its rows are already in NHWC order). Each such layer records what the
 device's program mode needs (:class:`ConvStep`: GEMM shape with K padded to the engine's
@@ -28,7 +28,7 @@ from .arith import ceil_div
 from .config import AcceleratorConfig
 from .conv import Im2colWalk, Window, avgpool_requant_params
 from .engines import ENGINES as _ENGINE_SPECS, engine_for_numerics
-from .model import AvgPool2d, Conv2d, Dense, MaxPool2d, Model
+from .model import OUTPUT_NAME, AvgPool2d, Conv2d, Dense, MaxPool2d, Model, named_outputs
 from .numerics import (quantize_activations_int8, quantize_bias, quantize_weights_int8,
                        requant_params, ternarize_weights)
 
@@ -90,14 +90,16 @@ class ConvStep:
     chunk : int
         Channels per activation word: the engine's K tile (``systolic_rows`` or
         ``ternary_fan_in``); input channels are padded to a multiple of it.
-    pool : PoolStep or None
+    pools : tuple of PoolStep
+        Applied in order to the requantized map (usually one; a max pool followed by a
+        global average is two).
     """
 
     window: Window
     in_shape: tuple
     out_shape: tuple
     chunk: int
-    pool: PoolStep = None
+    pools: tuple = ()
 
     @property
     def chunks(self):
@@ -132,7 +134,7 @@ class ConvStep:
     @property
     def result_shape(self):
         """(H, W, C) of the layer's output map, after pooling."""
-        return self.out_shape if self.pool is None else self.pool.out_shape
+        return self.pools[-1].out_shape if self.pools else self.out_shape
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -196,8 +198,8 @@ class StaticLayer:
     @property
     def out_scale(self):
         """Scale of the layer's int8 result (after pooling), or None for a raw output."""
-        if self.conv is not None and self.conv.pool is not None:
-            return self.conv.pool.s_y
+        if self.conv is not None and self.conv.pools:
+            return self.conv.pools[-1].s_y
         return self.s_y
 
     @property
@@ -264,6 +266,8 @@ class Program:
         Map inputs are given NCHW (transposed to NHWC before the first layer).
     output_shape : tuple of int
         One sample's output shape (a map's NHWC).
+    tail : HostTail or None
+        The model's output operators, run by the host on the last layer's output.
     """
 
     config: AcceleratorConfig
@@ -272,6 +276,7 @@ class Program:
     input_shape: tuple = None
     channels_first: bool = False
     output_shape: tuple = None
+    tail: object = None
 
     def __post_init__(self):
         if self.input_shape is None:
@@ -283,6 +288,15 @@ class Program:
     def in_features(self):
         """Features of one input sample."""
         return int(np.prod(self.input_shape))
+
+    @property
+    def output_names(self):
+        """Names of the model's outputs, in order."""
+        return self.tail.outputs if self.tail is not None else (OUTPUT_NAME,)
+
+    def named_outputs(self, Y):
+        """Return ``{name: array}``, the model's outputs computed from its last layer's ``Y``."""
+        return named_outputs(Y, self.tail, self.channels_first)
 
     @property
     def out_features(self):
@@ -318,9 +332,8 @@ class Program:
                                 f"{conv.window.pads}", in_shape=list(conv.in_shape),
                            out_shape=list(conv.result_shape), m_per_image=conv.pixels,
                            k_padded=conv.padded_k, chunk=conv.chunk,
-                           pool=None if conv.pool is None else
-                           f"{conv.pool.kind} {conv.pool.window.kernel} stride "
-                           f"{conv.pool.window.stride}")
+                           pools=[f"{pool.kind} {pool.window.kernel} stride "
+                                  f"{pool.window.stride}" for pool in conv.pools])
             offset = offsets.get(layer.engine, 0)
             offsets[layer.engine] = offset + words
             resident = offset + words <= spec.weight_capacity(self.config)
@@ -427,7 +440,7 @@ def compile_model(model, config, engine="int8", calib=None):
         layers = _compile_dense(model, engines, None if outputs is None
                                 else [calib] + outputs[:-1])
     return Program(config, config.config_id, tuple(layers), model.input_shape,
-                   model.channels_first, model.shapes[-1])
+                   model.channels_first, model.shapes[-1], model.tail)
 
 
 def _compile_dense(model, engines, inputs):
@@ -474,16 +487,16 @@ def _compile_dense(model, engines, inputs):
 
 
 def _stages(model):
-    """Group the layers of a convolutional model: ``(index, gemm layer, pool or None)``."""
+    """Group the layers of a convolutional model: ``(index, gemm layer, pool indices)``."""
     stages = []
     for index, layer in enumerate(model.layers):
         if isinstance(layer, (Dense, Conv2d)):
-            stages.append([index, layer, None])
-        elif not stages or stages[-1][2] is not None or not isinstance(stages[-1][1], Conv2d):
-            raise CompileError(f"layer {index} ({layer!r}) must follow a Conv2d directly: "
-                               f"pooling runs on a convolution's output before it is stored")
+            stages.append((index, layer, []))
+        elif not stages or not isinstance(stages[-1][1], Conv2d):
+            raise CompileError(f"layer {index} ({layer!r}) must follow a Conv2d: pooling "
+                               f"runs on a convolution's output before it is stored")
         else:
-            stages[-1][2] = index
+            stages[-1][2].append(index)
     for index, layer, _ in stages:
         if isinstance(layer, Dense) and (layer.norm is not None or layer.quant is not None):
             raise CompileError(f"layer {index} ({layer!r}): an RMSNorm or a pre-quantized "
@@ -491,14 +504,28 @@ def _stages(model):
     return stages
 
 
+def _pool_steps(model, outputs, indices, s_in):
+    """Return the PoolSteps of the pooling layers ``indices``, reading a map at ``s_in``."""
+    steps = []
+    for index in indices:
+        pooling, shape = model.layers[index], model.layer_inputs()[index]
+        window = pooling.window_for(shape)
+        if isinstance(pooling, AvgPool2d):
+            s_out = _calibrated_scale(outputs[index])
+            mult, shift = avgpool_requant_params(window, s_in, s_out, shape[2])
+            steps.append(PoolStep("avg", window, mult, shift, s_out, model.shapes[index]))
+        else:
+            steps.append(PoolStep("max", window, None, None, s_in, model.shapes[index]))
+        s_in = steps[-1].s_y
+    return tuple(steps)
+
+
 def _compile_static(model, config, engines, calib, outputs):
     """Compile a convolutional model: every GEMM static, each output int8 on chip."""
-    inputs = [calib] + outputs[:-1]
     shapes = model.layer_inputs()
     stages = _stages(model)
     layers, s_x = [], _calibrated_scale(calib)
-    for number, ((index, layer, pool_index), name) in enumerate(zip(stages, engines)):
-        last = number == len(stages) - 1
+    for number, ((index, layer, pools), name) in enumerate(zip(stages, engines)):
         in_shape = shapes[index]
         chunk = engine_for_numerics(name).tile_size(config)[0]
         if isinstance(layer, Conv2d):
@@ -506,24 +533,13 @@ def _compile_static(model, config, engines, calib, outputs):
         else:
             W, window = layer.W, Window(in_shape[:2]) if len(in_shape) == 3 else None
         Wq, s_w, bias = _static_weights(index, W, layer.b, s_x, name)
-        mult = shift = s_y = pool = None
-        if not last or pool_index is not None:
+        mult = shift = s_y = None
+        if number < len(stages) - 1 or pools:
             s_y = _calibrated_scale(outputs[index])
             mult, shift = _requant(index, s_x, s_w, s_y)
-        if pool_index is not None:
-            pooling = model.layers[pool_index]
-            pool_window = pooling.window_for(model.shapes[index])
-            if isinstance(pooling, AvgPool2d):
-                s_pool = _calibrated_scale(outputs[pool_index])
-                p_mult, p_shift = avgpool_requant_params(pool_window, s_y, s_pool,
-                                                         model.shapes[index][2])
-                pool = PoolStep("avg", pool_window, p_mult, p_shift, s_pool,
-                                model.shapes[pool_index])
-            else:
-                pool = PoolStep("max", pool_window, None, None, s_y, model.shapes[pool_index])
         conv = None if window is None else ConvStep(
             window, tuple(in_shape), window.output_size(*in_shape[:2]) + (W.shape[1],),
-            chunk, pool)
+            chunk, _pool_steps(model, outputs, pools, s_y))
         layers.append(StaticLayer(Wq, bias, s_w, float(s_x), None, number == 0, mult, shift,
                                   s_y, layer.activation, name, conv))
         s_x = layers[-1].out_scale

@@ -220,12 +220,14 @@ class RunResult:
 
     def to_dict(self):
         """Return the figures (not the arrays), for JSON output."""
-        m = self.layers[0].m
+        m = len(self.outputs)
         return {
             "samples": m,
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
             "cycles": self.cycles,
             "cycles_per_inference": None if self.cycles is None else self.cycles / m,
+            "link_bytes_per_inference": None if self.wire_bytes is None
+            else self.wire_bytes / m,
             "predicted_cycles": self.predicted_cycles,
             "predicted_cycles_per_inference": self.predicted_cycles / m,
             "bytes_streamed": self.bytes_streamed,
@@ -282,7 +284,9 @@ def _run_conv(layer, handle, backend, Xq):
     else:   # until the device runs programs: one GEMM over host-built im2col rows
         y = _static_gemm(layer, handle, backend, im2col_nhwc(Xq, conv.window))
         y = y.reshape(len(Xq), *conv.out_shape)
-    return y if conv.pool is None else _pool(y, conv.pool)
+    for pool in conv.pools:
+        y = _pool(y, pool)
+    return y
 
 
 def _dequantize_raw(layer, acc):

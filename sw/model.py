@@ -19,6 +19,7 @@ from .numerics import float_array
 
 __all__ = ["ModelError", "Dense", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
            "Model", "Quantization", "rms_norm", "nchw_flatten_rows", "activate", "input_batch",
+           "named_outputs",
            "ACTIVATIONS", "RMS_NORM_EPS", "OUTPUT_NAME"]
 
 #: Activations a :class:`Dense` or :class:`Conv2d` layer can apply to its output
@@ -212,6 +213,14 @@ def input_batch(X, input_shape, channels_first=False):
     if channels_first:
         return np.ascontiguousarray(X.reshape(-1, c, h, w).transpose(0, 2, 3, 1))
     return X.reshape(-1, h, w, c)
+
+
+def named_outputs(Y, tail, channels_first):
+    """Return ``{name: array}`` computed by ``tail`` (a HostTail or None) from a last layer's
+    output ``Y``, an NHWC map given back NCHW when the model took NCHW inputs."""
+    if Y.ndim == 4 and channels_first:
+        Y = np.ascontiguousarray(Y.transpose(0, 3, 1, 2))
+    return tail(Y) if tail is not None else {OUTPUT_NAME: Y}
 
 
 def _map_shape(layer, shape):
@@ -449,17 +458,9 @@ class Model:
             outputs.append(X)
         return outputs if return_all else X
 
-    def output_layout(self, Y):
-        """Return a last-layer output in the model's layout (an NHWC map as NCHW if
-        :attr:`channels_first`)."""
-        if Y.ndim == 4 and self.channels_first:
-            return np.ascontiguousarray(Y.transpose(0, 3, 1, 2))
-        return Y
-
     def named_outputs(self, Y):
         """Return ``{name: array}``, the model's outputs computed from its last layer's ``Y``."""
-        Y = self.output_layout(Y)
-        return self.tail(Y) if self.tail is not None else {OUTPUT_NAME: Y}
+        return named_outputs(Y, self.tail, self.channels_first)
 
     def predict(self, X):
         """Return the float reference of every named output for a batch ``X``."""

@@ -12,8 +12,8 @@ def initializer(name, array, dtype=np.float32):
     return numpy_helper.from_array(np.asarray(array, dtype=dtype), name)
 
 
-def weights(*shape):
-    return RNG.standard_normal(shape).astype(np.float32) * 0.3
+def weights(*shape, rng=RNG):
+    return rng.standard_normal(shape).astype(np.float32) * 0.3
 
 
 def graph_model(nodes, initializers, input_shape, output="y", inputs=(), opset=17,
@@ -191,16 +191,16 @@ def _conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
                             strides=[stride, stride], name=f"node_{name}")
 
 
-def _conv_params(name, c_in, c_out, kernel, bias=True):
-    params = [initializer(f"{name}.weight", weights(c_out, c_in, kernel, kernel))]
-    return params + ([initializer(f"{name}.bias", weights(c_out))] if bias else [])
+def _conv_params(name, c_in, c_out, kernel, bias=True, rng=RNG):
+    params = [initializer(f"{name}.weight", weights(c_out, c_in, kernel, kernel, rng=rng))]
+    return params + ([initializer(f"{name}.bias", weights(c_out, rng=rng))] if bias else [])
 
 
-def _batch_norm_params(name, channels):
-    return [initializer(f"{name}.weight", 1 + weights(channels)),
-            initializer(f"{name}.bias", weights(channels)),
-            initializer(f"{name}.running_mean", weights(channels)),
-            initializer(f"{name}.running_var", 0.5 + np.abs(weights(channels)))]
+def _batch_norm_params(name, channels, rng):
+    return [initializer(f"{name}.weight", 1 + weights(channels, rng=rng)),
+            initializer(f"{name}.bias", weights(channels, rng=rng)),
+            initializer(f"{name}.running_mean", weights(channels, rng=rng)),
+            initializer(f"{name}.running_var", 0.5 + np.abs(weights(channels, rng=rng)))]
 
 
 def _batch_norm_node(name, x, out, **attrs):
@@ -210,15 +210,17 @@ def _batch_norm_node(name, x, out, **attrs):
                             [out], epsilon=1e-5, name=f"node_{name}", **attrs)
 
 
-def torch_cnn(global_pool=False):
+def torch_cnn(global_pool=False, seed=1):
     """A CNN as ``torch.onnx.export(..., dynamo=False)`` (TorchScript) writes it, opset 17.
 
     NCHW input (batch, 3, 9, 8); Conv with every attribute, BatchNormalization (as written
     with ``do_constant_folding=False``, momentum attribute included), Relu, MaxPool
     (``ceil_mode=0``), a second Conv without bias, AveragePool with ``count_include_pad=1``
     and padding, then ``Flatten(axis=1)`` (or, with ``global_pool``, ``nn.AdaptiveAvgPool2d(1)``
-    as GlobalAveragePool first), ``Gemm(transB=1)`` and a LogSoftmax.
+    as GlobalAveragePool first), ``Gemm(transB=1)`` and a LogSoftmax. Weights are drawn
+    from ``seed``.
     """
+    rng = np.random.default_rng(seed)
     features = 6 if global_pool else 6 * 4 * 4
     nodes = [
         _conv_node("conv1", "x", "conv1_out", 3, pads=(1, 1, 1, 1)),
@@ -242,13 +244,14 @@ def torch_cnn(global_pool=False):
                          beta=1.0, transB=1, name="fc"),
         helper.make_node("LogSoftmax", ["logits"], ["y"], axis=1, name="log_softmax"),
     ]
-    inits = (_conv_params("conv1", 3, 4, 3) + _batch_norm_params("bn1", 4)
-             + _conv_params("conv2", 4, 6, 2, bias=False)
-             + [initializer("fc.weight", weights(5, features)), initializer("fc.bias", weights(5))])
+    inits = (_conv_params("conv1", 3, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + _conv_params("conv2", 4, 6, 2, bias=False, rng=rng)
+             + [initializer("fc.weight", weights(5, features, rng=rng)),
+                initializer("fc.bias", weights(5, rng=rng))])
     return graph_model(nodes, inits, ["batch", 3, 9, 8], output_shape=("batch", 5))
 
 
-def dynamo_cnn(path):
+def dynamo_cnn(path, seed=2):
     """Write a CNN as ``torch.onnx.export(..., dynamo=True)`` does; return its path.
 
     Opset 18, IR version 10, graph ``main_graph``, parameters in ``MODEL.onnx.data``:
@@ -257,8 +260,9 @@ def dynamo_cnn(path):
     inputs, a Conv with asymmetric pads, Relu, MaxPool, ``nn.AdaptiveAvgPool2d(1)`` as
     ReduceMean over axes ``[-1, -2]`` given as an input (keepdims=1), ``flatten`` as a
     Reshape to ``[-1, 8]`` (the exporter's optimizer folds the shape), the axes and the
-    shape as Constant nodes, Gemm.
+    shape as Constant nodes, Gemm. Weights are drawn from ``seed``.
     """
+    rng = np.random.default_rng(seed)
     nodes = [
         helper.make_node("Cast", ["x"], ["x_f"], to=TensorProto.FLOAT, name="node_cast"),
         _conv_node("conv1", "x_f", "conv2d", 3, stride=2, pads=(1, 1, 1, 1)),
@@ -284,9 +288,10 @@ def dynamo_cnn(path):
         helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
                          name="node_linear"),
     ]
-    inits = (_conv_params("conv1", 2, 4, 3) + _batch_norm_params("bn1", 4)
-             + _conv_params("conv2", 4, 8, 3)
-             + [initializer("fc.weight", weights(3, 8)), initializer("fc.bias", weights(3))])
+    inits = (_conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + _conv_params("conv2", 4, 8, 3, rng=rng)
+             + [initializer("fc.weight", weights(3, 8, rng=rng)),
+                initializer("fc.bias", weights(3, rng=rng))])
     graph = helper.make_graph(
         nodes, "main_graph",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 8, 8])],
