@@ -37,6 +37,11 @@ def test_demo_meets_accuracy_targets_on_golden(capsys):
     assert report["int8"]["accuracy"] >= report["float_accuracy"] - 0.01
     assert report["ternary"]["accuracy"] >= report["float_accuracy"] - 0.03
     assert report["int8"]["cycles_per_inference"] > 0
+    cnn = report["cnn"]     # the CNN targets: int8 within 1 point of float, ternary 3
+    assert cnn["float_accuracy"] > 0.97 and cnn["device_samples"] == 450
+    assert cnn["int8"]["accuracy"] >= cnn["float_accuracy"] - 0.01
+    assert cnn["ternary"]["accuracy"] >= cnn["float_accuracy"] - 0.03
+    assert cnn["int8"]["golden_agreement"] == cnn["ternary"]["golden_agreement"] == 1.0
     assert "loading the trained 64-32-10 MLPs" in err      # progress goes to stderr
 
 
@@ -65,11 +70,14 @@ def test_demo_table_and_bad_sample_count(capsys):
     status, out, _ = _run_cli(capsys, "demo", "--device", "golden", "--samples", "30")
     assert status == 0
     for row in ("accuracy", "golden agreement", "cycles / inference", "bytes streamed",
-                "wall time"):
+                "wall time", "CNN 8-16", "ternary (static)"):
         assert row in out
     assert "30 held-out images" in out
     status, _, err = _run_cli(capsys, "demo", "--device", "golden", "--samples", "0")
     assert status == 2 and "--samples must be between 1 and 450, not 0" in err
+    status, _, err = _run_cli(capsys, "demo", "--device", "golden", "--samples", "30",
+                              "--cnn-samples", "31")
+    assert status == 2 and "--cnn-samples must be between 1 and 30, not 31" in err
 
 
 def _init(name, array):
@@ -141,10 +149,14 @@ def test_run_reports_import_problems_before_running(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_on_simulated_board(capsys):
     pytest.importorskip("tritile.sw.device")
-    status, out, _ = _run_cli(capsys, "demo", "--samples", "60", "--json")
+    status, out, _ = _run_cli(capsys, "demo", "--samples", "60", "--cnn-samples", "12",
+                              "--json")
     report = json.loads(out)
     assert status == 0
+    cnn = report["cnn"]
     assert report["int8"]["golden_agreement"] == report["ternary"]["golden_agreement"] == 1.0
+    assert cnn["int8"]["golden_agreement"] == cnn["ternary"]["golden_agreement"] == 1.0
+    assert cnn["device_samples"] == 12 and cnn["int8"]["cycles_source"] == "device counters"
 
 
 @pytest.mark.slow
