@@ -346,7 +346,9 @@ def _costs(program, images):
         m = images * (1 if layer.conv is None else layer.conv.pixels)
         spec = engine_for_numerics(layer.engine)
         tiling = tile_problem(spec, program.config, m, k, n)
-        out_bytes = 4 if layer.raw_output else 1
+        # A static ternary layer's call returns int32: the host adds its bias (see above).
+        raw = layer.raw_output or (layer.engine == "ternary" and isinstance(layer, StaticLayer))
+        out_bytes = 4 if raw else 1
         yield LayerRun(layer.engine, m, k, n, len(tiling.calls()),
                        _predicted_cycles(program.config, spec, m, k, n),
                        spec.weight_bytes(k, n, _packing(spec)),
