@@ -86,10 +86,17 @@ def dynamo_style(path, sizes=(64, 32, 10)):
                                           name=f"node_relu_{index}"))
             out = f"relu_{index}"
         data = out
+    return save_dynamo_style(path, nodes, inits, ["batch", sizes[0]], data,
+                             ["batch", sizes[-1]])
+
+
+def save_dynamo_style(path, nodes, inits, input_shape, output, output_shape):
+    """Save a graph as the dynamo exporter does (opset 18, IR 10, graph ``main_graph``,
+    every initializer in ``MODEL.onnx.data``); return ``path``."""
     graph = helper.make_graph(
         nodes, "main_graph",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info(data, TensorProto.FLOAT, ["batch", sizes[-1]])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)],
         initializer=inits)
     proto = helper.make_model(graph, ir_version=10, producer_name="pytorch",
                               opset_imports=[helper.make_opsetid("", 18)])
@@ -292,13 +299,4 @@ def dynamo_cnn(path, seed=2):
              + _conv_params("conv2", 4, 8, 3, rng=rng)
              + [initializer("fc.weight", weights(3, 8, rng=rng)),
                 initializer("fc.bias", weights(3, rng=rng))])
-    graph = helper.make_graph(
-        nodes, "main_graph",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 8, 8])],
-        [helper.make_tensor_value_info("linear", TensorProto.FLOAT, ["batch", 3])],
-        initializer=inits)
-    proto = helper.make_model(graph, ir_version=10, producer_name="pytorch",
-                              opset_imports=[helper.make_opsetid("", 18)])
-    onnx.save(proto, path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location=f"{path.name}.data", size_threshold=0)
-    return path
+    return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])

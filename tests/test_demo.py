@@ -45,6 +45,12 @@ def test_demo_meets_accuracy_targets_on_golden(capsys):
     assert "loading the trained 64-32-10 MLPs" in err      # progress goes to stderr
 
 
+def _assert_same_accuracy(shipped, retrained, split):
+    for old, new in zip(shipped, retrained):
+        assert abs(accuracy(old.forward(split.X_test), split.y_test)
+                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+
+
 def test_shipped_models_are_what_this_machine_trains(digits, tmp_path):
     """The shipped weights are the seeded training's result (up to float summation order):
     retraining here gives the same accuracy within a point, and a save/load round trip is
@@ -53,9 +59,7 @@ def test_shipped_models_are_what_this_machine_trains(digits, tmp_path):
     # Figures of the shipped file (docs/models.md); they do not depend on the machine.
     assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9733, abs=1e-4)
     retrained = train_demo_models(split)
-    for old, new in zip(shipped, retrained):
-        assert abs(accuracy(old.forward(split.X_test), split.y_test)
-                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+    _assert_same_accuracy(shipped, retrained, split)
     save_models(tmp_path / "m.npz", a=retrained[1])
     (loaded,) = load_models(tmp_path / "m.npz", "a")
     for layer, back in zip(retrained[1].layers, loaded.layers):
@@ -169,9 +173,7 @@ def test_shipped_cnns_are_what_this_machine_trains(digits, tmp_path):
     shipped = load_demo_cnns()
     assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9822, abs=1e-4)
     retrained = train_demo_cnns(split)
-    for old, new in zip(shipped, retrained):
-        assert abs(accuracy(old.forward(split.X_test), split.y_test)
-                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+    _assert_same_accuracy(shipped, retrained, split)
     save_models(tmp_path / "m.npz", cnn=retrained[0])
     (loaded,) = load_models(tmp_path / "m.npz", "cnn")
     np.testing.assert_array_equal(loaded.forward(image_batch(split.X_test)),
