@@ -107,3 +107,29 @@ def test_compile_then_run_on_golden(tmp_path, capsys):
     assert y.shape == (5, 5) and np.allclose(np.exp(y).sum(axis=1), 1, atol=1e-5)
     assert main(["compile", str(tmp_path / "m.onnx"), "-o", str(out)]) == 2
     assert "need calibration inputs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, capsys):
+    """Both exporter styles (one per engine), as ONNX and as compiled files, agree with the
+    golden model on every sample on the simulated board."""
+    pytest.importorskip("tritile.sw.device")
+    from onnx_models import dynamo_cnn
+
+    onnx.save(torch_cnn(), tmp_path / "torch.onnx")
+    dynamo_cnn(tmp_path / "dynamo.onnx")
+    for name, shape, engine in (("torch", (3, 9, 8), "int8"),
+                                ("dynamo", (2, 8, 8), "ternary")):
+        X = RNG.standard_normal((6, *shape)).astype(np.float32)
+        np.save(tmp_path / "x.npy", X)
+        model, compiled = tmp_path / f"{name}.onnx", tmp_path / f"{name}.tritile"
+        assert main(["compile", str(model), "--calib", str(tmp_path / "x.npy"), "--engine",
+                     engine, "-o", str(compiled)]) == 0
+        for source, extra in ((model, ["--engine", engine]), (compiled, [])):
+            capsys.readouterr()
+            assert main(["run", str(source), "--input", str(tmp_path / "x.npy"), "--json",
+                         *extra]) == 0
+            report = json.loads(capsys.readouterr().out)
+            assert report["golden_agreement"] == 1.0 and report["samples"] == 6
+            assert report["cycles"] == report["predicted_cycles"]
+            assert report["link_bytes_per_inference"] > 0
