@@ -264,7 +264,7 @@ def _static_gemm(layer, handle, backend, Xq):
     """Return the int8 (requantized) or int32 (raw, bias added) output of a static layer."""
     if layer.engine == "int8":
         return backend.gemm(Xq, handle, bias=layer.bias, mult=layer.mult, shift=layer.shift,
-                            relu=layer.relu)
+                            relu=layer.relu and not layer.raw_output)
     acc = _add_bias(backend.ternary(Xq, handle), layer.bias)
     return acc if layer.raw_output else requantize(acc, layer.mult, layer.shift, layer.relu)
 
@@ -296,9 +296,9 @@ def _dequantize_raw(layer, acc):
 
 
 def _run_static(layer, handle, backend, X, Xq):
-    """Run a static layer of a convolutional program; same contract as :func:`_run_layer`."""
+    """Run a static layer (int8 input scale, either engine); see :func:`_run_layer`."""
     if layer.quantize_input:
-        Xq = quantize_activations_int8(X, scale=layer.s_x)[0]
+        Xq = quantize_activations_int8(layer_input(layer, X), scale=layer.s_x)[0]
     if layer.conv is not None:
         y = _run_conv(layer, handle, backend, Xq.reshape(len(Xq), *layer.conv.in_shape))
     else:
@@ -311,22 +311,13 @@ def _run_static(layer, handle, backend, X, Xq):
 
 def _run_layer(layer, handle, backend, X, Xq):
     """Run one layer; return ``(float output or None, int8 output or None, integers)``."""
-    if layer.conv is not None or (layer.engine == "ternary" and isinstance(layer, StaticLayer)):
+    if isinstance(layer, StaticLayer):
         return _run_static(layer, handle, backend, X, Xq)
-    if layer.engine == "ternary":
-        q, s = quantize_activations_absmax(layer_input(layer, X))
-        acc = backend.ternary(q, handle)
-        Y = (acc.astype(np.float32) * np.float32(layer.gamma) / s[:, None]
-             + layer.bias).astype(np.float32)
-        return activate(Y, layer.activation), None, acc
-    if layer.quantize_input:
-        Xq = quantize_activations_int8(layer_input(layer, X), scale=layer.s_x)[0]
-    if layer.raw_output:
-        acc = backend.gemm(Xq, handle, bias=layer.bias)
-        return _dequantize_raw(layer, acc), None, acc
-    y = backend.gemm(Xq, handle, bias=layer.bias, mult=layer.mult, shift=layer.shift,
-                     relu=layer.relu)
-    return None, y, y
+    q, s = quantize_activations_absmax(layer_input(layer, X))
+    acc = backend.ternary(q, handle)
+    Y = (acc.astype(np.float32) * np.float32(layer.gamma) / s[:, None]
+         + layer.bias).astype(np.float32)
+    return activate(Y, layer.activation), None, acc
 
 
 def layer_input(layer, X):

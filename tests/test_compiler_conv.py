@@ -79,3 +79,17 @@ def test_convolutional_models_need_calibration_and_pools_after_convs(cnn):
     pool_first = Model([MaxPool2d(2), Conv2d(np.ones((2, 1, 1, 1)))], input_shape=(4, 4, 1))
     with pytest.raises(CompileError, match="layer 0 .MaxPool2d.* must follow a Conv2d"):
         compile_model(pool_first, CONFIG, "int8", calib=np.ones((1, 16)))
+
+
+@pytest.mark.parametrize("engine", ["int8", "ternary"])
+def test_dense_layers_after_the_flatten_chain(engine):
+    conv = Conv2d(RNG.standard_normal((4, 2, 3, 3)), RNG.standard_normal(4), pads=1,
+                  activation="relu")
+    model = Model([conv, MaxPool2d(2), Dense(RNG.standard_normal((16, 8)), activation="relu6"),
+                   Dense(RNG.standard_normal((8, 3)))], input_shape=(4, 4, 2))
+    X = RNG.standard_normal((10, 32)).astype(np.float32)
+    program = compile_model(model, CONFIG, engine, calib=X)
+    assert [layer.conv is None for layer in program.layers] == [False, False, True]
+    golden = execute(program, GoldenBackend(CONFIG), X)
+    assert agreement(golden, execute(program, _EngineCallsOnly(CONFIG), X)) == 1.0
+    assert golden.outputs.shape == (10, 3)
