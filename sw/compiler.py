@@ -28,7 +28,7 @@ from .arith import ceil_div
 from .config import AcceleratorConfig
 from .conv import Im2colWalk, Window, avgpool_requant_params
 from .engines import ENGINES as _ENGINE_SPECS, engine_for_numerics
-from .model import OUTPUT_NAME, AvgPool2d, Conv2d, Dense, MaxPool2d, Model, named_outputs
+from .model import OUTPUT_NAME, Conv2d, Dense, Model, named_outputs
 from .numerics import (quantize_activations_int8, quantize_bias, quantize_weights_int8,
                        requant_params, ternarize_weights)
 
@@ -318,8 +318,7 @@ class Program:
             spec = engine_for_numerics(layer.engine)
             row = {"layer": index, "engine": layer.engine, "k": k, "n": n,
                    "activation": layer.activation, "rms_norm": layer.norm is not None}
-            if layer.engine == "ternary" and layer.conv is None and isinstance(
-                    layer, TernaryLayer):
+            if isinstance(layer, TernaryLayer):
                 row["input"] = "float->int8 per token on host"
                 row["output"] = "int32 (raw)"
             else:
@@ -510,7 +509,7 @@ def _pool_steps(model, outputs, indices, s_in):
     for index in indices:
         pooling, shape = model.layers[index], model.layer_inputs()[index]
         window = pooling.window_for(shape)
-        if isinstance(pooling, AvgPool2d):
+        if pooling.averages:
             s_out = _calibrated_scale(outputs[index])
             mult, shift = avgpool_requant_params(window, s_in, s_out, shape[2])
             steps.append(PoolStep("avg", window, mult, shift, s_out, model.shapes[index]))

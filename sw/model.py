@@ -298,6 +298,9 @@ class Conv2d:
 
 
 class _Pool:
+    #: True when the layer averages (the device sums and requantizes), False for a maximum.
+    averages = False
+
     def __init__(self, kernel, stride=None, pads=0):
         try:
             self.window = Window(kernel, kernel if stride is None else stride, pads)
@@ -341,6 +344,8 @@ class AvgPool2d(_Pool):
     integer window sum and one requantization). Parameters as :class:`MaxPool2d`.
     """
 
+    averages = True
+
     def forward(self, X):
         """Return the pooled float32 map."""
         kh, kw = self.window.kernel
@@ -348,13 +353,17 @@ class AvgPool2d(_Pool):
                 ).astype(np.float32)
 
 
-class GlobalAvgPool(AvgPool2d):
+class GlobalAvgPool(_Pool):
     """The average of each channel over the whole map: an (H, W, C) map becomes (1, 1, C)."""
 
+    averages = True
+
     def __init__(self):
-        pass
+        # The window is the whole map, known once the input's shape is (window_for).
+        self.window = None
 
     def window_for(self, shape):
+        """The pooling window over a map of ``shape``: all of it."""
         return Window(tuple(shape[:2]))
 
     def forward(self, X):

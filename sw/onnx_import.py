@@ -1,11 +1,15 @@
 """Import an ONNX model into a :class:`~tritile.sw.model.Model`.
 
 Supported: a chain of Gemm (with transA, transB, alpha, beta and a bias C), MatMul (with a
-following Add as bias), Relu, Flatten, Reshape, Identity, Dropout (inference), Cast to a
-float type and Transpose of a weight, with weights, biases and reshape targets given as
-initializers or Constant nodes, as PyTorch (both exporters), Keras/tf2onnx and skl2onnx
-export them. The graph's one data input has a sample axis first. Tensors kept in external
-data files are read from beside a model given by its path.
+following Add as bias), Relu, Clip(0, 6), Flatten, Reshape, Identity, Dropout (inference),
+Cast to a float type and Transpose of a weight, and for convolutional models over an NCHW
+input Conv (2-D, group 1), BatchNormalization folded into the layer before it, MaxPool,
+AveragePool (count_include_pad=1), GlobalAveragePool and ReduceMean over the spatial axes;
+weights, biases and reshape targets are initializers or Constant nodes, as PyTorch (both
+exporters), Keras/tf2onnx and skl2onnx export them. The graph's one data input has a
+sample axis first. Tensors kept in external data files are read from beside a model given
+by its path. A map becomes NHWC (:mod:`tritile.sw.model`); the Gemm after its flatten has
+its rows permuted so that ONNX's NCHW flatten still holds.
 
 A weight operand may come first (``W @ x`` with samples in columns, as some exporters write
 ``Gemm(W, x^T)``): the importer tracks whether samples are rows or columns of each tensor,
