@@ -190,7 +190,7 @@ def quantize_qdq(float_path, qdq_path, calib, per_channel=True, symmetric=True):
     return qdq_path
 
 
-def _conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
+def conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
     """``nn.Conv2d`` as both PyTorch exporters write it: every attribute explicit."""
     inputs = [x, f"{name}.weight"] + ([f"{name}.bias"] if bias else [])
     return helper.make_node("Conv", inputs, [out], dilations=[1, 1], group=1,
@@ -198,7 +198,7 @@ def _conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
                             strides=[stride, stride], name=f"node_{name}")
 
 
-def _conv_params(name, c_in, c_out, kernel, bias=True, rng=RNG):
+def conv_params(name, c_in, c_out, kernel, bias=True, rng=RNG):
     params = [initializer(f"{name}.weight", weights(c_out, c_in, kernel, kernel, rng=rng))]
     return params + ([initializer(f"{name}.bias", weights(c_out, rng=rng))] if bias else [])
 
@@ -230,12 +230,12 @@ def torch_cnn(global_pool=False, seed=1):
     rng = np.random.default_rng(seed)
     features = 6 if global_pool else 6 * 4 * 4
     nodes = [
-        _conv_node("conv1", "x", "conv1_out", 3, pads=(1, 1, 1, 1)),
+        conv_node("conv1", "x", "conv1_out", 3, pads=(1, 1, 1, 1)),
         _batch_norm_node("bn1", "conv1_out", "bn1_out", momentum=0.9),
         helper.make_node("Relu", ["bn1_out"], ["relu1"], name="relu1"),
         helper.make_node("MaxPool", ["relu1"], ["pool1"], ceil_mode=0, kernel_shape=[2, 2],
                          pads=[0, 0, 0, 0], strides=[2, 2], name="pool1"),
-        _conv_node("conv2", "pool1", "conv2_out", 2, bias=False),
+        conv_node("conv2", "pool1", "conv2_out", 2, bias=False),
         helper.make_node("Relu", ["conv2_out"], ["relu2"], name="relu2"),
         helper.make_node("AveragePool", ["relu2"], ["pool2"], ceil_mode=0,
                          count_include_pad=1, kernel_shape=[2, 2], pads=[1, 1, 1, 1],
@@ -251,8 +251,8 @@ def torch_cnn(global_pool=False, seed=1):
                          beta=1.0, transB=1, name="fc"),
         helper.make_node("LogSoftmax", ["logits"], ["y"], axis=1, name="log_softmax"),
     ]
-    inits = (_conv_params("conv1", 3, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
-             + _conv_params("conv2", 4, 6, 2, bias=False, rng=rng)
+    inits = (conv_params("conv1", 3, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 6, 2, bias=False, rng=rng)
              + [initializer("fc.weight", weights(5, features, rng=rng)),
                 initializer("fc.bias", weights(5, rng=rng))])
     return graph_model(nodes, inits, ["batch", 3, 9, 8], output_shape=("batch", 5))
@@ -272,7 +272,7 @@ def dynamo_cnn(path, seed=2):
     rng = np.random.default_rng(seed)
     nodes = [
         helper.make_node("Cast", ["x"], ["x_f"], to=TensorProto.FLOAT, name="node_cast"),
-        _conv_node("conv1", "x_f", "conv2d", 3, stride=2, pads=(1, 1, 1, 1)),
+        conv_node("conv1", "x_f", "conv2d", 3, stride=2, pads=(1, 1, 1, 1)),
         _batch_norm_node("bn1", "conv2d", "batch_norm"),
         helper.make_node("Constant", [], ["clip_min"],
                          value=helper.make_tensor("m", TensorProto.FLOAT, [], [0.0])),
@@ -280,7 +280,7 @@ def dynamo_cnn(path, seed=2):
                          value=helper.make_tensor("m", TensorProto.FLOAT, [], [6.0])),
         helper.make_node("Clip", ["batch_norm", "clip_min", "clip_max"], ["hardtanh"],
                          name="node_hardtanh"),
-        _conv_node("conv2", "hardtanh", "conv2d_1", 3, pads=(0, 1, 1, 0)),
+        conv_node("conv2", "hardtanh", "conv2d_1", 3, pads=(0, 1, 1, 0)),
         helper.make_node("Relu", ["conv2d_1"], ["relu"], name="node_relu"),
         helper.make_node("MaxPool", ["relu"], ["max_pool2d"], kernel_shape=[2, 2],
                          strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=0,
@@ -295,8 +295,8 @@ def dynamo_cnn(path, seed=2):
         helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
                          name="node_linear"),
     ]
-    inits = (_conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
-             + _conv_params("conv2", 4, 8, 3, rng=rng)
+    inits = (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 8, 3, rng=rng)
              + [initializer("fc.weight", weights(3, 8, rng=rng)),
                 initializer("fc.bias", weights(3, rng=rng))])
     return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tritile.sw.conv import Window, conv_weight_matrix
+from tritile.sw.conv import conv_weight_matrix
 from tritile.sw.model import (AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Model,
                               ModelError, nchw_flatten_rows, rms_norm)
 

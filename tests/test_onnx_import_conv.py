@@ -3,10 +3,10 @@ against onnxruntime and onnx.reference; every unsupported configuration is one l
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from onnx_models import (_conv_node, _conv_params, dynamo_cnn, graph_model, initializer,
+from onnx_models import (conv_node, conv_params, dynamo_cnn, graph_model, initializer,
                          ort_run, torch_cnn, weights)
 from tritile.sw.model import AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d
 from tritile.sw.onnx_import import OnnxImportError, import_onnx
@@ -45,16 +45,16 @@ def test_dynamo_style_cnn_with_external_data_matches_the_references(tmp_path):
 
 
 def test_a_map_output_is_returned_nchw():
-    nodes = [_conv_node("conv", "x", "c", 3, stride=2, pads=(1, 0, 0, 1)),
+    nodes = [conv_node("conv", "x", "c", 3, stride=2, pads=(1, 0, 0, 1)),
              helper.make_node("Relu", ["c"], ["y"])]
-    proto = graph_model(nodes, _conv_params("conv", 2, 3, 3), ["N", 2, 7, 6],
+    proto = graph_model(nodes, conv_params("conv", 2, 3, 3), ["N", 2, 7, 6],
                         output_shape=("N", 3, 3, 3))
     _check_against_references(proto, RNG.standard_normal((2, 2, 7, 6)).astype(np.float32))
 
 
 def _one_op(node, extra_inits=()):
-    nodes = [_conv_node("conv", "x", "c", 3, pads=(1, 1, 1, 1)), node]
-    return graph_model(nodes, _conv_params("conv", 2, 4, 3) + list(extra_inits),
+    nodes = [conv_node("conv", "x", "c", 3, pads=(1, 1, 1, 1)), node]
+    return graph_model(nodes, conv_params("conv", 2, 4, 3) + list(extra_inits),
                        ["N", 2, 6, 6], output_shape=("N", 4, 6, 6), opset=18)
 
 
@@ -95,12 +95,12 @@ def test_unsupported_configurations_are_one_line_naming_the_node(proto, message)
 
 
 def test_batch_norm_must_follow_a_layer():
-    nodes = [_conv_node("conv", "x", "c", 3, pads=(1, 1, 1, 1)),
+    nodes = [conv_node("conv", "x", "c", 3, pads=(1, 1, 1, 1)),
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"],
                               name="bn")]
     inits = [initializer(name, np.ones(4)) for name in "sbmv"]
-    proto = graph_model(nodes, _conv_params("conv", 2, 4, 3) + inits, ["N", 2, 6, 6],
+    proto = graph_model(nodes, conv_params("conv", 2, 4, 3) + inits, ["N", 2, 6, 6],
                         output_shape=("N", 4, 6, 6))
     with pytest.raises(OnnxImportError, match="'bn' .BatchNormalization.: Batch"
                                               "Normalization is supported only right after"):
