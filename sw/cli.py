@@ -15,8 +15,8 @@ from .config import ConfigError
 __all__ = ["main", "CommandError", "load_npy"]
 
 # Modules of tritile.sw.commands, in the order their commands appear in --help.
-COMMANDS = ("doctor", "sim", "run", "demo", "sim_board", "generate", "build", "sweep",
-            "program")
+COMMANDS = ("doctor", "sim", "compile", "run", "demo", "sim_board", "generate", "build",
+            "sweep", "program")
 
 
 class CommandError(Exception):

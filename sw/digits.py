@@ -9,9 +9,12 @@ this module trained once, shipped in ``data/digits_models.npz``, and prints the 
 figures on every machine. ``python -m tritile.sw.digits`` trains them again and rewrites
 that file.
 
-Two models are trained with the same architecture (64 -> hidden, ReLU -> 10) by
+Two MLPs are trained with the same architecture (64 -> hidden, ReLU -> 10) by
 :mod:`tritile.sw.training`: a float MLP, which the int8 path quantizes after training, and a
-ternary MLP fine-tuned from it with BitLinear quantization in the loop.
+ternary MLP fine-tuned from it with BitLinear quantization in the loop. Two CNNs likewise
+(8x8x1 image, two blocks of 3x3 pad-1 convolution, ReLU and 2x2 max pooling with 8 and 16
+channels, a dense layer over the 2x2x16 map): a float one, and one fine-tuned from it with
+ternary weights in the loop.
 """
 
 import argparse
@@ -20,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Dense, Model
-from .training import train_mlp
+from .model import AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Model
+from .training import train_cnn, train_mlp
 
-__all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "train_demo_models", "accuracy",
-           "save_models", "load_models", "load_demo_models", "MODELS_FILE", "SEED", "HIDDEN"]
+__all__ = ["DigitsSplit", "load_digits_split", "train_mlp", "train_demo_models",
+           "train_demo_cnns", "accuracy", "save_models", "load_models", "load_demo_models",
+           "load_demo_cnns", "image_batch", "MODELS_FILE", "SEED", "HIDDEN", "CNN_CHANNELS",
+           "IMAGE_SHAPE"]
 
 #: The demo's trained weights, written by ``python -m tritile.sw.digits``.
 MODELS_FILE = Path(__file__).parent / "data" / "digits_models.npz"
@@ -34,6 +39,10 @@ SEED = 0
 #: Hidden width of the demo MLP: both layers' weights (64*32 + 32*10) fit the smallest
 #: preset's weight memory at once.
 HIDDEN = 32
+#: Output channels of the demo CNN's two conv blocks.
+CNN_CHANNELS = (8, 16)
+#: One digit as an NHWC map.
+IMAGE_SHAPE = (8, 8, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,20 +90,74 @@ def train_demo_models(split, hidden=HIDDEN, seed=SEED):
     return float_model, ternary_model
 
 
+def train_demo_cnns(split, channels=CNN_CHANNELS, seed=SEED):
+    """Return the demo's ``(float_cnn, ternary_cnn)`` trained on ``split``, as Models.
+
+    The ternary CNN is the float one fine-tuned with ternary weights in the loop.
+    """
+    X = image_batch(split.X_train)
+    float_params = train_cnn(X, split.y_train, channels=channels, seed=seed)
+    ternary_params = train_cnn(X, split.y_train, channels=channels, epochs=40, lr=1e-3,
+                               ternary=True, init=float_params, seed=seed)
+    return float_params.to_model(IMAGE_SHAPE), ternary_params.to_model(IMAGE_SHAPE)
+
+
+def image_batch(X):
+    """Return flat 64-pixel digits as an NHWC batch of 8x8x1 maps."""
+    return np.asarray(X, np.float32).reshape(-1, *IMAGE_SHAPE)
+
+
+_POOLS = {"maxpool": MaxPool2d, "avgpool": AvgPool2d}
+
+
 def save_models(path, **models):
     """Write float models to a .npz file (no pickle), each under its keyword's name.
 
-    Layer ``i`` of model ``name`` is stored as ``name.i.W``, ``name.i.b``, ``name.i.act``
-    (the activation's name, empty for none) and, for a layer with one, ``name.i.norm``.
+    Layer ``i`` of model ``name`` is stored under ``name.i.``: its ``kind`` (dense, conv,
+    maxpool, avgpool, globalavgpool); ``W``, ``b`` and ``act`` (the activation's name, empty
+    for none) of a dense or conv layer, and ``norm`` for a dense layer with one; ``stride``
+    and ``pads`` of a conv or pooling layer, and ``kernel`` of a pooling one. A model over
+    maps stores ``name.input_shape`` (H, W, C) and ``name.channels_first``.
     """
     arrays = {}
     for name, model in models.items():
+        if model.is_convolutional:
+            arrays[f"{name}.input_shape"] = np.array(model.input_shape)
+            arrays[f"{name}.channels_first"] = np.array(model.channels_first)
         for i, layer in enumerate(model.layers):
-            arrays[f"{name}.{i}.W"], arrays[f"{name}.{i}.b"] = layer.W, layer.b
-            arrays[f"{name}.{i}.act"] = np.array(layer.activation or "")
-            if layer.norm is not None:
-                arrays[f"{name}.{i}.norm"] = layer.norm
+            prefix = f"{name}.{i}."
+            kind = {Dense: "dense", Conv2d: "conv", MaxPool2d: "maxpool", AvgPool2d: "avgpool",
+                    GlobalAvgPool: "globalavgpool"}[type(layer)]
+            arrays[prefix + "kind"] = np.array(kind)
+            if kind in ("dense", "conv"):
+                arrays[prefix + "W"], arrays[prefix + "b"] = layer.W, layer.b
+                arrays[prefix + "act"] = np.array(layer.activation or "")
+            if getattr(layer, "norm", None) is not None:
+                arrays[prefix + "norm"] = layer.norm
+            if kind in ("conv", "maxpool", "avgpool"):
+                arrays[prefix + "stride"] = np.array(layer.window.stride)
+                arrays[prefix + "pads"] = np.array(layer.window.pads)
+            if kind in _POOLS:
+                arrays[prefix + "kernel"] = np.array(layer.window.kernel)
     np.savez_compressed(path, **arrays)
+
+
+def _load_layer(arrays, prefix):
+    kind = str(arrays.get(prefix + "kind", "dense"))
+    window = {key: tuple(int(v) for v in arrays[prefix + key])
+              for key in ("kernel", "stride", "pads") if prefix + key in arrays}
+    if kind == "dense":
+        return Dense(arrays[prefix + "W"], arrays[prefix + "b"],
+                     activation=str(arrays[prefix + "act"]) or None,
+                     norm=arrays.get(prefix + "norm"))
+    if kind == "conv":
+        return Conv2d(arrays[prefix + "W"], arrays[prefix + "b"], window["stride"],
+                      window["pads"], str(arrays[prefix + "act"]) or None)
+    if kind == "globalavgpool":
+        return GlobalAvgPool()
+    if kind in _POOLS:
+        return _POOLS[kind](window["kernel"], window["stride"], window["pads"])
+    raise ValueError(f"layer {prefix[:-1]} has unknown kind {kind!r}")
 
 
 def load_models(path, *names):
@@ -104,20 +167,24 @@ def load_models(path, *names):
     models = []
     for name in names:
         layers = []
-        while f"{name}.{len(layers)}.W" in arrays:
-            prefix = f"{name}.{len(layers)}."
-            layers.append(Dense(arrays[prefix + "W"], arrays[prefix + "b"],
-                                activation=str(arrays[prefix + "act"]) or None,
-                                norm=arrays.get(prefix + "norm")))
+        while f"{name}.{len(layers)}.W" in arrays or f"{name}.{len(layers)}.kind" in arrays:
+            layers.append(_load_layer(arrays, f"{name}.{len(layers)}."))
         if not layers:
             raise ValueError(f"{path} holds no model named {name!r}")
-        models.append(Model(layers))
+        shape = arrays.get(f"{name}.input_shape")
+        models.append(Model(layers, input_shape=None if shape is None else tuple(shape),
+                            channels_first=bool(arrays.get(f"{name}.channels_first", False))))
     return tuple(models)
 
 
 def load_demo_models(path=MODELS_FILE):
     """Return the demo's shipped ``(float_model, ternary_model)``."""
     return load_models(path, "float_mlp", "ternary_mlp")
+
+
+def load_demo_cnns(path=MODELS_FILE):
+    """Return the demo's shipped ``(float_cnn, ternary_cnn)``, over 8x8x1 NHWC maps."""
+    return load_models(path, "float_cnn", "ternary_cnn")
 
 
 def main(argv=None):
@@ -130,9 +197,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     split = load_digits_split()
     float_model, ternary_model = train_demo_models(split)
-    save_models(args.out, float_mlp=float_model, ternary_mlp=ternary_model)
-    for name, model in (("float", float_model), ("ternary-trained", ternary_model)):
-        print(f"{name} MLP: float accuracy {100 * accuracy(model.forward(split.X_test), split.y_test):.2f}% "
+    float_cnn, ternary_cnn = train_demo_cnns(split)
+    save_models(args.out, float_mlp=float_model, ternary_mlp=ternary_model,
+                float_cnn=float_cnn, ternary_cnn=ternary_cnn)
+    for name, model in (("float MLP", float_model), ("ternary-trained MLP", ternary_model),
+                        ("float CNN", float_cnn), ("ternary-trained CNN", ternary_cnn)):
+        print(f"{name}: float accuracy "
+              f"{100 * accuracy(model.forward(split.X_test), split.y_test):.2f}% "
               f"on {len(split.X_test)} held-out images")
     print(f"wrote {args.out}")
 

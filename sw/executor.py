@@ -10,6 +10,14 @@ The host does every float step between engine calls (quantizing an input, RMSNor
 dequantizing a raw output, bias and ReLU after a ternary layer); those steps are the same
 code for both backends, so any difference comes from the engine calls.
 
+Convolutional programs run layer by layer for now: the golden backend computes each
+convolution with :mod:`tritile.sw.conv` (``conv2d_int8``, ``conv2d_ternary``), while a
+device, until it runs programs, gets the convolution as one GEMM over im2col rows the host
+builds from the int8 map (``im2col_nhwc``), the bias of a ternary layer added and its
+output requantized by the host (the driver's ternary call has no bias; the program mode's
+output stage will add it). Pooling of the int8 map is done by the host in both cases
+(``maxpool_int8``, ``avgpool_int8``), as the device's program mode will do on chip.
+
 A backend that keeps a ``stats`` dict of cumulative ``busy_cycles``, ``bytes_sent`` and
 ``bytes_received`` (as :class:`~tritile.sw.device.Device` does) has its measured cycles and
 bytes on the wire reported per layer next to the planner's prediction.
@@ -21,10 +29,11 @@ import time
 
 import numpy as np
 
-from .compiler import Program
+from .compiler import Program, StaticLayer
 from .config import AcceleratorConfig
+from .conv import avgpool_int8, conv2d_int8, conv2d_ternary, im2col_nhwc, maxpool_int8
 from .engines import engine_for_numerics
-from .model import rms_norm
+from .model import activate, input_batch, rms_norm
 from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
                        requantize, ternary_matmul)
 from .packing import packed_size
@@ -102,6 +111,20 @@ class GoldenBackend:
         """Return ``ternary_matmul(q, T)``, requantized when ``mult``/``shift`` are given."""
         acc = ternary_matmul(q, self._weights(T, "ternary"))
         return acc if mult is None else requantize(acc, mult, shift, relu)
+
+    def conv(self, Xq, W, window, bias=None, mult=None, shift=None, relu=False):
+        """Return the convolution of the int8 NHWC map ``Xq`` by the weights of handle ``W``
+        (``conv2d_int8`` or ``conv2d_ternary``), plus ``bias``, requantized when ``mult``
+        and ``shift`` are given."""
+        if W.kind == "int8":
+            acc = conv2d_int8(Xq, self._weights(W, "int8"), window, bias)
+        else:
+            acc = _add_bias(conv2d_ternary(Xq, self._weights(W, "ternary"), window), bias)
+        return acc if mult is None else requantize(acc, mult, shift, relu)
+
+
+def _add_bias(acc, bias):
+    return acc if bias is None else (acc.astype(np.int64) + bias).astype(np.int32)
 
 
 def _predicted_cycles(config, spec, m, k, n):
@@ -197,12 +220,14 @@ class RunResult:
 
     def to_dict(self):
         """Return the figures (not the arrays), for JSON output."""
-        m = self.layers[0].m
+        m = len(self.outputs)
         return {
             "samples": m,
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
             "cycles": self.cycles,
             "cycles_per_inference": None if self.cycles is None else self.cycles / m,
+            "link_bytes_per_inference": None if self.wire_bytes is None
+            else self.wire_bytes / m,
             "predicted_cycles": self.predicted_cycles,
             "predicted_cycles_per_inference": self.predicted_cycles / m,
             "bytes_streamed": self.bytes_streamed,
@@ -224,7 +249,8 @@ def _check_config(program, backend):
 def _upload(layer, backend):
     if layer.engine == "int8":
         return backend.upload_int8(layer.Wq)
-    return backend.upload_ternary(layer.T, packing=TERNARY_PACKING)
+    trits = layer.Wq if isinstance(layer, StaticLayer) else layer.T
+    return backend.upload_ternary(trits, packing=TERNARY_PACKING)
 
 
 def _counters(backend):
@@ -234,23 +260,64 @@ def _counters(backend):
     return stats["busy_cycles"], stats["bytes_sent"] + stats["bytes_received"]
 
 
-def _run_layer(layer, handle, backend, X, Xq):
-    """Run one layer; return ``(float output or None, int8 output or None, integers)``."""
-    if layer.engine == "ternary":
-        q, s = quantize_activations_absmax(layer_input(layer, X))
-        acc = backend.ternary(q, handle)
-        Y = (acc.astype(np.float32) * np.float32(layer.gamma) / s[:, None]
-             + layer.bias).astype(np.float32)
-        return (np.maximum(Y, np.float32(0)) if layer.relu else Y), None, acc
+def _static_gemm(layer, handle, backend, Xq):
+    """Return the int8 (requantized) or int32 (raw, bias added) output of a static layer."""
+    if layer.engine == "int8":
+        return backend.gemm(Xq, handle, bias=layer.bias, mult=layer.mult, shift=layer.shift,
+                            relu=layer.relu and not layer.raw_output)
+    acc = _add_bias(backend.ternary(Xq, handle), layer.bias)
+    return acc if layer.raw_output else requantize(acc, layer.mult, layer.shift, layer.relu)
+
+
+def _pool(y, pool):
+    if pool.kind == "max":
+        return maxpool_int8(y, pool.window)
+    return avgpool_int8(y, pool.window, pool.mult, pool.shift)
+
+
+def _run_conv(layer, handle, backend, Xq):
+    """Run a convolution (pooled) on an int8 NHWC map; return its int8 or int32 map."""
+    conv = layer.conv
+    if hasattr(backend, "conv"):
+        y = backend.conv(Xq, handle, conv.window, layer.bias, layer.mult, layer.shift,
+                         layer.relu)
+    else:   # until the device runs programs: one GEMM over host-built im2col rows
+        y = _static_gemm(layer, handle, backend, im2col_nhwc(Xq, conv.window))
+        y = y.reshape(len(Xq), *conv.out_shape)
+    for pool in conv.pools:
+        y = _pool(y, pool)
+    return y
+
+
+def _dequantize_raw(layer, acc):
+    """Return a raw int32 output in float, with the layer's activation."""
+    Y = (acc.astype(np.float32) * (np.float32(layer.s_x) * layer.s_w)).astype(np.float32)
+    return activate(Y, layer.activation)
+
+
+def _run_static(layer, handle, backend, X, Xq):
+    """Run a static layer (int8 input scale, either engine); see :func:`_run_layer`."""
     if layer.quantize_input:
         Xq = quantize_activations_int8(layer_input(layer, X), scale=layer.s_x)[0]
+    if layer.conv is not None:
+        y = _run_conv(layer, handle, backend, Xq.reshape(len(Xq), *layer.conv.in_shape))
+    else:
+        y = _static_gemm(layer, handle, backend, Xq.reshape(len(Xq), -1))
+    flat = y.reshape(len(y), -1)
     if layer.raw_output:
-        acc = backend.gemm(Xq, handle, bias=layer.bias)
-        Y = (acc.astype(np.float32) * (np.float32(layer.s_x) * layer.s_w)).astype(np.float32)
-        return (np.maximum(Y, np.float32(0)) if layer.relu else Y), None, acc
-    y = backend.gemm(Xq, handle, bias=layer.bias, mult=layer.mult, shift=layer.shift,
-                     relu=layer.relu)
-    return None, y, y
+        return _dequantize_raw(layer, y), None, flat
+    return None, y, flat
+
+
+def _run_layer(layer, handle, backend, X, Xq):
+    """Run one layer; return ``(float output or None, int8 output or None, integers)``."""
+    if isinstance(layer, StaticLayer):
+        return _run_static(layer, handle, backend, X, Xq)
+    q, s = quantize_activations_absmax(layer_input(layer, X))
+    acc = backend.ternary(q, handle)
+    Y = (acc.astype(np.float32) * np.float32(layer.gamma) / s[:, None]
+         + layer.bias).astype(np.float32)
+    return activate(Y, layer.activation), None, acc
 
 
 def layer_input(layer, X):
@@ -263,12 +330,16 @@ def _packing(spec):
     return TERNARY_PACKING if TERNARY_PACKING in spec.packings else None
 
 
-def _costs(program, m):
+def _costs(program, images):
     for layer in program.layers:
         k, n = layer.shape
+        # A convolution runs as one GEMM over its im2col rows (the layer-by-layer mode).
+        m = images * (1 if layer.conv is None else layer.conv.pixels)
         spec = engine_for_numerics(layer.engine)
         tiling = tile_problem(spec, program.config, m, k, n)
-        out_bytes = 4 if layer.raw_output else 1
+        # A static ternary layer's call returns int32: the host adds its bias (see above).
+        raw = layer.raw_output or (layer.engine == "ternary" and isinstance(layer, StaticLayer))
+        out_bytes = 4 if raw else 1
         yield LayerRun(layer.engine, m, k, n, len(tiling.calls()),
                        _predicted_cycles(program.config, spec, m, k, n),
                        spec.weight_bytes(k, n, _packing(spec)),
@@ -285,7 +356,8 @@ def execute(program, backend, X, progress=None):
         Must report the program's config_id, or :class:`ProgramMismatchError` is raised
         before anything is uploaded.
     X : array_like, shape (M, ...)
-        Float inputs; trailing axes are flattened.
+        Float inputs; trailing axes are reshaped to the program's input (a map NCHW or
+        NHWC as the model took it).
     progress : callable, optional
         Called with a one-line message before each layer.
 
@@ -294,11 +366,7 @@ def execute(program, backend, X, progress=None):
     RunResult
     """
     _check_config(program, backend)
-    X = np.asarray(X)
-    X = np.asarray(X.reshape(X.shape[0], -1) if X.ndim != 2 else X, dtype=np.float32)
-    if X.shape[1] != program.in_features:
-        raise ValueError(f"the input has {X.shape[1]} features per sample but the program "
-                         f"takes {program.in_features}")
+    X = input_batch(X, program.input_shape, program.channels_first)
     if X.shape[0] == 0:
         raise ValueError("the input must hold at least one sample")
     say = progress or (lambda message: None)
@@ -318,7 +386,9 @@ def execute(program, backend, X, progress=None):
             run.cycles, run.wire_bytes = (a - b for a, b in zip(after, before))
         integers.append(ints)
     if X is None:   # a requantized last layer (a pre-quantized model's own int8 output)
-        X = (Xq.astype(np.float32) * np.float32(program.layers[-1].s_y)).astype(np.float32)
+        X = (Xq.astype(np.float32) * np.float32(program.layers[-1].out_scale)
+             ).astype(np.float32)
+    X = X.reshape(len(X), *program.output_shape)
     return RunResult(X, integers, runs, time.perf_counter() - start)
 
 

@@ -63,6 +63,9 @@ def _float(x):
 #: takes the node's input arrays and its attributes as :class:`TailNode` keeps them.
 TAIL_OPS = {
     ("", "Softmax"): lambda a, x: _softmax(x, a["axis"]),
+    ("", "LogSoftmax"): lambda a, x: (x - np.max(x, axis=a["axis"], keepdims=True) - np.log(
+        np.sum(np.exp(x - np.max(x, axis=a["axis"], keepdims=True)), axis=a["axis"],
+               keepdims=True))).astype(x.dtype),
     ("", "Sigmoid"): lambda a, x: (1 / (1 + np.exp(-x))).astype(x.dtype),
     ("", "Identity"): lambda a, x: x,
     ("", "Add"): lambda a, x, y: _float(np.add(x, y)),

@@ -1,11 +1,15 @@
 """Import an ONNX model into a :class:`~tritile.sw.model.Model`.
 
 Supported: a chain of Gemm (with transA, transB, alpha, beta and a bias C), MatMul (with a
-following Add as bias), Relu, Flatten, Reshape, Identity, Dropout (inference), Cast to a
-float type and Transpose of a weight, with weights, biases and reshape targets given as
-initializers or Constant nodes, as PyTorch (both exporters), Keras/tf2onnx and skl2onnx
-export them. The graph's one data input has a sample axis first. Tensors kept in external
-data files are read from beside a model given by its path.
+following Add as bias), Relu, Clip(0, 6), Flatten, Reshape, Identity, Dropout (inference),
+Cast to a float type and Transpose of a weight, and for convolutional models over an NCHW
+input Conv (2-D, group 1), BatchNormalization folded into the layer before it, MaxPool,
+AveragePool (count_include_pad=1), GlobalAveragePool and ReduceMean over the spatial axes;
+weights, biases and reshape targets are initializers or Constant nodes, as PyTorch (both
+exporters), Keras/tf2onnx and skl2onnx export them. The graph's one data input has a
+sample axis first. Tensors kept in external data files are read from beside a model given
+by its path. A map becomes NHWC (:mod:`tritile.sw.model`); the Gemm after its flatten has
+its rows permuted so that ONNX's NCHW flatten still holds.
 
 A weight operand may come first (``W @ x`` with samples in columns, as some exporters write
 ``Gemm(W, x^T)``): the importer tracks whether samples are rows or columns of each tensor,
@@ -30,13 +34,15 @@ import numpy as np
 
 from .compiler import ENGINES, layer_limit_problems
 from .host_tail import TAIL_OPS, HostTail, TailNode
-from .model import Dense, Model, Quantization
+from .model import (AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Model,
+                    ModelError, Quantization, nchw_flatten_rows)
 
 __all__ = ["OnnxImportError", "import_onnx", "SUPPORTED_OPS"]
 
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "Relu", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Cast", "Transpose", "QuantizeLinear", "DequantizeLinear",
-                 "Constant")
+SUPPORTED_OPS = ("Gemm", "MatMul", "Conv", "BatchNormalization", "MaxPool", "AveragePool",
+                 "GlobalAveragePool", "ReduceMean", "Add", "Relu", "Clip", "Flatten",
+                 "Reshape", "Identity", "Dropout", "Cast", "Transpose", "QuantizeLinear",
+                 "DequantizeLinear", "Constant")
 
 # Operators that start the host tail when they read the last layer's output (the others
 # of TAIL_OPS are also layer-chain operators, and join the tail only after one of these).
@@ -64,8 +70,13 @@ class OnnxImportError(ValueError):
 class _Activation:
     """A data tensor of the chain: its feature shape and whether samples are its rows."""
 
-    def __init__(self, features, samples_first=True, layer=None, open=True, scale=None):
+    def __init__(self, features, samples_first=True, layer=None, open=True, scale=None,
+                 map_shape=None, nchw_flat=None):
         self.features = tuple(features)
+        # (H, W, C) of a feature map a conv or pooling layer produced (``features`` is
+        # then ONNX's (C, H, W)); the map's shape when this is its NCHW flatten, whose
+        # next Dense layer has its rows permuted to the NHWC flatten the device holds.
+        self.map_shape, self.nchw_flat = map_shape, nchw_flat
         self.samples_first = samples_first
         # The layer whose output this is (None for the model input), and whether a bias
         # can still be fused into it (not after its activation).
@@ -79,6 +90,12 @@ class _Activation:
     def size(self):
         return int(np.prod(self.features, dtype=np.int64))
 
+    def derive(self, **changes):
+        """Return a copy with ``changes`` to its attributes."""
+        other = _Activation.__new__(_Activation)
+        other.__dict__.update(self.__dict__, **changes)
+        return other
+
 
 class _Layer:
     def __init__(self, where, W, b, quant=None):
@@ -86,12 +103,38 @@ class _Layer:
         # (Wq, s_w, s_x) of a pre-quantized layer, and the scale its output is quantized to.
         self.quant, self.output_scale = quant, None
 
-    def dense(self):
+    @property
+    def gemm_shape(self):
+        return self.W.shape
+
+    def build(self):
         quant = None
         if self.quant is not None:
             Wq, s_w, s_x = self.quant
             quant = Quantization(Wq, s_w, s_x, self.output_scale)
         return Dense(self.W, self.b, self.activation, quant=quant)
+
+
+class _ConvLayer:
+    def __init__(self, where, W, b, stride, pads):
+        self.where, self.W, self.b, self.stride, self.pads = where, W, b, stride, pads
+        self.activation = None
+
+    @property
+    def gemm_shape(self):
+        n, c, kh, kw = self.W.shape
+        return kh * kw * c, n
+
+    def build(self):
+        return Conv2d(self.W, self.b, self.stride, self.pads, self.activation)
+
+
+class _PoolLayer:
+    def __init__(self, where, layer):
+        self.where, self.layer = where, layer
+
+    def build(self):
+        return self.layer
 
 
 class _Importer:
@@ -195,6 +238,7 @@ class _Importer:
         batch = tensor_type.shape.dim[0]
         self.batch = batch.dim_value if batch.HasField("dim_value") else None
         self.tensors[value.name] = _Activation(features) if all(features) else None
+        self.input_features = tuple(features)
 
     def finish(self, graph):
         outputs = [o.name for o in graph.output]
@@ -214,7 +258,7 @@ class _Importer:
         elif act is not None and not act.samples_first:
             self.problem("graph", f"output {outputs[0]!r} holds samples in columns; transpose "
                                   f"the last layer so that samples are rows")
-        elif act is not None and len(act.features) != 1:
+        elif act is not None and len(act.features) != 1 and act.map_shape is None:
             self.problem("graph", f"output {outputs[0]!r} has feature shape {act.features}; "
                                   f"a model outputs one feature axis")
         else:
@@ -270,7 +314,8 @@ class _Importer:
             else:
                 self.tail_input = name
         attrs = {a.name: _attribute(a) for a in node.attribute}
-        attributes = {"axis": attrs.get("axis", -1 if node.op_type == "Softmax" else 0),
+        attributes = {"axis": attrs.get("axis", -1 if node.op_type in ("Softmax", "LogSoftmax")
+                                            else 0),
                       "keepdims": attrs.get("keepdims", 1),
                       "select_last_index": attrs.get("select_last_index", 0),
                       "allowzero": attrs.get("allowzero", 0)}
@@ -354,10 +399,208 @@ class _Importer:
         if act is None:
             return None
         if act.layer is None:
-            self.problem(where, "Relu must follow a Gemm or MatMul (and its bias)")
+            self.problem(where, "Relu must follow a Gemm, MatMul or Conv (and its bias), or a "
+                                "MaxPool of one")
             return None
-        act.layer.activation = "relu"
-        return _Activation(act.features, act.samples_first, act.layer, False, act.scale)
+        # After a MaxPool too: max pooling commutes with a monotonic activation.
+        act.layer.activation = act.layer.activation or "relu"
+        return act.derive(open=False)
+
+    def op_clip(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        bounds = [attrs.get("min"), attrs.get("max")]      # attributes before opset 11
+        for index, role in ((1, "min"), (2, "max")):
+            if len(node.input) > index and node.input[index]:
+                bounds[index - 1] = self.constant(where, node.input[index], role)
+        if act is None:
+            return None
+        if any(b is None for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0, 6):
+            self.problem(where, f"only Clip(0, 6) (ReLU6) is supported, not Clip with bounds "
+                                f"{[None if b is None else float(b) for b in bounds]}")
+            return None
+        if act.layer is None:
+            self.problem(where, "Clip(0, 6) must follow a Gemm, MatMul or Conv (and its "
+                                "bias), or a MaxPool of one")
+            return None
+        act.layer.activation = "relu6"
+        return act.derive(open=False)
+
+    # -- convolutions and pooling ----------------------------------------------------------
+
+    def map_of(self, where, act):
+        """Return the (H, W, C) of a feature map tensor, or report that it is not one."""
+        if act.map_shape is not None:
+            return act.map_shape
+        if (act.layer is None and not self.layers and act.samples_first
+                and len(act.features) == 3 and act.features == self.input_features):
+            c, h, w = act.features
+            return h, w, c
+        self.problem(where, f"needs an NCHW feature map (the graph input or the output of a "
+                            f"Conv or pooling), not features of shape {act.features}")
+        return None
+
+    def window_attributes(self, where, attrs, kernel):
+        """Return ``(stride, pads)`` of a 2-D window operator, or report what is unsupported."""
+        ok = True
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            self.problem(where, f"auto_pad={attrs['auto_pad']} is not supported; give "
+                                f"explicit pads (NOTSET) or VALID")
+            ok = False
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            self.problem(where, f"dilations={list(attrs['dilations'])} are not supported "
+                                f"(only 1)")
+            ok = False
+        if attrs.get("ceil_mode", 0):
+            self.problem(where, "ceil_mode=1 is not supported (only the floor of ceil_mode=0)")
+            ok = False
+        if attrs.get("storage_order", 0):
+            self.problem(where, "storage_order=1 is not supported")
+            ok = False
+        strides = list(attrs.get("strides", [1, 1]))
+        pads = [0] * 4 if attrs.get("auto_pad") == "VALID" else list(attrs.get("pads", [0] * 4))
+        if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4:
+            self.problem(where, f"only 2-D windows are supported, not kernel {list(kernel)}, "
+                                f"strides {strides}, pads {pads}")
+            ok = False
+        return (strides, pads) if ok else None
+
+    def add_map_layer(self, where, builder, act, shape, keeps_layer):
+        """Add a conv or pooling layer reading the map ``act``; return its output tensor."""
+        try:
+            h, w, c = (builder.build() if isinstance(builder, _ConvLayer)
+                       else builder.layer).output_shape(shape)
+        except ModelError as exc:
+            self.problem(where, str(exc))
+            return None
+        self.layers.append(builder)
+        # The tensor's layer is the one a following Relu or Clip applies to: the conv's
+        # own, or the conv before a MaxPool (they commute), never an average.
+        layer = builder if isinstance(builder, _ConvLayer) else (
+            act.layer if keeps_layer else None)
+        return _Activation((c, h, w), True, layer, isinstance(builder, _ConvLayer),
+                           map_shape=(h, w, c))
+
+    def op_conv(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        W = self.constant(where, node.input[1], "weight")
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        b = self.constant(where, node.input[2], "bias") if has_bias else None
+        if act is None or W is None or (has_bias and b is None):
+            return None
+        if act.scale is not None or node.input[1] in self.quantized:
+            self.problem(where, "pre-quantized (QDQ) convolutions are not supported; import "
+                                "the float model with calibration inputs")
+            return None
+        shape = self.map_of(where, act)
+        if shape is None:
+            return None
+        if W.ndim != 4:
+            self.problem(where, f"only 2-D convolutions are supported, not weight shape "
+                                f"{W.shape}")
+            return None
+        if attrs.get("group", 1) != 1:
+            self.problem(where, f"group={attrs['group']} is not supported (only group=1: no "
+                                f"depthwise or grouped convolutions)")
+            return None
+        if list(attrs.get("kernel_shape", W.shape[2:])) != list(W.shape[2:]):
+            self.problem(where, f"kernel_shape {list(attrs['kernel_shape'])} does not match "
+                                f"the weight's {list(W.shape[2:])}")
+            return None
+        window = self.window_attributes(where, attrs, W.shape[2:])
+        if window is None:
+            return None
+        W = np.asarray(W, np.float32)
+        b = np.zeros(W.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
+        return self.add_map_layer(where, _ConvLayer(where, W, b, *window), act, shape, False)
+
+    def pool(self, where, node, attrs, make):
+        act = self.activation(where, node.input[0])
+        if act is None:
+            return None
+        shape = self.map_of(where, act)
+        kernel = list(attrs.get("kernel_shape", []))
+        window = self.window_attributes(where, attrs, kernel)
+        if shape is None or window is None:
+            return None
+        for extra in node.output[1:]:
+            self.check_unused(where, extra)
+        try:
+            layer = make(kernel, *window)
+        except ModelError as exc:
+            self.problem(where, str(exc))
+            return None
+        return self.add_map_layer(where, _PoolLayer(where, layer), act, shape,
+                                  isinstance(layer, MaxPool2d))
+
+    def op_maxpool(self, where, node, attrs):
+        return self.pool(where, node, attrs, MaxPool2d)
+
+    def op_averagepool(self, where, node, attrs):
+        if attrs.get("count_include_pad", 0) == 0 and any(attrs.get("pads", [0])):
+            self.problem(where, f"count_include_pad=0 with pads {list(attrs['pads'])} is not "
+                                f"supported: the device divides by the whole window "
+                                f"(count_include_pad=1)")
+            return None
+        return self.pool(where, node, attrs, AvgPool2d)
+
+    def op_globalaveragepool(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        shape = None if act is None else self.map_of(where, act)
+        if shape is None:
+            return None
+        return self.add_map_layer(where, _PoolLayer(where, GlobalAvgPool()), act, shape, False)
+
+    def op_reducemean(self, where, node, attrs):
+        axes = attrs.get("axes")            # an attribute before opset 18, then an input
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.constant(where, node.input[1], "axes")
+            if axes is None:
+                return None
+        act = self.activation(where, node.input[0])
+        if act is None:
+            return None
+        spatial = axes is not None and sorted(int(a) % 4 for a in np.reshape(axes, -1)) == [2, 3]
+        if not spatial or act.map_shape is None:
+            self.problem(where, f"ReduceMean is supported over the spatial axes (2, 3) of a "
+                                f"feature map only, not axes "
+                                f"{None if axes is None else [int(a) for a in np.reshape(axes, -1)]} of "
+                                f"features {act.features}")
+            return None
+        out = self.op_globalaveragepool(where, node, attrs)
+        if out is None or attrs.get("keepdims", 1):
+            return out
+        return out.derive(features=(out.size,), map_shape=None)
+
+    def op_batchnormalization(self, where, node, attrs):
+        act = self.activation(where, node.input[0])
+        params = [self.constant(where, name, role) for name, role in
+                  zip(node.input[1:5], ("scale", "bias", "mean", "variance"))]
+        if act is None or any(p is None for p in params):
+            return None
+        if attrs.get("training_mode", 0):
+            self.problem(where, "training_mode=1; only inference is supported")
+            return None
+        for extra in node.output[1:]:
+            self.check_unused(where, extra)
+        layer = act.layer
+        if layer is None or not act.open or getattr(layer, "quant", None) is not None \
+                or not act.samples_first:
+            self.problem(where, "BatchNormalization is supported only right after a float "
+                                "Conv, Gemm or MatMul (before its activation), where it is "
+                                "folded into the weights and bias")
+            return None
+        conv = isinstance(layer, _ConvLayer)
+        n = layer.W.shape[0] if conv else layer.W.shape[1]
+        gamma, beta, mean, var = (np.asarray(p, np.float64).reshape(-1) for p in params)
+        if not all(len(p) == n for p in (gamma, beta, mean, var)):
+            self.problem(where, f"parameters of shapes {[p.shape for p in params]} do not "
+                                f"match the {n} channels of the layer before")
+            return None
+        scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+        layer.W = (layer.W * (scale[:, None, None, None] if conv else scale[None, :])
+                   ).astype(np.float32)
+        layer.b = ((layer.b - mean) * scale + beta).astype(np.float32)
+        return act
 
     def op_add(self, where, node, attrs):
         names = [name for name in node.input]
@@ -380,7 +623,7 @@ class _Importer:
         b = _bias_vector(where, bias, act, self.problem)
         if b is not None:
             act.layer.b = act.layer.b + b
-        return _Activation(act.features, act.samples_first, act.layer, act.open)
+        return act.derive(scale=None)
 
     def op_flatten(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -396,7 +639,8 @@ class _Importer:
             self.problem(where, f"axis={attrs.get('axis', 1)} merges the sample axis with "
                                 f"features {act.features}; use axis=1")
             return None
-        return _Activation((act.size,), True, act.layer, act.open, act.scale)
+        return act.derive(features=(act.size,), map_shape=None,
+                          nchw_flat=act.map_shape or act.nchw_flat)
 
     def op_reshape(self, where, node, attrs):
         act = self.activation(where, node.input[0])
@@ -426,7 +670,16 @@ class _Importer:
             self.problem(where, f"target shape {shape} does not keep the sample axis first "
                                 f"with the {act.size} features of {act.features}")
             return None
-        return _Activation(features, True, act.layer, act.open, act.scale)
+        if act.map_shape is not None and len(features) != 1 and \
+                tuple(features) != act.features:
+            self.problem(where, f"reshapes the feature map {act.features} (C, H, W) to "
+                                f"{tuple(features)}; only its flatten to one feature axis "
+                                f"is supported")
+            return None
+        flat = len(features) == 1 and act.map_shape is not None
+        return act.derive(features=tuple(features),
+                          map_shape=None if flat else act.map_shape,
+                          nchw_flat=act.map_shape if flat else act.nchw_flat)
 
     def op_matmul(self, where, node, attrs):
         return self.linear(where, node, node.input[0], node.input[1], False, False, 1.0)
@@ -495,6 +748,12 @@ class _Importer:
             self.problem(where, f"the weight takes {W.shape[0]} features but the data has "
                                 f"{act.size}")
             return None
+        if act.nchw_flat is not None:
+            if quantized is not None:
+                self.problem(where, "a pre-quantized (QDQ) layer after a convolution is "
+                                    "not supported")
+                return None
+            W = nchw_flatten_rows(W, act.nchw_flat)
         quant = None
         if quantized is not None:
             quant = self.weight_quantization(where, weight, *map(orient, quantized), alpha,
@@ -564,7 +823,7 @@ class _Importer:
             return None
         if act.layer is not None:
             act.layer.output_scale = q_scale
-        return _Activation(act.features, act.samples_first, act.layer, act.open, q_scale)
+        return act.derive(scale=q_scale)
 
     def op_quantizelinear(self, where, node, attrs):
         scale = self.constant(where, node.input[1], "scale")
@@ -605,13 +864,14 @@ class _Importer:
     def check_limits(self):
         if self.config is None:
             return
-        engines = self.engines * len(self.layers) if len(self.engines) == 1 else self.engines
-        if len(engines) != len(self.layers):
-            self.problem("engine", f"{len(engines)} engines given for {len(self.layers)} "
-                                   f"layers; give one engine or one per layer")
+        gemms = [layer for layer in self.layers if not isinstance(layer, _PoolLayer)]
+        engines = self.engines * len(gemms) if len(self.engines) == 1 else self.engines
+        if len(engines) != len(gemms):
+            self.problem("engine", f"{len(engines)} engines given for {len(gemms)} "
+                                   f"layers; give one engine or one per Gemm, MatMul or Conv")
             return
-        for index, (layer, engine) in enumerate(zip(self.layers, engines)):
-            k, n = layer.W.shape
+        for index, (layer, engine) in enumerate(zip(gemms, engines)):
+            k, n = layer.gemm_shape
             for text in layer_limit_problems(self.config, k, n, engine):
                 self.problem(layer.where, f"layer {index} ({k}x{n}) does not fit config "
                                           f"{self.config.config_id} ({engine}): {text}")
@@ -776,4 +1036,9 @@ def import_onnx(source, config=None, engine="int8"):
     importer.check_limits()
     if importer.problems:
         raise OnnxImportError(name, importer.problems)
-    return Model([layer.dense() for layer in importer.layers], tail=importer.tail)
+    first = importer.layers[0] if importer.layers else None
+    if isinstance(first, _Layer):
+        return Model([layer.build() for layer in importer.layers], tail=importer.tail)
+    c, h, w = importer.input_features
+    return Model([layer.build() for layer in importer.layers], tail=importer.tail,
+                 input_shape=(h, w, c), channels_first=True)

@@ -11,7 +11,7 @@ which the machine's BLAS sums (which is why the demo ships its weights).
 import numpy as np
 
 from .conv import Window, im2col_nhwc
-from .model import Dense, Model
+from .model import Conv2d, Dense, MaxPool2d, Model
 from .numerics import quantize_activations_absmax, ternarize_weights
 
 __all__ = ["Adam", "train_mlp", "train_cnn", "cnn_forward", "cnn_gradients", "CnnParams", "CLASSES"]
@@ -119,6 +119,19 @@ class CnnParams:
     def arrays(self):
         """Every array, in the order the optimizer updates them."""
         return [a for pair in (*self.convs, self.dense) for a in pair]
+
+    def to_model(self, input_shape):
+        """Return the CNN as a float :class:`~tritile.sw.model.Model` over NHWC maps of
+        ``input_shape`` (H, W, C): Conv2d (ONNX weight layout), ReLU, MaxPool2d per block,
+        then the Dense classifier (its rows already in NHWC-flatten order)."""
+        layers, c_in = [], input_shape[2]
+        for W, b in self.convs:
+            kh, kw = self.KERNEL.kernel
+            onnx_W = W.reshape(kh, kw, c_in, -1).transpose(3, 2, 0, 1)
+            layers += [Conv2d(onnx_W, b, self.KERNEL.stride, self.KERNEL.pads, "relu"),
+                       MaxPool2d(self.POOL)]
+            c_in = W.shape[1]
+        return Model([*layers, Dense(*self.dense)], input_shape=input_shape)
 
 
 def _conv_forward(x, W, b):

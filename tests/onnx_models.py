@@ -12,8 +12,8 @@ def initializer(name, array, dtype=np.float32):
     return numpy_helper.from_array(np.asarray(array, dtype=dtype), name)
 
 
-def weights(*shape):
-    return RNG.standard_normal(shape).astype(np.float32) * 0.3
+def weights(*shape, rng=RNG):
+    return rng.standard_normal(shape).astype(np.float32) * 0.3
 
 
 def graph_model(nodes, initializers, input_shape, output="y", inputs=(), opset=17,
@@ -86,10 +86,17 @@ def dynamo_style(path, sizes=(64, 32, 10)):
                                           name=f"node_relu_{index}"))
             out = f"relu_{index}"
         data = out
+    return save_dynamo_style(path, nodes, inits, ["batch", sizes[0]], data,
+                             ["batch", sizes[-1]])
+
+
+def save_dynamo_style(path, nodes, inits, input_shape, output, output_shape):
+    """Save a graph as the dynamo exporter does (opset 18, IR 10, graph ``main_graph``,
+    every initializer in ``MODEL.onnx.data``); return ``path``."""
     graph = helper.make_graph(
         nodes, "main_graph",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info(data, TensorProto.FLOAT, ["batch", sizes[-1]])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_shape)],
         initializer=inits)
     proto = helper.make_model(graph, ir_version=10, producer_name="pytorch",
                               opset_imports=[helper.make_opsetid("", 18)])
@@ -181,3 +188,115 @@ def quantize_qdq(float_path, qdq_path, calib, per_channel=True, symmetric=True):
     quantize_static(str(float_path), str(qdq_path), Batches(), quant_format=QuantFormat.QDQ,
                     per_channel=per_channel, **options)
     return qdq_path
+
+
+def conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
+    """``nn.Conv2d`` as both PyTorch exporters write it: every attribute explicit."""
+    inputs = [x, f"{name}.weight"] + ([f"{name}.bias"] if bias else [])
+    return helper.make_node("Conv", inputs, [out], dilations=[1, 1], group=1,
+                            kernel_shape=[kernel, kernel], pads=list(pads),
+                            strides=[stride, stride], name=f"node_{name}")
+
+
+def conv_params(name, c_in, c_out, kernel, bias=True, rng=RNG):
+    params = [initializer(f"{name}.weight", weights(c_out, c_in, kernel, kernel, rng=rng))]
+    return params + ([initializer(f"{name}.bias", weights(c_out, rng=rng))] if bias else [])
+
+
+def _batch_norm_params(name, channels, rng):
+    return [initializer(f"{name}.weight", 1 + weights(channels, rng=rng)),
+            initializer(f"{name}.bias", weights(channels, rng=rng)),
+            initializer(f"{name}.running_mean", weights(channels, rng=rng)),
+            initializer(f"{name}.running_var", 0.5 + np.abs(weights(channels, rng=rng)))]
+
+
+def _batch_norm_node(name, x, out, **attrs):
+    return helper.make_node("BatchNormalization",
+                            [x] + [f"{name}.{p}" for p in ("weight", "bias", "running_mean",
+                                                           "running_var")],
+                            [out], epsilon=1e-5, name=f"node_{name}", **attrs)
+
+
+def torch_cnn(global_pool=False, seed=1):
+    """A CNN as ``torch.onnx.export(..., dynamo=False)`` (TorchScript) writes it, opset 17.
+
+    NCHW input (batch, 3, 9, 8); Conv with every attribute, BatchNormalization (as written
+    with ``do_constant_folding=False``, momentum attribute included), Relu, MaxPool
+    (``ceil_mode=0``), a second Conv without bias, AveragePool with ``count_include_pad=1``
+    and padding, then ``Flatten(axis=1)`` (or, with ``global_pool``, ``nn.AdaptiveAvgPool2d(1)``
+    as GlobalAveragePool first), ``Gemm(transB=1)`` and a LogSoftmax. Weights are drawn
+    from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    features = 6 if global_pool else 6 * 4 * 4
+    nodes = [
+        conv_node("conv1", "x", "conv1_out", 3, pads=(1, 1, 1, 1)),
+        _batch_norm_node("bn1", "conv1_out", "bn1_out", momentum=0.9),
+        helper.make_node("Relu", ["bn1_out"], ["relu1"], name="relu1"),
+        helper.make_node("MaxPool", ["relu1"], ["pool1"], ceil_mode=0, kernel_shape=[2, 2],
+                         pads=[0, 0, 0, 0], strides=[2, 2], name="pool1"),
+        conv_node("conv2", "pool1", "conv2_out", 2, bias=False),
+        helper.make_node("Relu", ["conv2_out"], ["relu2"], name="relu2"),
+        helper.make_node("AveragePool", ["relu2"], ["pool2"], ceil_mode=0,
+                         count_include_pad=1, kernel_shape=[2, 2], pads=[1, 1, 1, 1],
+                         strides=[1, 1], name="pool2"),
+    ]
+    last = "pool2"
+    if global_pool:
+        nodes.append(helper.make_node("GlobalAveragePool", [last], ["gap"], name="gap"))
+        last = "gap"
+    nodes += [
+        helper.make_node("Flatten", [last], ["flat"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], alpha=1.0,
+                         beta=1.0, transB=1, name="fc"),
+        helper.make_node("LogSoftmax", ["logits"], ["y"], axis=1, name="log_softmax"),
+    ]
+    inits = (conv_params("conv1", 3, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 6, 2, bias=False, rng=rng)
+             + [initializer("fc.weight", weights(5, features, rng=rng)),
+                initializer("fc.bias", weights(5, rng=rng))])
+    return graph_model(nodes, inits, ["batch", 3, 9, 8], output_shape=("batch", 5))
+
+
+def dynamo_cnn(path, seed=2):
+    """Write a CNN as ``torch.onnx.export(..., dynamo=True)`` does; return its path.
+
+    Opset 18, IR version 10, graph ``main_graph``, parameters in ``MODEL.onnx.data``:
+    a Cast of the input (dtype promotion), Conv (stride 2), BatchNormalization after it
+    (``training_mode`` left at 0), ``nn.ReLU6`` as Clip with min and max as constant
+    inputs, a Conv with asymmetric pads, Relu, MaxPool, ``nn.AdaptiveAvgPool2d(1)`` as
+    ReduceMean over axes ``[-1, -2]`` given as an input (keepdims=1), ``flatten`` as a
+    Reshape to ``[-1, 8]`` (the exporter's optimizer folds the shape), the axes and the
+    shape as Constant nodes, Gemm. Weights are drawn from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x_f"], to=TensorProto.FLOAT, name="node_cast"),
+        conv_node("conv1", "x_f", "conv2d", 3, stride=2, pads=(1, 1, 1, 1)),
+        _batch_norm_node("bn1", "conv2d", "batch_norm"),
+        helper.make_node("Constant", [], ["clip_min"],
+                         value=helper.make_tensor("m", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Constant", [], ["clip_max"],
+                         value=helper.make_tensor("m", TensorProto.FLOAT, [], [6.0])),
+        helper.make_node("Clip", ["batch_norm", "clip_min", "clip_max"], ["hardtanh"],
+                         name="node_hardtanh"),
+        conv_node("conv2", "hardtanh", "conv2d_1", 3, pads=(0, 1, 1, 0)),
+        helper.make_node("Relu", ["conv2d_1"], ["relu"], name="node_relu"),
+        helper.make_node("MaxPool", ["relu"], ["max_pool2d"], kernel_shape=[2, 2],
+                         strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=0,
+                         name="node_max_pool2d"),
+        helper.make_node("Constant", [], ["mean_axes"],
+                         value=helper.make_tensor("a", TensorProto.INT64, [2], [-1, -2])),
+        helper.make_node("Constant", [], ["view_shape"],
+                         value=helper.make_tensor("s", TensorProto.INT64, [2], [-1, 8])),
+        helper.make_node("ReduceMean", ["max_pool2d", "mean_axes"], ["mean"], keepdims=1,
+                         name="node_mean"),
+        helper.make_node("Reshape", ["mean", "view_shape"], ["view"], name="node_view"),
+        helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
+                         name="node_linear"),
+    ]
+    inits = (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 8, 3, rng=rng)
+             + [initializer("fc.weight", weights(3, 8, rng=rng)),
+                initializer("fc.bias", weights(3, rng=rng))])
+    return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])

@@ -37,7 +37,18 @@ def test_demo_meets_accuracy_targets_on_golden(capsys):
     assert report["int8"]["accuracy"] >= report["float_accuracy"] - 0.01
     assert report["ternary"]["accuracy"] >= report["float_accuracy"] - 0.03
     assert report["int8"]["cycles_per_inference"] > 0
+    cnn = report["cnn"]     # the CNN targets: int8 within 1 point of float, ternary 3
+    assert cnn["float_accuracy"] > 0.97 and cnn["device_samples"] == 450
+    assert cnn["int8"]["accuracy"] >= cnn["float_accuracy"] - 0.01
+    assert cnn["ternary"]["accuracy"] >= cnn["float_accuracy"] - 0.03
+    assert cnn["int8"]["golden_agreement"] == cnn["ternary"]["golden_agreement"] == 1.0
     assert "loading the trained 64-32-10 MLPs" in err      # progress goes to stderr
+
+
+def _assert_same_accuracy(shipped, retrained, split):
+    for old, new in zip(shipped, retrained):
+        assert abs(accuracy(old.forward(split.X_test), split.y_test)
+                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
 
 
 def test_shipped_models_are_what_this_machine_trains(digits, tmp_path):
@@ -48,9 +59,7 @@ def test_shipped_models_are_what_this_machine_trains(digits, tmp_path):
     # Figures of the shipped file (docs/models.md); they do not depend on the machine.
     assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9733, abs=1e-4)
     retrained = train_demo_models(split)
-    for old, new in zip(shipped, retrained):
-        assert abs(accuracy(old.forward(split.X_test), split.y_test)
-                   - accuracy(new.forward(split.X_test), split.y_test)) <= 0.01
+    _assert_same_accuracy(shipped, retrained, split)
     save_models(tmp_path / "m.npz", a=retrained[1])
     (loaded,) = load_models(tmp_path / "m.npz", "a")
     for layer, back in zip(retrained[1].layers, loaded.layers):
@@ -65,11 +74,14 @@ def test_demo_table_and_bad_sample_count(capsys):
     status, out, _ = _run_cli(capsys, "demo", "--device", "golden", "--samples", "30")
     assert status == 0
     for row in ("accuracy", "golden agreement", "cycles / inference", "bytes streamed",
-                "wall time"):
+                "wall time", "CNN 8-16", "ternary (static)"):
         assert row in out
     assert "30 held-out images" in out
     status, _, err = _run_cli(capsys, "demo", "--device", "golden", "--samples", "0")
     assert status == 2 and "--samples must be between 1 and 450, not 0" in err
+    status, _, err = _run_cli(capsys, "demo", "--device", "golden", "--samples", "30",
+                              "--cnn-samples", "31")
+    assert status == 2 and "--cnn-samples must be between 1 and 30, not 31" in err
 
 
 def _init(name, array):
@@ -141,7 +153,29 @@ def test_run_reports_import_problems_before_running(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_on_simulated_board(capsys):
     pytest.importorskip("tritile.sw.device")
-    status, out, _ = _run_cli(capsys, "demo", "--samples", "60", "--json")
+    status, out, _ = _run_cli(capsys, "demo", "--samples", "60", "--cnn-samples", "12",
+                              "--json")
     report = json.loads(out)
     assert status == 0
+    cnn = report["cnn"]
     assert report["int8"]["golden_agreement"] == report["ternary"]["golden_agreement"] == 1.0
+    assert cnn["int8"]["golden_agreement"] == cnn["ternary"]["golden_agreement"] == 1.0
+    assert cnn["device_samples"] == 12 and cnn["int8"]["cycles_source"] == "device counters"
+
+
+@pytest.mark.slow
+def test_shipped_cnns_are_what_this_machine_trains(digits, tmp_path):
+    """The shipped CNNs are the seeded training's result (up to float summation order), and
+    a save/load round trip of conv and pooling layers is exact."""
+    from tritile.sw.digits import image_batch, load_demo_cnns, train_demo_cnns
+
+    split, _ = digits
+    shipped = load_demo_cnns()
+    assert accuracy(shipped[0].forward(split.X_test), split.y_test) == pytest.approx(0.9822, abs=1e-4)
+    retrained = train_demo_cnns(split)
+    _assert_same_accuracy(shipped, retrained, split)
+    save_models(tmp_path / "m.npz", cnn=retrained[0])
+    (loaded,) = load_models(tmp_path / "m.npz", "cnn")
+    np.testing.assert_array_equal(loaded.forward(image_batch(split.X_test)),
+                                  retrained[0].forward(split.X_test))
+    assert repr(loaded) == repr(retrained[0])

@@ -104,7 +104,7 @@ def test_agreement_counts_samples():
 def test_bad_inputs():
     model = _model()
     program = compile_model(model, CONFIG, "ternary")
-    with pytest.raises(ValueError, match="has 23 features per sample but the program takes 24"):
+    with pytest.raises(ValueError, match="has 23 features per sample but the model takes 24"):
         execute(program, GoldenBackend(CONFIG), np.zeros((2, 23)))
     with pytest.raises(ValueError, match="at least one sample"):
         execute(program, GoldenBackend(CONFIG), np.zeros((0, 24)))

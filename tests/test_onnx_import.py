@@ -93,7 +93,7 @@ def test_ternary_limits_use_trit_memory():
 
 
 @pytest.mark.parametrize("nodes, message", [
-    ([helper.make_node("Relu", ["x"], ["y"])], "Relu must follow a Gemm or MatMul"),
+    ([helper.make_node("Relu", ["x"], ["y"])], "Relu must follow a Gemm, MatMul or Conv"),
     ([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
       helper.make_node("Add", ["r", "b"], ["y"])], "before its activation"),
     ([helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "h"], ["y"])],

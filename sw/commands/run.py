@@ -1,4 +1,5 @@
-"""``tritile run``: run an ONNX model on a device (or the simulated board) and check it."""
+"""``tritile run``: run an ONNX model or a compiled ``.tritile`` program on a device (or the
+simulated board) and check it against the golden model."""
 
 import json
 import os
@@ -17,20 +18,24 @@ def register(subparsers):
                     "golden model, and write the model's outputs: the float (dequantized) "
                     "output of its last layer, and what the model computes from it on the "
                     "host (a classifier's probabilities and label).")
-    parser.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
+    parser.add_argument("model", metavar="MODEL.onnx|MODEL.tritile",
+                        help="the ONNX model, or a program file from tritile compile")
     parser.add_argument("--input", required=True, metavar="X.npy",
                         help="inputs, one sample per row (trailing axes are flattened)")
     parser.add_argument("--calib", metavar="C.npy",
                         help="calibration inputs for int8 activation scales (default: the "
-                             "inputs themselves; a pre-quantized QDQ model brings its own)")
-    parser.add_argument("--engine", choices=("int8", "ternary"), default="int8",
-                        help="int8 (systolic engine) or ternary (BitLinear); default int8")
+                             "inputs themselves; a pre-quantized QDQ model brings its own; "
+                             "not for a .tritile file, compiled with its scales)")
+    parser.add_argument("--engine", choices=("int8", "ternary"),
+                        help="int8 (systolic engine) or ternary (BitLinear); default int8; "
+                             "not for a .tritile file, compiled for its engine")
     parser.add_argument("--device", default="sim", metavar="URL|sim|golden",
                         help="serial port or pyserial URL of a board, 'sim' for the simulated "
                              "board (default), or 'golden' for the NumPy golden model only")
-    parser.add_argument("--config", default="sim-small",
+    parser.add_argument("--config",
                         help="preset or JSON config the model is checked against before the "
-                             "device is opened, and that 'golden' models (default sim-small)")
+                             "device is opened, and that 'golden' models (default sim-small, "
+                             "or the config a .tritile file was compiled for)")
     parser.add_argument("--out", metavar="Y.npy|Y.npz",
                         help="write the outputs here: a .npz holds every output under the "
                              "model's name for it; a .npy the output of a one-output model")
@@ -43,15 +48,22 @@ def run(args):
     from ..compiler import CompileError, compile_model
     from ..config import load_config
     from ..device import DeviceError
-    from ..executor import GOLDEN, backend_config, open_backend, run_checked
-    from ..model import ModelError
+    from ..executor import (GOLDEN, ProgramMismatchError, backend_config, open_backend,
+                            run_checked)
+    from ..model import ModelError, input_batch
     from ..onnx_import import OnnxImportError, import_onnx
 
     def say(message):
         print(f"[run] {message}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    config = load_config(args.config)
+    program = _compiled_program(args)
+    config = program.config if program is not None and args.config is None else \
+        load_config(args.config or "sim-small")
+    if program is not None and config.config_id != program.config_id:
+        raise CommandError(f"{args.model} was compiled for config {program.config_id}, not "
+                           f"for --config {args.config} ({config.config_id}); compile the "
+                           f"model again with --config {args.config}")
     X = load_npy(args.input, "input")
     calib = load_npy(args.calib, "calibration data") if args.calib else X
     if X.ndim < 2 or X.shape[0] == 0:
@@ -63,37 +75,48 @@ def run(args):
     if args.out and not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise CommandError(f"--out {args.out}: directory "
                            f"{os.path.dirname(os.path.abspath(args.out))} does not exist")
+    engine = args.engine or "int8"
     try:
         # Every problem of the model, including the device's limits, before anything runs.
-        model = import_onnx(args.model, config=config, engine=args.engine)
-        model.flatten_input(X)
-        model.flatten_input(calib)
+        if program is None:
+            model = import_onnx(args.model, config=config, engine=engine)
+            model.prepare_input(X)
+            model.prepare_input(calib)
+            names, layers = model.output_names, len(model.layers)
+            shapes = model.input_shape, model.shapes[-1]
+        else:
+            input_batch(X, program.input_shape, program.channels_first)
+            names, layers = program.output_names, len(program.layers)
+            shapes = program.input_shape, program.output_shape
+            engine = "+".join(sorted({layer.engine for layer in program.layers}))
     except (OnnxImportError, ModelError) as exc:
         raise CommandError(str(exc)) from None
-    names = model.output_names
     if args.out and args.out.endswith(".npy") and len(names) > 1:
         raise CommandError(f"{args.model} has {len(names)} outputs ({', '.join(names)}); "
                            f"give --out a .npz path to write each under its name")
-    say(f"{args.model}: {len(model.layers)} layer(s), "
-        f"{model.in_features} -> {model.out_features} features; {X.shape[0]} sample(s)")
+    say(f"{args.model}: {layers} layer(s), {'x'.join(map(str, shapes[0]))} -> "
+        f"{'x'.join(map(str, shapes[1]))}; {X.shape[0]} sample(s)")
     if args.device != GOLDEN:
         say(f"opening {args.device} (the simulated board builds once, then is cached)")
     try:
         with open_backend(args.device, config) as backend:
             device_config = backend_config(backend)
-            try:
-                program = compile_model(model, device_config, args.engine, calib=calib)
-            except CompileError as exc:
-                raise CommandError(str(exc)) from None
+            if program is None:
+                try:
+                    program = compile_model(model, device_config, engine, calib=calib)
+                except CompileError as exc:
+                    raise CommandError(str(exc)) from None
             result, _, agreement = run_checked(program, backend, X, progress=say)
+    except ProgramMismatchError as exc:
+        raise CommandError(f"{args.model}: {exc}") from None
     except DeviceError as exc:
         raise CommandError(f"device {args.device}: {exc}") from None
-    outputs = model.named_outputs(result.outputs)
+    outputs = program.named_outputs(result.outputs)
     if args.out:
         _write(args.out, outputs)
         say(f"wrote {args.out}: " + ", ".join(f"{name} {'x'.join(map(str, a.shape))} {a.dtype}"
                                                for name, a in outputs.items()))
-    report = {"model": str(args.model), "engine": args.engine, "device": args.device,
+    report = {"model": str(args.model), "engine": engine, "device": args.device,
               "config_id": program.config_id, **result.to_dict(),
               "outputs": {name: list(array.shape) for name, array in outputs.items()},
               "golden_agreement": agreement,
@@ -103,6 +126,27 @@ def run(args):
     else:
         print(_format(report))
     return 0 if agreement == 1.0 else 1
+
+
+def _compiled_program(args):
+    """Return the Program of a .tritile ``args.model`` (None for an ONNX model)."""
+    from ..program_file import MAGIC, ProgramFileError, load_program
+
+    try:
+        with open(args.model, "rb") as file:
+            compiled = file.read(len(MAGIC)) == MAGIC or args.model.endswith(".tritile")
+    except OSError:
+        compiled = args.model.endswith(".tritile")
+    if not compiled:
+        return None
+    for flag, value in (("--engine", args.engine), ("--calib", args.calib)):
+        if value is not None:
+            raise CommandError(f"{flag} applies to ONNX models; {args.model} was compiled "
+                               f"with its engine and scales (tritile compile)")
+    try:
+        return load_program(args.model)
+    except ProgramFileError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _write(path, outputs):

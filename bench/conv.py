@@ -1,0 +1,173 @@
+"""Convolutions on both engines by the planner, and the demo models' cost per inference.
+
+Prints one JSON object with three parts:
+
+- ``layers``: conv layer shapes as the program mode will run them, one GEMM over the
+  implicit im2col rows (M = output pixels, K = kh*kw*C padded to the engine's chunk,
+  N = C_out), planned by ``plan_gemm`` on an 8x8 systolic array and ``plan_ternary`` on an
+  8 lanes x 8 inputs ternary unit: cycles and utilization (of the padded GEMM, and of the
+  useful MACs, unpadded K).
+- ``demo``: the demo CNN and MLP run in today's layer-by-layer mode (a convolution as one
+  GEMM over host-built im2col rows) on ``--device`` (``golden``: planner cycles and payload
+  bytes; ``sim`` or a URL: the device's cycle counters and the bytes on the link, framing
+  included), per inference.
+- ``presets``: per board preset, the demo models' inferences per second at the preset's
+  clock and baud rate, compute time and link time shown separately: compute from the
+  planner (program mode: each layer one GEMM per image with padded K, tiled as the preset
+  needs) and its link floor (int8 input and output bytes, one frame each way), next to
+  today's layer-by-layer mode (the batch's planner cycles, and payload bytes of a
+  450-image batch per image, framing not counted). A BitLinear MLP keeps a host step
+  between layers, so it has no program-mode figure.
+
+Usage: python bench/conv.py [--device golden|sim|URL] [--samples N]
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+from tritile.sw.compiler import CompileError, TernaryLayer, compile_model
+from tritile.sw.config import PRESETS, AcceleratorConfig
+from tritile.sw.conv import Window
+from tritile.sw.digits import load_demo_cnns, load_demo_models, load_digits_split
+from tritile.sw.engines import engine_for_numerics
+from tritile.sw.executor import GoldenBackend, execute, open_backend, backend_config
+from tritile.sw.planner import plan_gemm, plan_ternary
+from tritile.sw.protocol import FRAMING_SIZE
+from tritile.sw.tiling import tile_problem
+
+#: An 8x8 systolic array and an 8x8 ternary unit, with memories large enough that each
+#: layer below is one engine call (the program mode walks the whole map in one call).
+BENCH_CONFIG = AcceleratorConfig(
+    systolic_rows=8, systolic_cols=8, ternary_lanes=8, ternary_fan_in=8, max_m=4096,
+    max_k=1024, max_n=128, act_depth=1 << 22, weight_depth=1 << 16, trit_depth=1 << 16,
+    out_depth=1 << 20)
+
+#: (name, H, W, C, N, kernel, stride, pad)
+LAYERS = [
+    ("3x3 16x16x16->32 pad 1 (target)", 16, 16, 16, 32, 3, 1, 1),
+    ("3x3 8x8x1->8 pad 1 (demo conv1)", 8, 8, 1, 8, 3, 1, 1),
+    ("3x3 4x4x8->16 pad 1 (demo conv2)", 4, 4, 8, 16, 3, 1, 1),
+    ("3x3 32x32x8->16 stride 2 pad 1", 32, 32, 8, 16, 3, 2, 1),
+    ("1x1 16x16x32->32 (pointwise)", 16, 16, 32, 32, 1, 1, 0),
+    ("5x5 12x12x4->8", 12, 12, 4, 8, 5, 1, 0),
+    ("3x3 8x8x64->64 pad 1", 8, 8, 64, 64, 3, 1, 1),
+]
+
+
+def layer_figures(config=BENCH_CONFIG):
+    rows = []
+    for name, h, w, c, n, kernel, stride, pad in LAYERS:
+        window = Window(kernel, stride, pad)
+        oh, ow = window.output_size(h, w)
+        m, k = oh * ow, kernel * kernel * c
+        row = {"layer": name, "m": m, "k": k, "n": n}
+        for engine, plan, chunk in (("systolic", plan_gemm, config.systolic_rows),
+                                    ("ternary", plan_ternary, config.ternary_fan_in)):
+            k_padded = kernel * kernel * -(-c // chunk) * chunk
+            result = plan(config, m, k_padded, n)
+            row[engine] = {"k_padded": k_padded, "cycles": result.cycles,
+                           "utilization": result.utilization,
+                           "useful_utilization": m * k * n / (result.peak_macs_per_cycle
+                                                              * result.cycles)}
+        rows.append(row)
+    return rows
+
+
+def _demo_jobs(split):
+    float_mlp, ternary_mlp = load_demo_models()
+    float_cnn, ternary_cnn = load_demo_cnns()
+    return [("mlp", "int8", float_mlp, split.X_train), ("mlp", "ternary", ternary_mlp, None),
+            ("cnn", "int8", float_cnn, split.X_train),
+            ("cnn", "ternary", ternary_cnn, split.X_train)]
+
+
+def demo_figures(device, samples, split):
+    rows = []
+    X = split.X_test[:samples]
+    with open_backend(device, PRESETS["sim-small"]) as backend:
+        config = backend_config(backend)
+        for model_name, engine, model, calib in _demo_jobs(split):
+            program = compile_model(model, config, engine, calib=calib)
+            result = execute(program, backend, X)
+            measured = result.cycles is not None
+            rows.append({
+                "model": model_name, "engine": engine, "config_id": config.config_id,
+                "samples": samples,
+                "cycles_per_inference": (result.cycles if measured
+                                         else result.predicted_cycles) / samples,
+                "predicted_cycles_per_inference": result.predicted_cycles / samples,
+                "link_bytes_per_inference": (result.wire_bytes if measured
+                                             else result.bytes_streamed) / samples,
+                "bytes_source": "link, framing included" if measured else "payload"})
+    return rows
+
+
+def _program_cycles(program):
+    """Engine cycles of one image in the program mode: each layer one GEMM per image."""
+    total = 0
+    for layer in program.layers:
+        spec = engine_for_numerics(layer.engine)
+        k, n = layer.shape
+        m, k = (1, k) if layer.conv is None else (layer.conv.pixels, layer.conv.padded_k)
+        tiling = tile_problem(spec, program.config, m, k, n)
+        total += sum(spec.plan(program.config, *call.shape).cycles for call in tiling.calls())
+    return total
+
+
+def preset_figures(split):
+    batch, rows = len(split.X_test), []
+    for preset, config in PRESETS.items():
+        for model_name, engine, model, calib in _demo_jobs(split):
+            row = {"preset": preset, "model": model_name, "engine": engine,
+                   "clock_hz": config.clock_hz, "baud": config.baud}
+            if not engine_for_numerics(engine).present(config):
+                rows.append({**row, "skipped": f"{preset} has no {engine} engine"})
+                continue
+            try:
+                program = compile_model(model, config, engine, calib=calib)
+            except CompileError as exc:
+                rows.append({**row, "skipped": " ".join(str(exc).split())})
+                continue
+            result = execute(program, GoldenBackend(config), split.X_test)
+            batch_compute = result.predicted_cycles / batch / config.clock_hz
+            layered = result.bytes_streamed / batch * 10 / config.baud
+            row.update(layer_by_layer_compute_seconds=batch_compute,
+                       layer_by_layer_bytes=result.bytes_streamed / batch,
+                       layer_by_layer_link_seconds=layered,
+                       inferences_per_second_layer_by_layer=1 / max(batch_compute, layered))
+            if any(isinstance(layer, TernaryLayer) for layer in program.layers):
+                row["program"] = "BitLinear keeps a host step between layers"
+            else:
+                cycles = _program_cycles(program)
+                out_bytes = program.out_features * (4 if program.layers[-1].raw_output else 1)
+                floor = program.in_features + out_bytes + 2 * FRAMING_SIZE
+                compute, program_link = cycles / config.clock_hz, floor * 10 / config.baud
+                row.update(program_compute_cycles=cycles, program_compute_seconds=compute,
+                           program_link_bytes_floor=floor,
+                           program_link_seconds_floor=program_link,
+                           inferences_per_second_program=1 / max(compute, program_link))
+            rows.append(row)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="golden",
+                        help="golden (planner and payload), sim, or a board URL")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="held-out images the demo models run on --device (default 50)")
+    args = parser.parse_args()
+    split = load_digits_split()
+    report = {"bench_config": {"config_id": BENCH_CONFIG.config_id,
+                               **{key: value for key, value in BENCH_CONFIG.to_dict().items()
+                                  if key.startswith(("systolic", "ternary_l", "ternary_f"))}},
+              "layers": layer_figures(),
+              "demo": demo_figures(args.device, args.samples, split),
+              "presets": preset_figures(split)}
+    print(json.dumps(report, indent=2, default=lambda value: np.asarray(value).tolist()))
+
+
+if __name__ == "__main__":
+    main()
