@@ -2,13 +2,13 @@
 
 ::
 
-    HostLink -> FrameParser -> RequestChecker -> Dispatcher -+-> WriteWalker --> EngineBank
-       ^            (frame buffer) <-------------------------|--------'         |  (cores,
-       |                                                     +-> ShapeChecker    |  requantizer)
-       |                                                     +-> start --------->+
-       |                                                     |                  v
-    ResponseWriter <- Responder <- response -----------------+           ResultPlacer
-                         ^ capability, counters, output memory <----------------'
+    HostLink -> RequestPath -+-> write, start --> EngineBank (cores, requantizer)
+       ^      (parser, checker,|                        |
+       |       dispatcher,     |                        v
+       |       walker, shapes) |                   ResultPlacer
+       |                       |                        v
+    ResponseWriter <- Responder <- response      output memory
+                         ^ capability, counters, ------'
 
 Every constant of the wire format comes from :mod:`tritile.sw.protocol`. Nothing acts on
 a request before its CRC matched and the checker passed it; every address range and
@@ -24,16 +24,13 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
 
-from .dispatcher import Dispatcher
 from .engine_bank import ENGINE_NAMES, EngineBank, target_sizes, weight_limits
-from .frame import FrameParser, ResponseWriter
+from .frame import ResponseWriter
 from .host_link import RX_FIFO_DEPTH, HostLink
-from .request_checker import RequestChecker
+from .request_path import RequestPath
 from .responder import Responder
 from .result_placer import ResultPlacer
-from .shape_checker import ShapeChecker
 from .uart import uart_divisor
-from .write_walker import WriteWalker
 
 __all__ = ["SoC", "ENGINE_NAMES", "RX_FIFO_DEPTH"]
 
@@ -86,15 +83,12 @@ class SoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config = self.config
-        checker = RequestChecker(target_sizes(config, self.engines),
-                                 [ENGINE_NAMES[e] for e in self.engines])
-        bits = checker.addr_bits
         m.submodules.link = link = HostLink(uart_divisor(config), byte_port=self.byte_port)
-        m.submodules.parser = parser = FrameParser(protocol.frame_timeout_cycles(config))
-        m.submodules.checker = checker
-        m.submodules.dispatcher = dispatcher = Dispatcher(len(self.capability), bits)
-        m.submodules.walker = walker = WriteWalker(bits)
-        m.submodules.shapes = shapes = ShapeChecker(config, weight_limits(config))
+        m.submodules.requests = requests = RequestPath(
+            config, target_sizes(config, self.engines),
+            [ENGINE_NAMES[e] for e in self.engines], weight_limits(config),
+            len(self.capability), protocol.frame_timeout_cycles(config))
+        bits = requests.addr_bits
         m.submodules.engines = engines = EngineBank(config, self.engines, bits)
         m.submodules.placer = placer = ResultPlacer(config)
         m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth)
@@ -107,36 +101,24 @@ class SoC(wiring.Component):
             wiring.connect(m, link.host_tx, wiring.flipped(self.host_tx))
             m.d.comb += link.use_byte_port.eq(self.use_byte_port)
 
-        # Requests: bytes -> frames -> checked requests -> the dispatcher.
-        wiring.connect(m, link.rx, parser.bytes)
-        wiring.connect(m, parser.request, checker.request)
-        wiring.connect(m, checker.checked, dispatcher.checked)
-        # WRITE: the walker reads the frame buffer and writes into the engines' memories.
-        wiring.connect(m, dispatcher.walk, walker.command)
-        wiring.connect(m, walker.write, engines.write)
-        m.d.comb += [dispatcher.walk_refused.eq(walker.refused),
-                     parser.read_addr.eq(walker.read_addr),
-                     walker.read_data.eq(parser.read_data)]
-        # RUN: shape check, start, results into the output memory.
-        wiring.connect(m, dispatcher.shape, shapes.problem)
-        wiring.connect(m, dispatcher.start, engines.start)
+        # Requests in: writes and starts to the engines.
+        wiring.connect(m, link.rx, requests.bytes)
+        wiring.connect(m, requests.write, engines.write)
+        wiring.connect(m, requests.start, engines.start)
+        # Results into the output memory.
         wiring.connect(m, engines.results, placer.results)
         wiring.connect(m, placer.write, output.write_port())
-        m.d.comb += [dispatcher.shape_bad.eq(shapes.bad),
-                     engines.engine.eq(dispatcher.problem.engine),
-                     placer.m.eq(dispatcher.problem.m), placer.n.eq(dispatcher.problem.n),
-                     dispatcher.engine_busy.eq(engines.busy | placer.pending)]
-        # Responses, with the counters of the link's events.
-        wiring.connect(m, dispatcher.response, responder.response)
+        m.d.comb += [engines.engine.eq(requests.problem.engine),
+                     placer.m.eq(requests.problem.m), placer.n.eq(requests.problem.n),
+                     requests.engine_busy.eq(engines.busy | placer.pending)]
+        # Responses out, with the counters of the link's events.
+        wiring.connect(m, requests.response, responder.response)
         wiring.connect(m, responder.output, output.read_port(transparent_for=()))
         wiring.connect(m, responder.header, writer.header)
         wiring.connect(m, responder.data, writer.data)
         wiring.connect(m, writer.bytes, link.tx)
-        events = responder.events
         m.d.comb += [
-            events.frames.eq(checker.frame_ok), events.length_error.eq(checker.length_error),
-            events.bad_crc.eq(parser.bad_crc), events.bad_length.eq(parser.bad_length),
-            events.timeouts.eq(parser.timed_out), events.runs.eq(dispatcher.run_done),
+            responder.events.eq(requests.events),
             responder.overrun.eq(link.overrun),
             responder.busy_cycles.eq(engines.busy_cycles),
             responder.mac_cycles.eq(engines.mac_cycles),

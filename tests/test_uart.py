@@ -1,6 +1,5 @@
 """The 8N1 UART in Amaranth's simulator: waveforms, loopback, glitches and framing errors."""
 
-import os
 import random
 
 import pytest
@@ -10,11 +9,7 @@ from amaranth.sim import Simulator
 from tritile.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from tritile.sw import AcceleratorConfig
 
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
+from helpers import seed as _seed, simulate, watch_stream
 
 
 def _line_bits(byte, stop=1):
@@ -110,3 +105,28 @@ def test_transmitter_loops_back_into_receiver_with_backpressure():
     sim.add_testbench(collect)
     sim.run()
     assert received == data
+
+
+def test_receiver_holds_a_byte_until_taken_and_drops_the_next_on_overrun():
+    divisor = 4
+    data = [0x5A, 0xC3, 0x0F]
+    waveform = [1] * 6 + [level for byte in data for bit in _line_bits(byte)
+                          for level in [bit] * divisor] + [1] * (4 * divisor)
+    dut = UARTReceiver(divisor)
+    violations, taken, overruns = [], [], []
+
+    async def tb(ctx):
+        # Not ready until the second byte has completed: it is dropped, the first held.
+        for cycle, level in enumerate(waveform):
+            ctx.set(dut.rx, level)
+            ctx.set(dut.bytes.ready, cycle > 6 + 22 * divisor)
+            _, _, valid, ready, payload, overrun = await ctx.tick().sample(
+                dut.bytes.valid, dut.bytes.ready, dut.bytes.payload, dut.overrun)
+            if valid and ready:
+                taken.append(payload)
+            if overrun:
+                overruns.append(cycle)
+
+    simulate(dut, tb, processes=[watch_stream(dut.bytes, "bytes", violations)])
+    assert not violations, violations
+    assert taken == [0x5A, 0x0F] and len(overruns) == 1
