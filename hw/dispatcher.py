@@ -51,6 +51,8 @@ class Dispatcher(wiring.Component):
         The response to send; taken once it is sent.
     run_done : Out(1)
         Pulses when a RUN has finished.
+    idle : Out(1)
+        No request is being served and no RUN is in progress.
     """
 
     def __init__(self, capability_size, addr_bits):
@@ -66,6 +68,7 @@ class Dispatcher(wiring.Component):
             "engine_busy": In(1),
             "response": Out(stream.Signature(response_layout(addr_bits))),
             "run_done": Out(1),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -101,6 +104,7 @@ class Dispatcher(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
                 with m.If(self.checked.valid):
                     with m.If(verdict != Status.OK):
                         respond(verdict)
@@ -163,8 +167,9 @@ class Dispatcher(wiring.Component):
                     m.d.comb += self.checked.ready.eq(1)
                     m.next = "RUNNING"
             with m.State("RESPOND_RUN"):
+                # The RUN's request is gone: nothing of the response may come from it.
                 m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(Opcode.RUN),
-                             resp.seq.eq(run_seq)]
+                             resp.seq.eq(run_seq), resp.base.eq(0), resp.output8.eq(0)]
                 with m.If(self.response.ready):
                     m.next = "IDLE"
             with m.State("RESPOND"):

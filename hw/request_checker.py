@@ -63,6 +63,8 @@ class RequestChecker(wiring.Component):
         Byte size of every target of this device (0 for a target it lacks).
     engines : iterable of Engine
         Engines this device has.
+    max_data : int
+        Bytes of the parser's frame buffer (the most a WRITE carries).
 
     Members
     -------
@@ -76,7 +78,8 @@ class RequestChecker(wiring.Component):
         Pulses once per request whose length is wrong for its opcode.
     """
 
-    def __init__(self, sizes, engines):
+    def __init__(self, sizes, engines, max_data=protocol.MAX_DATA):
+        self.max_data = max_data
         self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
         self.engines = tuple(protocol.Engine(e) for e in engines)
         #: Bits of an address within any target (and of a run length or stride).
@@ -125,7 +128,7 @@ class RequestChecker(wiring.Component):
         m.d.sync += [
             length_ok.eq(Mux(req.opcode == Opcode.WRITE,
                              (req.length > expected)
-                             & (req.length <= expected + protocol.MAX_DATA),
+                             & (req.length <= expected + self.max_data),
                              req.length == expected)),
             known.eq(one_of(req.opcode, Opcode)),
             writable.eq(one_of(target, protocol.WRITABLE_TARGETS) & (size != 0)),

@@ -16,6 +16,8 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from tritile.sw import protocol
+
 from .dispatcher import Dispatcher
 from .frame import FrameParser
 from .request_checker import PROBLEM_LAYOUT, RequestChecker
@@ -43,6 +45,8 @@ class RequestPath(wiring.Component):
         Bytes of INFO's response.
     timeout : int
         Cycles of silence after which a partial frame is abandoned.
+    max_data : int
+        Bytes of the frame buffer: the protocol's, or fewer for a formal proof.
 
     Members
     -------
@@ -60,15 +64,19 @@ class RequestPath(wiring.Component):
         The response to send; taken once it is sent.
     events : Out(EVENTS_LAYOUT)
         Pulses of the events the STATS counters count.
+    idle : Out(1)
+        No frame is in progress and no request is being served: nothing happens until
+        the next byte arrives.
     """
 
-    def __init__(self, config, sizes, engines, weight_limits, capability_size, timeout):
-        self.config = config
-        self.weight_limits = weight_limits
-        self.capability_size = capability_size
-        self.timeout = timeout
-        self.checker = RequestChecker(sizes, engines)
+    def __init__(self, config, sizes, engines, weight_limits, capability_size, timeout,
+                 max_data=protocol.MAX_DATA):
+        self.parser = FrameParser(timeout, max_data)
+        self.checker = RequestChecker(sizes, engines, max_data)
         self.addr_bits = bits = self.checker.addr_bits
+        self.dispatcher = Dispatcher(capability_size, bits)
+        self.walker = WriteWalker(bits, max_data)
+        self.shapes = ShapeChecker(config, weight_limits)
         super().__init__({
             "bytes": In(stream.Signature(8)),
             "write": Out(stream.Signature(byte_write_layout(bits))),
@@ -77,16 +85,16 @@ class RequestPath(wiring.Component):
             "engine_busy": In(1),
             "response": Out(stream.Signature(response_layout(bits))),
             "events": Out(EVENTS_LAYOUT),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        bits = self.addr_bits
-        m.submodules.parser = parser = FrameParser(self.timeout)
+        m.submodules.parser = parser = self.parser
         m.submodules.checker = checker = self.checker
-        m.submodules.dispatcher = dispatcher = Dispatcher(self.capability_size, bits)
-        m.submodules.walker = walker = WriteWalker(bits)
-        m.submodules.shapes = shapes = ShapeChecker(self.config, self.weight_limits)
+        m.submodules.dispatcher = dispatcher = self.dispatcher
+        m.submodules.walker = walker = self.walker
+        m.submodules.shapes = shapes = self.shapes
 
         wiring.connect(m, wiring.flipped(self.bytes), parser.bytes)
         wiring.connect(m, parser.request, checker.request)
@@ -104,6 +112,7 @@ class RequestPath(wiring.Component):
             dispatcher.shape_bad.eq(shapes.bad),
             self.problem.eq(dispatcher.problem),
             dispatcher.engine_busy.eq(self.engine_busy),
+            self.idle.eq(parser.idle & dispatcher.idle),
             events.frames.eq(checker.frame_ok), events.length_error.eq(checker.length_error),
             events.bad_crc.eq(parser.bad_crc), events.bad_length.eq(parser.bad_length),
             events.timeouts.eq(parser.timed_out), events.runs.eq(dispatcher.run_done),

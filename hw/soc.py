@@ -57,6 +57,10 @@ class SoC(wiring.Component):
         Serial output to the host (idle high).
     host_rx, host_tx, use_byte_port
         Only with ``byte_port``: as :class:`~tritile.hw.host_link.HostLink`'s.
+    idle : Out(1)
+        Only with ``byte_port``: no frame in progress, no request being served, no
+        response being sent; nothing changes until the next byte (the simulated board
+        then stops the clock).
     """
 
     def __init__(self, config, *, engines=None, byte_port=False):
@@ -77,7 +81,7 @@ class SoC(wiring.Component):
         members = {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1)}
         if byte_port:
             members.update(host_rx=In(stream.Signature(8)), host_tx=Out(stream.Signature(8)),
-                           use_byte_port=In(1))
+                           use_byte_port=In(1), idle=Out(1))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -99,7 +103,8 @@ class SoC(wiring.Component):
         if self.byte_port:
             wiring.connect(m, wiring.flipped(self.host_rx), link.host_rx)
             wiring.connect(m, link.host_tx, wiring.flipped(self.host_tx))
-            m.d.comb += link.use_byte_port.eq(self.use_byte_port)
+            m.d.comb += [link.use_byte_port.eq(self.use_byte_port),
+                         self.idle.eq(requests.idle & writer.header.ready)]
 
         # Requests in: writes and starts to the engines.
         wiring.connect(m, link.rx, requests.bytes)

@@ -35,6 +35,8 @@ class WriteWalker(wiring.Component):
     addr_bits : int
         Bits of an address inside any target (a base with higher bits set is out of
         range at once).
+    max_data : int
+        Bytes of the frame buffer.
 
     Members
     -------
@@ -42,7 +44,7 @@ class WriteWalker(wiring.Component):
         The WRITE, held until it is taken: when the walk is over.
     refused : Out(1)
         In the cycle ``command`` is taken: an address was out of range, nothing written.
-    read_addr : Out(range(MAX_DATA))
+    read_addr : Out(range(max_data))
         Frame buffer address of the next data byte.
     read_data : In(8)
         The frame buffer's byte at ``read_addr`` of the previous cycle.
@@ -50,12 +52,12 @@ class WriteWalker(wiring.Component):
         Bytes for the target's memory.
     """
 
-    def __init__(self, addr_bits):
+    def __init__(self, addr_bits, max_data=protocol.MAX_DATA):
         self.addr_bits = addr_bits
         super().__init__({
             "command": In(stream.Signature(walk_layout(addr_bits))),
             "refused": Out(1),
-            "read_addr": Out(range(protocol.MAX_DATA)),
+            "read_addr": Out(range(max_data)),
             "read_data": In(8),
             "write": Out(stream.Signature(byte_write_layout(addr_bits))),
         })
