@@ -146,10 +146,11 @@ class RequestChecker(wiring.Component):
         m.d.comb += [self.frame_ok.eq(fresh & framed),
                      self.length_error.eq(fresh & (req.error == FrameError.NONE) & known
                                           & ~length_ok)]
-        with m.If(req.error == FrameError.BAD_CRC):
-            m.d.comb += status.eq(Status.BAD_CRC)
-        with m.Elif(req.error == FrameError.BAD_LENGTH):
+        # Any error but NONE refuses the request, even a value the parser never sends.
+        with m.If(req.error == FrameError.BAD_LENGTH):
             m.d.comb += status.eq(Status.BAD_LENGTH)
+        with m.Elif(req.error != FrameError.NONE):
+            m.d.comb += status.eq(Status.BAD_CRC)
         with m.Elif(~known):
             m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
         with m.Elif(~length_ok):

@@ -43,6 +43,20 @@ def _module():
     return m
 
 
+def _memory_safety(m, sizes, request, write, start):
+    """Assert (a) and (b): writes stay inside their targets, and memories are written
+    and engines started only for the request on offer, if its CRC matched."""
+    inside = Const(0)
+    for target, size in sizes.items():
+        inside = inside | ((write.payload.target == target) & (write.payload.addr < size))
+    serving = request.valid & (request.payload.error == FrameError.NONE)
+    m.d.comb += [
+        Assert(~write.valid | inside),
+        Assert(~write.valid | (serving & (request.payload.opcode == Opcode.WRITE))),
+        Assert(~start.valid | (serving & (request.payload.opcode == Opcode.RUN))),
+    ]
+
+
 def _count_responses(m, request, response):
     """Assert never more responses than requests, and at most two unanswered (a RUN's
     request is released when it starts, so another may arrive before its response)."""
@@ -79,20 +93,7 @@ def request_path_harness():
     ports = [ClockSignal(), path.bytes.valid, path.bytes.payload, path.write.ready,
              path.start.ready, path.response.ready, path.engine_busy]
     parser = path.parser
-    request = parser.request.payload
-    serving = parser.request.valid & (request.error == FrameError.NONE)
-
-    # (a) No write lands outside its target.
-    write = path.write.payload
-    inside = Const(0)
-    for target, size in sizes.items():
-        inside = inside | ((write.target == target) & (write.addr < size))
-    m.d.comb += Assert(~path.write.valid | inside)
-    # (b) Memories are written, and engines started, only for a frame whose CRC matched.
-    m.d.comb += [
-        Assert(~path.write.valid | (serving & (request.opcode == Opcode.WRITE))),
-        Assert(~path.start.valid | (serving & (request.opcode == Opcode.RUN))),
-    ]
+    _memory_safety(m, sizes, parser.request, path.write, path.start)
 
     # (c) Never more responses than requests.
     _count_responses(m, parser.request, path.response)
@@ -107,9 +108,9 @@ def request_path_harness():
 
 def dispatch_harness():
     """Return ``(module, ports)``: checker, dispatcher, walker and shape check, fed any
-    request at all (its frame buffer too), with property (c): every request is answered
-    once, and the dispatcher idle within :data:`IDLE_BOUND` cycles of the last one's
-    arrival while the engines and the responder never hold it up."""
+    request at all (its frame buffer too), with (a), (b) and (c): every request is
+    answered once, and the dispatcher idle within :data:`IDLE_BOUND` cycles of the last
+    one's arrival while the engines and the responder never hold it up."""
     m = _module()
     sizes = target_sizes(CONFIG, CONFIG.engines)
     m.submodules.checker = checker = RequestChecker(
@@ -128,6 +129,7 @@ def dispatch_harness():
     _stream_rules(m, checker.request, assume=True)
     m.d.comb += Assume(walker.write.ready & dispatcher.start.ready
                        & dispatcher.response.ready & ~dispatcher.engine_busy)
+    _memory_safety(m, sizes, checker.request, walker.write, dispatcher.start)
     arrived = _count_responses(m, checker.request, dispatcher.response)
     age = Signal(range(IDLE_BOUND + 1), init=IDLE_BOUND)   # since the last request arrived
     with m.If(arrived):

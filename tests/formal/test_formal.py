@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from amaranth.back import rtlil
 
-from harness import request_path_harness, uart_harness
+from harness import dispatch_harness, request_path_harness, uart_harness
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +47,7 @@ def test_uart_receiver_keeps_the_stream_rules(tmp_path):
 
 def test_request_path_keeps_its_promises(tmp_path):
     _prove(tmp_path, "request_path.sby", request_path_harness)
+
+
+def test_dispatcher_answers_every_request_within_its_bound(tmp_path):
+    _prove(tmp_path, "dispatch.sby", dispatch_harness)
