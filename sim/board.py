@@ -203,11 +203,23 @@ class _Link:
                     self.to_device.extend(bytes(protocol.MAX_PAYLOAD + protocol.FRAMING_SIZE))
                 self.served = True
             else:
-                conn.setblocking(True)
-                conn.sendall(protocol.encode_response(
-                    0, 0, protocol.Status.UNAVAILABLE, _REFUSAL))
-                conn.close()
+                self._refuse(conn)
         self._receive()
+
+    @staticmethod
+    def _refuse(conn):
+        conn.settimeout(1.0)
+        try:
+            conn.sendall(protocol.encode_response(0, 0, protocol.Status.UNAVAILABLE,
+                                                  _REFUSAL))
+            # Closing with the client's request unread would reset the connection, and
+            # the reset can overtake the refusal: read until the client has gone.
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        conn.close()
 
     def _receive(self):
         if self.client is not None:
