@@ -161,20 +161,17 @@ class Dispatcher(wiring.Component):
                     m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
-            with m.State("RESPOND_BUSY"):
-                m.d.comb += self.response.valid.eq(1)
-                with m.If(self.response.ready):
-                    m.d.comb += self.checked.ready.eq(1)
-                    m.next = "RUNNING"
             with m.State("RESPOND_RUN"):
                 # The RUN's request is gone: nothing of the response may come from it.
                 m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(Opcode.RUN),
                              resp.seq.eq(run_seq), resp.base.eq(0), resp.output8.eq(0)]
                 with m.If(self.response.ready):
                     m.next = "IDLE"
-            with m.State("RESPOND"):
-                m.d.comb += self.response.valid.eq(1)
-                with m.If(self.response.ready):
-                    m.d.comb += self.checked.ready.eq(1)
-                    m.next = "IDLE"
+            # A request's response: the request is released once it has been sent.
+            for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING")):
+                with m.State(state):
+                    m.d.comb += self.response.valid.eq(1)
+                    with m.If(self.response.ready):
+                        m.d.comb += self.checked.ready.eq(1)
+                        m.next = next_state
         return m
