@@ -1,22 +1,13 @@
 """Frame parser and response writer in Amaranth's simulator, against sw/protocol.py."""
 
-import os
-import random
-
-from amaranth.sim import Simulator
-
 from tritile.hw.frame import FrameError, FrameParser, ResponseWriter
 from tritile.sw import protocol
 from tritile.sw.protocol import (ARGS_SIZE, MAX_DATA, MAX_PAYLOAD, FrameDecoder, Opcode,
                                  encode_frame, encode_request)
 
+from helpers import simulate
+
 TIMEOUT = 40
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _parse(chunks, rng, gap_prob=0.3):
@@ -67,16 +58,11 @@ def _parse(chunks, rng, gap_prob=0.3):
             await ctx.tick()
             ctx.set(dut.request.ready, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(feed)
-    sim.add_testbench(dispatch)
-    sim.run()
+    simulate(dut, feed, dispatch, name="frame_parser")
     return requests, pulses
 
 
-def test_parser_delivers_requests_with_args_and_data():
-    rng = random.Random(_seed())
+def test_parser_delivers_requests_with_args_and_data(rng):
     sent, chunks = [], []
     for seq in range(12):
         opcode = rng.choice(list(Opcode))
@@ -90,16 +76,14 @@ def test_parser_delivers_requests_with_args_and_data():
     assert pulses == {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
 
 
-def test_parser_fills_the_whole_frame_buffer():
-    rng = random.Random(_seed())
+def test_parser_fills_the_whole_frame_buffer(rng):
     data = rng.randbytes(MAX_DATA)
     args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
     requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], rng, gap_prob=0)
     assert requests == [(Opcode.WRITE, 9, 8 + MAX_DATA, args, FrameError.NONE, data)]
 
 
-def test_parser_reports_bad_crc_and_bad_length():
-    rng = random.Random(_seed())
+def test_parser_reports_bad_crc_and_bad_length(rng):
     good = encode_request(Opcode.PING, 1)
     bad_crc = bytearray(encode_request(Opcode.READ, 2, bytes(6)))
     bad_crc[-1] ^= 0x40
@@ -111,8 +95,7 @@ def test_parser_reports_bad_crc_and_bad_length():
     assert pulses == {"bad_crc": 1, "bad_length": 1, "timed_out": 0}
 
 
-def test_parser_abandons_truncated_frame_after_timeout():
-    rng = random.Random(_seed())
+def test_parser_abandons_truncated_frame_after_timeout(rng):
     truncated = encode_request(Opcode.WRITE, 4, bytes(8), b"abcdef")[:-3]
     # A gap just below the timeout keeps the frame alive; one above abandons it.
     alive = encode_request(Opcode.STATS, 5)
@@ -123,14 +106,12 @@ def test_parser_abandons_truncated_frame_after_timeout():
     assert pulses["timed_out"] == 1
 
 
-def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer():
-    rng = random.Random(_seed())
+def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(rng):
     requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], rng)
     assert requests == [(0x7E, 8, 3, b"", FrameError.NONE, b"xyz")]
 
 
-def test_response_writer_frames_status_and_data():
-    rng = random.Random(_seed())
+def test_response_writer_frames_status_and_data(rng):
     responses = [(Opcode.READ, 1, 0, rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
                  (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b"")]
     dut = ResponseWriter()
@@ -161,11 +142,7 @@ def test_response_writer_frames_status_and_data():
             if ready and valid:
                 out.append(byte)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(produce)
-    sim.add_testbench(consume)
-    sim.run()
+    simulate(dut, produce, consume, name="response_writer")
     expected = b"".join(protocol.encode_response(op, seq, status, data)
                         for op, seq, status, data in responses)
     assert bytes(out) == expected

@@ -22,9 +22,7 @@ SIZES = target_sizes(C, C.engines)
 
 
 def _path(engines=(Engine.SYSTOLIC, Engine.TERNARY), config=C):
-    sizes = {t: s if any(t in protocol.ENGINE_TARGETS[e] for e in engines)
-             or t not in protocol.ENGINE_TARGETS[Engine.SYSTOLIC]
-             + protocol.ENGINE_TARGETS[Engine.TERNARY] else 0 for t, s in SIZES.items()}
+    sizes = target_sizes(config, [engine.name.lower() for engine in engines])
     return RequestPath(config, sizes, engines, weight_limits(config), capability_size=10,
                        timeout=300)
 

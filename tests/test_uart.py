@@ -4,7 +4,6 @@ import random
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from tritile.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from tritile.sw import AcceleratorConfig
@@ -31,10 +30,7 @@ def _receive(divisor, waveform):
             if ctx.get(dut.framing_error):
                 events.append("framing")
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    simulate(dut, tb, name="uart_receiver")
     return events
 
 
@@ -99,11 +95,7 @@ def test_transmitter_loops_back_into_receiver_with_backpressure():
             if ctx.get(rx.bytes.valid):
                 received.append(ctx.get(rx.bytes.payload))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(send)
-    sim.add_testbench(collect)
-    sim.run()
+    simulate(m, send, collect, name="uart_loopback")
     assert received == data
 
 
