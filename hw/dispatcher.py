@@ -153,8 +153,8 @@ class Dispatcher(wiring.Component):
                 m.next = "RUNNING"
             with m.State("RUNNING"):
                 with m.If(self.checked.valid):
-                    m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
-                                 resp.length.eq(0)]
+                    busy = Mux(verdict == Status.OK, Status.BUSY, verdict)
+                    m.d.sync += [resp.status.eq(busy), resp.length.eq(0)]
                     m.next = "RESPOND_BUSY"
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)

@@ -134,7 +134,8 @@ class RequestChecker(wiring.Component):
             writable.eq(one_of(target, protocol.WRITABLE_TARGETS) & (size != 0)),
             readable.eq(one_of(target, protocol.READABLE_TARGETS)),
             # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
-            strides_ok.eq(Mux(write.run != 0, (write.stride >= write.run) & (write.stride != 0),
+            strides_ok.eq(Mux(write.run != 0,
+                              (write.stride >= write.run) & (write.stride != 0),
                               write.stride == 0)),
             read_ok.eq((read.count != 0) & (read.count <= protocol.MAX_DATA) & ~far
                        & (base[:self.addr_bits] + read.count <= size)),

@@ -1,4 +1,4 @@
-"""The request path of the host link: from received bytes to memory writes, starts and responses.
+"""The host link's request path: from received bytes to memory writes, starts and responses.
 
 ::
 

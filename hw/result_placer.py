@@ -61,7 +61,8 @@ class ResultPlacer(wiring.Component):
         part_value = Signal(32)
         m.d.comb += self.results.ready.eq(1)
         m.d.sync += [
-            self.pending.eq(self.results.valid & (result.row < self.m) & (result.col < self.n)),
+            self.pending.eq(self.results.valid & (result.row < self.m)
+                            & (result.col < self.n)),
             part_lo.eq(shift_add_product(result.row[:half], self.n[:n_bits])),
             part_hi.eq(shift_add_product(result.row[half:row_bits], self.n[:n_bits])),
             part_col.eq(result.col),

@@ -1,6 +1,6 @@
 """The shape check of a RUN: the rules of ``tritile.sw.planner.check_problem``."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for

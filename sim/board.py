@@ -16,8 +16,8 @@ In byte mode the board stops the clock while the SoC is idle (its ``idle`` port:
 partial frame, nothing being served or sent) and waits on the sockets, so an idle board
 uses little CPU; a partial frame keeps the clock running until the SoC's frame timeout
 abandons it, as on hardware. A second client is sent one ``UNAVAILABLE`` response frame
-with an explanation and is disconnected. SIGINT and SIGTERM (or the stop file :func:`serve` creates on a signal)
-end the simulation cleanly.
+with an explanation and is disconnected. SIGINT and SIGTERM (or the stop file
+:func:`serve` creates on a signal) end the simulation cleanly.
 """
 
 import os

@@ -19,7 +19,7 @@ from tritile.hw.shape_checker import ShapeChecker
 from tritile.hw.write_walker import WriteWalker
 from tritile.hw.uart import UARTReceiver
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.protocol import Engine, Opcode, Status
+from tritile.sw.protocol import Engine, Opcode
 
 __all__ = ["CONFIG", "MAX_DATA", "TIMEOUT", "IDLE_BOUND", "request_path_harness",
            "dispatch_harness", "uart_harness"]
