@@ -9,6 +9,7 @@ nothing and starts nothing; tests/test_soc_status.py checks the same on the whol
 import pytest
 
 from tritile.hw.engine_bank import target_sizes, weight_limits
+from tritile.hw.request_checker import args_layout
 from tritile.hw.request_path import RequestPath
 from tritile.hw.responder import Source
 from tritile.sw import protocol
@@ -208,3 +209,18 @@ def test_truncated_frame_times_out_unanswered():
     frame = request(Opcode.WRITE, 1, protocol.write_args(Target.PARAMS, 0), b"abcd")
     responses, writes, _, events = drive([frame[:-3]], cycles=1000)
     assert not responses and not writes and events == ["timeouts"]
+
+
+@pytest.mark.parametrize("opcode,args,fields", [
+    (Opcode.WRITE, protocol.write_args(Target.PARAMS, 0x123456, 3, 9),
+     {"target": Target.PARAMS, "addr": 0x123456, "run": 3, "stride": 9}),
+    (Opcode.READ, protocol.read_args(Target.OUTPUT8, 77, 2048),
+     {"target": Target.OUTPUT8, "addr": 77, "count": 2048}),
+    (Opcode.RUN, protocol.run_args(Engine.TERNARY, 3, 1, 513, 65535),
+     {"engine": Engine.TERNARY, "flags": 3, "m": 1, "k": 513, "n": 65535}),
+])
+def test_argument_layouts_decode_what_the_driver_encodes(opcode, args, fields):
+    layout = args_layout(opcode)
+    assert layout.size == 8 * len(args) == 8 * protocol.ARGS_SIZE[opcode]
+    decoded = layout.from_bits(int.from_bytes(args, "little"))
+    assert {name: getattr(decoded, name) for name in fields} == fields
