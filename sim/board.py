@@ -208,15 +208,17 @@ class _Link:
 
     @staticmethod
     def _refuse(conn):
-        conn.settimeout(1.0)
+        # The refusal answers the client's first request: sent before it, it could be
+        # discarded by the client's port as it opens (pyserial flushes its input then).
+        # Then wait for the client to close: closing first would reset the connection
+        # or end the stream right behind the frame, and pyserial could drop it.
+        conn.settimeout(5.0)
         try:
-            conn.sendall(protocol.encode_response(0, 0, protocol.Status.UNAVAILABLE,
-                                                  _REFUSAL))
-            # Closing with the client's request unread would reset the connection, and
-            # the reset can overtake the refusal: read until the client has gone.
-            conn.shutdown(socket.SHUT_WR)
-            while conn.recv(4096):
-                pass
+            if conn.recv(4096):
+                conn.sendall(protocol.encode_response(0, 0, protocol.Status.UNAVAILABLE,
+                                                      _REFUSAL))
+                while conn.recv(4096):
+                    pass
         except OSError:
             pass
         conn.close()
