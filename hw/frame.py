@@ -86,7 +86,8 @@ class FrameParser(wiring.Component):
 
     Unknown opcodes are received with no argument block (their payload goes to the buffer,
     bytes past its end are dropped) and reported to the dispatcher, which answers them.
-    A ``length`` above :data:`~tritile.sw.protocol.MAX_PAYLOAD` is reported at once as
+    A ``length`` above ``MAX_ARGS + max_data`` (the protocol's
+    :data:`~tritile.sw.protocol.MAX_PAYLOAD`) is reported at once as
     ``BAD_LENGTH`` and the parser hunts for the next sync byte. A frame whose next byte
     does not come within ``timeout`` cycles is dropped silently.
 
@@ -94,6 +95,9 @@ class FrameParser(wiring.Component):
     ----------
     timeout : int
         Cycles of silence after which a partial frame is abandoned.
+    max_data : int
+        Bytes of the frame buffer: :data:`~tritile.sw.protocol.MAX_DATA`, or fewer for a
+        formal proof's small model.
 
     Members
     -------
@@ -102,30 +106,36 @@ class FrameParser(wiring.Component):
     request : Out(stream.Signature(REQUEST_LAYOUT))
         A complete request (or an error report); the dispatcher takes it (``ready``) when
         it has finished with the frame buffer, and the parser then receives the next one.
-    read_addr : In(range(MAX_DATA))
+    read_addr : In(range(max_data))
         Frame buffer address; ``read_data`` shows its byte one cycle later.
     read_data : Out(8)
     bad_crc, bad_length, timed_out : Out(1)
         One-cycle pulses for the dispatcher's counters.
+    idle : Out(1)
+        Hunting for a sync byte: no frame is in progress or waiting on ``request``.
     """
 
-    def __init__(self, timeout):
+    def __init__(self, timeout, max_data=protocol.MAX_DATA):
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"timeout must be a positive number of cycles, not {timeout!r}")
+        if isinstance(max_data, bool) or not isinstance(max_data, int) or max_data < 1:
+            raise ValueError(f"max_data must be a positive number of bytes, not {max_data!r}")
         self.timeout = timeout
+        self.max_data = max_data
         super().__init__({
             "bytes": In(stream.Signature(8)),
             "request": Out(stream.Signature(REQUEST_LAYOUT)),
-            "read_addr": In(range(protocol.MAX_DATA)),
+            "read_addr": In(range(max_data)),
             "read_data": Out(8),
             "bad_crc": Out(1),
             "bad_length": Out(1),
             "timed_out": Out(1),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = Memory(shape=8, depth=protocol.MAX_DATA, init=[])
+        m.submodules.buffer = buffer = Memory(shape=8, depth=self.max_data, init=[])
         write = buffer.write_port()
         read = buffer.read_port(transparent_for=())
         m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(read.data)]
@@ -142,7 +152,7 @@ class FrameParser(wiring.Component):
         # chains an adder into a comparison: argument bytes still to come, the data
         # byte's buffer address, the index of the payload's last byte.
         args_left = Signal.like(args_size)
-        data_index = Signal(range(protocol.MAX_DATA + 1))
+        data_index = Signal(range(self.max_data + 1))
         last = Signal(16)
 
         absorb = Signal()      # this byte belongs to the CRC-covered body
@@ -172,7 +182,7 @@ class FrameParser(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                m.d.comb += self.bytes.ready.eq(1)
+                m.d.comb += [self.bytes.ready.eq(1), self.idle.eq(1)]
                 m.d.sync += crc.eq(0xFFFF)
                 with m.If(take & (byte == protocol.SYNC)):
                     m.next = "OPCODE"
@@ -194,7 +204,7 @@ class FrameParser(wiring.Component):
                 with m.If(take):
                     m.d.sync += [req.length[8:].eq(byte), index.eq(0), last.eq(length - 1),
                                  args_left.eq(args_size), data_index.eq(0)]
-                    with m.If(length > protocol.MAX_PAYLOAD):
+                    with m.If(length > protocol.MAX_ARGS + self.max_data):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
                                      self.bad_length.eq(1)]
                         m.next = "REQUEST"
@@ -209,7 +219,7 @@ class FrameParser(wiring.Component):
                     with m.If(args_left != 0):
                         m.d.sync += [req.args.word_select(index[:3], 8).eq(byte),
                                      args_left.eq(args_left - 1)]
-                    with m.Elif(data_index != protocol.MAX_DATA):
+                    with m.Elif(data_index != self.max_data):
                         m.d.comb += write.en.eq(1)
                         m.d.sync += data_index.eq(data_index + 1)
                     with m.If(index == last):

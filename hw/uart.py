@@ -48,10 +48,11 @@ class UARTReceiver(wiring.Component):
     rx : In(1)
         The serial line (idle high).
     bytes : Out(stream.Signature(8))
-        Received bytes. ``valid`` is high for one cycle per byte; a byte not taken in that
-        cycle is lost and ``overrun`` pulses (a UART cannot hold the sender off).
+        Received bytes; a byte stays offered until it is taken. A UART cannot hold the
+        sender off: a byte that completes while the previous one is still offered is
+        dropped and ``overrun`` pulses.
     overrun : Out(1)
-        Pulses when a received byte was not accepted.
+        Pulses when a received byte was dropped.
     framing_error : Out(1)
         Pulses when a stop bit was low.
     """
@@ -75,7 +76,9 @@ class UARTReceiver(wiring.Component):
         bit = Signal(range(9))
         shift = Signal(8)
 
-        m.d.sync += [self.bytes.valid.eq(0), self.overrun.eq(0), self.framing_error.eq(0)]
+        m.d.sync += [self.overrun.eq(0), self.framing_error.eq(0)]
+        with m.If(self.bytes.ready):
+            m.d.sync += self.bytes.valid.eq(0)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~line):
@@ -101,7 +104,10 @@ class UARTReceiver(wiring.Component):
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Elif(line):
-                    m.d.sync += [self.bytes.payload.eq(shift), self.bytes.valid.eq(1)]
+                    with m.If(self.bytes.valid & ~self.bytes.ready):
+                        m.d.sync += self.overrun.eq(1)
+                    with m.Else():
+                        m.d.sync += [self.bytes.payload.eq(shift), self.bytes.valid.eq(1)]
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += self.framing_error.eq(1)
@@ -109,9 +115,6 @@ class UARTReceiver(wiring.Component):
             with m.State("BREAK"):
                 with m.If(line):
                     m.next = "IDLE"
-        # `valid` is registered, so this compares the byte offered in this cycle.
-        with m.If(self.bytes.valid & ~self.bytes.ready):
-            m.d.sync += self.overrun.eq(1)
         return m
 
 

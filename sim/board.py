@@ -12,12 +12,16 @@
 
 The clock runs inside the Verilog model with a 10 ns period; one simulated nanosecond is
 therefore a tenth of a cycle whatever ``clock_hz`` says, and cycle counts are what matter.
-A second client is sent one ``UNAVAILABLE`` response frame with an explanation and is
-disconnected. SIGINT and SIGTERM (or the stop file :func:`serve` creates on a signal)
-end the simulation cleanly.
+In byte mode the board stops the clock while the SoC is idle (its ``idle`` port: no
+partial frame, nothing being served or sent) and waits on the sockets, so an idle board
+uses little CPU; a partial frame keeps the clock running until the SoC's frame timeout
+abandons it, as on hardware. A second client is sent one ``UNAVAILABLE`` response frame
+with an explanation and is disconnected. SIGINT and SIGTERM (or the stop file
+:func:`serve` creates on a signal) end the simulation cleanly.
 """
 
 import os
+import select
 import signal
 import socket
 import sys
@@ -45,6 +49,9 @@ RING_WORDS = 256
 # microseconds of Python) costs little against the model's few hundred k cycles/s.
 _IDLE_CYCLES = 1000
 _BUSY_CYCLES = 400
+# While the SoC is idle (no partial frame whose timeout must run, nothing being served or
+# sent) the clock stops and the board waits on the sockets for this long at a time.
+_QUIET_SECONDS = 0.02
 _REFUSAL = b"the simulated board already serves another client; close it first"
 
 
@@ -95,6 +102,7 @@ module {module}_tb (
   wire tx_valid;
   wire [7:0] tx_payload;
   wire tx_ready = (tx_wptr - tx_rptr) != 32'd{size};
+  wire idle;
   always @(posedge clk) begin
     if (rx_valid && rx_ready) rx_rptr <= rx_rptr + 32'd1;
     if (tx_valid && tx_ready) begin
@@ -113,7 +121,8 @@ module {module}_tb (
     .host_rx__payload(rx_ring[{byte_of("rx_rptr")}),
     .host_tx__valid(tx_valid),
     .host_tx__ready(tx_ready),
-    .host_tx__payload(tx_payload)
+    .host_tx__payload(tx_payload),
+    .idle(idle)
   );
 endmodule
 """
@@ -194,11 +203,25 @@ class _Link:
                     self.to_device.extend(bytes(protocol.MAX_PAYLOAD + protocol.FRAMING_SIZE))
                 self.served = True
             else:
-                conn.setblocking(True)
-                conn.sendall(protocol.encode_response(
-                    0, 0, protocol.Status.UNAVAILABLE, _REFUSAL))
-                conn.close()
+                self._refuse(conn)
         self._receive()
+
+    @staticmethod
+    def _refuse(conn):
+        # The refusal answers the client's first request: sent before it, it could be
+        # discarded by the client's port as it opens (pyserial flushes its input then).
+        # Then wait for the client to close: closing first would reset the connection
+        # or end the stream right behind the frame, and pyserial could drop it.
+        conn.settimeout(5.0)
+        try:
+            if conn.recv(4096):
+                conn.sendall(protocol.encode_response(0, 0, protocol.Status.UNAVAILABLE,
+                                                      _REFUSAL))
+                while conn.recv(4096):
+                    pass
+        except OSError:
+            pass
+        conn.close()
 
     def _receive(self):
         if self.client is not None:
@@ -213,6 +236,11 @@ class _Link:
                 pass
             except OSError:
                 self._drop()
+
+    def wait(self, seconds):
+        """Block until a client sends or connects, or ``seconds`` have passed."""
+        sockets = [self.server] + ([self.client] if self.client is not None else [])
+        select.select(sockets, [], [], seconds)
 
     def send(self, data):
         if self.client is not None and data:
@@ -299,7 +327,13 @@ async def _byte_mode(dut, link, stopping):
         received = rings.pull()
         link.send(received)
         busy = received or link.to_device or rings.rx_pending()
-        await Timer((_BUSY_CYCLES if busy else _IDLE_CYCLES) * _PERIOD_NS, "ns")
+        if not busy and dut.idle.value:
+            # Stopping the clock here changes nothing the host can see: the SoC is waiting
+            # for its next byte, and no frame timeout is running.
+            link.wait(_QUIET_SECONDS)
+            await Timer(_PERIOD_NS, "ns")
+        else:
+            await Timer((_BUSY_CYCLES if busy else _IDLE_CYCLES) * _PERIOD_NS, "ns")
 
 
 async def _uart_receiver(dut, bit_ns, link, stopping):

@@ -298,6 +298,19 @@ class Device:
             raise DeviceError(f"cannot write to {self.url}: {exc}") from None
         self.stats["bytes_sent"] += len(data)
 
+    def send_raw(self, data):
+        """Send ``data`` as it is, for tests of the link (corrupted, partial, foreign frames).
+
+        The device's answers are read with :meth:`receive_frame`; :meth:`resync` brings
+        the link back to a frame boundary afterwards.
+        """
+        self._send(data)
+
+    def receive_frame(self, timeout=None):
+        """Return the next frame from the device, whatever its status, or None after
+        ``timeout`` seconds (default: the device's timeout)."""
+        return self._receive(time.monotonic() + (self.timeout if timeout is None else timeout))
+
     def _receive(self, deadline):
         """Return the next frame from the device, or None at ``deadline``."""
         while True:

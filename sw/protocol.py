@@ -23,7 +23,7 @@ __all__ = [
     "SYNC", "RESPONSE_BIT", "HEADER_SIZE", "CRC_SIZE", "FRAMING_SIZE", "MAX_DATA",
     "MAX_ARGS", "MAX_PAYLOAD", "MAX_RESPONSE_DATA", "VERSION", "FRAME_TIMEOUT_MS",
     "PARAM_RECORD", "STATS_FIELDS", "Opcode", "Status", "Target", "Engine", "RunFlag",
-    "ENGINE_TARGETS", "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS", "ProtocolError", "Frame", "FrameDecoder",
+    "ENGINE_TARGETS", "ARGS_FIELDS", "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS", "ProtocolError", "Frame", "FrameDecoder",
     "crc16", "encode_frame", "encode_request", "encode_response",
     "write_args", "read_args", "run_args", "target_size", "frame_timeout_cycles",
     "capability_bytes", "parse_capability", "parse_run", "parse_stats", "param_records",
@@ -58,9 +58,19 @@ class Opcode(enum.IntEnum):
     STATS = 0x06
 
 
+#: The fields of each opcode's argument block, in wire order: (name, bits), little-endian.
+#: The gateware decodes requests with layouts generated from this (hw/request_checker.py).
+ARGS_FIELDS = {
+    Opcode.PING: (),
+    Opcode.INFO: (),
+    Opcode.WRITE: (("target", 8), ("addr", 24), ("run", 16), ("stride", 16)),
+    Opcode.READ: (("target", 8), ("addr", 24), ("count", 16)),
+    Opcode.RUN: (("engine", 8), ("flags", 8), ("m", 16), ("k", 16), ("n", 16)),
+    Opcode.STATS: (),
+}
+
 #: Bytes of the fixed argument block of each opcode.
-ARGS_SIZE = {Opcode.PING: 0, Opcode.INFO: 0, Opcode.WRITE: 8, Opcode.READ: 6,
-             Opcode.RUN: 8, Opcode.STATS: 0}
+ARGS_SIZE = {op: sum(bits for _, bits in fields) // 8 for op, fields in ARGS_FIELDS.items()}
 
 
 class Status(enum.IntEnum):
@@ -74,6 +84,9 @@ class Status(enum.IntEnum):
     BAD_SHAPE = 6
     #: The engine is missing from this build, or the simulated board serves another client.
     UNAVAILABLE = 7
+    #: A RUN is in progress: the request was not acted on (send it again after the RUN's
+    #: response).
+    BUSY = 8
 
 
 class Target(enum.IntEnum):

@@ -1,18 +1,11 @@
 """Block-RAM event counters: exact counts across byte carries, shared counters, reads."""
 
-import os
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from tritile.hw.event_counters import EventCounters
 
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", np.random.SeedSequence().entropy % (1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
+from helpers import seed, simulate
 
 
 async def _read(ctx, dut, counter):
@@ -33,12 +26,10 @@ async def _read(ctx, dut, counter):
 
 
 def test_counts_are_exact_across_byte_carries_and_shared_counters():
-    rng = np.random.default_rng(_seed())
+    rng = np.random.default_rng(seed())
     # Sources 0 and 1 share counter 2; source 2 counts into counter 0; counter 1 unused.
     dut = EventCounters(3, (2, 2, 0))
     expected = [0, 0, 0]
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
 
     async def bench(ctx):
         for _ in range(300):
@@ -52,15 +43,12 @@ def test_counts_are_exact_across_byte_carries_and_shared_counters():
             await ctx.tick().repeat(int(rng.integers(17, 25)))
         assert [await _read(ctx, dut, c) for c in range(3)] == expected
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert expected[2] > 256         # the low byte wrapped at least once
 
 
 def test_a_read_waits_for_pending_events_and_hold_freezes_the_data():
     dut = EventCounters(2, (1,))              # the event counts in counter 1; 0 stays 0
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
 
     async def bench(ctx):
         ctx.set(dut.event, 1)
@@ -85,8 +73,7 @@ def test_a_read_waits_for_pending_events_and_hold_freezes_the_data():
         assert await _read(ctx, dut, 1) == 2
         assert await _read(ctx, dut, 0) == 0
 
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
 
 
 def test_sources_must_name_counters():

@@ -1,22 +1,13 @@
 """Frame parser and response writer in Amaranth's simulator, against sw/protocol.py."""
 
-import os
-import random
-
-from amaranth.sim import Simulator
-
 from tritile.hw.frame import FrameError, FrameParser, ResponseWriter
 from tritile.sw import protocol
 from tritile.sw.protocol import (ARGS_SIZE, MAX_DATA, MAX_PAYLOAD, FrameDecoder, Opcode,
                                  encode_frame, encode_request)
 
+from helpers import simulate
+
 TIMEOUT = 40
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _parse(chunks, rng, gap_prob=0.3):
@@ -67,71 +58,61 @@ def _parse(chunks, rng, gap_prob=0.3):
             await ctx.tick()
             ctx.set(dut.request.ready, 0)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(feed)
-    sim.add_testbench(dispatch)
-    sim.run()
+    simulate(dut, feed, dispatch, name="frame_parser")
     return requests, pulses
 
 
-def test_parser_delivers_requests_with_args_and_data():
-    rng = random.Random(_seed())
+def test_parser_delivers_requests_with_args_and_data(py_rng):
     sent, chunks = [], []
     for seq in range(12):
-        opcode = rng.choice(list(Opcode))
-        args = rng.randbytes(ARGS_SIZE[opcode])
-        data = rng.randbytes(rng.randrange(1, 40)) if opcode == Opcode.WRITE else b""
-        chunks.append(bytes(rng.randrange(256) for _ in range(3)).replace(b"\xa5", b""))
+        opcode = py_rng.choice(list(Opcode))
+        args = py_rng.randbytes(ARGS_SIZE[opcode])
+        data = py_rng.randbytes(py_rng.randrange(1, 40)) if opcode == Opcode.WRITE else b""
+        chunks.append(bytes(py_rng.randrange(256) for _ in range(3)).replace(b"\xa5", b""))
         chunks.append(encode_request(opcode, seq, args, data))
         sent.append((opcode, seq, len(args) + len(data), args, FrameError.NONE, data))
-    requests, pulses = _parse(chunks, rng)
+    requests, pulses = _parse(chunks, py_rng)
     assert requests == sent
     assert pulses == {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
 
 
-def test_parser_fills_the_whole_frame_buffer():
-    rng = random.Random(_seed())
-    data = rng.randbytes(MAX_DATA)
+def test_parser_fills_the_whole_frame_buffer(py_rng):
+    data = py_rng.randbytes(MAX_DATA)
     args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
-    requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], rng, gap_prob=0)
+    requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], py_rng, gap_prob=0)
     assert requests == [(Opcode.WRITE, 9, 8 + MAX_DATA, args, FrameError.NONE, data)]
 
 
-def test_parser_reports_bad_crc_and_bad_length():
-    rng = random.Random(_seed())
+def test_parser_reports_bad_crc_and_bad_length(py_rng):
     good = encode_request(Opcode.PING, 1)
     bad_crc = bytearray(encode_request(Opcode.READ, 2, bytes(6)))
     bad_crc[-1] ^= 0x40
     too_long = bytes([protocol.SYNC, Opcode.WRITE, 3]) + (MAX_PAYLOAD + 1).to_bytes(2, "little")
-    requests, pulses = _parse([bytes(bad_crc), too_long, good], rng)
+    requests, pulses = _parse([bytes(bad_crc), too_long, good], py_rng)
     assert [(r[0], r[1], r[4]) for r in requests] == [
         (Opcode.READ, 2, FrameError.BAD_CRC), (Opcode.WRITE, 3, FrameError.BAD_LENGTH),
         (Opcode.PING, 1, FrameError.NONE)]
     assert pulses == {"bad_crc": 1, "bad_length": 1, "timed_out": 0}
 
 
-def test_parser_abandons_truncated_frame_after_timeout():
-    rng = random.Random(_seed())
+def test_parser_abandons_truncated_frame_after_timeout(py_rng):
     truncated = encode_request(Opcode.WRITE, 4, bytes(8), b"abcdef")[:-3]
     # A gap just below the timeout keeps the frame alive; one above abandons it.
     alive = encode_request(Opcode.STATS, 5)
     requests, pulses = _parse([alive[:4], TIMEOUT - 2, alive[4:], truncated, TIMEOUT + 5,
-                               encode_request(Opcode.PING, 6)], rng, gap_prob=0)
+                               encode_request(Opcode.PING, 6)], py_rng, gap_prob=0)
     assert [(r[0], r[1], r[4]) for r in requests] == [
         (Opcode.STATS, 5, FrameError.NONE), (Opcode.PING, 6, FrameError.NONE)]
     assert pulses["timed_out"] == 1
 
 
-def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer():
-    rng = random.Random(_seed())
-    requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], rng)
+def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(py_rng):
+    requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], py_rng)
     assert requests == [(0x7E, 8, 3, b"", FrameError.NONE, b"xyz")]
 
 
-def test_response_writer_frames_status_and_data():
-    rng = random.Random(_seed())
-    responses = [(Opcode.READ, 1, 0, rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
+def test_response_writer_frames_status_and_data(py_rng):
+    responses = [(Opcode.READ, 1, 0, py_rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
                  (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b"")]
     dut = ResponseWriter()
     out = bytearray()
@@ -155,17 +136,13 @@ def test_response_writer_frames_status_and_data():
 
     async def consume(ctx):
         while "produce" not in finished:
-            ready = rng.random() < 0.6
+            ready = py_rng.random() < 0.6
             ctx.set(dut.bytes.ready, ready)
             _, _, valid, byte = await ctx.tick().sample(dut.bytes.valid, dut.bytes.payload)
             if ready and valid:
                 out.append(byte)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(produce)
-    sim.add_testbench(consume)
-    sim.run()
+    simulate(dut, produce, consume, name="response_writer")
     expected = b"".join(protocol.encode_response(op, seq, status, data)
                         for op, seq, status, data in responses)
     assert bytes(out) == expected

@@ -16,18 +16,13 @@ from tritile.sw import protocol
 from tritile.sw.device import Device
 from tritile.sw.protocol import Opcode, Target
 
+from helpers import seed
 from test_device import TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 
 FRAMES = int(os.environ.get("TRITILE_FUZZ_FRAMES", 10_000))
 BURST = 200
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _harmless_request(rng):
@@ -93,7 +88,7 @@ def _valid_write_with_flip(rng, target, image):
 
 
 def test_fuzzed_link_never_hangs_or_alters_weights():
-    rng = random.Random(_seed())
+    rng = random.Random(seed())
     c = TEST_CONFIG
     np_rng = np.random.default_rng(rng.randrange(1 << 32))
     k, n = c.max_k, c.weight_depth // c.max_k
@@ -117,7 +112,7 @@ def test_fuzzed_link_never_hangs_or_alters_weights():
                     burst.append(_valid_write_with_flip(rng, target, images[target]))
                 else:
                     burst.append(_harmless_request(rng))
-            dev._send(b"".join(burst))
+            dev.send_raw(b"".join(burst))
             sent += len(burst)
             assert dev.resync() < 30
             # The driver still believes the weights are resident, so nothing is re-sent:

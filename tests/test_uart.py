@@ -1,20 +1,14 @@
 """The 8N1 UART in Amaranth's simulator: waveforms, loopback, glitches and framing errors."""
 
-import os
 import random
 
 import pytest
 from amaranth.hdl import Module
-from amaranth.sim import Simulator
 
 from tritile.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from tritile.sw import AcceleratorConfig
 
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
+from helpers import seed as _seed, simulate, watch_stream
 
 
 def _line_bits(byte, stop=1):
@@ -36,10 +30,7 @@ def _receive(divisor, waveform):
             if ctx.get(dut.framing_error):
                 events.append("framing")
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    simulate(dut, tb, name="uart_receiver")
     return events
 
 
@@ -104,9 +95,30 @@ def test_transmitter_loops_back_into_receiver_with_backpressure():
             if ctx.get(rx.bytes.valid):
                 received.append(ctx.get(rx.bytes.payload))
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(send)
-    sim.add_testbench(collect)
-    sim.run()
+    simulate(m, send, collect, name="uart_loopback")
     assert received == data
+
+
+def test_receiver_holds_a_byte_until_taken_and_drops_the_next_on_overrun():
+    divisor = 4
+    data = [0x5A, 0xC3, 0x0F]
+    waveform = [1] * 6 + [level for byte in data for bit in _line_bits(byte)
+                          for level in [bit] * divisor] + [1] * (4 * divisor)
+    dut = UARTReceiver(divisor)
+    violations, taken, overruns = [], [], []
+
+    async def tb(ctx):
+        # Not ready until the second byte has completed: it is dropped, the first held.
+        for cycle, level in enumerate(waveform):
+            ctx.set(dut.rx, level)
+            ctx.set(dut.bytes.ready, cycle > 6 + 22 * divisor)
+            _, _, valid, ready, payload, overrun = await ctx.tick().sample(
+                dut.bytes.valid, dut.bytes.ready, dut.bytes.payload, dut.overrun)
+            if valid and ready:
+                taken.append(payload)
+            if overrun:
+                overruns.append(cycle)
+
+    simulate(dut, tb, processes=[watch_stream(dut.bytes, "bytes", violations)])
+    assert not violations, violations
+    assert taken == [0x5A, 0x0F] and len(overruns) == 1

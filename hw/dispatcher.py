@@ -1,0 +1,177 @@
+"""The dispatcher: acts on checked requests and asks for exactly one response to each."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tritile.sw import protocol
+from tritile.sw.protocol import Opcode, Status
+
+from .request_checker import PROBLEM_LAYOUT, checked_layout, request_args
+from .responder import Source, response_layout
+from .write_walker import walk_layout
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher(wiring.Component):
+    """Serve checked requests: write, start a RUN, or answer from a data source.
+
+    A refused request is answered with its status. A WRITE goes to the walker, a RUN to
+    the shape checker and then to its engine; the request is released to the parser
+    once it is no longer needed (after its response, or when its RUN has started).
+    While a RUN is in progress every other request is answered at once: with its
+    refusal, or ``BUSY`` if it was well formed; the RUN's own response follows when the
+    engine has finished.
+
+    Parameters
+    ----------
+    capability_size : int
+        Bytes of the capability ROM (INFO's response data).
+    addr_bits : int
+        Address bits of the checked requests.
+
+    Members
+    -------
+    checked : In(stream.Signature(checked_layout(addr_bits)))
+        Checked requests.
+    walk : Out(stream.Signature(walk_layout(addr_bits)))
+        A WRITE to carry out; ``walk_refused`` when it is taken.
+    walk_refused : In(1)
+    shape : Out(stream.Signature(PROBLEM_LAYOUT))
+        A RUN's problem to check; ``shape_bad`` when it is taken.
+    shape_bad : In(1)
+    start : Out(stream.Signature(PROBLEM_LAYOUT))
+        Start the problem on its engine.
+    problem : Out(PROBLEM_LAYOUT)
+        The problem of the RUN in progress (or the last one).
+    engine_busy : In(1)
+        The engine, or the placement of its results, is still working.
+    response : Out(stream.Signature(response_layout(addr_bits)))
+        The response to send; taken once it is sent.
+    run_done : Out(1)
+        Pulses when a RUN has finished.
+    idle : Out(1)
+        No request is being served and no RUN is in progress.
+    """
+
+    def __init__(self, capability_size, addr_bits):
+        self.capability_size = capability_size
+        super().__init__({
+            "checked": In(stream.Signature(checked_layout(addr_bits))),
+            "walk": Out(stream.Signature(walk_layout(addr_bits))),
+            "walk_refused": In(1),
+            "shape": Out(stream.Signature(PROBLEM_LAYOUT)),
+            "shape_bad": In(1),
+            "start": Out(stream.Signature(PROBLEM_LAYOUT)),
+            "problem": Out(PROBLEM_LAYOUT),
+            "engine_busy": In(1),
+            "response": Out(stream.Signature(response_layout(addr_bits))),
+            "run_done": Out(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        req = self.checked.payload.request
+        verdict = self.checked.payload.status
+        write = request_args(Opcode.WRITE, req.args)
+        read = request_args(Opcode.READ, req.args)
+        run = request_args(Opcode.RUN, req.args)
+        resp = self.response.payload
+        problem = self.problem
+        run_seq = Signal(8)             # the RUN in progress, answered when it finishes
+
+        m.d.comb += [
+            self.walk.payload.target.eq(write.target),
+            self.walk.payload.base.eq(write.addr),
+            self.walk.payload.run.eq(write.run),
+            self.walk.payload.stride.eq(write.stride),
+            self.walk.payload.length.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE]),
+            self.walk.payload.size.eq(self.checked.payload.size),
+            self.shape.payload.eq(problem),
+            self.start.payload.eq(problem),
+            resp.opcode.eq(req.opcode),
+            resp.seq.eq(req.seq),
+            resp.base.eq(read.addr),
+            resp.output8.eq(read.target == protocol.Target.OUTPUT8),
+        ]
+
+        def respond(status, length=0, source=Source.CAPABILITY):
+            m.d.sync += [resp.status.eq(status), resp.length.eq(length),
+                         resp.source.eq(source)]
+            m.next = "RESPOND"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
+                with m.If(self.checked.valid):
+                    with m.If(verdict != Status.OK):
+                        respond(verdict)
+                    with m.Else():
+                        with m.Switch(req.opcode):
+                            with m.Case(Opcode.INFO):
+                                respond(Status.OK, self.capability_size, Source.CAPABILITY)
+                            with m.Case(Opcode.STATS):
+                                respond(Status.OK, 4 * len(protocol.STATS_FIELDS),
+                                        Source.STATS)
+                            with m.Case(Opcode.READ):
+                                respond(Status.OK, read.count, Source.OUTPUT)
+                            with m.Case(Opcode.WRITE):
+                                m.next = "WRITE"
+                            with m.Case(Opcode.RUN):
+                                m.d.sync += [
+                                    problem.engine.eq(run.engine),
+                                    problem.raw.eq(run.flags[0]),
+                                    problem.relu.eq(run.flags[1]),
+                                    problem.m.eq(run.m), problem.k.eq(run.k),
+                                    problem.n.eq(run.n),
+                                ]
+                                m.next = "SHAPE"
+                            with m.Default():       # PING
+                                respond(Status.OK)
+            with m.State("WRITE"):
+                m.d.comb += self.walk.valid.eq(1)
+                with m.If(self.walk.ready):
+                    respond(Mux(self.walk_refused, Status.BAD_ADDRESS, Status.OK))
+            with m.State("SHAPE"):
+                m.d.comb += self.shape.valid.eq(1)
+                with m.If(self.shape.ready):
+                    with m.If(self.shape_bad):
+                        respond(Status.BAD_SHAPE)
+                    with m.Else():
+                        m.next = "START"
+            with m.State("START"):
+                m.d.comb += self.start.valid.eq(1)
+                with m.If(self.start.ready):
+                    # The problem is held here: the request can go.
+                    m.d.comb += self.checked.ready.eq(1)
+                    m.d.sync += run_seq.eq(req.seq)
+                    m.next = "RUN_STARTED"
+            with m.State("RUN_STARTED"):
+                # A core raises `busy` the cycle after it accepted `start`.
+                m.next = "RUNNING"
+            with m.State("RUNNING"):
+                with m.If(self.checked.valid):
+                    busy = Mux(verdict == Status.OK, Status.BUSY, verdict)
+                    m.d.sync += [resp.status.eq(busy), resp.length.eq(0)]
+                    m.next = "RESPOND_BUSY"
+                with m.Elif(~self.engine_busy):
+                    m.d.comb += self.run_done.eq(1)
+                    m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
+                                 resp.source.eq(Source.CYCLES)]
+                    m.next = "RESPOND_RUN"
+            with m.State("RESPOND_RUN"):
+                # The RUN's request is gone: nothing of the response may come from it.
+                m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(Opcode.RUN),
+                             resp.seq.eq(run_seq), resp.base.eq(0), resp.output8.eq(0)]
+                with m.If(self.response.ready):
+                    m.next = "IDLE"
+            # A request's response: the request is released once it has been sent.
+            for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING")):
+                with m.State(state):
+                    m.d.comb += self.response.valid.eq(1)
+                    with m.If(self.response.ready):
+                        m.d.comb += self.checked.ready.eq(1)
+                        m.next = next_state
+        return m

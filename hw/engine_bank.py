@@ -1,0 +1,137 @@
+"""The engines of a SoC, behind one write stream and one start stream.
+
+The SoC's one place that deals with engines one by one; every fact about an engine comes
+from the registry (:mod:`tritile.sw.engines`): which targets each owns and how big they
+are (:func:`target_sizes`), the weight memory a RUN's K*N must fit (:func:`weight_limits`),
+its core (``spec.make_core``), and here the routing of writes, starts and results to and
+from the running core.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tritile.sw.engines import ENGINES, engine
+from tritile.sw.protocol import Target
+
+from .facts import START_FIELDS
+from .request_checker import PROBLEM_LAYOUT
+from .requantizer import RESULT_LAYOUT, Requantizer
+from .write_walker import byte_write_layout
+
+__all__ = ["target_sizes", "weight_limits", "EngineBank"]
+
+
+def target_sizes(config, engines):
+    """Return the byte size of every target on a SoC with ``engines`` (0 for the others')."""
+    from tritile.sw import protocol
+
+    absent = {t for spec in ENGINES.values() if spec.name not in engines for t in spec.targets}
+    return {t: 0 if t in absent else protocol.target_size(config, t) for t in Target}
+
+
+def weight_limits(config):
+    """Return the weight capacity (the bound on a RUN's K*N) of every engine, by protocol id."""
+    return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
+
+
+class EngineBank(wiring.Component):
+    """The engine cores, the shared output stage and the requantization parameters.
+
+    Writes go to the core that owns their target (in the core's own numbering of its
+    targets, the order of :data:`~tritile.sw.protocol.ENGINE_TARGETS`) or, for
+    ``PARAMS``, into a record that is handed to the :class:`~tritile.hw.requantizer.
+    Requantizer` as its last byte arrives. Writes to a target nobody owns are dropped.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Sizes of everything.
+    engines : tuple of str
+        Engine cores to include, by their registry names (:data:`tritile.sw.engines.ENGINES`).
+    addr_bits : int
+        Address bits of the write stream.
+
+    Members
+    -------
+    write : In(stream.Signature(byte_write_layout(addr_bits)))
+        Bytes for the engines' memories and the parameters.
+    start : In(stream.Signature(PROBLEM_LAYOUT))
+        Starts a problem on engine ``start.payload.engine`` (which must be present).
+    engine : In(PROBLEM_LAYOUT["engine"].shape)
+        The engine of the problem running or last run.
+    results : Out(stream.Signature(RESULT_LAYOUT))
+        That engine's results.
+    busy : Out(1)
+        That engine is working (until its last result has left the output stage).
+    busy_cycles, mac_cycles : Out(32)
+        That engine's counters of its last problem.
+    """
+
+    def __init__(self, config, engines, addr_bits):
+        self.config = config
+        self.engines = tuple(engines)
+        super().__init__({
+            "write": In(stream.Signature(byte_write_layout(addr_bits))),
+            "start": In(stream.Signature(PROBLEM_LAYOUT)),
+            "engine": In(PROBLEM_LAYOUT["engine"].shape),
+            "results": Out(stream.Signature(RESULT_LAYOUT)),
+            "busy": Out(1),
+            "busy_cycles": Out(32),
+            "mac_cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requantizer = requantizer = Requantizer(self.config)
+        wiring.connect(m, requantizer.out, wiring.flipped(self.results))
+        write = self.write.payload
+        start = self.start.payload
+        m.d.comb += self.write.ready.eq(1)
+
+        for name in self.engines:
+            spec = engine(name)
+            core = m.submodules[f"{name}_core"] = spec.make_core(self.config)
+            selected = self.engine == spec.protocol_id
+            with m.If(selected):
+                m.d.comb += [
+                    requantizer.acc.payload.eq(core.acc.payload),
+                    requantizer.acc.valid.eq(core.acc.valid),
+                    core.acc.ready.eq(requantizer.acc.ready),
+                    requantizer.raw.eq(core.raw),
+                    requantizer.relu.eq(core.relu),
+                    core.out_busy.eq(requantizer.busy),
+                    self.busy.eq(core.busy),
+                    self.busy_cycles.eq(core.busy_cycles),
+                    self.mac_cycles.eq(core.mac_cycles),
+                ]
+            core_target = 0
+            for t in spec.targets[1:]:
+                core_target = Mux(write.target == t, spec.core_target(t), core_target)
+            m.d.comb += [
+                core.write.payload.target.eq(core_target),
+                core.write.payload.addr.eq(write.addr),
+                core.write.payload.data.eq(write.data),
+                *(core.start.payload[field].eq(start[field]) for field in START_FIELDS),
+            ]
+            with m.If(Cat(*(write.target == t for t in spec.targets)).any()):
+                m.d.comb += [core.write.valid.eq(self.write.valid),
+                             self.write.ready.eq(core.write.ready)]
+            with m.If(start.engine == spec.protocol_id):
+                m.d.comb += [core.start.valid.eq(self.start.valid),
+                             self.start.ready.eq(core.start.ready)]
+
+        # A PARAMS record is collected byte by byte and written as its last byte arrives.
+        record = Signal(64)
+        param_write = requantizer.param_write
+        complete = Cat(record[:56], write.data)
+        with m.If(self.write.valid & (write.target == Target.PARAMS)):
+            m.d.sync += record.word_select(write.addr[:3], 8).eq(write.data)
+            m.d.comb += param_write.valid.eq(write.addr[:3] == 7)
+        m.d.comb += [
+            param_write.payload.col.eq(write.addr[3:]),
+            param_write.payload.bias.eq(complete[0:32]),
+            param_write.payload.mult.eq(complete[32:32 + 15]),
+            param_write.payload.shift.eq(complete[48:54]),
+        ]
+        return m

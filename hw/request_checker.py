@@ -1,0 +1,169 @@
+"""Checks of a received request, decided before anything acts on it.
+
+The argument blocks are decoded with layouts generated from
+:data:`tritile.sw.protocol.ARGS_FIELDS`, the one definition of the wire format.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from tritile.sw import protocol
+from tritile.sw.protocol import Opcode, Status
+
+from .frame import REQUEST_LAYOUT, FrameError
+
+__all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "checked_layout",
+           "RequestChecker"]
+
+#: Enough bits for every :class:`~tritile.sw.protocol.Status`.
+STATUS_SHAPE = unsigned(bits_for(max(Status)))
+
+#: The problem a RUN asks for, as the dispatcher holds it while an engine computes.
+PROBLEM_LAYOUT = data.StructLayout({"engine": unsigned(bits_for(max(protocol.Engine))),
+                                    "raw": unsigned(1), "relu": unsigned(1),
+                                    "m": unsigned(16), "k": unsigned(16), "n": unsigned(16)})
+
+
+def args_layout(opcode):
+    """Return the layout of ``opcode``'s argument block (from ``protocol.ARGS_FIELDS``)."""
+    return data.StructLayout({name: unsigned(bits)
+                              for name, bits in protocol.ARGS_FIELDS[Opcode(opcode)]})
+
+
+def request_args(opcode, args):
+    """Return a view of the ``args`` field of a request as ``opcode``'s argument block."""
+    layout = args_layout(opcode)
+    return data.View(layout, args[:layout.size])
+
+
+def checked_layout(addr_bits):
+    """Return the layout of a checked request: the request, its verdict, its target's size."""
+    return data.StructLayout({"request": REQUEST_LAYOUT, "status": STATUS_SHAPE,
+                              "size": unsigned(addr_bits)})
+
+
+class RequestChecker(wiring.Component):
+    """Decide whether a request may be acted on, and how it is answered if not.
+
+    A request is refused, in this order, for a failed CRC or impossible length (found by
+    the parser), an unknown opcode, a length wrong for its opcode, a WRITE to a target
+    that is not writable or strides that break the rules, a READ of a target that is not
+    readable or past its end, or a RUN of an engine this device lacks. The verdict takes
+    one cycle (the checks are registered, so no path runs through all of them); the
+    request then passes on with it, and is released to the parser when it is taken.
+    Address ranges of a WRITE and the shape of a RUN are checked further on
+    (:class:`~tritile.hw.write_walker.WriteWalker`, :class:`~tritile.hw.shape_checker.
+    ShapeChecker`).
+
+    Parameters
+    ----------
+    sizes : dict of Target to int
+        Byte size of every target of this device (0 for a target it lacks).
+    engines : iterable of Engine
+        Engines this device has.
+    max_data : int
+        Bytes of the parser's frame buffer (the most a WRITE carries).
+
+    Members
+    -------
+    request : In(stream.Signature(REQUEST_LAYOUT))
+        From the parser; taken when ``checked`` is taken.
+    checked : Out(stream.Signature(checked_layout(addr_bits)))
+        The request with its ``status`` (``OK`` or the refusal) and its target's ``size``.
+    frame_ok : Out(1)
+        Pulses once per request with a good CRC and the right length for its opcode.
+    length_error : Out(1)
+        Pulses once per request whose length is wrong for its opcode.
+    """
+
+    def __init__(self, sizes, engines, max_data=protocol.MAX_DATA):
+        self.max_data = max_data
+        self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
+        self.engines = tuple(protocol.Engine(e) for e in engines)
+        #: Bits of an address within any target (and of a run length or stride).
+        self.addr_bits = max(bits_for(max(self.sizes.values())), 16)
+        super().__init__({
+            "request": In(stream.Signature(REQUEST_LAYOUT)),
+            "checked": Out(stream.Signature(checked_layout(self.addr_bits))),
+            "frame_ok": Out(1),
+            "length_error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        req = self.request.payload
+        write = request_args(Opcode.WRITE, req.args)
+        read = request_args(Opcode.READ, req.args)
+        run = request_args(Opcode.RUN, req.args)
+
+        decided = Signal()      # the checks below hold this request's values
+        fresh = Signal()        # ... and have held them since this cycle
+        m.d.sync += fresh.eq(self.request.valid & ~decided)
+        with m.If(self.request.valid & self.request.ready):
+            m.d.sync += decided.eq(0)
+        with m.Elif(self.request.valid):
+            m.d.sync += decided.eq(1)
+        m.d.comb += [self.checked.valid.eq(self.request.valid & decided),
+                     self.request.ready.eq(self.checked.ready & decided),
+                     self.checked.payload.request.eq(req)]
+
+        expected = Const(0, 16)
+        for op, size in protocol.ARGS_SIZE.items():
+            expected = Mux(req.opcode == op, size, expected)
+        # WRITE's and READ's target and address share their place in the argument block.
+        target, base = write.target, write.addr
+        size = Const(0, self.addr_bits)
+        for t, t_size in self.sizes.items():
+            size = Mux(target == t, t_size, size)
+        m.d.comb += self.checked.payload.size.eq(size)
+        far = base[self.addr_bits:].any()
+
+        def one_of(value, choices):
+            return Cat(*(value == c for c in choices)).any()
+
+        length_ok, known, writable, readable = Signal(), Signal(), Signal(), Signal()
+        strides_ok, read_ok, present = Signal(), Signal(), Signal()
+        m.d.sync += [
+            length_ok.eq(Mux(req.opcode == Opcode.WRITE,
+                             (req.length > expected)
+                             & (req.length <= expected + self.max_data),
+                             req.length == expected)),
+            known.eq(one_of(req.opcode, Opcode)),
+            writable.eq(one_of(target, protocol.WRITABLE_TARGETS) & (size != 0)),
+            readable.eq(one_of(target, protocol.READABLE_TARGETS)),
+            # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
+            strides_ok.eq(Mux(write.run != 0,
+                              (write.stride >= write.run) & (write.stride != 0),
+                              write.stride == 0)),
+            read_ok.eq((read.count != 0) & (read.count <= protocol.MAX_DATA) & ~far
+                       & (base[:self.addr_bits] + read.count <= size)),
+            present.eq(one_of(run.engine, self.engines)),
+        ]
+
+        status = self.checked.payload.status
+        framed = (req.error == FrameError.NONE) & known & length_ok
+        m.d.comb += [self.frame_ok.eq(fresh & framed),
+                     self.length_error.eq(fresh & (req.error == FrameError.NONE) & known
+                                          & ~length_ok)]
+        # Any error but NONE refuses the request, even a value the parser never sends.
+        with m.If(req.error == FrameError.BAD_LENGTH):
+            m.d.comb += status.eq(Status.BAD_LENGTH)
+        with m.Elif(req.error != FrameError.NONE):
+            m.d.comb += status.eq(Status.BAD_CRC)
+        with m.Elif(~known):
+            m.d.comb += status.eq(Status.UNKNOWN_OPCODE)
+        with m.Elif(~length_ok):
+            m.d.comb += status.eq(Status.BAD_LENGTH)
+        with m.Elif(req.opcode == Opcode.WRITE):
+            m.d.comb += status.eq(Mux(~writable, Status.BAD_TARGET,
+                                      Mux(~strides_ok, Status.BAD_ADDRESS, Status.OK)))
+        with m.Elif(req.opcode == Opcode.READ):
+            m.d.comb += status.eq(Mux(~readable, Status.BAD_TARGET,
+                                      Mux(~read_ok, Status.BAD_ADDRESS, Status.OK)))
+        with m.Elif(req.opcode == Opcode.RUN):
+            m.d.comb += status.eq(Mux(present, Status.OK, Status.UNAVAILABLE))
+        with m.Else():
+            m.d.comb += status.eq(Status.OK)
+        return m

@@ -1,0 +1,87 @@
+"""The shape check of a RUN: the rules of ``tritile.sw.planner.check_problem``."""
+
+from amaranth.hdl import Module, Mux
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .dsp import SerialMultiplier
+from .request_checker import PROBLEM_LAYOUT
+
+__all__ = ["ShapeChecker"]
+
+
+class ShapeChecker(wiring.Component):
+    """Check a RUN's M, K and N against the limits and its products against the memories.
+
+    Each dimension must be in ``1 .. max``; then M*K must fit the activation memory, M*N
+    the output memory and K*N the engine's weight memory. The products come from one
+    :class:`~tritile.hw.dsp.SerialMultiplier`, one after the other, with narrow factors
+    (a dimension above its limit fails anyway).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Limits and memory depths.
+    weight_limits : dict of Engine to int
+        Weight memory depth (K*N limit) of each engine.
+
+    Members
+    -------
+    problem : In(stream.Signature(PROBLEM_LAYOUT))
+        The RUN's problem, held until it is taken: when the check is over.
+    bad : Out(1)
+        In the cycle ``problem`` is taken: the shape breaks a rule.
+    """
+
+    problem: In(stream.Signature(PROBLEM_LAYOUT))
+    bad: Out(1)
+
+    def __init__(self, config, weight_limits):
+        self.config = config
+        self.weight_limits = dict(weight_limits)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        p = self.problem.payload
+        dim_bits = bits_for(max(config.max_m, config.max_k, config.max_n))
+        m.submodules.multiplier = multiplier = SerialMultiplier(dim_bits)
+        product = multiplier.product
+
+        def multiply(a, b):
+            m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b), multiplier.start.eq(1)]
+
+        weight_limit = 0
+        for engine, limit in self.weight_limits.items():
+            weight_limit = Mux(p.engine == engine, limit, weight_limit)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.problem.valid):
+                    m.d.sync += self.bad.eq(0)
+                    m.next = "LIMITS"
+            with m.State("LIMITS"):
+                for dim, limit in ((p.m, config.max_m), (p.k, config.max_k),
+                                   (p.n, config.max_n)):
+                    with m.If((dim == 0) | (dim > limit)):
+                        m.d.sync += self.bad.eq(1)
+                multiply(p.m, p.k)
+                m.next = "ACT"
+            # Each product was started in the state before: M*K, then M*N, then K*N.
+            for state, limit, factors, next_state in (
+                    ("ACT", config.act_depth, (p.m, p.n), "OUT"),
+                    ("OUT", config.out_depth, (p.k, p.n), "WEIGHTS"),
+                    ("WEIGHTS", weight_limit, None, "DONE")):
+                with m.State(state):
+                    with m.If(multiplier.done):
+                        with m.If(product > limit):
+                            m.d.sync += self.bad.eq(1)
+                        if factors is not None:
+                            multiply(*factors)
+                        m.next = next_state
+            with m.State("DONE"):
+                m.d.comb += self.problem.ready.eq(1)
+                m.next = "IDLE"
+        return m

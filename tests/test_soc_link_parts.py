@@ -1,0 +1,117 @@
+"""The SoC's link components around the request path, in Amaranth's simulator: the host
+link (UART pins and byte port), the result placer and the responder."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from tritile.hw.host_link import HostLink
+from tritile.hw.responder import Responder, Source
+from tritile.hw.result_placer import ResultPlacer
+from tritile.sw import protocol
+
+from helpers import simulate, stream_get, stream_put, watch_stream
+from test_device import TEST_CONFIG
+
+
+def test_host_link_carries_bytes_both_ways_over_uart_and_byte_port():
+    divisor = 4
+    dut = HostLink(divisor, byte_port=True)
+    data = [0x00, 0xA5, 0xFF, 0x3C]
+    received, violations = [], []
+
+    async def loopback(ctx):
+        # UART: what goes out on uart_tx comes back on uart_rx.
+        for _ in range(14 * divisor * len(data) + 50):
+            ctx.set(dut.uart_rx, ctx.get(dut.uart_tx))
+            await ctx.tick()
+
+    async def bench(ctx):
+        for byte in data:
+            await stream_put(ctx, dut.tx, byte)
+        # The bytes wait in the FIFO until they are taken.
+        await ctx.tick().repeat(12 * divisor * len(data))
+        for _ in data:
+            received.append(await stream_get(ctx, dut.rx))
+        # The byte port passes bytes straight through, both ways.
+        ctx.set(dut.use_byte_port, 1)
+        ctx.set(dut.host_rx.payload, 0x42)
+        ctx.set(dut.host_rx.valid, 1)
+        ctx.set(dut.tx.payload, 0x24)
+        ctx.set(dut.tx.valid, 1)
+        assert not ctx.get(dut.host_rx.ready) and not ctx.get(dut.tx.ready)
+        ctx.set(dut.rx.ready, 1)
+        ctx.set(dut.host_tx.ready, 1)
+        assert ctx.get(dut.host_rx.ready) and ctx.get(dut.tx.ready)
+        received.extend([ctx.get(dut.rx.payload), ctx.get(dut.host_tx.payload)])
+
+    simulate(dut, bench, loopback, processes=[watch_stream(dut.rx, "rx", violations)])
+    assert received == data + [0x42, 0x24] and not violations
+
+
+def test_result_placer_writes_row_major_and_drops_results_outside_the_problem():
+    m = Module()
+    m.submodules.placer = placer = ResultPlacer(TEST_CONFIG)
+    m.submodules.memory = memory = Memory(shape=32, depth=TEST_CONFIG.out_depth, init=[])
+    wiring.connect(m, placer.write, memory.write_port())
+    read = memory.read_port(domain="comb")
+    rows, cols = 3, 5
+    results = [(r, c, 1000 * r + c) for r in range(rows + 1) for c in range(cols + 2)]
+
+    async def bench(ctx):
+        ctx.set(placer.m, rows)
+        ctx.set(placer.n, cols)
+        for row, col, value in results:
+            await stream_put(ctx, placer.results, {"row": row, "col": col, "value": value})
+        await ctx.tick().repeat(3)
+        for address in range(TEST_CONFIG.out_depth):
+            ctx.set(read.addr, address)
+            expected = (1000 * (address // cols) + address % cols
+                        if address < rows * cols else 0)
+            assert ctx.get(read.data) == expected, address
+
+    simulate(m, bench)
+
+
+def test_responder_sends_each_source():
+    capability = bytes(range(7, 17))
+    m = Module()
+    m.submodules.responder = dut = Responder(capability, 16, TEST_CONFIG.out_depth)
+    m.submodules.memory = memory = Memory(shape=32, depth=TEST_CONFIG.out_depth,
+                                          init=[0x44332211 * (i + 1) & 0xFFFFFFFF
+                                                for i in range(TEST_CONFIG.out_depth)])
+    wiring.connect(m, dut.output, memory.read_port(transparent_for=()))
+    violations, frames = [], []
+
+    async def produce(ctx):
+        ctx.set(dut.busy_cycles, 0x01020304)
+        ctx.set(dut.mac_cycles, 0x0A0B0C0D)
+        for _ in range(3):              # three frames counted before STATS is read
+            ctx.set(dut.events.frames, 1)
+            await ctx.tick()
+            ctx.set(dut.events.frames, 0)
+            await ctx.tick().repeat(8)
+        for source, length, base, output8 in ((Source.CAPABILITY, 10, 0, 0),
+                                              (Source.CYCLES, 8, 0, 0),
+                                              (Source.OUTPUT, 6, 5, 0),
+                                              (Source.OUTPUT, 3, 2, 1),
+                                              (Source.STATS, 28, 0, 0)):
+            await stream_put(ctx, dut.response, {
+                "opcode": 2, "seq": 9, "status": 0, "length": length, "source": source,
+                "base": base, "output8": output8})
+
+    async def consume(ctx):
+        for length in (10, 8, 6, 3, 28):
+            header = await stream_get(ctx, dut.header)
+            assert header.length == length
+            frames.append(bytes([await stream_get(ctx, dut.data) for _ in range(length)]))
+
+    simulate(m, produce, consume, processes=[watch_stream(dut.data, "data", violations),
+                                             watch_stream(dut.header, "header", violations)])
+    words = b"".join((0x44332211 * (i + 1) & 0xFFFFFFFF).to_bytes(4, "little")
+                     for i in range(8))
+    assert frames[:4] == [capability, bytes.fromhex("040302010d0c0b0a"), words[5:11],
+                          bytes(words[i * 4] for i in range(2, 5))]
+    stats = protocol.parse_stats(frames[4])
+    assert stats["frames"] == 3 and stats["bad_crc"] == 0 and stats["cycles"] > 0
+    assert not violations, violations[:3]
