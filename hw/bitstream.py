@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
-__all__ = ["Device", "DEVICES", "FitError", "BuildError", "run_flow", "cell_usage",
-           "check_fit"]
+__all__ = ["Device", "DEVICES", "FitError", "BuildError", "NETLIST_SUFFIX", "synthesize",
+           "run_flow", "cell_usage", "check_fit"]
 
 
 class FitError(RuntimeError):
@@ -155,34 +155,61 @@ def _place_and_route(argv, out_dir, device, advice, progress):
     return json.loads((out_dir / "nextpnr-report.json").read_text())
 
 
-def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
-             seed=1, attempts=1, progress=None):
-    """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
+#: File the synthesis step writes the mapped netlist to (yosys ``write_verilog``), next to
+#: the JSON netlist that nextpnr places: the same design, for simulation.
+NETLIST_SUFFIX = ".netlist.v"
 
-    Steps: Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes and
-    writes cell statistics; the fit check compares them with ``device`` (raising
-    :class:`FitError` with ``advice``); nextpnr places and routes against the clock
-    constraints and writes its JSON report, with placement seeds ``seed``, ``seed + 1``,
-    ... until timing is met or ``attempts`` seeds are tried (the last one's result is
-    kept); icepack/ecppack write the bitstream.
+
+def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
+               progress=None):
+    """Synthesize ``top`` for ``platform`` into ``out_dir``; return the cell usage.
+
+    Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes, writes
+    cell statistics, the Verilog of the mapped netlist (``<name>.netlist.v``) and the
+    JSON netlist nextpnr reads; the fit check compares the statistics with ``device``
+    (raising :class:`FitError` with ``advice``).
     """
-    progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    progress = progress or _stderr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
     # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s.
     synth_opts = ["-dsp"] if device.family == "ice40" else []
     plan = platform.prepare(top, name, emit_src=False, synth_opts=synth_opts,
-                            script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+                            script_after_synth=f"tee -q -o {name}.stat.json stat -json\n"
+                                               f"write_verilog -noattr {name}{NETLIST_SUFFIX}")
     plan.extract(str(out_dir))
-    tools = {n: _tool(n) for n in ("yosys", f"nextpnr-{device.family}",
-                                   "icepack" if device.family == "ice40" else "ecppack")}
-    _run([tools["yosys"].path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
+    _run([_tool("yosys").path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
          "yosys.log", progress=progress)
     usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
                        device.family)
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
     check_fit(usage, device, advice)
+    return usage
+
+
+def _stderr(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
+             seed=1, attempts=1, progress=None, after_synthesis=None):
+    """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
+
+    Steps: :func:`synthesize` (with its fit check); ``after_synthesis(out_dir)``, when
+    given, whose dict joins the report (``tritile build --verify`` simulates the netlist
+    there, before place-and-route is spent on it); nextpnr places and routes against the
+    clock constraints and writes its JSON report, with placement seeds ``seed``,
+    ``seed + 1``, ... until timing is met or ``attempts`` seeds are tried (the last one's
+    result is kept); icepack/ecppack write the bitstream.
+    """
+    progress = progress or _stderr
+    out_dir = Path(out_dir)
+    started = time.monotonic()
+    tools = {n: _tool(n) for n in ("yosys", f"nextpnr-{device.family}",
+                                   "icepack" if device.family == "ice40" else "ecppack")}
+    usage = synthesize(platform, top, device, out_dir, name=name, advice=advice,
+                       progress=progress)
+    checked = after_synthesis(out_dir) if after_synthesis is not None else {}
     pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
            "--json", f"{name}.json", "--report", "nextpnr-report.json",
            # A missed clock target is a finding of the report (timing_met), not a crash:
@@ -228,5 +255,6 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         "timing_met": timing_met,
         "seeds_tried": tried,
         "tools": {n: t.source for n, t in tools.items()},
+        **checked,
         "build_seconds": round(time.monotonic() - started, 1),
     }

