@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
+from .dsp import ice40_dual_mul8_restore
+
 __all__ = ["Device", "DEVICES", "FitError", "BuildError", "NETLIST_SUFFIX", "synthesize",
            "run_flow", "cell_usage", "check_fit"]
 
@@ -172,11 +174,17 @@ def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over
     progress = progress or _stderr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s.
-    synth_opts = ["-dsp"] if device.family == "ice40" else []
+    after_synth = [f"tee -q -o {name}.stat.json stat -json",
+                   f"write_verilog -noattr {name}{NETLIST_SUFFIX}"]
+    synth_opts = []
+    if device.family == "ice40":
+        # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s; its DSP
+        # mapping then reconfigures the SB_MAC16s DualMul8 instantiates, which get their
+        # own configuration back.
+        synth_opts = ["-dsp"]
+        after_synth.insert(0, ice40_dual_mul8_restore())
     plan = platform.prepare(top, name, emit_src=False, synth_opts=synth_opts,
-                            script_after_synth=f"tee -q -o {name}.stat.json stat -json\n"
-                                               f"write_verilog -noattr {name}{NETLIST_SUFFIX}")
+                            script_after_synth="\n".join(after_synth))
     plan.extract(str(out_dir))
     _run([_tool("yosys").path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
          "yosys.log", progress=progress)
