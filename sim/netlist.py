@@ -148,6 +148,8 @@ _MODEL_WAIVERS = {
     "GENUNNAMED": "the models' generate blocks are unnamed",
     "COMBDLY": "SB_IO delays its output clock with non-blocking assignments in always @*, "
                "against glitches of event-driven simulators",
+    "SPECIFYIGN": "Verilator ignores the models' specify blocks (timing, which a zero-delay "
+                  "simulation does not use)",
 }
 
 # Verilator -Wall warnings of the netlist: yosys' structural Verilog.
@@ -164,6 +166,9 @@ _MODEL_EDITS = [
     # TRELLIS_IO treats an unconnected T (output enable, active low) as 0 the same way;
     # Verilator ties unconnected inputs to 0, which is what the test gives.
     ("if (T === 1'bz) T_pd = 1'b0; else T_pd = T;", "T_pd = T;"),
+    # TRELLIS_IO as an input leaves its pin undriven with a 'z' driver, which Verilator
+    # turns into an assignment to the netlist's input port; an input has no driver.
+    ("assign B = 1'bz;", ""),
 ]
 
 
@@ -202,7 +207,8 @@ def _inline_includes(path):
                   text, flags=re.M)
 
 
-_MODULE = re.compile(r"(?:\(\*[^*]*\*\)\s*)?^module\s+(\\?\S+?)\s*[(#;].*?^endmodule[^\n]*\n",
+# A module with the attribute before it; ECP5's flip-flop and I/O wrappers are one line each.
+_MODULE = re.compile(r"(?:\(\*[^*]*\*\)\s*)?^module\s+(\\?\S+?)\s*[(#;].*?\bendmodule\b[^\n]*\n",
                      re.M | re.S)
 
 
@@ -310,6 +316,17 @@ def defined_constants(netlist_text):
     return _CONSTANT.sub(lambda m: m[1] + re.sub("[xXzZ]", "0", m[2]), netlist_text)
 
 
+def _input_pins_inout(netlist_text):
+    # yosys declares the pins of ECP5 input buffers as inputs of top, while TRELLIS_IO's
+    # pin is an inout, which Verilator does not connect to an input port; on top the
+    # declaration is only a direction (iCE40's netlist declares its pins inout already).
+    top = netlist_text.index("\nmodule top(")
+    head, body = netlist_text[:top], netlist_text[top:]
+    end = body.index("\nendmodule")
+    return head + re.sub(r"^(\s*)input (\w+);", r"\1inout \2;", body[:end],
+                         flags=re.M) + body[end:]
+
+
 def netlist_build(build_dir, *, cell_replacements="", log=None):
     """Build the Verilator model of ``build_dir``'s netlist (cached); return its directory.
 
@@ -318,7 +335,7 @@ def netlist_build(build_dir, *, cell_replacements="", log=None):
     from .verilator import build
 
     info = read_netlist_info(build_dir)
-    netlist = defined_constants(info["path"].read_text())
+    netlist = _input_pins_inout(defined_constants(info["path"].read_text()))
     return build({"cells.v": cell_models(info["family"], netlist, cell_replacements),
                   "netlist.v": _lint_off(_NETLIST_WAIVERS) + netlist,
                   "netlist_tb.v": netlist_wrapper(info, netlist)},
