@@ -7,23 +7,19 @@ SB_RAM40_4K, ...; LUT4, TRELLIS_FF, DP16KD, ...) as yosys ships them, and a test
 with the same ports as the RTL board's, so :func:`tritile.sim.board.board` serves it in
 ``bit`` mode: the UART pins of the bitstream are the host link, through the I/O cells.
 
-What is not the vendor's:
-
-- the PLL (SB_PLL40_PAD, EHXPLLL) is **bypassed**: :data:`PLL_BYPASS` passes the board's
-  input clock pin through as the PLL's output and raises ``LOCK`` after 16 input cycles, so
-  the design's clock domain runs at whatever rate the wrapper drives the pin (cycle counts
-  are what the simulation checks; the UART divisor is the bitstream's, for ``clock_hz``);
-  the lock-to-reset path (``hw/pll.py``'s reset synchronizer) runs as on the board;
-- ECP5's MULT18X18D, of which yosys ships only a blackbox: :data:`ECP5_MULT18X18D` models
-  the combinational signed/unsigned 18 x 18 multiply that yosys' DSP mapping instantiates
-  (no input or output registers), and stops the simulation on any other configuration.
+What is not the vendor's: the PLLs (bypassed) and the ECP5 cells of which yosys ships only
+blackboxes (MULT18X18D, DP16KD) are tritile's models (:mod:`tritile.sim.netlist_models`);
+undefined constant bits are 0 (:func:`defined_constants`); a few lines of the vendor
+models are edited for a two-state simulator (``_MODEL_EDITS``, each with its reason).
 """
 
 import json
 import re
 from pathlib import Path
 
-__all__ = ["NETLIST_TOPLEVEL", "PLL_BYPASS", "ECP5_MULT18X18D", "NetlistError",
+from .netlist_models import TRITILE_MODELS
+
+__all__ = ["NETLIST_TOPLEVEL", "NetlistError",
            "read_netlist_info", "cell_library", "cell_models", "netlist_wrapper",
            "defined_constants", "netlist_build"]
 
@@ -39,115 +35,16 @@ class NetlistError(ValueError):
     """A build directory holds no usable netlist, or a cell has no model."""
 
 
-PLL_BYPASS = {
-    "ice40": """
-module SB_PLL40_PAD (
-  input PACKAGEPIN, output PLLOUTCORE, output PLLOUTGLOBAL, input EXTFEEDBACK,
-  input [7:0] DYNAMICDELAY, output LOCK, input BYPASS, input RESETB,
-  input LATCHINPUTVALUE, output SDO, input SDI, input SCLK
-);
-  parameter FEEDBACK_PATH = "SIMPLE";
-  parameter DIVR = 0;
-  parameter DIVF = 0;
-  parameter DIVQ = 0;
-  parameter FILTER_RANGE = 0;
-  reg [4:0] count = 5'd0;
-  always @(posedge PACKAGEPIN) if (!count[4]) count <= count + 5'd1;
-  assign PLLOUTCORE = PACKAGEPIN;
-  assign PLLOUTGLOBAL = PACKAGEPIN;
-  assign LOCK = count[4];
-  assign SDO = 1'b0;
-endmodule
-""",
-    "ecp5": """
-module EHXPLLL (
-  input CLKI, input CLKFB, input PHASESEL1, input PHASESEL0, input PHASEDIR,
-  input PHASESTEP, input PHASELOADREG, input STDBY, input PLLWAKESYNC, input RST,
-  input ENCLKOP, input ENCLKOS, input ENCLKOS2, input ENCLKOS3,
-  output CLKOP, output CLKOS, output CLKOS2, output CLKOS3, output LOCK, output INTLOCK,
-  output REFCLK, output CLKINTFB
-);
-  parameter CLKI_DIV = 1;
-  parameter CLKFB_DIV = 1;
-  parameter CLKOP_DIV = 8;
-  parameter CLKOP_CPHASE = 0;
-  parameter CLKOP_FPHASE = 0;
-  parameter CLKOP_ENABLE = "ENABLED";
-  parameter FEEDBK_PATH = "CLKOP";
-  parameter OUTDIVIDER_MUXA = "DIVA";
-  parameter PLLRST_ENA = "DISABLED";
-  parameter INTFB_WAKE = "DISABLED";
-  parameter STDBY_ENABLE = "DISABLED";
-  parameter DPHASE_SOURCE = "DISABLED";
-  reg [4:0] count = 5'd0;
-  always @(posedge CLKI) if (!count[4]) count <= count + 5'd1;
-  assign CLKOP = CLKI;
-  assign CLKOS = CLKI;
-  assign CLKOS2 = CLKI;
-  assign CLKOS3 = CLKI;
-  assign LOCK = count[4];
-  assign INTLOCK = count[4];
-  assign REFCLK = CLKI;
-  assign CLKINTFB = CLKI;
-endmodule
-""",
-}
-
-_PINS = lambda name: ", ".join(f"{name}{i}" for i in range(17, -1, -1))  # noqa: E731
-
-ECP5_MULT18X18D = f"""
-module MULT18X18D (
-  input {_PINS("A")}, input {_PINS("B")}, input {_PINS("C")},
-  input SIGNEDA, input SIGNEDB, input SOURCEA, input SOURCEB,
-  input CLK3, CLK2, CLK1, CLK0, input CE3, CE2, CE1, CE0, input RST3, RST2, RST1, RST0,
-  input {_PINS("SRIA")}, input {_PINS("SRIB")},
-  output {_PINS("SROA")}, output {_PINS("SROB")},
-  output {_PINS("ROA")}, output {_PINS("ROB")}, output {_PINS("ROC")},
-  output {", ".join(f"P{i}" for i in range(35, -1, -1))},
-  output SIGNEDP
-);
-  parameter REG_INPUTA_CLK = "NONE";
-  parameter REG_INPUTB_CLK = "NONE";
-  parameter REG_INPUTC_CLK = "NONE";
-  parameter REG_PIPELINE_CLK = "NONE";
-  parameter REG_OUTPUT_CLK = "NONE";
-  parameter CLK0_DIV = "ENABLED";
-  parameter CLK1_DIV = "ENABLED";
-  parameter CLK2_DIV = "ENABLED";
-  parameter CLK3_DIV = "ENABLED";
-  parameter HIGHSPEED_CLK = "NONE";
-  parameter GSR = "ENABLED";
-  parameter CAS_MATCH_REG = "FALSE";
-  parameter SOURCEB_MODE = "B_SHIFT";
-  parameter MULT_BYPASS = "DISABLED";
-  parameter RESETMODE = "SYNC";
-  wire [17:0] a = {{{_PINS("A")}}};
-  wire [17:0] b = {{{_PINS("B")}}};
-  wire signed [18:0] a_ext = {{SIGNEDA & a[17], a}};
-  wire signed [18:0] b_ext = {{SIGNEDB & b[17], b}};
-  wire signed [37:0] product = a_ext * b_ext;
-  assign {{{", ".join(f"P{i}" for i in range(35, -1, -1))}}} = product[35:0];
-  assign SIGNEDP = SIGNEDA | SIGNEDB;
-  assign {{{_PINS("ROA")}}} = a;
-  assign {{{_PINS("ROB")}}} = b;
-  assign {{{_PINS("ROC")}}} = {{{_PINS("C")}}};
-  assign {{{_PINS("SROA")}}} = 18'd0;
-  assign {{{_PINS("SROB")}}} = 18'd0;
-  initial begin
-    if (REG_INPUTA_CLK != "NONE" || REG_INPUTB_CLK != "NONE" ||
-        REG_PIPELINE_CLK != "NONE" || REG_OUTPUT_CLK != "NONE" || SOURCEB_MODE != "B_SHIFT")
-      $fatal(1, "MULT18X18D: tritile models only the combinational multiply, not %s %s %s %s",
-             REG_INPUTA_CLK, REG_INPUTB_CLK, REG_PIPELINE_CLK, REG_OUTPUT_CLK);
-  end
-endmodule
-"""
-
 # Verilator -Wall warnings of the vendor models (not of tritile's design), waived for the
 # model text only, each for its reason.
 _MODEL_WAIVERS = {
     "GENUNNAMED": "the models' generate blocks are unnamed",
     "COMBDLY": "SB_IO delays its output clock with non-blocking assignments in always @*, "
                "against glitches of event-driven simulators",
+    "INITIALDLY": "ECP5's distributed RAM model fills its array with non-blocking assignments "
+                  "in an initial block",
+    "UNOPTFLAT": "Verilator sees a loop where LUT outputs and carry-chain cells share a vector "
+                 "net; bit by bit there is none (it schedules such nets more slowly)",
     "SPECIFYIGN": "Verilator ignores the models' specify blocks (timing, which a zero-delay "
                   "simulation does not use)",
 }
@@ -156,6 +53,7 @@ _MODEL_WAIVERS = {
 _NETLIST_WAIVERS = {
     "PINMISSING": "yosys leaves the unused pins of a cell unconnected (the model's default "
                   "or the silicon's tie-off applies)",
+    "UNOPTFLAT": "as for the models: a vector net shared by LUTs and a carry chain",
 }
 
 # Edits of the vendor models for a two-state simulator, each for its reason:
@@ -214,14 +112,14 @@ _MODULE = re.compile(r"(?:\(\*[^*]*\*\)\s*)?^module\s+(\\?\S+?)\s*[(#;].*?\bendm
 
 def cell_library(family):
     """Return (name -> module text) of yosys' simulation models for ``family``, and the
-    text between them (defines), with :data:`PLL_BYPASS` and, on ECP5,
-    :data:`ECP5_MULT18X18D` in place of yosys' blackboxes."""
+    text between them (defines), with tritile's models
+    (:data:`tritile.sim.netlist_models.TRITILE_MODELS`) in place of yosys' blackboxes."""
     text = _inline_includes(_share(family) / "cells_sim.v")
     for old, new in _MODEL_EDITS:
         text = text.replace(old, new)
     modules = {m[1]: m[0] for m in _MODULE.finditer(text)}
     preamble = _MODULE.sub("", text)
-    extra = PLL_BYPASS[family] + (ECP5_MULT18X18D if family == "ecp5" else "")
+    extra = TRITILE_MODELS[family]
     modules.update({m[1]: m[0] for m in _MODULE.finditer(extra.lstrip("\n"))})
     return modules, preamble
 

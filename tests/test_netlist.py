@@ -45,8 +45,8 @@ def test_a_wrong_sb_mac16_model_is_caught(icebreaker_netlist, tmp_path):
     models = tmp_path / "wrong_sb_mac16.v"
     models.write_text(wrong)
     with pytest.raises(NetlistMismatchError,
-                       match=r"fails 'systolic int8 .*': .* output \[\d+, \d+\] is -?\d+, "
-                             r"the golden model says -?\d+"):
+                       match=r"fails 'systolic int8 [^']*' \(seed \d+\): .* output \[\d+, \d+\] "
+                             r"is -?\d+, the golden model says -?\d+"):
         verify_netlist(icebreaker_netlist, cell_models=models)
 
 
