@@ -125,9 +125,10 @@ def cell_library(family):
 
 
 def _instantiated(text, names):
-    # A cell instance reads "NAME #(" or "NAME instance_name (" (escaped names included).
-    return {n for n in re.findall(r"^\s*([A-Za-z_]\w*)\s+(?:#|\\?[\w$.\[\]]+\s*\()", text,
-                                  re.M) if n in names}
+    # A cell instance reads "NAME #(" or "NAME instance_name (" (escaped names included),
+    # at the start of a line or after a ';' (ECP5's one-line wrappers).
+    return {n for n in re.findall(r"(?:^|;)\s*(?:\(\*[^*]*\*\)\s*)?([A-Za-z_]\w*)\s+"
+                                  r"(?:#|\\?[\w$.\[\]]+\s*\()", text, re.M) if n in names}
 
 
 def cell_models(family, netlist_text, replacements=""):

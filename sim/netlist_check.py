@@ -42,6 +42,44 @@ def _shape(config, rows, cols):
     return (min(3, config.max_m), min(rows + 3, config.max_k), min(cols + 2, config.max_n))
 
 
+def _requant_params(rng, n):
+    return (rng.integers(0, 1 << 15, n).astype(np.int32),
+            rng.integers(8, 24, n).astype(np.int32))
+
+
+def _systolic_checks(config, rng):
+    m, k, n = _shape(config, config.systolic_rows, config.systolic_cols)
+    X = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    W = rng.integers(-128, 128, (k, n), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, n).astype(np.int32)
+    mult, shift = _requant_params(rng, n)
+    label = f"systolic int8 {m}x{k}x{n}"
+    return [
+        (f"{label} raw", lambda dev: first_difference(
+            f"{label} raw", dev.gemm(X, W, bias=bias), gemm_int8(X, W, bias))),
+        (f"{label} requantized", lambda dev: first_difference(
+            f"{label} requantized",
+            dev.gemm(X, W, bias=bias, mult=mult, shift=shift, relu=True),
+            requantize(gemm_int8(X, W, bias), mult, shift, True))),
+    ]
+
+
+def _ternary_checks(config, rng):
+    m, k, n = _shape(config, config.ternary_fan_in, config.ternary_lanes)
+    q = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    T = rng.integers(-1, 2, (k, n), dtype=np.int8)
+    mult, shift = _requant_params(rng, n)
+    label = f"ternary {m}x{k}x{n}"
+    return [
+        (f"{label} base3 raw", lambda dev: first_difference(
+            f"{label} base3 raw", dev.ternary(q, T, packing="base3"), ternary_matmul(q, T))),
+        (f"{label} 2bit requantized", lambda dev: first_difference(
+            f"{label} 2bit requantized",
+            dev.ternary(q, T, mult=mult, shift=shift, relu=False, packing="2bit"),
+            requantize(ternary_matmul(q, T), mult, shift, False))),
+    ]
+
+
 def device_checks(config, rng):
     """Return ``[(name, check)]``: each check takes a :class:`Device` and returns None or
     the sentence of :func:`first_difference`."""
@@ -60,37 +98,9 @@ def device_checks(config, rng):
 
     checks = [("ping", ping), ("info", info)]
     if "systolic" in config.engines:
-        m, k, n = _shape(config, config.systolic_rows, config.systolic_cols)
-        X = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        W = rng.integers(-128, 128, (k, n), dtype=np.int8)
-        bias = rng.integers(-5000, 5000, n).astype(np.int32)
-        mult = rng.integers(0, 1 << 15, n).astype(np.int32)
-        shift = rng.integers(8, 24, n).astype(np.int32)
-        label = f"systolic int8 {m}x{k}x{n}"
-        checks += [
-            (f"{label} raw", lambda dev: first_difference(
-                f"{label} raw", dev.gemm(X, W, bias=bias), gemm_int8(X, W, bias))),
-            (f"{label} requantized", lambda dev: first_difference(
-                f"{label} requantized", dev.gemm(X, W, bias=bias, mult=mult, shift=shift,
-                                                 relu=True),
-                requantize(gemm_int8(X, W, bias), mult, shift, True))),
-        ]
+        checks += _systolic_checks(config, rng)
     if "ternary" in config.engines:
-        m, k, n = _shape(config, config.ternary_fan_in, config.ternary_lanes)
-        q = rng.integers(-128, 128, (m, k), dtype=np.int8)
-        T = rng.integers(-1, 2, (k, n), dtype=np.int8)
-        mult = rng.integers(0, 1 << 15, n).astype(np.int32)
-        shift = rng.integers(8, 24, n).astype(np.int32)
-        label = f"ternary {m}x{k}x{n}"
-        checks += [
-            (f"{label} base3 raw", lambda dev: first_difference(
-                f"{label} base3 raw", dev.ternary(q, T, packing="base3"),
-                ternary_matmul(q, T))),
-            (f"{label} 2bit requantized", lambda dev: first_difference(
-                f"{label} 2bit requantized", dev.ternary(q, T, mult=mult, shift=shift,
-                                                         relu=False, packing="2bit"),
-                requantize(ternary_matmul(q, T), mult, shift, False))),
-        ]
+        checks += _ternary_checks(config, rng)
     return checks
 
 
