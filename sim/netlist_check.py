@@ -10,6 +10,7 @@ tiles them.
 
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -114,7 +115,7 @@ def verify_netlist(build_dir, *, cell_models=None, seed=None, progress=None):
     from .netlist import read_netlist_info
     from tritile.sw.config import AcceleratorConfig
 
-    progress = progress or (lambda message: print(message, flush=True))
+    progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
     config = AcceleratorConfig.from_dict(read_netlist_info(build_dir)["config"])
     if seed is None:
         seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
