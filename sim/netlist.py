@@ -163,7 +163,7 @@ def netlist_wrapper(info, netlist_text):
     cells), ``rst`` and ``use_byte_port`` (unused: the bitstream has no reset pin, its
     reset comes from the PLL's lock, and no byte port).
     """
-    ports = {name: direction for direction, name, _ in _top_ports(netlist_text)}
+    ports = _top_ports(netlist_text)
     clock = [p for p in ports if p.startswith(info["clock_port_prefix"])]
     rx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "rx")]
     tx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "tx")]
@@ -194,11 +194,11 @@ endmodule
 
 
 def _top_ports(netlist_text):
+    # The names of top's ports, from their declarations (pins are single bits).
     header = re.search(r"^module top\((.*?)\);(.*?)^endmodule", netlist_text, re.M | re.S)
     if header is None:
         raise NetlistError("the netlist has no module top")
-    return [(d, n, 1) for d, n in re.findall(r"^\s*(input|output|inout)\s+(?:\[[^\]]*\]\s*)?"
-                                             r"(\w+);", header[2], re.M)]
+    return re.findall(r"^\s*(?:input|output|inout)\s+(\w+);", header[2], re.M)
 
 
 _CONSTANT = re.compile(r"(\d+'s?[bodh])([0-9a-fA-FxXzZ_]+)")
