@@ -80,8 +80,10 @@ def read_netlist_info(build_dir):
     Raises :class:`NetlistError` when the directory holds no netlist written by
     ``tritile build`` (or by :func:`tritile.hw.board_build.synthesize_board`).
     """
+    from tritile.hw.board_build import NETLIST_INFO
+
     build_dir = Path(build_dir)
-    info_file = build_dir / "netlist.json"
+    info_file = build_dir / NETLIST_INFO
     if not info_file.is_file():
         raise NetlistError(f"{build_dir} holds no synthesized netlist (no netlist.json): "
                            f"give the output directory of 'tritile build'")

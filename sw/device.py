@@ -128,7 +128,7 @@ class _SimulatedBoard:
     def __init__(self, config, mode, startup_timeout, netlist_args=()):
         self._tmp = None
         config_arg = config
-        if isinstance(config, AcceleratorConfig):
+        if isinstance(config, AcceleratorConfig) and not netlist_args:
             self._tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             self._tmp.write(config.to_json())
             self._tmp.close()
