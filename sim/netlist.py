@@ -169,7 +169,10 @@ def netlist_wrapper(info, netlist_text):
     clock = [p for p in ports if p.startswith(info["clock_port_prefix"])]
     rx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "rx")]
     tx = [p for p in ports if p.startswith(info["uart_port_prefix"] + "tx")]
-    if len(clock) != 1 or len(rx) != 1 or len(tx) != 1 or len(ports) != 3:
+    # Other pins of the UART resource (the ULX3S's RTS and DTR from its USB bridge) are
+    # inputs the design does not use; they sit at their idle level, high.
+    idle = [p for p in ports if p.startswith(info["uart_port_prefix"]) and p not in rx + tx]
+    if len(clock) != 1 or len(rx) != 1 or len(tx) != 1 or len(ports) != 3 + len(idle):
         raise NetlistError(f"the netlist's top has ports {', '.join(ports)}; expected the "
                            f"clock ({info['clock_port_prefix']}*) and the UART pins")
     return f"""`timescale 1ns/1ps
@@ -186,7 +189,9 @@ module {NETLIST_TOPLEVEL} (
   wire rx_pin = uart_rx;
   wire tx_pin;
   assign uart_tx = tx_pin;
+{"".join(f"  wire idle_{i} = 1'b1;{chr(10)}" for i in range(len(idle)))}\
   top dut (
+{"".join(f"    .{pin}(idle_{i}),{chr(10)}" for i, pin in enumerate(idle))}\
     .{clock[0]}(clk),
     .{rx[0]}(rx_pin),
     .{tx[0]}(tx_pin)
