@@ -16,8 +16,10 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
-__all__ = ["Device", "DEVICES", "STAGES", "FitError", "BuildError", "flow_tools",
-           "run_flow", "cell_usage", "check_fit"]
+from .dsp import ice40_dual_mul8_restore
+
+__all__ = ["Device", "DEVICES", "STAGES", "FitError", "BuildError", "NETLIST_SUFFIX",
+           "flow_tools", "synthesize", "run_flow", "cell_usage", "check_fit"]
 
 #: Where a flow can stop: after synthesis and the fit check, or after place-and-route.
 STAGES = ("synth", "pnr")
@@ -165,37 +167,70 @@ def flow_tools(family, stage="pnr"):
     return ("yosys", f"nextpnr-{family}", "icepack" if family == "ice40" else "ecppack")
 
 
-def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
-             seed=1, attempts=1, progress=None, stage="pnr"):
-    """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
+#: File the synthesis step writes the mapped netlist to (yosys ``write_verilog``), next to
+#: the JSON netlist that nextpnr places: the same design, for simulation.
+NETLIST_SUFFIX = ".netlist.v"
 
-    Steps: Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes and
-    writes cell statistics; the fit check compares them with ``device`` (raising
-    :class:`FitError` with ``advice``); nextpnr places and routes against the clock
-    constraints and writes its JSON report, with placement seeds ``seed``, ``seed + 1``,
-    ... until timing is met or ``attempts`` seeds are tried (the last one's result is
-    kept); icepack/ecppack write the bitstream. With ``stage="synth"`` the flow stops
-    after the fit check: its resources are the synthesis estimate, and it has no clocks and
-    no bitstream.
+
+def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
+               progress=None):
+    """Synthesize ``top`` for ``platform`` into ``out_dir``; return the cell usage.
+
+    Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes, writes
+    cell statistics, the Verilog of the mapped netlist (``<name>.netlist.v``) and the
+    JSON netlist nextpnr reads; the fit check compares the statistics with ``device``
+    (raising :class:`FitError` with ``advice``).
     """
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
-    progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+    progress = progress or _stderr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s.
-    synth_opts = ["-dsp"] if device.family == "ice40" else []
+    after_synth = [f"tee -q -o {name}.stat.json stat -json",
+                   f"write_verilog -noattr {name}{NETLIST_SUFFIX}"]
+    synth_opts = []
+    if device.family == "ice40":
+        # synth_ice40 leaves multiplies in logic unless told to use the SB_MAC16s; its DSP
+        # mapping then reconfigures the SB_MAC16s DualMul8 instantiates, which get their
+        # own configuration back.
+        synth_opts = ["-dsp"]
+        after_synth.insert(0, ice40_dual_mul8_restore())
     plan = platform.prepare(top, name, emit_src=False, synth_opts=synth_opts,
-                            script_after_synth=f"tee -q -o {name}.stat.json stat -json")
+                            script_after_synth="\n".join(after_synth))
     plan.extract(str(out_dir))
-    tools = {n: _tool(n) for n in flow_tools(device.family)}
-    _run([tools["yosys"].path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
+    _run([_tool("yosys").path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
          "yosys.log", progress=progress)
     usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
                        device.family)
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
     check_fit(usage, device, advice)
+    return usage
+
+
+def _stderr(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
+             seed=1, attempts=1, progress=None, stage="pnr", after_synthesis=None):
+    """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
+
+    Steps: :func:`synthesize` (with its fit check); ``after_synthesis(out_dir)``, when
+    given, whose dict joins the report (``tritile build --verify`` simulates the netlist
+    there, before place-and-route is spent on it); nextpnr places and routes against the
+    clock constraints and writes its JSON report, with placement seeds ``seed``,
+    ``seed + 1``, ... until timing is met or ``attempts`` seeds are tried (the last one's
+    result is kept); icepack/ecppack write the bitstream. With ``stage="synth"`` the flow
+    stops after the fit check (and ``after_synthesis``): its resources are the synthesis
+    estimate, and it has no clocks and no bitstream.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    progress = progress or _stderr
+    out_dir = Path(out_dir)
+    started = time.monotonic()
+    tools = {n: _tool(n) for n in flow_tools(device.family, stage)}
+    usage = synthesize(platform, top, device, out_dir, name=name, advice=advice,
+                       progress=progress)
+    checked = after_synthesis(out_dir) if after_synthesis is not None else {}
     if stage == "synth":
         resources = {r: {"used": usage.get(r, 0), "available": available}
                      for r, available in device.capacity.items()}
@@ -203,7 +238,7 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
                 "resources": resources, "synthesis_estimate": usage, "clocks": {},
                 "timing_met": None, "seeds_tried": [],
                 "tools": {n: t.source for n, t in tools.items()},
-                "build_seconds": round(time.monotonic() - started, 1)}
+                "build_seconds": round(time.monotonic() - started, 1), **checked}
     pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
            "--json", f"{name}.json", "--report", "nextpnr-report.json",
            # A missed clock target is a finding of the report (timing_met), not a crash:
@@ -250,5 +285,6 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         "timing_met": timing_met,
         "seeds_tried": tried,
         "tools": {n: t.source for n, t in tools.items()},
+        **checked,
         "build_seconds": round(time.monotonic() - started, 1),
     }

@@ -6,10 +6,14 @@ from pathlib import Path
 from tritile.sw.arith import ceil_div
 from tritile.sw.config import PRESETS
 
-from .bitstream import DEVICES, run_flow
+from .bitstream import DEVICES, NETLIST_SUFFIX, run_flow, synthesize
 from .board import BoardTop
 
-__all__ = ["build_board", "designed_dsps"]
+__all__ = ["NETLIST_INFO", "build_board", "synthesize_board", "designed_dsps"]
+
+#: File next to a build's netlist that says what it is: board, family, config, the
+#: netlist's file and the ports of the board's clock and UART (read by tritile.sim.netlist).
+NETLIST_INFO = "netlist.json"
 
 # What to change when a resource overflows.
 _REMEDY = {
@@ -45,20 +49,50 @@ def _advice(board, config):
     return advice
 
 
-def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, stage="pnr"):
+def _describe_netlist(board, config, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / NETLIST_INFO).write_text(json.dumps({
+        "board": board.name,
+        "family": board.family,
+        "netlist": f"top{NETLIST_SUFFIX}",
+        # Amaranth names a resource's top-level ports <resource>_<number>__<pin>__<dir>.
+        "clock_port_prefix": f"{board.clock}_0__",
+        "uart_port_prefix": "uart_0__",
+        "config": config.to_dict(),
+    }, indent=2) + "\n")
+
+
+def synthesize_board(board, config, out_dir, *, progress=None):
+    """Synthesize ``config`` (default: the board's preset) for ``board``, fit-check it.
+
+    Writes what :func:`build_board` writes before place-and-route: the mapped netlist
+    (``top.netlist.v``) and its description (:data:`NETLIST_INFO`). Returns the cell usage.
+    """
+    config = config or PRESETS[board.preset]
+    out_dir = Path(out_dir)
+    _describe_netlist(board, config, out_dir)
+    return synthesize(board.make_platform(), BoardTop(board, config), DEVICES[board.device],
+                      out_dir, advice=_advice(board, config), progress=progress)
+
+
+def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, stage="pnr",
+                after_synthesis=None):
     """Build ``config`` (default: the board's preset) for ``board``; return the report.
 
     Placement starts from ``seed`` and tries up to ``attempts`` seeds until the clock is
     met (the presets fill the iCE40UP5K to 96-99 %, where a seed moves fmax by a few
-    MHz). The report is also written to ``out_dir/report.json``. ``stage="synth"`` stops
-    after synthesis and the fit check (see :func:`~tritile.hw.bitstream.run_flow`).
+    MHz). ``after_synthesis(out_dir)`` runs on the synthesized netlist before
+    place-and-route and returns entries for the report (see
+    :func:`~tritile.hw.bitstream.run_flow`). ``stage="synth"`` stops after synthesis and the
+    fit check. The report is also written to ``out_dir/report.json``.
     """
     config = config or PRESETS[board.preset]
     device = DEVICES[board.device]
     out_dir = Path(out_dir)
+    _describe_netlist(board, config, out_dir)
     flow = run_flow(board.make_platform(), BoardTop(board, config), device, out_dir,
                     advice=_advice(board, config), seed=seed, attempts=attempts,
-                    progress=progress, stage=stage)
+                    progress=progress, stage=stage, after_synthesis=after_synthesis)
     fmax = min((c["fmax_mhz"] for c in flow["clocks"].values()), default=0.0)
     # Without place-and-route there is no fmax: the rates are at the target clock.
     clock_mhz = config.clock_hz / 1e6 if stage == "synth" else min(fmax, config.clock_hz / 1e6)

@@ -11,7 +11,37 @@ from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product"]
+__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "DUAL_MUL8_SB_MAC16",
+           "ice40_dual_mul8_restore"]
+
+#: The SB_MAC16 configuration of :class:`DualMul8` on iCE40: 8 x 8 mode,
+#: F = A[15:8] * B[15:8] on O[31:16], G = A[7:0] * B[7:0] on O[15:0], both signed; no
+#: registers, no accumulators (the array adds in logic).
+DUAL_MUL8_SB_MAC16 = {
+    "MODE_8x8": 1, "A_SIGNED": 1, "B_SIGNED": 1,
+    "TOPOUTPUT_SELECT": 2, "BOTOUTPUT_SELECT": 2,
+    "TOPADDSUB_LOWERINPUT": 0, "TOPADDSUB_UPPERINPUT": 0, "TOPADDSUB_CARRYSELECT": 0,
+    "BOTADDSUB_LOWERINPUT": 0, "BOTADDSUB_UPPERINPUT": 0, "BOTADDSUB_CARRYSELECT": 0,
+    "C_REG": 0, "A_REG": 0, "B_REG": 0, "D_REG": 0,
+    "TOP_8x8_MULT_REG": 0, "BOT_8x8_MULT_REG": 0,
+    "PIPELINE_16x16_MULT_REG1": 0, "PIPELINE_16x16_MULT_REG2": 0,
+}
+# The attribute that marks DualMul8's SB_MAC16 cells for ice40_dual_mul8_restore.
+_DUAL_MUL8_ATTRIBUTE = "tritile_dual_mul8"
+
+
+def ice40_dual_mul8_restore():
+    """Return the yosys command that gives :class:`DualMul8`'s SB_MAC16 cells back their
+    configuration after ``synth_ice40 -dsp``.
+
+    yosys' ``ice40_dsp`` knows only the 16 x 16 mode and reconfigures every SB_MAC16 it
+    finds, instantiated ones included, as a 16 x 16 multiply (``MODE_8x8`` 0, 32-bit
+    output): the two products then become one, and ``p0`` carries ``(a0 * b1 + a1 * b0)
+    << 8`` on top of ``a0 * b0``. The netlist simulation of ``tritile build --verify``
+    found this (docs/boards.md); it runs after synthesis, before the netlist is written.
+    """
+    sets = " ".join(f"-set {name} {value}" for name, value in DUAL_MUL8_SB_MAC16.items())
+    return f"setparam {sets} a:{_DUAL_MUL8_ATTRIBUTE}"
 
 
 def shift_add_product(a, b):
@@ -101,16 +131,8 @@ class DualMul8(wiring.Component):
             return m
         out = Signal(32)
         m.submodules.mac = Instance(
-            "SB_MAC16",
-            # 8 x 8 mode: F = A[15:8] * B[15:8] on O[31:16], G = A[7:0] * B[7:0] on O[15:0],
-            # both signed; no registers, no accumulators (the array adds in logic).
-            p_MODE_8x8=1, p_A_SIGNED=1, p_B_SIGNED=1,
-            p_TOPOUTPUT_SELECT=2, p_BOTOUTPUT_SELECT=2,
-            p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0, p_TOPADDSUB_CARRYSELECT=0,
-            p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0, p_BOTADDSUB_CARRYSELECT=0,
-            p_C_REG=0, p_A_REG=0, p_B_REG=0, p_D_REG=0,
-            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
-            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=0,
+            "SB_MAC16", **{f"a_{_DUAL_MUL8_ATTRIBUTE}": 1},
+            **{f"p_{name}": value for name, value in DUAL_MUL8_SB_MAC16.items()},
             i_CLK=0, i_CE=1,
             i_A=Cat(self.a0, self.a1), i_B=Cat(self.b0, self.b1), i_C=0, i_D=0,
             i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,

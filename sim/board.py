@@ -138,8 +138,15 @@ def soc_build(config, log=None):
                  f"{TOPLEVEL}_tb", timing=True, log=log)
 
 
-def serve(config, *, port=0, host="127.0.0.1", mode="byte", log=None):
-    """Run the simulated board until SIGINT/SIGTERM; it prints ``socket://HOST:PORT``."""
+def serve(config, *, port=0, host="127.0.0.1", mode="byte", log=None, netlist=None,
+          cell_models=""):
+    """Run the simulated board until SIGINT/SIGTERM; it prints ``socket://HOST:PORT``.
+
+    With ``netlist`` (a ``tritile build`` output directory) the board is that build's
+    synthesized netlist (:mod:`tritile.sim.netlist`, ``config`` must be the build's), in
+    ``bit`` mode: the bitstream's host link is its UART pins. ``cell_models`` is Verilog
+    whose modules replace yosys' models of those cells.
+    """
     from .verilator import run_cocotb
     from tritile.hw.uart import uart_divisor
 
@@ -147,7 +154,16 @@ def serve(config, *, port=0, host="127.0.0.1", mode="byte", log=None):
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be in [0, 65535], not {port}")
-    build_dir = soc_build(config, log=log)
+    if netlist is None:
+        build_dir, toplevel = soc_build(config, log=log), f"{TOPLEVEL}_tb"
+    else:
+        from .netlist import NETLIST_TOPLEVEL, netlist_build
+
+        if mode != "bit":
+            raise ValueError("a netlist has no byte port: its host link is the UART pins "
+                             "(mode 'bit')")
+        build_dir = netlist_build(netlist, cell_replacements=cell_models, log=log)
+        toplevel = NETLIST_TOPLEVEL
     with tempfile.TemporaryDirectory(prefix="tritile-board-") as work:
         stop_file = Path(work) / "stop"
 
@@ -157,7 +173,7 @@ def serve(config, *, port=0, host="127.0.0.1", mode="byte", log=None):
         previous = {sig: signal.signal(sig, request_stop)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            run_cocotb(build_dir, f"{TOPLEVEL}_tb", "tritile.sim.board",
+            run_cocotb(build_dir, toplevel, "tritile.sim.board",
                        module_dir=Path(__file__).parent, work_dir=work,
                        extra_env={"TRITILE_BOARD_HOST": host,
                                   "TRITILE_BOARD_PORT": str(port),

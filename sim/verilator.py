@@ -41,7 +41,7 @@ WAIVED_WARNINGS = {
 _CFLAGS = "-std=c++20 -fcoroutines"
 # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks every model large
 # enough to be split into several C++ files (the precompiled header becomes an input file).
-_MAKEFLAGS = "OPT_FAST=-O2 OPT_GLOBAL=-O2 CFG_CXXFLAGS_PCH_I=-include"
+_MAKEFLAGS = "OPT_FAST={opt} OPT_GLOBAL={opt} CFG_CXXFLAGS_PCH_I=-include"
 
 
 def cache_dir():
@@ -107,20 +107,23 @@ def _runner():
     return TopOnlyVerilator()
 
 
-def build(sources, toplevel, *, timing=False, waves=False, log=None):
+def build(sources, toplevel, *, timing=False, waves=False, log=None, cxx_opt="-O2"):
     """Build ``sources`` (a dict of file name to Verilog text) unless cached; return its dir.
 
     ``timing`` enables ``--timing`` (needed by :func:`clocked_wrapper`), ``waves`` VCD
-    tracing. ``log`` is a callable for progress messages (default: stderr). Only the
-    top module's signals are visible to cocotb.
+    tracing. ``log`` is a callable for progress messages (default: stderr). ``cxx_opt``
+    is the C++ compiler's optimization level (a lower one compiles a large model, such
+    as a gate-level netlist, several times faster and runs it slower). Only the top
+    module's signals are visible to cocotb.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    makeflags = _MAKEFLAGS.format(opt=cxx_opt)
     args = ["-Wall", *(f"-Wno-{w}" for w in WAIVED_WARNINGS), "-CFLAGS", _CFLAGS,
             "--x-assign", "fast", "--x-initial", "fast"]
     if timing:
         args.append("--timing")
     digest = hashlib.sha256()
-    for part in (toplevel, repr(args), str(waves), _versions(), "public:top", _MAKEFLAGS,
+    for part in (toplevel, repr(args), str(waves), _versions(), "public:top", makeflags,
                  *(f"{n}\0{t}" for n, t in sorted(sources.items()))):
         digest.update(part.encode() + b"\0")
     final = cache_dir() / "verilator" / f"{toplevel}-{digest.hexdigest()[:16]}"
@@ -138,7 +141,7 @@ def build(sources, toplevel, *, timing=False, waves=False, log=None):
         env = verilator_env()
         saved = dict(os.environ)
         os.environ.update(env)
-        os.environ["MAKEFLAGS"] = _MAKEFLAGS
+        os.environ["MAKEFLAGS"] = makeflags
         try:
             runner = _runner()
             runner.build(sources=[control, *(work / name for name in sources)],

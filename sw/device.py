@@ -128,19 +128,20 @@ _URL = re.compile(r"serving on (socket://\S+)")
 class _SimulatedBoard:
     """A ``tritile sim-board`` subprocess on a free port."""
 
-    def __init__(self, config, mode, startup_timeout):
+    def __init__(self, config, mode, startup_timeout, netlist_args=()):
         self._tmp = None
         config_arg = config
-        if isinstance(config, AcceleratorConfig):
+        if isinstance(config, AcceleratorConfig) and not netlist_args:
             self._tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             self._tmp.write(config.to_json())
             self._tmp.close()
             config_arg = self._tmp.name
+        board_args = (["--config", str(config_arg), "--uart", mode] if not netlist_args
+                      else [*netlist_args, "--uart", "bit"])
         print("tritile: starting the simulated board (its first start builds the SoC in "
               "Verilator, which takes minutes)...", file=sys.stderr, flush=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tritile.sw.cli", "sim-board", "--port", "0",
-             "--config", str(config_arg), "--uart", mode],
+            [sys.executable, "-m", "tritile.sw.cli", "sim-board", "--port", "0", *board_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         self.log = []
         found = {}
@@ -231,7 +232,8 @@ class Device:
 
     @classmethod
     def open(cls, url, *, config="sim-small", mode="byte", baudrate=None, timeout=None,
-             retries=3, progress=None, expect_config_id=None, startup_timeout=900):
+             retries=3, progress=None, expect_config_id=None, startup_timeout=900,
+             netlist=None, cell_models=None):
         """Open a device.
 
         Parameters
@@ -245,17 +247,27 @@ class Device:
             Serial baud rate; default the config's (``sim-small`` for a port name).
         expect_config_id : str or None
             Raise :class:`ConfigMismatchError` unless the device has this config_id.
+        netlist : str or None
+            With ``"sim"``: simulate this ``tritile build`` directory's synthesized netlist
+            instead of the RTL (``config`` is then the build's, ``mode`` "bit"; slow);
+            ``cell_models`` names a Verilog file replacing yosys' models of its cells.
         """
         import serial
 
         board = None
         cycle_rate = None
         if url == "sim":
-            board = _SimulatedBoard(load_config(config), mode, startup_timeout)
+            netlist_args = ()
+            if netlist is not None:
+                netlist_args = ("--netlist", str(netlist), *(
+                    ("--cell-models", str(cell_models)) if cell_models else ()))
+                config, mode = _netlist_config(netlist), "bit"
+            board = _SimulatedBoard(load_config(config), mode, startup_timeout,
+                                    netlist_args)
             url = board.url
             # A simulation runs at least this many cycles per wall-clock second.
-            cycle_rate = 2e4 if mode == "bit" else 2e5
-            timeout = 10.0 if timeout is None else timeout
+            cycle_rate = 2e3 if netlist else 2e4 if mode == "bit" else 2e5
+            timeout = (60.0 if netlist else 10.0) if timeout is None else timeout
         baud = baudrate or load_config(config).baud
         try:
             port = serial.serial_for_url(url, baudrate=baud, timeout=0.05)
@@ -611,6 +623,15 @@ class Device:
         weights = _int_matrix(name, weights, np.int8)
         engine_for_numerics(kind).check_weights(name, weights)
         return WeightHandle(kind, weights.copy(), packing, self._info["config_id"])
+
+
+def _netlist_config(build_dir):
+    from tritile.sim.netlist import NetlistError, read_netlist_info
+
+    try:
+        return AcceleratorConfig.from_dict(read_netlist_info(build_dir)["config"])
+    except NetlistError as exc:
+        raise DeviceError(str(exc)) from None
 
 
 def write_requests(target, image, *, run=0, stride=0):

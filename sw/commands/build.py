@@ -22,6 +22,10 @@ def register(subparsers):
     parser.add_argument("--seed", type=int, default=1, help="first nextpnr placement seed")
     parser.add_argument("--attempts", type=int, default=3,
                         help="seeds to try until the clock is met (default 3)")
+    parser.add_argument("--verify", action="store_true",
+                        help="after synthesis, run the device checks on the synthesized "
+                             "netlist in Verilator (vendor cell models, PLL bypassed) and "
+                             "fail the build on any difference from the golden model")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -39,10 +43,23 @@ def run(args):
     out = Path(args.out or Path("build") / board.name)
     if args.attempts < 1:
         raise CommandError(f"--attempts must be at least 1, not {args.attempts}")
+
+    def verify(out_dir):
+        return {"netlist_verified": False}
+
+    mismatch = ()
+    if args.verify:
+        from tritile.sim.netlist import NetlistError
+        from tritile.sim.netlist_check import NetlistMismatchError, verify_netlist
+
+        verify, mismatch = verify_netlist, (NetlistMismatchError, NetlistError)
     try:
-        report = build_board(board, config, out, seed=args.seed, attempts=args.attempts)
+        report = build_board(board, config, out, seed=args.seed, attempts=args.attempts,
+                             after_synthesis=verify)
     except (FitError, BuildError) as exc:
         raise CommandError(str(exc)) from None
+    except mismatch as exc:
+        raise CommandError(f"{exc}; no bitstream was built") from None
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -69,6 +86,10 @@ def format_report(report):
                  f"{report['int8_gmacs']:.2f} GMAC/s; ternary "
                  f"{report['ternary_macs_per_cycle']} MAC/cycle = "
                  f"{report['ternary_gmacs']:.2f} GMAC/s at the achieved clock")
+    if report.get("netlist_verified"):
+        lines.append(f"  netlist verified in Verilator: "
+                     f"{len(report['netlist_checks'])} checks match the golden model "
+                     f"({report['netlist_seconds']:.0f} s)")
     seeds = report.get("seeds_tried", [])
     placed = f" (placement seed {seeds[-1]['seed']}, {len(seeds)} tried)" if seeds else ""
     lines.append(f"  built in {report['build_seconds']:.0f} s{placed}")
