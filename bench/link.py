@@ -42,14 +42,11 @@ def wire_cost(config, weights):
     result = {"config_id": config.config_id}
     rng = np.random.default_rng(0)
     for kind, packing in (("int8", None), ("ternary", "base3"), ("ternary", "2bit")):
-        if {"int8": "systolic"}.get(kind, kind) not in config.engines:
+        spec = engine_for_numerics(kind)
+        if not spec.present(config):
             continue        # the config leaves this engine out
-        if kind == "int8":
-            tile_k, tile_n, limit = config.systolic_rows, config.systolic_cols, \
-                config.weight_depth
-        else:
-            tile_k, tile_n, limit = config.ternary_fan_in, config.ternary_lanes, \
-                config.trit_depth
+        (tile_k, tile_n), limit = spec.tile_size(config), spec.weight_capacity(config)
+        lo, hi = spec.weight_values
         k = config.max_k // tile_k * tile_k
         n = -(-weights // (k * tile_n)) * tile_n
         cols_per_upload = min(config.max_n, limit // k)
@@ -57,9 +54,8 @@ def wire_cost(config, weights):
         total = payload = 0
         for n0 in range(0, n, cols_per_upload):
             cols = min(cols_per_upload, n - n0)
-            W = (rng.integers(-128, 128, (k, cols), dtype=np.int8) if kind == "int8"
-                 else rng.integers(-1, 2, (k, cols), dtype=np.int8))
-            for opcode, args, data in weight_requests(config, engine_for_numerics(kind), W, packing):
+            W = rng.integers(lo, hi + 1, (k, cols), dtype=np.int8)
+            for opcode, args, data in weight_requests(config, spec, W, packing):
                 total += len(protocol.encode_request(opcode, 0, args, data))
                 payload += len(data)
         name = "int8" if kind == "int8" else f"ternary_{packing}"
