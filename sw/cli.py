@@ -62,4 +62,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's own module, not this __main__ copy: the commands import their
+    # CommandError from tritile.sw.cli, and only that class is caught as a one-line error.
+    from tritile.sw.cli import main as package_main
+
+    sys.exit(package_main())
