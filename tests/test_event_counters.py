@@ -1,18 +1,9 @@
 """Block-RAM event counters: exact counts across byte carries, shared counters, reads."""
 
-import os
-
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from tritile.hw.event_counters import EventCounters
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", np.random.SeedSequence().entropy % (1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 async def _read(ctx, dut, counter):
@@ -32,8 +23,7 @@ async def _read(ctx, dut, counter):
     return value
 
 
-def test_counts_are_exact_across_byte_carries_and_shared_counters():
-    rng = np.random.default_rng(_seed())
+def test_counts_are_exact_across_byte_carries_and_shared_counters(rng):
     # Sources 0 and 1 share counter 2; source 2 counts into counter 0; counter 1 unused.
     dut = EventCounters(3, (2, 2, 0))
     expected = [0, 0, 0]

@@ -1,6 +1,5 @@
 """Frame parser and response writer in Amaranth's simulator, against sw/protocol.py."""
 
-import os
 import random
 
 from amaranth.sim import Simulator
@@ -11,12 +10,6 @@ from tritile.sw.protocol import (ARGS_SIZE, MAX_DATA, MAX_PAYLOAD, FrameDecoder,
                                  encode_frame, encode_request)
 
 TIMEOUT = 40
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _parse(chunks, rng, gap_prob=0.3):
@@ -75,8 +68,8 @@ def _parse(chunks, rng, gap_prob=0.3):
     return requests, pulses
 
 
-def test_parser_delivers_requests_with_args_and_data():
-    rng = random.Random(_seed())
+def test_parser_delivers_requests_with_args_and_data(seed):
+    rng = random.Random(seed)
     sent, chunks = [], []
     for seq in range(12):
         opcode = rng.choice(list(Opcode))
@@ -90,16 +83,16 @@ def test_parser_delivers_requests_with_args_and_data():
     assert pulses == {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
 
 
-def test_parser_fills_the_whole_frame_buffer():
-    rng = random.Random(_seed())
+def test_parser_fills_the_whole_frame_buffer(seed):
+    rng = random.Random(seed)
     data = rng.randbytes(MAX_DATA)
     args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
     requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], rng, gap_prob=0)
     assert requests == [(Opcode.WRITE, 9, 8 + MAX_DATA, args, FrameError.NONE, data)]
 
 
-def test_parser_reports_bad_crc_and_bad_length():
-    rng = random.Random(_seed())
+def test_parser_reports_bad_crc_and_bad_length(seed):
+    rng = random.Random(seed)
     good = encode_request(Opcode.PING, 1)
     bad_crc = bytearray(encode_request(Opcode.READ, 2, bytes(6)))
     bad_crc[-1] ^= 0x40
@@ -111,8 +104,8 @@ def test_parser_reports_bad_crc_and_bad_length():
     assert pulses == {"bad_crc": 1, "bad_length": 1, "timed_out": 0}
 
 
-def test_parser_abandons_truncated_frame_after_timeout():
-    rng = random.Random(_seed())
+def test_parser_abandons_truncated_frame_after_timeout(seed):
+    rng = random.Random(seed)
     truncated = encode_request(Opcode.WRITE, 4, bytes(8), b"abcdef")[:-3]
     # A gap just below the timeout keeps the frame alive; one above abandons it.
     alive = encode_request(Opcode.STATS, 5)
@@ -123,14 +116,14 @@ def test_parser_abandons_truncated_frame_after_timeout():
     assert pulses["timed_out"] == 1
 
 
-def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer():
-    rng = random.Random(_seed())
+def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(seed):
+    rng = random.Random(seed)
     requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], rng)
     assert requests == [(0x7E, 8, 3, b"", FrameError.NONE, b"xyz")]
 
 
-def test_response_writer_frames_status_and_data():
-    rng = random.Random(_seed())
+def test_response_writer_frames_status_and_data(seed):
+    rng = random.Random(seed)
     responses = [(Opcode.READ, 1, 0, rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
                  (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b"")]
     dut = ResponseWriter()

@@ -1,6 +1,5 @@
 """The 8N1 UART in Amaranth's simulator: waveforms, loopback, glitches and framing errors."""
 
-import os
 import random
 
 import pytest
@@ -9,12 +8,6 @@ from amaranth.sim import Simulator
 
 from tritile.hw.uart import UARTReceiver, UARTTransmitter, uart_divisor
 from tritile.sw import AcceleratorConfig
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _line_bits(byte, stop=1):
@@ -56,8 +49,8 @@ def test_divisor_below_four_is_rejected():
 
 
 @pytest.mark.parametrize("divisor,skew", [(4, 1.0), (13, 0.97), (13, 1.03), (24, 1.0)])
-def test_receiver_decodes_bytes_at_skewed_baud(divisor, skew):
-    rng = random.Random(_seed())
+def test_receiver_decodes_bytes_at_skewed_baud(divisor, skew, seed):
+    rng = random.Random(seed)
     data = [0x00, 0xFF, 0x55, 0xAA] + [rng.randrange(256) for _ in range(12)]
     waveform = [1] * 7
     period = divisor * skew
@@ -78,8 +71,8 @@ def test_receiver_ignores_glitch_and_reports_framing_error():
         ["framing", 0xC3]
 
 
-def test_transmitter_loops_back_into_receiver_with_backpressure():
-    rng = random.Random(_seed())
+def test_transmitter_loops_back_into_receiver_with_backpressure(seed):
+    rng = random.Random(seed)
     divisor = 6
     data = [rng.randrange(256) for _ in range(20)]
     m = Module()
