@@ -27,12 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Module -> the fast tests that exercise it (no Verilator, no yosys).
 TESTS = {
-    "numerics": ["tests/test_numerics.py", "tests/test_conv.py", "tests/test_model.py"],
+    "numerics": ["tests/test_numerics.py", "tests/test_numerics_bounds.py",
+                 "tests/test_dead_unit.py", "tests/test_conv.py", "tests/test_model.py"],
     "packing": ["tests/test_packing.py"],
-    "protocol": ["tests/test_protocol.py"],
-    "planner": ["tests/test_planner.py"],
-    "config": ["tests/test_config.py"],
-    "onnx_import": ["tests/test_onnx_import.py"],
+    "protocol": ["tests/test_protocol.py", "tests/test_protocol_fields.py"],
+    "planner": ["tests/test_planner.py", "tests/test_planner_cycles.py"],
+    "config": ["tests/test_config.py", "tests/test_config_bounds.py"],
+    "onnx_import": ["tests/test_onnx_import.py", "tests/test_onnx_import_errors.py"],
 }
 
 
