@@ -17,11 +17,13 @@ from tritile.sw.cli import main
 
 
 def _one_line_error(capsys, command):
+    """Return the error line: the last on stderr, after the build's progress lines only."""
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"tritile {command}: error: "), err
-    return lines[0]
+    assert [line for line in lines if line.startswith("tritile ")] == lines[-1:], err
+    assert lines[-1].startswith(f"tritile {command}: error: "), err
+    return lines[-1]
 
 
 def _programmer(tmp_path, name, status):
