@@ -33,7 +33,9 @@ TESTS = {
     "protocol": ["tests/test_protocol.py", "tests/test_protocol_fields.py"],
     "planner": ["tests/test_planner.py", "tests/test_planner_cycles.py"],
     "config": ["tests/test_config.py", "tests/test_config_bounds.py"],
-    "onnx_import": ["tests/test_onnx_import.py", "tests/test_onnx_import_errors.py"],
+    "onnx_import": ["tests/test_onnx_import.py", "tests/test_onnx_import_errors.py",
+                    "tests/test_onnx_import_conv.py", "tests/test_onnx_import_qdq.py",
+                    "tests/test_onnx_import_tail.py"],
 }
 
 
