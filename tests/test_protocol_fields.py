@@ -3,14 +3,15 @@ module recomputes them: the codes, a WRITE frame, READ's argument block, the fra
 in cycles, the sizes of STATS and of the capability, its version."""
 
 import binascii
+import dataclasses
 
 import pytest
 
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.protocol import (STATS_FIELDS, Engine, Frame, Opcode, ProtocolError, RunFlag,
-                                 Status, Target, capability_bytes, encode_request,
-                                 frame_timeout_cycles, parse_capability, parse_stats,
-                                 read_args)
+                                 Status, Target, capability_bytes, encode_frame,
+                                 encode_request, frame_timeout_cycles, param_records,
+                                 parse_capability, parse_stats, read_args, write_args)
 
 
 def test_read_args_are_target_24_bit_address_16_bit_count_little_endian():
@@ -76,3 +77,24 @@ def test_capability_with_another_parameter_count_is_refused(extra):
     image = bytes(image[:9 + 4 * count]).ljust(9 + 4 * count, b"\0")   # sized for count
     with pytest.raises(ProtocolError, match=f"capability lists {count} parameters"):
         parse_capability(image)
+
+
+def test_requests_without_data_and_their_argument_ranges():
+    body = bytes([0x01, 0x09, 0x00, 0x00])          # PING, seq 9, no payload
+    crc = binascii.crc_hqx(body, 0xFFFF)
+    assert encode_request(Opcode.PING, 9) == b"\xa5" + body + bytes([crc & 0xFF, crc >> 8])
+    assert encode_frame(0, 0)[:2] == b"\xa5\x00"    # any opcode byte, 0 included
+    assert write_args(Target.PARAMS, 0x10, 2, 3) == bytes([4, 0x10, 0, 0, 2, 0, 3, 0])
+    with pytest.raises(ValueError, match="run and stride must both be 0 or satisfy"):
+        write_args(Target.PARAMS, 0, 70000, 70000)
+    with pytest.raises(ValueError, match=r"addr must be in \[0, 2\*\*24\), not -1"):
+        read_args(Target.OUTPUT8, -1, 1)
+    with pytest.raises(ValueError, match="bias, mult and shift differ in length: 2, 2, 1"):
+        param_records([1, 2], [1, 2], [1])
+
+
+def test_frames_are_immutable_and_keep_an_unknown_status_byte():
+    frame = Frame(0x81, 0, b"\xee\x05")
+    assert frame.status == 0xEE and frame.data == b"\x05"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frame.seq = 1
