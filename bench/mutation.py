@@ -10,7 +10,12 @@ alternatives); ``--sample N`` runs a random N of them (seeded, the rest marked s
 the score is reported with its 95% Wilson interval. Prints one JSON object: per module
 killed, survived, score, interval and the surviving mutants (line, operator, diff line).
 
+``--sessions DIR`` keeps cosmic-ray's sessions; ``--survivors-only`` then re-runs just the
+mutants that survived there against today's tests (those killed stay killed, as tests are
+only added), which measures new tests on the same sample in a fraction of the time.
+
     python bench/mutation.py [--modules numerics,packing] [--sample 80] [--seed 1]
+                             [--sessions DIR [--survivors-only]]
 """
 
 import argparse
@@ -27,12 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Module -> the fast tests that exercise it (no Verilator, no yosys).
 TESTS = {
-    "numerics": ["tests/test_numerics.py", "tests/test_conv.py", "tests/test_model.py"],
+    "numerics": ["tests/test_numerics.py", "tests/test_numerics_bounds.py",
+                 "tests/test_dead_unit.py", "tests/test_conv.py", "tests/test_model.py"],
     "packing": ["tests/test_packing.py"],
-    "protocol": ["tests/test_protocol.py"],
-    "planner": ["tests/test_planner.py"],
-    "config": ["tests/test_config.py"],
-    "onnx_import": ["tests/test_onnx_import.py"],
+    "protocol": ["tests/test_protocol.py", "tests/test_protocol_fields.py"],
+    "planner": ["tests/test_planner.py", "tests/test_planner_cycles.py"],
+    "config": ["tests/test_config.py", "tests/test_config_bounds.py"],
+    "onnx_import": ["tests/test_onnx_import.py", "tests/test_onnx_import_errors.py",
+                    "tests/test_onnx_import_conv.py", "tests/test_onnx_import_qdq.py",
+                    "tests/test_onnx_import_tail.py"],
 }
 
 
@@ -73,14 +81,44 @@ def _changed_line(diff):
     return added[0] if added else ""
 
 
-def run_module(module, work, sample, seed, timeout):
-    """Run cosmic-ray on one module; return its figures."""
+def _reset_survivors(session):
+    """Make the survived mutants of ``session`` pending again; skip those that never ran.
+
+    Returns the number of mutants of the module.
+    """
+    import sqlite3
+
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+    with sqlite3.connect(session) as db:
+        jobs = {row[0] for row in db.execute("SELECT job_id FROM work_items")}
+        done = {row[0] for row in db.execute("SELECT job_id FROM work_results")}
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        db.set_multiple_results(sorted(jobs - done),
+                                WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    return len(jobs)
+
+
+def run_module(module, work, sample, seed, timeout, survivors_only=False):
+    """Run cosmic-ray on one module; return its figures.
+
+    With ``survivors_only``, the session kept in ``work`` by an earlier run is re-run for
+    its surviving mutants only, against today's tests (the killed ones stay killed: tests
+    are only ever added).
+    """
     config = work / f"{module}.toml"
     session = work / f"{module}.sqlite"
     config.write_text(_config(module, timeout))
     cr = [sys.executable, "-m", "cosmic_ray.cli"]
-    subprocess.run([*cr, "init", str(config), str(session)], cwd=ROOT, check=True)
-    mutants = _sample(session, sample, seed) if sample else None
+    if survivors_only:
+        if not session.exists():
+            raise SystemExit(f"no earlier session {session} to re-test")
+        mutants = _reset_survivors(session)
+    else:
+        subprocess.run([*cr, "init", str(config), str(session)], cwd=ROOT, check=True)
+        mutants = _sample(session, sample, seed) if sample else None
     started = time.monotonic()
     subprocess.run([*cr, "exec", str(config), str(session)], cwd=ROOT, check=True)
     dump = subprocess.run([*cr, "dump", str(session)], cwd=ROOT, check=True,
@@ -116,6 +154,11 @@ def main(argv=None):
     parser.add_argument("--sample", type=int, default=80,
                         help="mutants run per module, drawn at random (0: all)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sample")
+    parser.add_argument("--sessions", help="keep cosmic-ray's sessions in this directory "
+                                           "(default: a temporary one)")
+    parser.add_argument("--survivors-only", action="store_true",
+                        help="re-run only the survivors of the sessions in --sessions "
+                             "against today's tests")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one test run may take before the mutant counts as killed")
     args = parser.parse_args(argv)
@@ -132,11 +175,16 @@ def main(argv=None):
     if dirty.strip():
         parser.error("sw/ has uncommitted changes; cosmic-ray mutates files in place, "
                      "so run it on a clean checkout")
+    if args.survivors_only and not args.sessions:
+        parser.error("--survivors-only needs the --sessions of an earlier run")
     with tempfile.TemporaryDirectory(prefix="tritile-mutation-") as tmp:
+        work = Path(args.sessions or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         results = []
         for module in modules:
             print(f"mutation: {module} ...", file=sys.stderr, flush=True)
-            results.append(run_module(module, Path(tmp), args.sample, args.seed, args.timeout))
+            results.append(run_module(module, work, args.sample, args.seed, args.timeout,
+                                      args.survivors_only))
             print(f"mutation: {module}: {results[-1]['score']} "
                   f"({results[-1]['seconds']} s)", file=sys.stderr, flush=True)
     print(json.dumps({"sample": args.sample, "seed": args.seed, "modules": results}, indent=1))

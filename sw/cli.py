@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .config import ConfigError
+from .toolchain import ToolError
 
 __all__ = ["main", "CommandError", "load_npy"]
 
@@ -51,9 +52,11 @@ def main(argv=None):
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A missing or unusable tool (yosys, nextpnr, Verilator) is the user's to install: its
+    # message says how, so it gets the same one line as a bad argument.
     try:
         return args.func(args) or 0
-    except (CommandError, ConfigError) as exc:
+    except (CommandError, ConfigError, ToolError) as exc:
         print(f"tritile {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

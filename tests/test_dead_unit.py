@@ -11,21 +11,21 @@ from tritile.sw.executor import GoldenBackend, execute
 from tritile.sw.model import Dense, Model
 from tritile.sw.numerics import BIAS_LIMIT, quantize_bias, quantize_weights_int8
 
-RNG = np.random.default_rng(16)
 DEAD = 3
 
 
-def _dead_unit_model():
-    W1 = RNG.standard_normal((64, 8)).astype(np.float32) * 0.2
-    b1 = RNG.standard_normal(8).astype(np.float32) * 0.1
-    W1[:, DEAD] = RNG.uniform(-2e-10, 2e-10, 64)
+def _dead_unit_model(rng):
+    W1 = rng.standard_normal((64, 8)).astype(np.float32) * 0.2
+    b1 = rng.standard_normal(8).astype(np.float32) * 0.1
+    W1[:, DEAD] = rng.uniform(-2e-10, 2e-10, 64)
     b1[DEAD] = -0.1
-    W2 = RNG.standard_normal((8, 10)).astype(np.float32) * 0.3
-    return Model([Dense(W1, b1, activation="relu"), Dense(W2, RNG.standard_normal(10) * 0.1)])
+    W2 = rng.standard_normal((8, 10)).astype(np.float32) * 0.3
+    return Model([Dense(W1, b1, activation="relu"), Dense(W2, rng.standard_normal(10) * 0.1)])
 
 
-def test_dead_channel_gets_a_weight_scale_its_bias_fits():
-    W, b = _dead_unit_model().layers[0].W, _dead_unit_model().layers[0].b
+def test_dead_channel_gets_a_weight_scale_its_bias_fits(rng):
+    layer = _dead_unit_model(rng).layers[0]
+    W, b = layer.W, layer.b
     s_x = 1 / 127
     plain_Wq, plain_s_w = quantize_weights_int8(W)
     with pytest.raises(ValueError, match="quantized bias overflows int32"):
@@ -40,8 +40,8 @@ def test_dead_channel_gets_a_weight_scale_its_bias_fits():
     assert abs(int(bq[DEAD])) <= BIAS_LIMIT and abs(int(bq[DEAD])) > BIAS_LIMIT // 2
 
 
-def test_model_with_a_dead_unit_compiles_and_runs():
-    model, X = _dead_unit_model(), RNG.uniform(0, 1, (40, 64)).astype(np.float32)
+def test_model_with_a_dead_unit_compiles_and_runs(rng):
+    model, X = _dead_unit_model(rng), rng.uniform(0, 1, (40, 64)).astype(np.float32)
     config = PRESETS["sim-small"]
     program = compile_model(model, config, "int8", calib=X)
     assert np.all(program.layers[0].Wq[:, DEAD] == 0)

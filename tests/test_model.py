@@ -7,18 +7,15 @@ from tritile.sw.conv import conv_weight_matrix
 from tritile.sw.model import (AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Model,
                               ModelError, nchw_flatten_rows, rms_norm)
 
-RNG = np.random.default_rng(1)
-
-
-def _mlp():
-    W1, b1 = RNG.standard_normal((12, 5)), RNG.standard_normal(5)
-    W2 = RNG.standard_normal((5, 3))
+def _mlp(rng):
+    W1, b1 = rng.standard_normal((12, 5)), rng.standard_normal(5)
+    W2 = rng.standard_normal((5, 3))
     return Model([Dense(W1, b1, activation="relu"), Dense(W2)]), (W1, b1, W2)
 
 
-def test_forward_is_the_float_mlp():
-    model, (W1, b1, W2) = _mlp()
-    X = RNG.standard_normal((7, 12)).astype(np.float32)
+def test_forward_is_the_float_mlp(rng):
+    model, (W1, b1, W2) = _mlp(rng)
+    X = rng.standard_normal((7, 12)).astype(np.float32)
     expected = np.maximum(X @ W1.astype(np.float32) + b1.astype(np.float32), 0) \
         @ W2.astype(np.float32)
     out = model.forward(X)
@@ -29,14 +26,14 @@ def test_forward_is_the_float_mlp():
     np.testing.assert_array_equal(last, out)
 
 
-def test_trailing_axes_are_flattened_in_c_order():
-    model, _ = _mlp()
-    X = RNG.standard_normal((4, 3, 4)).astype(np.float32)
+def test_trailing_axes_are_flattened_in_c_order(rng):
+    model, _ = _mlp(rng)
+    X = rng.standard_normal((4, 3, 4)).astype(np.float32)
     np.testing.assert_array_equal(model.forward(X), model.forward(X.reshape(4, 12)))
 
 
-def test_rms_norm_sets_root_mean_square_to_gain():
-    X = RNG.standard_normal((6, 10)).astype(np.float32) * 5
+def test_rms_norm_sets_root_mean_square_to_gain(rng):
+    X = rng.standard_normal((6, 10)).astype(np.float32) * 5
     Y = rms_norm(X, np.ones(10, np.float32))
     np.testing.assert_allclose(np.sqrt(np.mean(Y * Y, axis=1)), 1.0, rtol=1e-4)
     gain = np.linspace(0.5, 2, 10).astype(np.float32)
@@ -59,14 +56,14 @@ def test_dense_rejects_bad_arguments(kwargs, message):
         Dense(**kwargs)
 
 
-def test_model_rejects_broken_chains_and_inputs():
+def test_model_rejects_broken_chains_and_inputs(rng):
     with pytest.raises(ModelError, match="layer 1: Dense.4x2. takes 4 features, not the 5 of its input"):
         Model([Dense(np.ones((3, 5))), Dense(np.ones((4, 2)))])
     with pytest.raises(ModelError, match="at least one layer"):
         Model([])
     with pytest.raises(ModelError, match="must be one of Dense, Conv2d"):
         Model([np.ones((3, 3))])
-    model, _ = _mlp()
+    model, _ = _mlp(rng)
     with pytest.raises(ModelError, match="has 11 features per sample but the model takes 12"):
         model.forward(np.ones((2, 11)))
 
@@ -107,9 +104,9 @@ def _direct_conv(X, W, b, stride, pads):
     return Y
 
 
-def test_conv2d_is_the_convolution_by_definition():
-    W, b, X = RNG.standard_normal((5, 3, 3, 2)), RNG.standard_normal(5), \
-        RNG.standard_normal((2, 7, 6, 3)).astype(np.float32)
+def test_conv2d_is_the_convolution_by_definition(rng):
+    W, b, X = rng.standard_normal((5, 3, 3, 2)), rng.standard_normal(5), \
+        rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
     layer = Conv2d(W, b, stride=2, pads=(1, 0, 2, 1), activation="relu6")
     expected = np.clip(_direct_conv(X, W, b, 2, (1, 0, 2, 1)), 0, 6)
     np.testing.assert_allclose(layer.forward(X), expected, rtol=1e-4, atol=1e-4)
@@ -117,8 +114,8 @@ def test_conv2d_is_the_convolution_by_definition():
     assert layer.output_shape((7, 6, 3)) == expected.shape[1:]
 
 
-def test_pools_by_definition():
-    X = RNG.standard_normal((2, 5, 5, 3)).astype(np.float32)
+def test_pools_by_definition(rng):
+    X = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
     np.testing.assert_allclose(MaxPool2d(2).forward(X),
                                X[:, :4, :4].reshape(2, 2, 2, 2, 2, 3).max(axis=(2, 4)))
     padded = np.pad(X, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -132,17 +129,17 @@ def test_pools_by_definition():
     assert GlobalAvgPool().output_shape((5, 5, 3)) == (1, 1, 3)
 
 
-def test_nchw_flatten_rows_keep_the_nchw_product():
-    shape, W = (3, 4, 5), RNG.standard_normal((60, 2))
-    X = RNG.standard_normal((2, *shape))
+def test_nchw_flatten_rows_keep_the_nchw_product(rng):
+    shape, W = (3, 4, 5), rng.standard_normal((60, 2))
+    X = rng.standard_normal((2, *shape))
     nchw = X.transpose(0, 3, 1, 2).reshape(2, -1)
     np.testing.assert_allclose(X.reshape(2, -1) @ nchw_flatten_rows(W, shape), nchw @ W)
 
 
-def test_conv_model_takes_nchw_or_nhwc_inputs():
-    conv = Conv2d(RNG.standard_normal((4, 2, 3, 3)), pads=1, activation="relu")
-    dense = Dense(RNG.standard_normal((16, 3)))
-    X = RNG.standard_normal((2, 2, 4, 4)).astype(np.float32)     # NCHW
+def test_conv_model_takes_nchw_or_nhwc_inputs(rng):
+    conv = Conv2d(rng.standard_normal((4, 2, 3, 3)), pads=1, activation="relu")
+    dense = Dense(rng.standard_normal((16, 3)))
+    X = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)     # NCHW
     nhwc = Model([conv, MaxPool2d(2), dense], input_shape=(4, 4, 2))
     nchw = Model([conv, MaxPool2d(2), dense], input_shape=(4, 4, 2), channels_first=True)
     np.testing.assert_allclose(nchw.forward(X), nhwc.forward(X.transpose(0, 2, 3, 1)))

@@ -53,12 +53,15 @@ def test_pack_flattens_row_major():
     assert pack_int8(W) == bytes([0x80, 0x01, 0x7F, 0xFF])
 
 
-@pytest.mark.parametrize("bad", [np.array([2], np.int8), np.array([-2], np.int8),
-                                 np.array([1.0]), np.array([1], np.int16)])
-def test_packers_reject_non_trits(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    (np.array([2], np.int8), r"values must be in \{-1, 0, 1\}, found 2"),
+    (np.array([0, 1, -2, 3], np.int8), r"values must be in \{-1, 0, 1\}, found -2"),
+    (np.array([1.0]), "T must have dtype int8, not float64"),
+    (np.array([1], np.int16), "T must have dtype int8, not int16")])
+def test_packers_reject_non_trits(bad, message):
+    with pytest.raises(ValueError, match=message):
         pack_trits_2bit(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         pack_trits_base3(bad)
 
 
@@ -70,8 +73,10 @@ def test_pack_int8_rejects_other_dtypes():
 def test_unpack_rejects_bad_input():
     with pytest.raises(ValueError, match="0b10"):
         unpack_trits_2bit(bytes([0b10]), 1)
-    with pytest.raises(ValueError, match="take 1 bytes"):
+    with pytest.raises(ValueError, match="3 trits take 1 bytes in 2bit packing, not 2"):
         unpack_trits_2bit(bytes(2), 3)
+    with pytest.raises(ValueError, match="5 trits take 2 bytes in 2bit packing, not 1"):
+        unpack_trits_2bit(bytes(1), 5)
     with pytest.raises(ValueError, match="padding"):
         unpack_trits_2bit(bytes([0b01_00]), 1)
     invalid = next(q for q in range(256) if q not in set(pack_trits_base3(

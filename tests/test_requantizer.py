@@ -1,6 +1,5 @@
 """The shared output stage against tritile.sw.requantize, in Amaranth's simulator."""
 
-import os
 import random
 
 import numpy as np
@@ -11,12 +10,6 @@ from tritile.hw.requantizer import LATENCY, Requantizer
 from tritile.sw import AcceleratorConfig, requantize
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _run(config, params, beats, *, raw=False, relu=False, ready_prob=1.0, seed=0):
@@ -106,8 +99,7 @@ def test_ties_round_toward_plus_infinity():
 
 
 @pytest.mark.parametrize("raw", [False, True])
-def test_random_beats_with_bias_under_backpressure(raw):
-    seed = _seed()
+def test_random_beats_with_bias_under_backpressure(raw, seed):
     rng = np.random.default_rng(seed)
     config = AcceleratorConfig(max_n=8)
     params = {}

@@ -1,7 +1,5 @@
 """The processing element, the systolic array and the systolic engine in Amaranth's simulator."""
 
-import os
-import random
 
 import numpy as np
 import pytest
@@ -13,12 +11,6 @@ from tritile.hw.systolic import SystolicEngine
 from tritile.hw.systolic_array import ProcessingElement, SystolicArray
 from tritile.sw import AcceleratorConfig, ConfigError, gemm_int8, plan_gemm, requantize
 from tritile.sw.systolic_layout import systolic_geometry, systolic_memory_image
-
-
-def _rng():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 def _simulate(dut, testbench):
@@ -58,8 +50,7 @@ def test_pe_swaps_in_the_shadow_weight_with_the_first_activation():
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 2), (4, 4)])
-def test_array_streams_tiles_back_to_back(rows, cols):
-    rng = _rng()
+def test_array_streams_tiles_back_to_back(rows, cols, rng):
     array = SystolicArray(rows, cols, psum_width=32)
     tiles = [(rng.integers(-128, 128, (rows + int(rng.integers(0, 3)), rows)),
               rng.integers(-128, 128, (rows, cols))) for _ in range(4)]
@@ -155,8 +146,7 @@ def _run_engine(config, problems, extra_writes=()):
     return runs
 
 
-def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count():
-    rng = _rng()
+def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(rng):
     config = _config(3, 2)
     problems = []
     for m, k, n, requant in ((5, 7, 3, True), (1, 1, 1, False), (12, 20, 12, False),

@@ -4,9 +4,6 @@ The harness is tritile.sim.engine_sim, the one of both engines (shared with ``tr
 and the benchmark); each array size is one build that runs a list of problems back to back.
 """
 
-import os
-import random
-
 import numpy as np
 import pytest
 
@@ -52,9 +49,7 @@ def _problems(rng):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rows,cols", [(2, 2), (4, 4), (8, 8), (4, 8)])
-def test_engine_matches_the_golden_model(rows, cols, tmp_path):
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
+def test_engine_matches_the_golden_model(rows, cols, tmp_path, seed):
     problems = _problems(np.random.default_rng(seed))
     runs = run_engine("systolic", config_for(rows, cols), problems, work_dir=tmp_path,
                       seed=seed % (1 << 31))

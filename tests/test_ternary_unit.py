@@ -1,6 +1,5 @@
 """The ternary unit core in Amaranth's simulator, against tritile.sw.ternary_matmul."""
 
-import os
 import random
 
 import numpy as np
@@ -10,12 +9,6 @@ from amaranth.sim import Simulator
 from tritile.hw.ternary import TernaryUnit
 from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
 from tritile.sw.ternary_layout import PACKINGS, TARGET_WEIGHTS_2BIT, ternary_memory_image
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def _config(lanes, fan_in, **limits):
@@ -78,8 +71,7 @@ def _as_dict(acc):
 @pytest.mark.parametrize("lanes, fan_in, read_stages", [(1, 1, 0), (2, 3, 0), (4, 8, 0),
                                                        (2, 3, 1), (4, 8, 2)])
 @pytest.mark.parametrize("packing", PACKINGS)
-def test_random_problem_matches_golden(lanes, fan_in, read_stages, packing):
-    seed = _seed()
+def test_random_problem_matches_golden(lanes, fan_in, read_stages, packing, seed):
     rng = np.random.default_rng(seed)
     config = _config(lanes, fan_in, ternary_read_stages=read_stages)
     m, k, n = 3, int(rng.integers(5, 24)), int(rng.integers(3, 12))
@@ -103,9 +95,8 @@ def test_one_lane_at_the_extremes_of_its_sum():
     assert got == {(0, 0): -40 * 128, (1, 0): 40 * 127}
 
 
-def test_the_2bit_code_no_packer_writes_adds_nothing():
+def test_the_2bit_code_no_packer_writes_adds_nothing(seed):
     # 0b10 is a zero with its sign set: the lane adds ~0 and a carry, i.e. nothing.
-    seed = _seed()
     rng = np.random.default_rng(seed)
     config = _config(4, 8)
     q = rng.integers(-128, 128, size=(3, 21), dtype=np.int8)
@@ -121,8 +112,7 @@ def test_the_2bit_code_no_packer_writes_adds_nothing():
     assert got == _as_dict(ternary_matmul(q, T))
 
 
-def test_backpressure_on_the_output_loses_nothing():
-    seed = _seed()
+def test_backpressure_on_the_output_loses_nothing(seed):
     rng = np.random.default_rng(seed)
     config = _config(4, 2, ternary_read_stages=1)
     q = rng.integers(-128, 128, size=(5, 3), dtype=np.int8)
@@ -146,8 +136,7 @@ def test_rejects_a_non_config():
         _config(0, 4)
 
 
-def test_dimensions_above_the_limits_are_clamped_to_them():
-    seed = _seed()
+def test_dimensions_above_the_limits_are_clamped_to_them(seed):
     rng = np.random.default_rng(seed)
     config = _config(4, 8, max_m=3, max_k=16, max_n=5, act_depth=48, trit_depth=80,
                      out_depth=15)

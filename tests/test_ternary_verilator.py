@@ -2,20 +2,11 @@
 against tritile.sw.ternary_matmul and requantize, on three (L, P) shapes, one with a read
 stage."""
 
-import os
-import random
-
 import numpy as np
 import pytest
 
 from tritile.sim.engine_sim import EngineProblem, run_engine
 from tritile.sw import AcceleratorConfig, requant_params
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def config_for(lanes, fan_in, read_stages):
@@ -61,8 +52,7 @@ def _problems(config, rng):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lanes, fan_in, read_stages", [(3, 5, 0), (4, 8, 1), (8, 2, 0)])
-def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path):
-    seed = _seed()
+def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path, seed):
     rng = np.random.default_rng(seed)
     config = config_for(lanes, fan_in, read_stages)
     problems = _problems(config, rng)
