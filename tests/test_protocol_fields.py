@@ -37,7 +37,7 @@ def test_wire_codes_are_those_of_docs_protocol_md():
         "PING": 1, "INFO": 2, "WRITE": 3, "READ": 4, "RUN": 5, "STATS": 6}
     assert {s.name: s.value for s in Status} == {
         "OK": 0, "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_OPCODE": 3, "BAD_TARGET": 4,
-        "BAD_ADDRESS": 5, "BAD_SHAPE": 6, "UNAVAILABLE": 7}
+        "BAD_ADDRESS": 5, "BAD_SHAPE": 6, "UNAVAILABLE": 7, "BUSY": 8}
     assert {t.name: t.value for t in Target} == {
         "SYSTOLIC_ACT": 0, "SYSTOLIC_WEIGHT": 1, "TERNARY_ACT": 2, "TERNARY_WEIGHT": 3,
         "PARAMS": 4, "OUTPUT32": 5, "OUTPUT8": 6, "TERNARY_WEIGHT_BASE3": 7}
