@@ -625,7 +625,9 @@ class Device:
         if not limit:
             raise DeviceError(f"device at {self.url} (config {self._info['config_id']}) has "
                               f"no program mode: its max_layers is 0")
-        if not (0 <= first and 1 <= count and first + count <= limit):
+        if count < 1:
+            raise ValueError(f"a program runs at least 1 layer, not {count}")
+        if not (0 <= first and first + count <= limit):
             raise ValueError(f"layers {first} .. {first + count - 1} are outside the "
                              f"device's {limit} descriptors")
 
