@@ -50,9 +50,10 @@ class RequestChecker(wiring.Component):
     A request is refused, in this order, for a failed CRC or impossible length (found by
     the parser), an unknown opcode, a length wrong for its opcode, a WRITE to a target
     that is not writable or strides that break the rules, a READ of a target that is not
-    readable or past its end, or a RUN of an engine this device lacks. The verdict takes
-    one cycle (the checks are registered, so no path runs through all of them); the
-    request then passes on with it, and is released to the parser when it is taken.
+    readable or past its end, a RUN of an engine this device lacks, or a RUN_PROGRAM on a
+    device without program mode. The verdict takes one cycle (the checks are registered,
+    so no path runs through all of them); the request then passes on with it, and is
+    released to the parser when it is taken.
     Address ranges of a WRITE and the shape of a RUN are checked further on
     (:class:`~tritile.hw.write_walker.WriteWalker`, :class:`~tritile.hw.shape_checker.
     ShapeChecker`).
@@ -164,6 +165,9 @@ class RequestChecker(wiring.Component):
                                       Mux(~read_ok, Status.BAD_ADDRESS, Status.OK)))
         with m.Elif(req.opcode == Opcode.RUN):
             m.d.comb += status.eq(Mux(present, Status.OK, Status.UNAVAILABLE))
+        with m.Elif(req.opcode == Opcode.RUN_PROGRAM):
+            # No build has the program sequencer yet (the SoC admits only max_layers 0).
+            m.d.comb += status.eq(Status.UNAVAILABLE)
         with m.Else():
             m.d.comb += status.eq(Status.OK)
         return m

@@ -22,7 +22,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw import protocol
-from tritile.sw.config import AcceleratorConfig
+from tritile.sw.config import AcceleratorConfig, ConfigError
 from tritile.sw.engines import ENGINES
 
 from .engine_bank import EngineBank, target_sizes, weight_limits
@@ -75,6 +75,9 @@ class SoC(wiring.Component):
             raise ValueError(f"engines must be distinct names from "
                              f"{', '.join(ENGINES)}, not {engines!r}")
         config.check_engines(*engines)
+        if config.max_layers:
+            raise ConfigError(f"max_layers must be 0: the program sequencer is not in the "
+                              f"gateware yet, not {config.max_layers}")
         self.config = config
         self.engines = engines
         self.byte_port = byte_port

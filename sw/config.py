@@ -73,6 +73,9 @@ class AcceleratorConfig:
         Target clock of the design, in Hz.
     baud : int
         UART baud rate of the host link (8N1).
+    max_layers : int
+        Layer descriptors the device holds for program mode (RUN_PROGRAM, protocol
+        version 3); 0: no program mode.
     """
 
     systolic_rows: int = 4
@@ -91,6 +94,7 @@ class AcceleratorConfig:
     out_depth: int = 4096
     clock_hz: int = 24_000_000
     baud: int = 1_000_000
+    max_layers: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -134,6 +138,8 @@ class AcceleratorConfig:
                         "max(systolic_cols, ternary_lanes) (one output row)")
         _check_range(self, "clock_hz", 1_000_000, 1_000_000_000)
         _check_range(self, "baud", 1200, 100_000_000)
+        # RUN_PROGRAM names layers with bytes.
+        _check_range(self, "max_layers", 0, 255)
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
@@ -176,8 +182,15 @@ class AcceleratorConfig:
         return dataclasses.asdict(self)
 
     def to_json(self):
-        """Return the canonical JSON text of the parameters (sorted keys, no spaces)."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Return the canonical JSON text of the parameters (sorted keys, no spaces).
+
+        A parameter of :data:`_OPTIONAL_FEATURES` is left out at 0 (the feature absent), so
+        a config without the feature keeps the ``config_id`` it had before the parameter
+        existed (ids are recorded in build reports, program files and docs).
+        """
+        data = {k: v for k, v in self.to_dict().items()
+                if not (k in _OPTIONAL_FEATURES and v == 0)}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data):
@@ -209,6 +222,10 @@ class AcceleratorConfig:
     def replace(self, **changes):
         """Return a copy with some parameters changed (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+#: Parameters added after config ids were published, each 0 when its feature is absent.
+_OPTIONAL_FEATURES = ("max_layers",)
 
 
 def _check_range(config, name, lo, hi):

@@ -34,7 +34,8 @@ from .numerics import MULT_BITS, SHIFT_MAX, SHIFT_MIN
 from .protocol import Opcode, RunFlag, Status, Target
 from .tiling import tile_problem
 
-__all__ = ["Device", "write_requests", "weight_requests", "DeviceError", "DeviceTimeout",
+__all__ = ["Device", "write_requests", "weight_requests", "feature_map_words",
+           "DeviceError", "DeviceTimeout",
            "LinkProtocolError", "DeviceStatusError", "ConfigMismatchError", "DeviceBusyError",
            "WeightHandle"]
 
@@ -213,6 +214,7 @@ class Device:
         self._decoder = protocol.FrameDecoder()
         self._resident = {}            # engine name -> (handle id, tile, packing) in its memory
         self._params = None            # PARAMS bytes last written
+        self._program = {}             # layer index -> descriptor fields last loaded
         self.stats = {"bytes_sent": 0, "bytes_received": 0, "runs": 0, "busy_cycles": 0,
                       "mac_cycles": 0}
         self.last_run = None
@@ -469,13 +471,13 @@ class Device:
 
     # --- memories ------------------------------------------------------------------------
 
-    def write(self, target, image, *, run=0, stride=0, label="upload"):
-        """Write ``image`` to ``target``, skipping the unused bytes of each ``stride``.
+    def write(self, target, image, *, addr=0, run=0, stride=0, label="upload"):
+        """Write ``image`` to ``target`` from byte ``addr``, skipping unused word bytes.
 
         With ``run`` and ``stride`` set, ``image`` is a whole number of ``stride``-byte
         words of which only the first ``run`` bytes are sent.
         """
-        requests = write_requests(target, image, run=run, stride=stride)
+        requests = write_requests(target, image, addr=addr, run=run, stride=stride)
         progress = _Progress(label, sum(len(r[2]) for r in requests), self.progress)
         try:
             self._pipeline(requests, progress=progress)
@@ -616,6 +618,77 @@ class Device:
         _check_inner(q, handle.weights, "q", "T")
         return self._compute(spec, q, handle, None, mult, shift, relu)
 
+    # --- program mode (protocol version 3) ------------------------------------------------
+
+    def _check_layers(self, first, count):
+        limit = self.config.max_layers
+        if not limit:
+            raise DeviceError(f"device at {self.url} (config {self._info['config_id']}) has "
+                              f"no program mode: its max_layers is 0")
+        if count < 1:
+            raise ValueError(f"a program runs at least 1 layer, not {count}")
+        if not (0 <= first and first + count <= limit):
+            raise ValueError(f"layers {first} .. {first + count - 1} are outside the "
+                             f"device's {limit} descriptors")
+
+    def load_program(self, descriptors):
+        """Write layer descriptors (bytes from :func:`~tritile.sw.protocol.encode_layer`, or
+        dicts of its fields) to the device's descriptor memory, layer 0 first."""
+        image = [d if isinstance(d, (bytes, bytearray)) else protocol.encode_layer(**d)
+                 for d in descriptors]
+        self._check_layers(0, len(image))
+        try:    # 80 bytes each, reserved bytes zero
+            fields = [protocol.decode_layer(bytes(d)) for d in image]
+        except protocol.ProtocolError as exc:
+            raise ValueError(str(exc)) from None
+        self._program = {}
+        self.write(Target.PROGRAM, b"".join(image), label="program")
+        self._program = dict(enumerate(fields))
+
+    def run_program(self, first=0, count=None):
+        """Run layers ``first`` .. ``first + count - 1`` (default: to the last loaded);
+        return each layer's ``{"busy_cycles", "mac_cycles"}``."""
+        count = len(self._program) - first if count is None else count
+        self._check_layers(first, count)
+        cycles = 0
+        for index in range(first, first + count):
+            layer = self._program.get(index)
+            if layer is not None and layer["engine"] in set(protocol.Engine):
+                cycles += engine(protocol.Engine(layer["engine"])).plan(
+                    self.config, max(layer["m"], 1), max(layer["k"], 1),
+                    max(layer["n"], 1)).cycles
+        frame = self.request(Opcode.RUN_PROGRAM, protocol.run_program_args(first, count),
+                             extra_seconds=2 * cycles / self._cycle_rate)
+        layers = [{"busy_cycles": busy, "mac_cycles": macs}
+                  for busy, macs in protocol.parse_program_run(frame.data, count)]
+        self.stats["runs"] += count
+        self.stats["busy_cycles"] += sum(layer["busy_cycles"] for layer in layers)
+        self.stats["mac_cycles"] += sum(layer["mac_cycles"] for layer in layers)
+        return layers
+
+    def write_input_map(self, engine_name, x, base=0):
+        """Write int8 map ``x`` (NHWC, or M x K for a dense layer) to ``engine_name``'s
+        activation memory from word ``base``, in the layout of docs/protocol.md."""
+        spec = engine(engine_name)
+        run, stride = spec.act_runs(self.config)
+        x = np.asarray(x)
+        if x.dtype != np.int8 or 0 in x.shape:
+            raise ValueError(f"x must be a non-empty int8 array, not {x.dtype} of shape "
+                             f"{x.shape}")
+        words = feature_map_words(x, run)
+        image = np.zeros((len(words), stride), np.uint8)
+        image[:, :run] = words.view(np.uint8)
+        self.write(spec.protocol_target(0), image.tobytes(), addr=base * stride, run=run,
+                   stride=stride, label="input map")
+
+    def read_output(self, m, n, *, raw=False, out_base=0):
+        """Return the ``m x n`` results at output index ``out_base`` (int32 with ``raw``)."""
+        if raw:
+            data = self.read(Target.OUTPUT32, 4 * out_base, 4 * m * n)
+            return np.frombuffer(data, "<i4").reshape(m, n)
+        return np.frombuffer(self.read(Target.OUTPUT8, out_base, m * n),
+                             np.int8).reshape(m, n)
+
     def _handle(self, weights, kind, name, packing):
         if isinstance(weights, WeightHandle):
             self._check_handle(weights, kind)
@@ -634,8 +707,8 @@ def _netlist_config(build_dir):
         raise DeviceError(str(exc)) from None
 
 
-def write_requests(target, image, *, run=0, stride=0):
-    """Return the WRITE requests ``[(opcode, args, data)]`` that load ``image``.
+def write_requests(target, image, *, addr=0, run=0, stride=0):
+    """Return the WRITE requests ``[(opcode, args, data)]`` that load ``image`` at ``addr``.
 
     With ``run`` and ``stride``, ``image`` is a whole number of ``stride``-byte words of
     which only the first ``run`` bytes are sent; each frame carries whole runs.
@@ -647,7 +720,7 @@ def write_requests(target, image, *, run=0, stride=0):
     else:
         data, run, stride, per_frame = image, 0, 0, protocol.MAX_DATA
     return [(Opcode.WRITE,
-             protocol.write_args(target, offset // run * stride if run else offset,
+             protocol.write_args(target, addr + (offset // run * stride if run else offset),
                                  run, stride),
              data[offset:offset + per_frame])
             for offset in range(0, len(data), per_frame)]
@@ -662,6 +735,24 @@ def weight_requests(config, spec, W, packing=None):
                               packing)[core_target]
     run, stride = spec.weight_runs(config, packing)
     return write_requests(spec.protocol_target(core_target), image, run=run, stride=stride)
+
+
+def feature_map_words(x, chunk):
+    """Return the activation-memory words of int8 map ``x`` as rows of ``chunk`` bytes.
+
+    ``x`` is NHWC (B x H x W x C) or, for a dense layer, M x K (H = 1, W = M). Pixel
+    (b, y, x), channel chunk ct is word ``((b*H + y)*W + x)*CT + ct`` with
+    ``CT = ceil(C / chunk)``; channel c sits in byte ``c % chunk``; channels past C are 0.
+    """
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[None, None]
+    if x.ndim != 4:
+        raise ValueError(f"a feature map is NHWC or M x K, not of shape {x.shape}")
+    channels = x.shape[3]
+    padded = np.zeros(x.shape[:3] + (-(-channels // chunk) * chunk,), np.int8)
+    padded[..., :channels] = x
+    return padded.reshape(-1, chunk)
 
 
 def _int_matrix(name, value, dtype):

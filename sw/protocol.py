@@ -23,10 +23,13 @@ __all__ = [
     "SYNC", "RESPONSE_BIT", "HEADER_SIZE", "CRC_SIZE", "FRAMING_SIZE", "MAX_DATA",
     "MAX_ARGS", "MAX_PAYLOAD", "MAX_RESPONSE_DATA", "VERSION", "FRAME_TIMEOUT_MS",
     "PARAM_RECORD", "STATS_FIELDS", "Opcode", "Status", "Target", "Engine", "RunFlag",
-    "ENGINE_TARGETS", "ARGS_FIELDS", "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS", "ProtocolError", "Frame", "FrameDecoder",
+    "LayerFlag", "LayerPool", "LAYER_FIELDS", "LAYER_SIGNED", "LAYER_SIZE",
+    "ENGINE_TARGETS", "ARGS_FIELDS", "ARGS_SIZE", "WRITABLE_TARGETS", "READABLE_TARGETS",
+    "ProtocolError", "Frame", "FrameDecoder",
     "crc16", "encode_frame", "encode_request", "encode_response",
-    "write_args", "read_args", "run_args", "target_size", "frame_timeout_cycles",
-    "capability_bytes", "parse_capability", "parse_run", "parse_stats", "param_records",
+    "write_args", "read_args", "run_args", "run_program_args", "target_size",
+    "frame_timeout_cycles", "capability_bytes", "parse_capability", "parse_run",
+    "parse_program_run", "parse_stats", "param_records", "encode_layer", "decode_layer",
 ]
 
 SYNC = 0xA5
@@ -43,7 +46,7 @@ MAX_ARGS = 8
 MAX_PAYLOAD = MAX_ARGS + MAX_DATA
 #: Most data bytes one READ returns (the response also has its status byte).
 MAX_RESPONSE_DATA = MAX_DATA
-VERSION = 2
+VERSION = 3
 #: A frame whose next byte does not arrive within this time is abandoned.
 FRAME_TIMEOUT_MS = 10
 
@@ -56,6 +59,8 @@ class Opcode(enum.IntEnum):
     READ = 0x04
     RUN = 0x05
     STATS = 0x06
+    #: Run layers ``first`` .. ``first + count - 1`` of the loaded program (version 3).
+    RUN_PROGRAM = 0x07
 
 
 #: The fields of each opcode's argument block, in wire order: (name, bits), little-endian.
@@ -67,6 +72,7 @@ ARGS_FIELDS = {
     Opcode.READ: (("target", 8), ("addr", 24), ("count", 16)),
     Opcode.RUN: (("engine", 8), ("flags", 8), ("m", 16), ("k", 16), ("n", 16)),
     Opcode.STATS: (),
+    Opcode.RUN_PROGRAM: (("first", 8), ("count", 8)),
 }
 
 #: Bytes of the fixed argument block of each opcode.
@@ -105,10 +111,14 @@ class Target(enum.IntEnum):
     #: Ternary weights in the base-3 packing (the same memory as ``TERNARY_WEIGHT``,
     #: transcoded as it is written: a word's bytes must arrive in order from its first).
     TERNARY_WEIGHT_BASE3 = 7
+    #: The layer-descriptor memory: ``max_layers`` descriptors of :data:`LAYER_SIZE` bytes,
+    #: layer ``i`` at byte ``i * LAYER_SIZE`` (version 3).
+    PROGRAM = 8
 
 
 WRITABLE_TARGETS = (Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT, Target.TERNARY_ACT,
-                    Target.TERNARY_WEIGHT, Target.TERNARY_WEIGHT_BASE3, Target.PARAMS)
+                    Target.TERNARY_WEIGHT, Target.TERNARY_WEIGHT_BASE3, Target.PARAMS,
+                    Target.PROGRAM)
 READABLE_TARGETS = (Target.OUTPUT32, Target.OUTPUT8)
 
 
@@ -132,6 +142,43 @@ class RunFlag(enum.IntFlag):
     RAW = 1
     RELU = 2
 
+
+class LayerPool(enum.IntEnum):
+    """Bits 4-5 of a layer descriptor's ``flags``: pooling of the requantized output."""
+    NONE = 0
+    MAX = 1
+    AVERAGE = 2
+
+
+class LayerFlag(enum.IntFlag):
+    """The ``flags`` field of a layer descriptor."""
+    #: int32 results, no requantization (only with ``TO_OUTPUT``).
+    RAW = 1
+    RELU = 2
+    #: Results go to the output memory; else as int8 into an activation memory.
+    TO_OUTPUT = 4
+    MAX_POOL = LayerPool.MAX << 4
+    AVERAGE_POOL = LayerPool.AVERAGE << 4
+
+
+#: The fields of a layer descriptor in wire order: (name, bits), little-endian. One
+#: descriptor describes one layer of a program (docs/protocol.md, "Layer descriptor").
+LAYER_FIELDS = (
+    ("engine", 8), ("flags", 8), ("m", 16), ("k", 16), ("n", 16),
+    ("in_h", 16), ("in_w", 16), ("chunks", 16), ("out_h", 16), ("out_w", 16),
+    ("kernel_w", 8), ("stride_y", 8), ("stride_x", 8), ("pad_top", 8), ("pad_left", 8),
+    ("base0", 32), ("x_step", 32), ("row_step", 32), ("image_step", 32),
+    ("tap_row_step", 32),
+    ("weight_base", 24), ("param_base", 16), ("dest_engine", 8), ("dest_base", 24),
+    ("dest_chunks", 16), ("pool_k", 8), ("pool_out_h", 16), ("pool_out_w", 16),
+    ("pool_mult", 16), ("pool_shift", 8), ("out_base", 24),
+)
+#: Descriptor fields that are two's complement (the walk's steps).
+LAYER_SIGNED = frozenset({"base0", "x_step", "row_step", "image_step", "tap_row_step"})
+#: Bytes of one descriptor: the fields, then zero bytes.
+LAYER_SIZE = 80
+#: Values of the fields :func:`encode_layer` is not given.
+_LAYER_DEFAULTS = {"pool_k": 1}
 
 #: One channel's requantization parameters in the PARAMS target: bias, mult, shift, pad.
 PARAM_RECORD = struct.Struct("<iHBx")
@@ -228,6 +275,54 @@ def run_args(engine, flags, m, k, n):
     return bytes([Engine(engine), int(flags)]) + struct.pack("<HHH", m, k, n)
 
 
+def run_program_args(first, count):
+    """Return RUN_PROGRAM's argument block: the first layer and the number of layers."""
+    for name, value in (("first", first), ("count", count)):
+        if not 0 <= value <= 0xFF:
+            raise ValueError(f"{name} must fit in 8 bits, not {value}")
+    return bytes([first, count])
+
+
+def encode_layer(**fields):
+    """Return the :data:`LAYER_SIZE` bytes of a layer descriptor with ``fields``.
+
+    A field not given is 0 (``pool_k`` 1); an unknown field or a value that does not fit
+    its width raises ValueError.
+    """
+    widths = dict(LAYER_FIELDS)
+    unknown = sorted(set(fields) - set(widths))
+    if unknown:
+        raise ValueError(f"unknown layer field(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(widths)}")
+    word = offset = 0
+    for name, bits in LAYER_FIELDS:
+        value = int(fields.get(name, _LAYER_DEFAULTS.get(name, 0)))
+        lo, hi = ((-(1 << bits - 1), (1 << bits - 1) - 1) if name in LAYER_SIGNED
+                  else (0, (1 << bits) - 1))
+        if not lo <= value <= hi:
+            raise ValueError(f"layer field {name} must be in [{lo}, {hi}], not {value}")
+        word |= (value & ((1 << bits) - 1)) << offset
+        offset += bits
+    return word.to_bytes(LAYER_SIZE, "little")
+
+
+def decode_layer(data):
+    """Return the fields of a layer descriptor as a dict (inverse of :func:`encode_layer`)."""
+    if len(data) != LAYER_SIZE:
+        raise ProtocolError(f"a layer descriptor has {LAYER_SIZE} bytes, not {len(data)}")
+    word = int.from_bytes(data, "little")
+    fields, offset = {}, 0
+    for name, bits in LAYER_FIELDS:
+        value = word >> offset & ((1 << bits) - 1)
+        if name in LAYER_SIGNED and value >> (bits - 1):
+            value -= 1 << bits
+        fields[name] = value
+        offset += bits
+    if word >> offset:
+        raise ProtocolError("a layer descriptor's reserved bytes must be zero")
+    return fields
+
+
 def target_size(config, target):
     """Return the size in bytes of ``target`` on a device built for ``config``.
 
@@ -242,6 +337,7 @@ def target_size(config, target):
     if owner is not None:
         return owner.target_size(config, target)
     return {Target.PARAMS: config.max_n * PARAM_RECORD.size,
+            Target.PROGRAM: config.max_layers * LAYER_SIZE,
             Target.OUTPUT32: config.out_depth * 4,
             Target.OUTPUT8: config.out_depth}[target]
 
@@ -307,6 +403,14 @@ def parse_run(data):
     if len(data) != 8:
         raise ProtocolError(f"RUN response data has {len(data)} bytes, not 8")
     return struct.unpack("<II", data)
+
+
+def parse_program_run(data, count):
+    """Return ``[(busy_cycles, mac_cycles)]`` of ``count`` layers from RUN_PROGRAM's data."""
+    if len(data) != 8 * count:
+        raise ProtocolError(f"RUN_PROGRAM response data has {len(data)} bytes, not "
+                            f"8 x {count} layers")
+    return [struct.unpack_from("<II", data, 8 * i) for i in range(count)]
 
 
 def parse_stats(data):

@@ -31,6 +31,10 @@ def test_config_id_is_stable():
     assert PRESETS["icebreaker"].config_id == "7d82f5a7"
     assert PRESETS["ulx3s-85f"].config_id == "a83188df"
     assert AcceleratorConfig(baud=115200).config_id != AcceleratorConfig().config_id
+    # Program mode, added later, changes the id only where it is present.
+    assert AcceleratorConfig(max_layers=4).config_id != AcceleratorConfig().config_id
+    assert AcceleratorConfig.from_json(AcceleratorConfig(max_layers=4).to_json()) \
+        == AcceleratorConfig(max_layers=4)
 
 
 @given(st.integers(1, 64), st.integers(1, 64))
@@ -63,6 +67,8 @@ def test_any_array_size_in_range_is_accepted(rows, cols):
     ({"act_depth": 0}, "act_depth must be between 1 and 16777216, not 0"),
     ({"systolic_cols": 2.5}, "systolic_cols must be an integer, not 2.5"),
     ({"max_m": True}, "max_m must be an integer"),
+    ({"max_layers": 256}, "max_layers must be between 0 and 255, not 256"),
+    ({"max_layers": -1}, "max_layers must be between 0 and 255, not -1"),
 ])
 def test_invalid_parameters_are_named(changes, message):
     with pytest.raises(ConfigError) as info:

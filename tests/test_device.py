@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from tritile.sw import (AcceleratorConfig, gemm_int8, requantize, ternary_matmul)
+from tritile.sw import protocol
 from tritile.sw.device import (ConfigMismatchError, Device, DeviceBusyError, DeviceError,
-                               DeviceTimeout, WeightHandle)
+                               DeviceStatusError, DeviceTimeout, WeightHandle)
+from tritile.sw.protocol import Engine, Opcode, RunFlag, Status, Target
 
 #: Small enough to build quickly and to make tiling happen on small problems.
 TEST_CONFIG = AcceleratorConfig(
@@ -146,3 +148,34 @@ def test_silent_port_times_out():
         for conn, _ in accepted:
             conn.close()
         server.close()
+
+
+def test_program_mode_absent_is_refused_before_sending(device):
+    assert device.info()["version"] == 3 and device.config.max_layers == 0
+    sent = device.stats["bytes_sent"]
+    with pytest.raises(DeviceError, match="has no program mode: its max_layers is 0"):
+        device.load_program([protocol.encode_layer(m=1, k=1, n=1)])
+    with pytest.raises(DeviceError, match="has no program mode"):
+        device.run_program(0, 1)
+    assert device.stats["bytes_sent"] == sent
+    # The device itself refuses the opcode and its memory.
+    for opcode, args, data, status in (
+            (Opcode.RUN_PROGRAM, protocol.run_program_args(0, 1), b"", Status.UNAVAILABLE),
+            (Opcode.WRITE, protocol.write_args(Target.PROGRAM, 0), bytes(80),
+             Status.BAD_TARGET)):
+        with pytest.raises(DeviceStatusError) as info:
+            device.request(opcode, args, data)
+        assert info.value.status == status
+    assert device.ping() < 5
+
+
+def test_input_map_written_in_place_is_what_a_run_reads(device, rng):
+    # The ternary unit already reads the contract's layout (row m's K group g at word
+    # m*CT + g): a map written with write_input_map replaces the one a RUN left there.
+    m, k, n = 3, 10, 4
+    T = rng.integers(-1, 2, (k, n)).astype(np.int8)
+    device.ternary(rng.integers(-128, 128, (m, k)).astype(np.int8), T)
+    q = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    device.write_input_map("ternary", q)
+    device.request(Opcode.RUN, protocol.run_args(Engine.TERNARY, RunFlag.RAW, m, k, n))
+    assert np.array_equal(device.read_output(m, n, raw=True), ternary_matmul(q, T))

@@ -2,14 +2,17 @@
 
 import os
 import random
+import re
 
 import pytest
 
 from tritile.sw import PRESETS, AcceleratorConfig
 from tritile.sw.protocol import (
-    FRAMING_SIZE, MAX_DATA, SYNC, Engine, FrameDecoder, Opcode, ProtocolError, Status,
-    Target, capability_bytes, crc16, encode_frame, encode_request, encode_response,
-    param_records, parse_capability, read_args, run_args, target_size, write_args)
+    FRAMING_SIZE, LAYER_FIELDS, LAYER_SIGNED, LAYER_SIZE, MAX_DATA, SYNC, Engine,
+    FrameDecoder, LayerFlag, LayerPool, Opcode, ProtocolError, Status, Target,
+    capability_bytes, crc16, decode_layer, encode_frame, encode_layer, encode_request,
+    encode_response, param_records, parse_capability, parse_program_run, read_args,
+    run_args, run_program_args, target_size, write_args)
 
 
 def _seed():
@@ -130,3 +133,69 @@ def test_engine_targets_follow_the_cores_numbering():
     config = AcceleratorConfig()
     assert target_size(config, Target.TERNARY_WEIGHT_BASE3) == \
         target_size(config, Target.TERNARY_WEIGHT)
+
+
+def _random_layer(py_rng):
+    fields = {}
+    for name, bits in LAYER_FIELDS:
+        lo, hi = ((-(1 << bits - 1), (1 << bits - 1) - 1) if name in LAYER_SIGNED
+                  else (0, (1 << bits) - 1))
+        fields[name] = py_rng.choice([lo, hi, py_rng.randint(lo, hi)])
+    return fields
+
+
+def test_layer_descriptor_round_trips_at_every_field_extreme(py_rng):
+    for _ in range(200):
+        fields = _random_layer(py_rng)
+        data = encode_layer(**fields)
+        assert len(data) == LAYER_SIZE and decode_layer(data) == fields
+
+
+def test_layer_descriptor_places_fields_in_wire_order():
+    # The contract's order: engine and flags first, then m, k, n as u16 little-endian.
+    data = encode_layer(engine=Engine.TERNARY, flags=LayerFlag.RELU | LayerFlag.MAX_POOL,
+                        m=0x0102, k=0x0304, n=0x0506, base0=-2)
+    assert data[:8] == bytes([1, 0x12, 2, 1, 4, 3, 6, 5])
+    assert data[8 + 10 + 5:8 + 10 + 5 + 4] == (-2).to_bytes(4, "little", signed=True)
+    assert decode_layer(data)["pool_k"] == 1            # the default: no pooling
+    assert sum(bits for _, bits in LAYER_FIELDS) == 520  # 65 bytes, then reserved zeros
+    assert data[65:] == bytes(LAYER_SIZE - 65)
+    assert LayerFlag.AVERAGE_POOL >> 4 == LayerPool.AVERAGE
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"m": 1 << 16}, "layer field m must be in [0, 65535], not 65536"),
+    ({"x_step": 1 << 31}, "layer field x_step must be in [-2147483648, 2147483647]"),
+    ({"dest_base": -1}, "layer field dest_base must be in [0, 16777215], not -1"),
+    ({"stride": 2}, "unknown layer field(s) stride"),
+])
+def test_layer_fields_out_of_range_are_named(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        encode_layer(**fields)
+
+
+def test_decode_layer_refuses_wrong_size_and_reserved_bits():
+    with pytest.raises(ProtocolError, match="80 bytes, not 79"):
+        decode_layer(bytes(79))
+    with pytest.raises(ProtocolError, match="reserved bytes must be zero"):
+        decode_layer(bytes(79) + b"\x01")
+
+
+def test_run_program_arguments_and_response():
+    assert run_program_args(3, 2) == bytes([3, 2])
+    assert len(encode_request(Opcode.RUN_PROGRAM, 0, run_program_args(0, 1))) == \
+        FRAMING_SIZE + 2
+    with pytest.raises(ValueError, match="count must fit in 8 bits, not 256"):
+        run_program_args(0, 256)
+    data = (5).to_bytes(4, "little") + (3).to_bytes(4, "little") + bytes(8)
+    assert parse_program_run(data, 2) == [(5, 3), (0, 0)]
+    with pytest.raises(ProtocolError, match="16 bytes, not 8 x 3 layers"):
+        parse_program_run(data, 3)
+
+
+def test_program_memory_is_max_layers_descriptors():
+    assert target_size(AcceleratorConfig(), Target.PROGRAM) == 0
+    assert target_size(AcceleratorConfig(max_layers=12), Target.PROGRAM) == 12 * LAYER_SIZE
+    info, config = parse_capability(capability_bytes(AcceleratorConfig(max_layers=12),
+                                                     [Engine.SYSTOLIC]))
+    assert info["max_layers"] == 12 and info["version"] == 3

@@ -159,6 +159,12 @@ REFUSALS = {
         Engine.SYSTOLIC, 0, 1, C.max_k + 1, 1)), Status.BAD_SHAPE),
     "run_of_unknown_engine": (_frame(Opcode.RUN, bytes([3, 0, 1, 0, 1, 0, 1, 0])),
                               Status.UNAVAILABLE),
+    # No build has program mode yet: its opcode and its memory are refused.
+    "run_program_without_program_mode": (request(Opcode.RUN_PROGRAM, 5,
+                                                 protocol.run_program_args(0, 1)),
+                                         Status.UNAVAILABLE),
+    "write_of_the_absent_program_memory": (request(Opcode.WRITE, 5, protocol.write_args(
+        Target.PROGRAM, 0), bytes(protocol.LAYER_SIZE)), Status.BAD_TARGET),
 }
 
 
@@ -218,6 +224,7 @@ def test_truncated_frame_times_out_unanswered():
      {"target": Target.OUTPUT8, "addr": 77, "count": 2048}),
     (Opcode.RUN, protocol.run_args(Engine.TERNARY, 3, 1, 513, 65535),
      {"engine": Engine.TERNARY, "flags": 3, "m": 1, "k": 513, "n": 65535}),
+    (Opcode.RUN_PROGRAM, protocol.run_program_args(7, 200), {"first": 7, "count": 200}),
 ])
 def test_argument_layouts_decode_what_the_driver_encodes(opcode, args, fields):
     layout = args_layout(opcode)
