@@ -34,13 +34,13 @@ def test_stats_of_the_wrong_size_are_refused(size):
 def test_wire_codes_are_those_of_docs_protocol_md():
     # The gateware of a device built earlier holds these numbers: they never move.
     assert {o.name: o.value for o in Opcode} == {
-        "PING": 1, "INFO": 2, "WRITE": 3, "READ": 4, "RUN": 5, "STATS": 6}
+        "PING": 1, "INFO": 2, "WRITE": 3, "READ": 4, "RUN": 5, "STATS": 6, "RUN_PROGRAM": 7}
     assert {s.name: s.value for s in Status} == {
         "OK": 0, "BAD_CRC": 1, "BAD_LENGTH": 2, "UNKNOWN_OPCODE": 3, "BAD_TARGET": 4,
         "BAD_ADDRESS": 5, "BAD_SHAPE": 6, "UNAVAILABLE": 7, "BUSY": 8}
     assert {t.name: t.value for t in Target} == {
         "SYSTOLIC_ACT": 0, "SYSTOLIC_WEIGHT": 1, "TERNARY_ACT": 2, "TERNARY_WEIGHT": 3,
-        "PARAMS": 4, "OUTPUT32": 5, "OUTPUT8": 6, "TERNARY_WEIGHT_BASE3": 7}
+        "PARAMS": 4, "OUTPUT32": 5, "OUTPUT8": 6, "TERNARY_WEIGHT_BASE3": 7, "PROGRAM": 8}
     assert {e.name: e.value for e in Engine} == {"SYSTOLIC": 0, "TERNARY": 1}
     assert (int(RunFlag.RAW), int(RunFlag.RELU)) == (1, 2)
 
@@ -60,12 +60,12 @@ def test_response_data_follows_the_status_byte():
     assert Frame(0x84, 1, b"\x00\x01\x02").data == b"\x01\x02"
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [2, 4])
 def test_capability_of_another_protocol_version_is_refused(version):
     image = bytearray(capability_bytes(AcceleratorConfig(), [Engine.SYSTOLIC]))
     image[0] = version
     with pytest.raises(ProtocolError, match=f"device speaks protocol version {version}; "
-                                            f"this driver speaks 2"):
+                                            f"this driver speaks 3"):
         parse_capability(bytes(image))
 
 
