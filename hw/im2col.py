@@ -28,7 +28,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["MStep", "KStep", "walk_layout", "Im2colAddress"]
+__all__ = ["MStep", "KStep", "walk_layout", "engine_walk_limits", "Im2colAddress"]
 
 
 class MStep(enum.IntEnum):
@@ -63,6 +63,19 @@ def walk_layout(max_words, max_side, max_kernel, max_chunks):
         "base0": step, "x_step": step, "row_step": step, "image_step": step,
         "tap_row_step": step,
     })
+
+
+def engine_walk_limits(config, chunk, max_words):
+    """Return the :class:`Im2colAddress` limits of an engine reading ``chunk`` channels a word.
+
+    The config bounds them: a layer's K is ``kh * kw * CT * chunk <= max_k``, so each kernel
+    side (and the stride and pads, which the host keeps below or at it) and the chunks are
+    at most ``ceil(max_k / chunk)``; its M is ``images * OH * OW <= max_m``, so an input
+    side is at most ``stride * OW + kw``.
+    """
+    groups = -(-config.max_k // chunk)
+    return {"max_words": max_words, "max_side": groups * (config.max_m + 1),
+            "max_kernel": groups, "max_chunks": groups}
 
 
 class Im2colAddress(wiring.Component):
