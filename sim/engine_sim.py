@@ -31,7 +31,7 @@ from tritile.sw.engines import engine
 from tritile.sw.numerics import requantize
 from tritile.sw.planner import plan_conv
 
-__all__ = ["EngineProblem", "EngineRun", "SimulationError", "harness_verilog",
+__all__ = ["EngineProblem", "EngineRun", "start_fields", "SimulationError", "harness_verilog",
            "build_engine_model", "run_engine"]
 
 _TOP = "engine_harness"
@@ -42,6 +42,17 @@ _DIR = "TRITILE_ENGINE_SIM_DIR"
 
 class SimulationError(RuntimeError):
     """The simulated engine broke its contract (results missing, repeated or misplaced)."""
+
+
+def start_fields(walk, m, k, n, *, raw=True, relu=False, weight_base=0):
+    """Return an engine core's ``start`` payload fields for an M x K x N problem read by
+    ``walk`` (:meth:`tritile.sw.engines.EngineSpec.walk`), the walk's steps as two's
+    complement."""
+    from tritile.hw.facts import START_FIELDS
+
+    fields = {**dataclasses.asdict(walk), "m": m, "k": k, "n": n, "raw": int(raw),
+              "relu": int(relu), "weight_base": weight_base}
+    return {name: fields[name] % (1 << width) for name, width in START_FIELDS.items()}
 
 
 @dataclasses.dataclass
@@ -103,14 +114,10 @@ class EngineProblem:
         return plan_conv(config, spec.name, self.window, *self.x.shape, self.w.shape[1])
 
     def start_fields(self, spec, config):
-        """Return the engine's ``start`` fields (the walk's steps as two's complement)."""
-        from tritile.hw.facts import START_FIELDS
-
+        """Return the engine's ``start`` fields (see :func:`start_fields`)."""
         plan = self.plan(spec, config)
-        walk = dataclasses.asdict(engine(spec).walk(config, self.x.shape, self.window))
-        fields = {**walk, "m": plan.m, "k": plan.k, "n": plan.n, "raw": int(self.raw),
-                  "relu": int(self.relu), "weight_base": 0}
-        return {name: fields[name] % (1 << width) for name, width in START_FIELDS.items()}
+        walk = engine(spec).walk(config, self.x.shape, self.window)
+        return start_fields(walk, plan.m, plan.k, plan.n, raw=self.raw, relu=self.relu)
 
     def memory_image(self, spec, config):
         """Return ``{core target: bytes}`` that loads the problem into engine ``spec``."""

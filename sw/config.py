@@ -73,6 +73,10 @@ class AcceleratorConfig:
         Target clock of the design, in Hz.
     baud : int
         UART baud rate of the host link (8N1).
+    conv_walk : int
+        1: the engines read their activations through the implicit-im2col walk
+        (convolutions run in place); 0: dense addressing only (row-major rows, no
+        padding or window logic), for devices that have no room for the walk.
     """
 
     systolic_rows: int = 4
@@ -91,6 +95,7 @@ class AcceleratorConfig:
     out_depth: int = 4096
     clock_hz: int = 24_000_000
     baud: int = 1_000_000
+    conv_walk: int = 1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -134,6 +139,7 @@ class AcceleratorConfig:
                         "max(systolic_cols, ternary_lanes) (one output row)")
         _check_range(self, "clock_hz", 1_000_000, 1_000_000_000)
         _check_range(self, "baud", 1200, 100_000_000)
+        _check_range(self, "conv_walk", 0, 1)
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
@@ -234,13 +240,13 @@ PRESETS = {
         systolic_rows=4, systolic_cols=3, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1152,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
-        baud=1_000_000),
+        baud=1_000_000, conv_walk=0),
     # iCE40UP5K, the ternary unit alone: 4 lanes x 8 inputs, no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=4, ternary_fan_in=8,
         max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
-        baud=1_000_000),
+        baud=1_000_000, conv_walk=0),
     # ECP5-85F: 156 MULT18X18D, 208 EBR. 144 int8 and 512 ternary MACs per cycle; the clock
     # is what the whole SoC meets (docs/boards.md), not yet the 100 MHz of the target.
     "ulx3s-85f": AcceleratorConfig(

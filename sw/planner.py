@@ -178,6 +178,9 @@ def plan_conv(config, engine, window, images, height, width, channels, n):
     if engine not in ("systolic", "ternary"):
         raise ValueError(f"engine must be systolic or ternary, not {engine!r}")
     config.check_engines(engine)
+    if not config.conv_walk:
+        raise ValueError("this config has no convolution walk (conv_walk = 0): run the "
+                         "layer as a GEMM over host-built im2col rows")
     chunk = config.systolic_rows if engine == "systolic" else config.ternary_fan_in
     oh, ow = window.output_size(height, width)
     chunks = ceil_div(channels, chunk)

@@ -27,9 +27,9 @@ def test_config_id_is_stable():
     # The id hashes canonical JSON; it must not change between runs or Python versions, or
     # a device built yesterday would refuse today's programs. The values are pinned: a
     # change here is a protocol-visible change and needs a deliberate update.
-    assert AcceleratorConfig().config_id == "b3fec31a"
-    assert PRESETS["icebreaker"].config_id == "7d82f5a7"
-    assert PRESETS["ulx3s-85f"].config_id == "a83188df"
+    assert AcceleratorConfig().config_id == "a9f016f8"
+    assert PRESETS["icebreaker"].config_id == "451465ef"
+    assert PRESETS["ulx3s-85f"].config_id == "552f045d"
     assert AcceleratorConfig(baud=115200).config_id != AcceleratorConfig().config_id
 
 
