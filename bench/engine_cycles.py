@@ -6,11 +6,14 @@ one simulation through the one engine harness (:mod:`tritile.sim.engine_sim`) an
 measured cycles, the planner's cycles, utilization (useful MACs / (peak MACs per cycle *
 cycles)) and Verilator's speed in simulated cycles per second of the compute phase. Prints
 one JSON object; ``--plot FILE`` also draws utilization against size, ``--table`` prints
-the Markdown table of docs/systolic.md and docs/ternary.md.
+the Markdown table of docs/systolic.md and docs/ternary.md. ``--conv`` measures the
+convolution layers of :data:`CONV_LAYERS` instead (read in place through the engines'
+implicit-im2col walk), bit-exact against ``tritile.sw.conv``.
 
     .venv/bin/python bench/engine_cycles.py --engine systolic --tiles 4x4 8x8 \\
         --plot docs/systolic_utilization.png --table
     .venv/bin/python bench/engine_cycles.py --engine ternary --tiles 8x8 16x8 --table
+    .venv/bin/python bench/engine_cycles.py --engine systolic --tiles 8x8 --conv --table
 """
 
 import argparse
@@ -21,11 +24,20 @@ import numpy as np
 
 from tritile.sim.engine_sim import EngineProblem, run_engine
 from tritile.sw import AcceleratorConfig
+from tritile.sw.conv import Window
 from tritile.sw.engines import ENGINES, engine
 
 SIZES = (16, 32, 64, 128, 256)
 TILES = ("4x4", "8x8")
 LIMIT = 256
+#: Convolution layers: (name, window, input H x W x C, output channels). The first is the
+#: target layer of issue #14.
+CONV_LAYERS = (
+    ("3x3 pad 1, 16x16x16 -> 32", Window(3, 1, 1), (16, 16, 16), 32),
+    ("1x1, 16x16x16 -> 32", Window(1), (16, 16, 16), 32),
+    ("3x3 stride 2 pad 1, 16x16x12 -> 24", Window(3, 2, (1, 1, 0, 0)), (16, 16, 12), 24),
+    ("5x5, 12x12x8 -> 16", Window(5), (12, 12, 8), 16),
+)
 
 
 def config_for(spec, tile_k, tile_n):
@@ -53,6 +65,40 @@ def measure(spec, tiles, sizes, seed):
                             "m": size, "k": size, "n": size, **run.to_dict(),
                             "model_error": run.busy_cycles / run.predicted_cycles - 1})
     return results
+
+
+def measure_conv(spec, tiles, seed):
+    rng = np.random.default_rng(seed)
+    low, high = spec.weight_values
+    results = []
+    for tile_k, tile_n in tiles:
+        config = config_for(spec, tile_k, tile_n)
+        problems = [EngineProblem(rng.integers(-128, 128, (1, *shape)).astype(np.int8),
+                                  rng.integers(low, high + 1, (window.kernel[0]
+                                               * window.kernel[1] * shape[2], n)
+                                               ).astype(np.int8), window=window)
+                    for _, window, shape, n in CONV_LAYERS]
+        runs = run_engine(spec, config, problems)
+        for (name, *_), problem, run in zip(CONV_LAYERS, problems, runs):
+            if not np.array_equal(run.out, problem.expected(spec)):
+                raise SystemExit(f"{spec.name} {tile_k}x{tile_n}, {name}: result differs "
+                                 f"from the golden model")
+            plan = problem.plan(spec, config)
+            results.append({"engine": spec.name, "tile_k": tile_k, "tile_n": tile_n,
+                            "layer": name, "m": plan.m, "k": plan.k, "n": plan.n,
+                            **run.to_dict(),
+                            "model_error": run.busy_cycles / run.predicted_cycles - 1})
+    return results
+
+
+def conv_table(results):
+    lines = ["| tile (K x N) | layer | M x K x N | cycles | model | utilization |",
+             "|---|---|---|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['tile_k']}x{r['tile_n']} | {r['layer']} | "
+                     f"{r['m']}x{r['k']}x{r['n']} | {r['cycles']} | {r['predicted_cycles']} "
+                     f"| {r['utilization']:.2%} |")
+    return "\n".join(lines)
 
 
 def table(results):
@@ -96,15 +142,20 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="FILE", help="write a utilization plot")
     parser.add_argument("--table", action="store_true", help="print a Markdown table")
+    parser.add_argument("--conv", action="store_true",
+                        help="measure the convolution layers instead of square GEMMs")
     args = parser.parse_args(argv)
     spec = engine(args.engine)
     tiles = [tuple(int(x) for x in tile.split("x")) for tile in args.tiles]
-    results = measure(spec, tiles, args.sizes, args.seed)
-    print(json.dumps({"benchmark": "engine_cycles", "engine": spec.name, "seed": args.seed,
-                      "results": results}, indent=1))
+    if args.conv:
+        results = measure_conv(spec, tiles, args.seed)
+    else:
+        results = measure(spec, tiles, args.sizes, args.seed)
+    print(json.dumps({"benchmark": "engine_cycles_conv" if args.conv else "engine_cycles",
+                      "engine": spec.name, "seed": args.seed, "results": results}, indent=1))
     if args.table:
-        print(table(results), file=sys.stderr)
-    if args.plot:
+        print((conv_table if args.conv else table)(results), file=sys.stderr)
+    if args.plot and not args.conv:
         plot(results, args.plot)
     return 0
 

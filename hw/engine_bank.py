@@ -7,13 +7,14 @@ its core (``spec.make_core``), and here the routing of writes, starts and result
 from the running core.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw.engines import ENGINES, engine
 from tritile.sw.protocol import Target
 
+from .dsp import shift_add_product
 from .facts import START_FIELDS
 from .request_checker import PROBLEM_LAYOUT
 from .requantizer import RESULT_LAYOUT, Requantizer
@@ -33,6 +34,23 @@ def target_sizes(config, engines):
 def weight_limits(config):
     """Return the weight capacity (the bound on a RUN's K*N) of every engine, by protocol id."""
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
+
+
+def ceil_div_const(value, divisor):
+    """Return ``ceil(value / divisor)`` for a constant ``divisor``, without a divider.
+
+    A power of two is wiring; any other divisor multiplies by its rounded-up reciprocal
+    ``r = ceil(2**s / divisor)`` in shifted adds, exact for every ``value`` of its width
+    because ``s`` exceeds the width of ``value * divisor`` (the error term ``value * e / 2**s``,
+    ``e < divisor``, stays below ``1 / divisor``).
+    """
+    width = len(value)
+    rounded = value + (divisor - 1)
+    if divisor & (divisor - 1) == 0:
+        return rounded >> (divisor.bit_length() - 1)
+    shift = width + 1 + divisor.bit_length()
+    reciprocal = -(-(1 << shift) // divisor)
+    return shift_add_product(Const(reciprocal), rounded) >> shift
 
 
 class EngineBank(wiring.Component):
@@ -81,6 +99,24 @@ class EngineBank(wiring.Component):
             "mac_cycles": Out(32),
         })
 
+    @staticmethod
+    def _dense_start(problem, chunk):
+        """Yield ``(field, value)`` of a core's start for the dense ``problem`` of a RUN.
+
+        The dense walk is the 1 x 1 window over a 1 x M map of ``CT = ceil(K / chunk)``
+        words a pixel (:meth:`tritile.sw.engines.EngineSpec.walk`): every step is CT and the
+        origin 0, so no multiplier sits between the request and the core.
+        """
+        chunks = ceil_div_const(problem.k, chunk)
+        values = {"m": problem.m, "k": problem.k, "n": problem.n, "raw": problem.raw,
+                  "relu": problem.relu, "in_h": 1, "in_w": problem.m, "chunks": chunks,
+                  "out_h": 1, "out_w": problem.m, "kernel_w": 1, "stride_y": 1,
+                  "stride_x": 1, "pad_top": 0, "pad_left": 0, "base0": 0,
+                  "x_step": chunks, "row_step": chunks, "image_step": chunks,
+                  "tap_row_step": 1, "weight_base": 0}
+        for field in START_FIELDS:
+            yield field, values[field]
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.requantizer = requantizer = Requantizer(self.config)
@@ -112,7 +148,8 @@ class EngineBank(wiring.Component):
                 core.write.payload.target.eq(core_target),
                 core.write.payload.addr.eq(write.addr),
                 core.write.payload.data.eq(write.data),
-                *(core.start.payload[field].eq(start[field]) for field in START_FIELDS),
+                *(core.start.payload[field].eq(value)
+                  for field, value in self._dense_start(start, spec.chunk(self.config))),
             ]
             with m.If(Cat(*(write.target == t for t in spec.targets)).any()):
                 m.d.comb += [core.write.valid.eq(self.write.valid),

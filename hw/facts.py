@@ -9,7 +9,7 @@ functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/syst
 """
 
 __all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
-           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WRITE_FIELDS"]
+           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS", "WRITE_FIELDS"]
 
 #: Cycles from a beat accepted on the :class:`~tritile.hw.requantizer.Requantizer`'s
 #: ``acc`` to its result valid on ``out`` (no stall): its five named stages.
@@ -33,9 +33,20 @@ SYSTOLIC_ACC_BUFFERS = 3
 #: that ends ``busy``.
 TERNARY_PIPELINE = 2
 
-#: Fields and widths of every engine core's ``start`` payload: one problem's sizes, and
-#: whether to return raw int32 or to apply ReLU before saturation.
-START_FIELDS = {"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1}
+#: Fields and widths of every engine core's ``start`` payload: one problem's sizes, whether
+#: to return raw int32 or to apply ReLU before saturation, the implicit-im2col walk of its
+#: activations (:class:`tritile.sw.conv.Im2colWalk`; the steps are two's complement) and
+#: the weight memory word where its weights start. The widths are the layer descriptor's;
+#: each core keeps as many bits of each as its config needs.
+START_FIELDS = {"m": 16, "k": 16, "n": 16, "raw": 1, "relu": 1,
+                "in_h": 16, "in_w": 16, "chunks": 16, "out_h": 16, "out_w": 16,
+                "kernel_w": 8, "stride_y": 8, "stride_x": 8, "pad_top": 8, "pad_left": 8,
+                "base0": 32, "x_step": 32, "row_step": 32, "image_step": 32,
+                "tap_row_step": 32, "weight_base": 24}
+#: The walk's fields among :data:`START_FIELDS`.
+WALK_FIELDS = ("in_h", "in_w", "chunks", "out_h", "out_w", "kernel_w", "stride_y",
+               "stride_x", "pad_top", "pad_left", "base0", "x_step", "row_step",
+               "image_step", "tap_row_step")
 #: Fields and widths of every engine core's ``write`` payload: one byte to a memory
 #: (``target`` in the core's own numbering, see :mod:`tritile.sw.engines`), at a byte
 #: address.

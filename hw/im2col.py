@@ -28,7 +28,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["MStep", "KStep", "walk_layout", "Im2colAddress"]
+__all__ = ["MStep", "KStep", "walk_layout", "engine_walk_limits", "Im2colAddress"]
 
 
 class MStep(enum.IntEnum):
@@ -65,6 +65,19 @@ def walk_layout(max_words, max_side, max_kernel, max_chunks):
     })
 
 
+def engine_walk_limits(config, chunk, max_words):
+    """Return the :class:`Im2colAddress` limits of an engine reading ``chunk`` channels a word.
+
+    The config bounds them: a layer's K is ``kh * kw * CT * chunk <= max_k``, so each kernel
+    side (and the stride and pads, which the host keeps below or at it) and the chunks are
+    at most ``ceil(max_k / chunk)``; its M is ``images * OH * OW <= max_m``, so an input
+    side is at most ``stride * OW + kw``. ``config.conv_walk`` 0 leaves the window logic out.
+    """
+    groups = -(-config.max_k // chunk)
+    return {"max_words": max_words, "max_side": groups * (config.max_m + 1),
+            "max_kernel": groups, "max_chunks": groups, "conv": bool(config.conv_walk)}
+
+
 class Im2colAddress(wiring.Component):
     """Word address (or padding) of the im2col row and column group an engine reads next.
 
@@ -72,6 +85,9 @@ class Im2colAddress(wiring.Component):
     ----------
     max_words, max_side, max_kernel, max_chunks : int
         Limits that size the registers (see :func:`walk_layout`); each at least 1.
+    conv : bool
+        Walk windows with padding; False keeps the dense walk alone (``origin`` steps by
+        ``x_step``, groups are consecutive words, never padding), for small devices.
 
     Members
     -------
@@ -89,19 +105,22 @@ class Im2colAddress(wiring.Component):
         The current (row, group) lies in the padding: the engine feeds zeros.
     """
 
-    def __init__(self, *, max_words, max_side, max_kernel, max_chunks):
+    def __init__(self, *, max_words, max_side, max_kernel, max_chunks, conv=True):
         for name, value in (("max_words", max_words), ("max_side", max_side),
                             ("max_kernel", max_kernel), ("max_chunks", max_chunks)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self._layout = walk_layout(max_words, max_side, max_kernel, max_chunks)
         self._max_side, self._max_kernel = max_side, max_kernel
+        self._conv = conv
         super().__init__({
             "walk": In(self._layout), "m_step": In(MStep), "m_mark": In(1),
             "k_step": In(KStep), "addr": Out(range(max_words)), "pad": Out(1),
         })
 
     def elaborate(self, platform):
+        if not self._conv:
+            return self._dense()
         m = Module()
         walk = self.walk
         side = signed(bits_for(self._max_side * self._max_kernel) + 2)
@@ -165,4 +184,30 @@ class Im2colAddress(wiring.Component):
         m.d.comb += [y.eq(here.y0 + group.i), x.eq(here.x0 + group.j),
                      self.pad.eq((y < 0) | (y >= walk.in_h) | (x < 0) | (x >= walk.in_w)),
                      self.addr.eq(here.origin + group.offset)]
+        return m
+
+    def _dense(self):
+        """The walk of a 1 x 1 window over a 1 x M map: word ``origin + offset``."""
+        m = Module()
+        origin_shape = self._layout["base0"].shape
+        origin, mark, offset = (Signal(origin_shape, name=name)
+                                for name in ("origin", "mark", "offset"))
+        after = Signal(origin_shape)
+        m.d.comb += after.eq(origin)
+        with m.Switch(self.m_step):
+            with m.Case(MStep.NEXT):
+                m.d.comb += after.eq(origin + self.walk.x_step)
+            with m.Case(MStep.RESET):
+                m.d.comb += after.eq(self.walk.base0)
+            with m.Case(MStep.RETURN):
+                m.d.comb += after.eq(mark)
+        m.d.sync += origin.eq(after)
+        with m.If(self.m_mark):
+            m.d.sync += mark.eq(after)
+        with m.Switch(self.k_step):
+            with m.Case(KStep.NEXT):
+                m.d.sync += offset.eq(offset + 1)
+            with m.Case(KStep.RESET):
+                m.d.sync += offset.eq(0)
+        m.d.comb += [self.addr.eq(origin + offset), self.pad.eq(0)]
         return m

@@ -28,7 +28,8 @@ from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
 from tritile.sw.systolic_layout import ACT_TARGET, WEIGHT_TARGET, systolic_geometry
 
 from .dsp import shift_add_product
-from .facts import SYSTOLIC_ACC_BUFFERS
+from .facts import SYSTOLIC_ACC_BUFFERS, WALK_FIELDS
+from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .systolic_array import SystolicArray
 
@@ -104,6 +105,11 @@ class SystolicCore(wiring.Component):
         size_m = Signal(range(config.max_m + 1))
         size_k = Signal(range(config.max_k + 1))
         size_n = Signal(range(config.max_n + 1))
+        m.submodules.walker = walker = Im2colAddress(
+            **engine_walk_limits(config, rows, geometry.act_words))
+        walk = Signal.like(walker.walk)
+        weight_base = Signal(range(geometry.weight_words))
+        m.d.comb += walker.walk.eq(walk)
         running = Signal()      # the sequencer still issues rows
         pending = Signal(buffers)   # buffer b holds (or will hold) a block not read out
         rejected = Signal()
@@ -137,13 +143,11 @@ class SystolicCore(wiring.Component):
         ld_k0 = Signal(range(config.max_k + rows))
         ld_m0 = Signal(range(config.max_m + rows))
         ld_n0 = Signal(range(config.max_n + cols))
-        # K tiles x rows of X, and N tiles x K rows of weights, plus the last step.
-        ld_abase = Signal(range((ceil_div(config.max_k, rows) + 1) * config.max_m + rows))
+        # N tiles x K rows of weights, plus the last step.
         ld_wbase = Signal(range((ceil_div(config.max_n, cols) + 1) * config.max_k))
         cp_valid = Signal()
         cp_m0, cp_n0 = Signal.like(ld_m0), Signal.like(ld_n0)
-        cp_abase = Signal.like(ld_abase)
-        cp_first_k, cp_last_k = Signal(), Signal()
+        cp_first_k, cp_last_k, cp_last_m = Signal(), Signal(), Signal()
         cp_rows, cp_cols = Signal(range(rows + 1)), Signal(range(cols + 1))
         cp_macs = Signal(range(rows * cols + 1))
         slot = Signal(range(rows))
@@ -165,9 +169,11 @@ class SystolicCore(wiring.Component):
             m.d.sync += [
                 size_m.eq(payload.m), size_k.eq(payload.k), size_n.eq(payload.n),
                 self.raw.eq(payload.raw), self.relu.eq(payload.relu),
+                *(walk[name].eq(payload[name]) for name in WALK_FIELDS),
+                weight_base.eq(payload.weight_base),
                 running.eq(legal), rejected.eq(~legal),
                 ld_valid.eq(1), ld_k0.eq(0), ld_m0.eq(0), ld_n0.eq(0),
-                ld_abase.eq(0), ld_wbase.eq(0), cp_valid.eq(0), slot.eq(0),
+                ld_wbase.eq(0), cp_valid.eq(0), slot.eq(0),
                 fill.eq(0), drain_buf.eq(0),
                 self.busy_cycles.eq(0), self.mac_cycles.eq(0),
             ]
@@ -181,22 +187,41 @@ class SystolicCore(wiring.Component):
         act_read = act_mem.read_port()
         weight_read = weight_mem.read_port()
         m.d.comb += [
-            act_read.addr.eq(cp_abase + slot), act_read.en.eq(issue),
-            weight_read.addr.eq(ld_wbase + ld_k0 + slot), weight_read.en.eq(issue),
+            act_read.addr.eq(walker.addr), act_read.en.eq(issue),
+            weight_read.addr.eq(weight_base + ld_wbase + ld_k0 + slot),
+            weight_read.en.eq(issue),
         ]
+        # The walker follows the compute tile: per K tile (one column group), the block's
+        # rows one per cycle, then back to the block's first row for the next K tile, or on
+        # to the next block's (marked), or to row 0 for the next N tile. It starts while
+        # the first tile's weights load, when the walk registers hold the new problem's.
+        with m.If(~cp_valid):
+            m.d.comb += [walker.m_step.eq(MStep.RESET), walker.m_mark.eq(1),
+                         walker.k_step.eq(KStep.RESET)]
+        with m.Elif(issue):
+            with m.If(slot != rows - 1):
+                m.d.comb += walker.m_step.eq(MStep.NEXT)
+            with m.Elif(~cp_last_k):
+                m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
+            with m.Else():
+                m.d.comb += [walker.m_step.eq(Mux(cp_last_m, MStep.RESET, MStep.NEXT)),
+                             walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
         # Memory data arrives one cycle after the address: delay the array's controls too.
         swap_d = Signal()
         load_d = Signal()
         real_d = Signal()
+        pad_d = Signal()
         index_d = Signal.like(slot)
         m.d.sync += [
             swap_d.eq(issue & cp_valid & (slot == 0)),
             load_d.eq(issue & ld_valid),
             real_d.eq(ld_k0 + slot < size_k),
+            pad_d.eq(walker.pad),
             index_d.eq(slot),
         ]
         m.d.comb += [
-            array.act.eq(act_read.data),
+            # Padding feeds a zero row (the memory's data is discarded).
+            array.act.eq(Mux(pad_d, 0, act_read.data)),
             array.swap.eq(swap_d),
             array.weight_index.eq(index_d),
             array.weight_load.eq(load_d),
@@ -221,8 +246,8 @@ class SystolicCore(wiring.Component):
                 m.d.sync += [
                     slot.eq(0),
                     cp_valid.eq(ld_valid), cp_m0.eq(ld_m0), cp_n0.eq(ld_n0),
-                    cp_abase.eq(ld_abase), cp_first_k.eq(ld_k0 == 0),
-                    cp_last_k.eq(ld_last_k), cp_rows.eq(ld_rows), cp_cols.eq(ld_nc),
+                    cp_first_k.eq(ld_k0 == 0),
+                    cp_last_k.eq(ld_last_k), cp_last_m.eq(ld_last_m), cp_rows.eq(ld_rows), cp_cols.eq(ld_nc),
                     cp_macs.eq(shift_add_product(ld_kr, ld_nc)),
                 ]
                 with m.If(cp_valid & cp_last_k):
@@ -231,13 +256,12 @@ class SystolicCore(wiring.Component):
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
                 with m.Elif(~ld_last_k):
-                    m.d.sync += [ld_k0.eq(ld_k0 + rows), ld_abase.eq(ld_abase + size_m)]
+                    m.d.sync += [ld_k0.eq(ld_k0 + rows)]
                 with m.Elif(~ld_last_m):
-                    m.d.sync += [ld_k0.eq(0), ld_m0.eq(ld_m0 + rows),
-                                 ld_abase.eq(ld_m0 + rows)]
+                    m.d.sync += [ld_k0.eq(0), ld_m0.eq(ld_m0 + rows)]
                 with m.Elif(~ld_last_n):
                     m.d.sync += [ld_k0.eq(0), ld_m0.eq(0), ld_n0.eq(ld_n0 + cols),
-                                 ld_abase.eq(0), ld_wbase.eq(ld_wbase + size_k)]
+                                 ld_wbase.eq(ld_wbase + size_k)]
                 with m.Else():
                     m.d.sync += ld_valid.eq(0)
 

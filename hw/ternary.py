@@ -29,6 +29,8 @@ from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
                                       TARGET_WEIGHTS_BASE3, ternary_geometry)
 
+from .facts import WALK_FIELDS
+from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .trit_decoder import Base3Transcoder, Trit2BitDecoder, TritBase3Decoder, two_bit_codes
 
@@ -146,7 +148,18 @@ class TernaryUnit(wiring.Component):
                                     ("n", config.max_n))}
         issuing = Signal()
         start = self.start.payload
+        m.submodules.walker = walker = Im2colAddress(
+            **engine_walk_limits(config, fan_in, geo.act_words))
+        walk = Signal.like(walker.walk)
+        weight_base = Signal(range(max(geo.weight_words, 2)))
+        # The first group's address is needed the cycle after the start: the walker
+        # starts from the new walk while the registers take it.
+        m.d.comb += walker.walk.eq(walk)
         with m.If(starting):
+            m.d.comb += [walker.walk[name].eq(start[name]) for name in ("pad_top", "pad_left",
+                                                                         "base0")]
+            m.d.sync += [*(walk[name].eq(start[name]) for name in WALK_FIELDS),
+                         weight_base.eq(start.weight_base)]
             for name, limit in (("m", config.max_m), ("k", config.max_k),
                                 ("n", config.max_n)):
                 value = getattr(start, name)
@@ -167,7 +180,6 @@ class TernaryUnit(wiring.Component):
         n_base = Signal(range(config.max_n))
         row = Signal(range(config.max_m))
         k_base = Signal(range(config.max_k))
-        act_addr = Signal(range(max(geo.act_words, 2)))
         trit_addr = Signal(range(max(geo.weight_words, 2)))
         tile_trit_base = Signal.like(trit_addr)
         # "This is the last K group / row / N tile" flags are registers, set one step
@@ -187,24 +199,24 @@ class TernaryUnit(wiring.Component):
             # A dimension clamped to its limit is within one block iff it or the limit is.
             first_k = (start.k <= fan_in) | (config.max_k <= fan_in)
             first_row = (start.m <= 1) | (config.max_m <= 1)
-            m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), act_addr.eq(0),
-                         trit_addr.eq(0), tile_trit_base.eq(0),
+            m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
+            m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), trit_addr.eq(0), tile_trit_base.eq(0),
                          last_k.eq(first_k), single_k.eq(first_k),
                          last_row.eq(first_row), single_row.eq(first_row),
                          last_tile.eq((start.n <= lanes) | (config.max_n <= lanes))]
         with m.Elif(issuing & advance):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
             with m.If(~last_k):
-                m.d.sync += [k_base.eq(k_base + fan_in), act_addr.eq(act_addr + 1),
-                             trit_addr.eq(trit_addr + 1),
+                m.d.comb += walker.k_step.eq(KStep.NEXT)
+                m.d.sync += [k_base.eq(k_base + fan_in), trit_addr.eq(trit_addr + 1),
                              last_k.eq(k_base + 2 * fan_in >= dims["k"])]
             with m.Elif(~last_row):
-                m.d.sync += [k_base.eq(0), row.eq(row + 1), act_addr.eq(act_addr + 1),
-                             trit_addr.eq(tile_trit_base),
+                m.d.comb += [walker.m_step.eq(MStep.NEXT), walker.k_step.eq(KStep.RESET)]
+                m.d.sync += [k_base.eq(0), row.eq(row + 1), trit_addr.eq(tile_trit_base),
                              last_k.eq(single_k), last_row.eq(row + 2 >= dims["m"])]
             with m.Else():
-                m.d.sync += [k_base.eq(0), row.eq(0), act_addr.eq(0),
-                             trit_addr.eq(trit_addr + 1), tile_trit_base.eq(trit_addr + 1),
+                m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
+                m.d.sync += [k_base.eq(0), row.eq(0), trit_addr.eq(trit_addr + 1), tile_trit_base.eq(trit_addr + 1),
                              last_k.eq(single_k), last_row.eq(single_row),
                              last_tile.eq(n_base + 2 * lanes >= dims["n"])]
                 with m.If(~last_tile):
@@ -217,8 +229,8 @@ class TernaryUnit(wiring.Component):
         act_read = act_mem.read_port()
         weight_read = weight_mem.read_port()
         m.d.comb += [
-            weight_read.addr.eq(trit_addr), weight_read.en.eq(advance),
-            act_read.addr.eq(act_addr), act_read.en.eq(advance),
+            weight_read.addr.eq(weight_base + trit_addr), weight_read.en.eq(advance),
+            act_read.addr.eq(walker.addr), act_read.en.eq(advance),
         ]
 
         # Tags travel beside the data, one register per pipeline stage.
@@ -232,12 +244,16 @@ class TernaryUnit(wiring.Component):
             return tag
 
         next_tag()                                         # synchronous reads
+        # A padding position reads a word whose data is replaced by zeros.
+        pad = self._stage(m, walker.pad, advance, "pad_read")
         weight_word, activations = weight_read.data, act_read.data
         for stage in range(config.ternary_read_stages):
-            weight_word, activations = (self._stage(m, word, advance, f"{name}_s{stage}")
-                                        for word, name in ((weight_word, "weights"),
-                                                           (activations, "acts")))
+            weight_word, activations, pad = (self._stage(m, word, advance, f"{name}_s{stage}")
+                                             for word, name in ((weight_word, "weights"),
+                                                                (activations, "acts"),
+                                                                (pad, "pad")))
             next_tag()
+        activations = Mux(pad, 0, activations)
         trits = []
         for i in range(geo.weight_word_bytes):
             m.submodules[f"decode_{i}"] = decoder = Trit2BitDecoder()

@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from tritile.sw.config import AcceleratorConfig
+from tritile.sw.conv import Window, conv2d_int8, conv2d_ternary
 from tritile.sw.engines import engine
 from tritile.sw.numerics import requantize
+from tritile.sw.planner import plan_conv
 
-__all__ = ["EngineProblem", "EngineRun", "SimulationError", "harness_verilog",
+__all__ = ["EngineProblem", "EngineRun", "start_fields", "SimulationError", "harness_verilog",
            "build_engine_model", "run_engine"]
 
 _TOP = "engine_harness"
@@ -42,16 +44,33 @@ class SimulationError(RuntimeError):
     """The simulated engine broke its contract (results missing, repeated or misplaced)."""
 
 
+def start_fields(walk, m, k, n, *, raw=True, relu=False, weight_base=0):
+    """Return an engine core's ``start`` payload fields for an M x K x N problem read by
+    ``walk`` (:meth:`tritile.sw.engines.EngineSpec.walk`), the walk's steps as two's
+    complement."""
+    from tritile.hw.facts import START_FIELDS
+
+    fields = {**dataclasses.asdict(walk), "m": m, "k": k, "n": n, "raw": int(raw),
+              "relu": int(relu), "weight_base": weight_base}
+    return {name: fields[name] % (1 << width) for name, width in START_FIELDS.items()}
+
+
 @dataclasses.dataclass
 class EngineProblem:
     """One engine call: ``x @ w (+ bias)``, raw int32 or requantized by ``mult``/``shift``.
 
+    A convolution when ``window`` is given: ``x`` is then an NHWC map that the engine
+    reads in place through its implicit-im2col walk, and the result the convolution's
+    (B*OH*OW) x N output pixels.
+
     Members
     -------
     x : numpy.ndarray
-        int8, M x K activations.
+        int8, M x K activations, or a B x H x W x C map with ``window``.
     w : numpy.ndarray
-        int8, K x N weights (values in {-1, 0, 1} for the ternary engine).
+        int8, K x N weights (values in {-1, 0, 1} for the ternary engine); with
+        ``window``, the (kh*kw*C) x N im2col weight matrix
+        (:func:`tritile.sw.conv.conv_weight_matrix`).
     bias, mult, shift : numpy.ndarray or None
         int32 per output channel; without ``mult`` and ``shift`` the result is raw int32.
     relu : bool
@@ -60,6 +79,8 @@ class EngineProblem:
         The weights' packing (the engine's default for None).
     throttle : bool
         Drop ``out.ready`` on pseudo-random cycles, to test backpressure.
+    window : Window or None
+        The convolution's window; None for a dense problem.
     """
 
     x: np.ndarray
@@ -70,6 +91,7 @@ class EngineProblem:
     relu: bool = False
     packing: str | None = None
     throttle: bool = False
+    window: Window | None = None
 
     @property
     def raw(self):
@@ -78,8 +100,31 @@ class EngineProblem:
 
     @property
     def shape(self):
-        """``(m, k, n)``."""
-        return self.x.shape[0], self.x.shape[1], self.w.shape[1]
+        """``(m, k, n)`` of the GEMM (a convolution's K without channel padding)."""
+        if self.window is None:
+            return self.x.shape[0], self.x.shape[1], self.w.shape[1]
+        oh, ow = self.window.output_size(self.x.shape[1], self.x.shape[2])
+        return self.x.shape[0] * oh * ow, self.w.shape[0], self.w.shape[1]
+
+    def plan(self, spec, config):
+        """Return the engine's :class:`~tritile.sw.planner.EnginePlan` of the problem."""
+        spec = engine(spec)
+        if self.window is None:
+            return spec.plan(config, *self.shape)
+        return plan_conv(config, spec.name, self.window, *self.x.shape, self.w.shape[1])
+
+    def start_fields(self, spec, config):
+        """Return the engine's ``start`` fields (see :func:`start_fields`)."""
+        plan = self.plan(spec, config)
+        walk = engine(spec).walk(config, self.x.shape, self.window)
+        return start_fields(walk, plan.m, plan.k, plan.n, raw=self.raw, relu=self.relu)
+
+    def memory_image(self, spec, config):
+        """Return ``{core target: bytes}`` that loads the problem into engine ``spec``."""
+        spec = engine(spec)
+        if self.window is None:
+            return spec.memory_image(config, self.x, self.w, self.packing)
+        return spec.conv_image(config, self.x, self.w, self.window, self.packing)
 
     def expected(self, spec):
         """Return the golden result of engine ``spec`` (validates dtypes, shapes, values)."""
@@ -89,7 +134,15 @@ class EngineProblem:
         if self.relu and self.raw:
             raise ValueError("relu needs mult and shift (raw int32 results have no ReLU)")
         spec.check_weights("w", np.asarray(self.w))
-        acc = spec.golden(self.x, self.w, self.bias)
+        if self.window is None:
+            acc = spec.golden(self.x, self.w, self.bias)
+        elif spec.numerics == "int8":
+            acc = conv2d_int8(self.x, self.w, self.window, self.bias)
+        else:
+            acc = conv2d_ternary(self.x, self.w, self.window)
+            if self.bias is not None:
+                acc = (acc + np.asarray(self.bias, np.int32)).astype(np.int32)
+        acc = acc.reshape(-1, acc.shape[-1])
         return acc if self.raw else requantize(acc, self.mult, self.shift, relu=self.relu)
 
 
@@ -269,8 +322,7 @@ def _check(spec, config, problem):
     """Return the plan of ``problem``; ValueError if it is malformed or does not fit."""
     problem.expected(spec)
     spec.check_packing(problem.packing)
-    m, k, n = problem.shape
-    return spec.plan(config, m, k, n)
+    return problem.plan(spec, config)
 
 
 def run_engine(spec, config, problems, *, work_dir=None, waves=False, seed=None, log=None):
@@ -297,7 +349,7 @@ def run_engine(spec, config, problems, *, work_dir=None, waves=False, seed=None,
         # files from these just before loading it.
         np.savez(work / "problems.npz", **{
             f"{i}_{name}": value for i, problem in enumerate(problems)
-            for name, value in dataclasses.asdict(problem).items() if value is not None})
+            for name, value in _problem_arrays(problem).items() if value is not None})
         (work / "setup.json").write_text(json.dumps({"engine": spec.name,
                                                      "config": config.to_dict()}))
         sys.stdout.flush()
@@ -347,6 +399,16 @@ def _collect(spec, config, work, problems, plans):
 
 # --- the cocotb side: runs inside the simulator process --------------------------------
 
+def _problem_arrays(problem):
+    """Return ``problem``'s fields as arrays for ``np.savez`` (a window as its 8 numbers)."""
+    fields = {field.name: getattr(problem, field.name)
+              for field in dataclasses.fields(problem)}
+    if problem.window is not None:
+        window = problem.window
+        fields["window"] = np.array(window.kernel + window.stride + window.pads)
+    return fields
+
+
 def _load_setup(directory):
     setup = json.loads((directory / "setup.json").read_text())
     config = AcceleratorConfig.from_dict(setup["config"])
@@ -355,15 +417,20 @@ def _load_setup(directory):
     for key in arrays.files:
         index, name = key.split("_", 1)
         value = arrays[key]
-        fields.setdefault(int(index), {})[name] = value.item() if value.ndim == 0 else value
+        if name == "window":
+            value = Window(*(tuple(int(v) for v in part)
+                             for part in (value[:2], value[2:4], value[4:])))
+        elif value.ndim == 0:
+            value = value.item()
+        fields.setdefault(int(index), {})[name] = value
     return engine(setup["engine"]), config, [EngineProblem(**fields[i]) for i in sorted(fields)]
 
 
 def _problem_files(spec, config, problem, directory):
     """Write the hex files of ``problem``; return their beat counts and the start payload."""
     write, param, start, _ = _layouts()
-    m, k, n = problem.shape
-    image = spec.memory_image(config, problem.x, problem.w, problem.packing)
+    n = problem.w.shape[1]
+    image = problem.memory_image(spec, config)
     # Bytes are written in address order (the ternary unit's base-3 transcoding needs a
     # word's bytes in order), zero padding included, so no stale contents leak in.
     lines = [f"{_pack(write, target=target, addr=addr, data=byte):x}"
@@ -376,8 +443,7 @@ def _problem_files(spec, config, problem, directory):
                                                   shift.tolist()))]
     (directory / "writes.hex").write_text("\n".join(lines) + "\n")
     (directory / "params.hex").write_text("\n".join(params) + "\n")
-    return len(lines), len(params), _pack(start, m=m, k=k, n=n, raw=int(problem.raw),
-                                          relu=int(problem.relu))
+    return len(lines), len(params), _pack(start, **problem.start_fields(spec, config))
 
 
 try:
@@ -403,7 +469,7 @@ if cocotb is not None and _DIR in os.environ:
             dut.n_params.value = n_params
             dut.throttle.value = int(problem.throttle)
             # Bounds that turn a hung engine into a failure instead of a stuck simulation.
-            cycles = spec.plan(config, *problem.shape).cycles
+            cycles = problem.plan(spec, config).cycles
             limit = _PERIOD_NS * ((20 if problem.throttle else 10) * cycles + 1000)
             before = int(dut.results.value)
             dut.load.value = 1

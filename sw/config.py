@@ -73,6 +73,10 @@ class AcceleratorConfig:
         Target clock of the design, in Hz.
     baud : int
         UART baud rate of the host link (8N1).
+    conv_walk : int
+        1: the engines read their activations through the implicit-im2col walk
+        (convolutions run in place); 0: dense addressing only (row-major rows, no
+        padding or window logic), for devices that have no room for the walk.
     max_layers : int
         Layer descriptors the device holds for program mode (RUN_PROGRAM, protocol
         version 3); 0: no program mode.
@@ -94,6 +98,7 @@ class AcceleratorConfig:
     out_depth: int = 4096
     clock_hz: int = 24_000_000
     baud: int = 1_000_000
+    conv_walk: int = 1
     max_layers: int = 0
 
     def __post_init__(self):
@@ -138,6 +143,7 @@ class AcceleratorConfig:
                         "max(systolic_cols, ternary_lanes) (one output row)")
         _check_range(self, "clock_hz", 1_000_000, 1_000_000_000)
         _check_range(self, "baud", 1200, 100_000_000)
+        _check_range(self, "conv_walk", 0, 1)
         # RUN_PROGRAM names layers with bytes.
         _check_range(self, "max_layers", 0, 255)
         if self.clock_hz < 4 * self.baud:
@@ -251,13 +257,13 @@ PRESETS = {
         systolic_rows=4, systolic_cols=3, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1152,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
-        baud=1_000_000),
+        baud=1_000_000, conv_walk=0),
     # iCE40UP5K, the ternary unit alone: 4 lanes x 8 inputs, no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=4, ternary_fan_in=8,
         max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
-        baud=1_000_000),
+        baud=1_000_000, conv_walk=0),
     # ECP5-85F: 156 MULT18X18D, 208 EBR. 144 int8 and 512 ternary MACs per cycle; the clock
     # is what the whole SoC meets (docs/boards.md), not yet the 100 MHz of the target.
     "ulx3s-85f": AcceleratorConfig(

@@ -23,12 +23,16 @@ import importlib
 
 import numpy as np
 
+from .arith import ceil_div
+from .conv import Im2colWalk, Window
 from .numerics import gemm_int8, ternary_matmul
 from .packing import packed_size
 from .planner import plan_gemm, plan_ternary
 from .protocol import ENGINE_TARGETS, Engine
-from .systolic_layout import systolic_geometry, systolic_memory_image
-from .ternary_layout import PACKINGS, ternary_geometry, ternary_memory_image, weight_target
+from .systolic_layout import (systolic_act_image, systolic_geometry, systolic_memory_image,
+                              systolic_weight_image)
+from .ternary_layout import (PACKINGS, ternary_act_image, ternary_geometry,
+                             ternary_memory_image, ternary_weight_image, weight_target)
 
 __all__ = ["EngineSpec", "ENGINES", "engine", "engine_for_numerics", "engine_of_target",
            "present_engines"]
@@ -99,6 +103,49 @@ class EngineSpec:
         """Return the MACs per cycle the engine does at full rate."""
         tile_k, tile_n = self.tile_size(config)
         return tile_k * tile_n
+
+    def chunk(self, config):
+        """Return the channels of one activation word (the K extent of one group)."""
+        return getattr(config, self.size_fields[0])
+
+    def walk(self, config, x_shape, window=None):
+        """Return the :class:`~tritile.sw.conv.Im2colWalk` the engine reads its input by.
+
+        ``x_shape`` is a dense problem's ``(M, K)`` (the 1 x 1 window over a 1 x M map)
+        or, with ``window``, an NHWC map's ``(B, H, W, C)``.
+        """
+        if window is None:
+            m, k = x_shape
+            return Im2colWalk.of(Window(1), 1, 1, m, ceil_div(k, self.chunk(config)))
+        images, height, width, channels = x_shape
+        return Im2colWalk.of(window, images, height, width,
+                             ceil_div(channels, self.chunk(config)))
+
+    def conv_operands(self, config, X, W, window):
+        """Return ``(pixels, weights)``: the NHWC map ``X`` and K x N conv weights ``W``
+        (rows in (kh, kw, c) order) with the channels padded to whole words.
+
+        ``pixels`` is (B*H*W) x C' and ``weights`` (kh*kw*C') x N, C' the channels rounded
+        up to the chunk; the GEMM over the walk's rows equals the convolution.
+        """
+        chunk = self.chunk(config)
+        images, height, width, channels = X.shape
+        padded = ceil_div(channels, chunk) * chunk
+        pixels = np.zeros((images * height * width, padded), X.dtype)
+        pixels[:, :channels] = X.reshape(-1, channels)
+        kh, kw = window.kernel
+        weights = np.zeros((kh, kw, padded, W.shape[1]), W.dtype)
+        weights[:, :, :channels] = W.reshape(kh, kw, channels, W.shape[1])
+        return pixels, weights.reshape(-1, W.shape[1])
+
+    def conv_image(self, config, X, W, window, packing=None):
+        """Return ``{core target: bytes}`` loading the NHWC map ``X`` from word 0 and the
+        conv weights ``W`` ((kh*kw*C) x N) from weight word 0."""
+        pixels, weights = self.conv_operands(config, X, W, window)
+        return self._images(config, pixels, weights, self.check_packing(packing))
+
+    def _images(self, config, pixels, weights, packing):
+        raise NotImplementedError
 
     def weight_capacity(self, config):
         """Return the most weights (``K * N``) one call holds."""
@@ -243,6 +290,9 @@ class _Systolic(EngineSpec):
         self.check_packing(packing)
         return 1
 
+    def _images(self, config, pixels, weights, packing):
+        return {0: systolic_act_image(config, pixels), 1: systolic_weight_image(config, weights)}
+
     def _target_sizes(self, config):
         geometry = systolic_geometry(config)
         return geometry.act_bytes, geometry.weight_bytes
@@ -282,6 +332,10 @@ class _Ternary(EngineSpec):
 
     def weight_core_target(self, packing):
         return weight_target(self.check_packing(packing))
+
+    def _images(self, config, pixels, weights, packing):
+        return {0: ternary_act_image(config, pixels),
+                weight_target(packing): ternary_weight_image(config, weights, packing)}
 
     def _target_sizes(self, config):
         geometry = ternary_geometry(config)

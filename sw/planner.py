@@ -11,7 +11,7 @@ import dataclasses
 from .arith import ceil_div
 from .config import AcceleratorConfig
 
-__all__ = ["EnginePlan", "plan_gemm", "plan_ternary", "check_problem"]
+__all__ = ["EnginePlan", "plan_gemm", "plan_ternary", "plan_conv", "check_problem"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +102,21 @@ def plan_gemm(config, m, k, n):
     (:mod:`tritile.hw.facts`).
     """
     check_problem(config, m, k, n)
-    config.check_engines("systolic")
+    return _systolic_plan(config, m, k, n)
+
+
+def _check_weights(config, engine, k, n):
+    config.check_engines(engine)
+    field, what = (("weight_depth", "weights") if engine == "systolic"
+                   else ("trit_depth", "trits"))
+    if k * n > getattr(config, field):
+        raise ValueError(f"K*N = {k * n} {what} exceed {field} = {getattr(config, field)}")
+
+
+def _systolic_plan(config, m, k, n):
+    _check_weights(config, "systolic", k, n)
     facts = _facts()
     rows, cols = config.systolic_rows, config.systolic_cols
-    if k * n > config.weight_depth:
-        raise ValueError(f"K*N = {k * n} weights exceed weight_depth = {config.weight_depth}")
     k_tiles, n_tiles = ceil_div(k, rows), ceil_div(n, cols)
     feed = k_tiles * rows
     issue = facts.SYSTOLIC_START + rows     # cycle in which the next block may start feeding
@@ -137,10 +147,12 @@ def plan_ternary(config, m, k, n):
     is ``config.ternary_read_stages`` cycles longer than the lanes need.
     """
     check_problem(config, m, k, n)
-    config.check_engines("ternary")
+    return _ternary_plan(config, m, k, n)
+
+
+def _ternary_plan(config, m, k, n):
+    _check_weights(config, "ternary", k, n)
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
-    if k * n > config.trit_depth:
-        raise ValueError(f"K*N = {k * n} trits exceed trit_depth = {config.trit_depth}")
     k_tiles, n_tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
     last_lanes = n - (n_tiles - 1) * lanes
     row_cost = max(k_tiles, lanes + 1)
@@ -150,3 +162,42 @@ def plan_ternary(config, m, k, n):
               + (n_tiles - 1) * m * row_cost + (m - 1) * last_row_cost + last_lanes)
     return EnginePlan("ternary", m, k, n, fan_in, lanes, k_tiles, n_tiles, m * k * n,
                       lanes * fan_in, cycles)
+
+
+def plan_conv(config, engine, window, images, height, width, channels, n):
+    """Plan a convolution on ``engine`` (``"systolic"`` or ``"ternary"``) as its GEMM.
+
+    ``window`` (:class:`tritile.sw.conv.Window`) slides over ``images`` NHWC maps of
+    ``height`` x ``width`` x ``channels``, read in place through the implicit-im2col walk:
+    the GEMM is ``M = images * OH * OW``, ``K = kh * kw * CT * chunk`` (CT channel chunks
+    of the engine's ``chunk`` = R or P), ``N = n``, and costs what :func:`plan_gemm` or
+    :func:`plan_ternary` says of that shape (the walk adds no cycle). The map, not the
+    im2col rows, must fit the activation memory: ``images * height * width * CT`` words
+    of ``chunk`` bytes within ``act_depth`` bytes.
+    """
+    if engine not in ("systolic", "ternary"):
+        raise ValueError(f"engine must be systolic or ternary, not {engine!r}")
+    config.check_engines(engine)
+    if not config.conv_walk:
+        raise ValueError("this config has no convolution walk (conv_walk = 0): run the "
+                         "layer as a GEMM over host-built im2col rows")
+    chunk = config.systolic_rows if engine == "systolic" else config.ternary_fan_in
+    oh, ow = window.output_size(height, width)
+    chunks = ceil_div(channels, chunk)
+    m, k = images * oh * ow, window.kernel[0] * window.kernel[1] * chunks * chunk
+    for name, value, limit in (("M", m, config.max_m), ("K", k, config.max_k),
+                               ("N", n, config.max_n)):
+        if not 1 <= value <= limit:
+            raise ValueError(f"the convolution's {name} = {value} must be between 1 and "
+                             f"{limit} (config max_{name.lower()})")
+    words = images * height * width * chunks
+    if words * chunk > config.act_depth:
+        raise ValueError(f"the {images} x {height} x {width} x {channels} map takes "
+                         f"{words * chunk} bytes; act_depth = {config.act_depth}")
+    if m * n > config.out_depth:
+        raise ValueError(f"M*N = {m * n} results exceed out_depth = {config.out_depth}")
+    if max(window.stride) > ceil_div(config.max_k, chunk):
+        raise ValueError(f"stride {window.stride} must be at most ceil(max_k / {chunk}) = "
+                         f"{ceil_div(config.max_k, chunk)} (the walk's register width)")
+    plan = _systolic_plan if engine == "systolic" else _ternary_plan
+    return plan(config, m, k, n)

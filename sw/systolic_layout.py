@@ -5,8 +5,10 @@ one K tile) and C weights (one row of W for one N tile). A word occupies a power
 stride of byte addresses, so the engine splits a byte address into word and lane with
 wiring alone; lanes beyond R (or C) are never written.
 
-- activations, target 0: word ``i * M + m`` holds ``X[m, i*R : i*R + R]`` (zeros past K),
-  for K tile ``i`` and row ``m``;
+- activations, target 0: the NHWC-chunked map of the contract (docs/systolic.md), words
+  of R channels; a dense problem's row ``m``, K tile ``i`` is word ``m * CT + i`` with
+  ``CT = ceil(K / R)``, holding ``X[m, i*R : i*R + R]`` (zeros past K). The engine reads
+  it through the implicit-im2col walk of its ``start``;
 - weights, target 1: word ``j * K + k`` holds ``W[k, j*C : j*C + C]`` (zeros past N),
   for N tile ``j`` and row ``k``.
 
@@ -23,7 +25,7 @@ from .config import ConfigError
 from .planner import plan_gemm
 
 __all__ = ["SystolicGeometry", "systolic_geometry", "systolic_memory_image",
-           "ACT_TARGET", "WEIGHT_TARGET"]
+           "systolic_act_image", "systolic_weight_image", "ACT_TARGET", "WEIGHT_TARGET"]
 
 #: ``target`` of the engine's write stream for each memory.
 ACT_TARGET = 0
@@ -98,19 +100,39 @@ def systolic_memory_image(config, Xq, Wq):
     if Wq.shape[0] != k:
         raise ValueError(f"Xq is {m}x{k} but Wq is {Wq.shape[0]}x{Wq.shape[1]}: "
                          f"inner dimensions differ")
-    n = Wq.shape[1]
-    plan_gemm(config, m, k, n)
+    plan_gemm(config, m, k, Wq.shape[1])
+    return {ACT_TARGET: systolic_act_image(config, Xq),
+            WEIGHT_TARGET: systolic_weight_image(config, Wq)}
+
+
+def systolic_act_image(config, rows):
+    """Return the activation memory's bytes holding ``rows`` (int8, one row of words each).
+
+    Row ``m`` fills words ``m * CT .. m * CT + CT - 1``, ``CT = ceil(K / R)``: a dense
+    problem's X, or an NHWC map as ``(B*H*W) x C`` pixels.
+    """
     geometry = systolic_geometry(config)
-    rows, cols = config.systolic_rows, config.systolic_cols
-    k_tiles, n_tiles = ceil_div(k, rows), ceil_div(n, cols)
+    rows_r = config.systolic_rows
+    m, k = rows.shape
+    chunks = ceil_div(k, rows_r)
+    if m * chunks > geometry.act_words:
+        raise ValueError(f"{m} x {k} activations take {m * chunks} words; the systolic "
+                         f"activation memory holds {geometry.act_words}")
+    act = np.zeros((m, chunks, 1 << geometry.act_lane_bits), np.int8)
+    padded = np.zeros((m, chunks * rows_r), np.int8)
+    padded[:, :k] = rows
+    act[:, :, :rows_r] = padded.reshape(m, chunks, rows_r)
+    return act.tobytes()
 
-    act = np.zeros((k_tiles, m, 1 << geometry.act_lane_bits), np.int8)
-    padded = np.zeros((m, k_tiles * rows), np.int8)
-    padded[:, :k] = Xq
-    act[:, :, :rows] = padded.reshape(m, k_tiles, rows).transpose(1, 0, 2)
 
+def systolic_weight_image(config, Wq):
+    """Return the weight memory's bytes holding ``Wq`` (K x N int8) from word 0."""
+    geometry = systolic_geometry(config)
+    cols = config.systolic_cols
+    k, n = Wq.shape
+    n_tiles = ceil_div(n, cols)
     weights = np.zeros((n_tiles, k, 1 << geometry.weight_lane_bits), np.int8)
     padded = np.zeros((k, n_tiles * cols), np.int8)
     padded[:, :n] = Wq
     weights[:, :, :cols] = padded.reshape(k, n_tiles, cols).transpose(1, 0, 2)
-    return {ACT_TARGET: act.tobytes(), WEIGHT_TARGET: weights.tobytes()}
+    return weights.tobytes()

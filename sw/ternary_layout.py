@@ -29,7 +29,8 @@ from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3, packed_s
 from .planner import plan_ternary
 
 __all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS_2BIT", "TARGET_WEIGHTS_BASE3", "PACKINGS",
-           "TernaryGeometry", "weight_target", "ternary_geometry", "ternary_memory_image"]
+           "TernaryGeometry", "weight_target", "ternary_geometry", "ternary_memory_image",
+           "ternary_act_image", "ternary_weight_image"]
 
 #: ``target`` of the engines' byte-write stream.
 TARGET_ACTIVATIONS = 0
@@ -128,7 +129,6 @@ def ternary_memory_image(config, q, T, packing):
     goes to address ``i`` of that memory.
     """
     _check_packing(packing)
-    geometry = ternary_geometry(config)
     q, T = np.asarray(q), np.asarray(T)
     if q.dtype != np.int8 or q.ndim != 2:
         raise ValueError(f"q must be a 2-D int8 array, not {q.ndim}-D {q.dtype}")
@@ -140,14 +140,37 @@ def ternary_memory_image(config, q, T, packing):
     m, k = q.shape
     n = T.shape[1]
     plan_ternary(config, m, k, n)
-    lanes, fan_in = geometry.lanes, geometry.fan_in
-    groups, tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
+    return {TARGET_ACTIVATIONS: ternary_act_image(config, q),
+            weight_target(packing): ternary_weight_image(config, T, packing)}
 
+
+def ternary_act_image(config, q):
+    """Return the activation memory's bytes holding ``q`` (int8, one row of words each).
+
+    Row ``m`` fills words ``m * G .. m * G + G - 1``, ``G = ceil(K / P)``: a dense
+    problem's q, or an NHWC map as ``(B*H*W) x C`` pixels.
+    """
+    geometry = ternary_geometry(config)
+    fan_in = geometry.fan_in
+    m, k = q.shape
+    groups = ceil_div(k, fan_in)
+    if m * groups > geometry.act_words:
+        raise ValueError(f"{m} x {k} activations take {m * groups} words; the ternary "
+                         f"activation memory holds {geometry.act_words}")
     padded = np.zeros((m, groups * fan_in), np.int8)
     padded[:, :k] = q
     act = np.zeros((m * groups, geometry.act_stride), np.uint8)
     act[:, :fan_in] = padded.view(np.uint8).reshape(m * groups, fan_in)
+    return act.tobytes()
 
+
+def ternary_weight_image(config, T, packing):
+    """Return the weight memory's bytes holding ``T`` (K x N trits) in ``packing``."""
+    _check_packing(packing)
+    geometry = ternary_geometry(config)
+    lanes, fan_in = geometry.lanes, geometry.fan_in
+    k, n = T.shape
+    groups, tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
     trits = np.zeros((groups * fan_in, tiles * lanes), np.int8)
     trits[:k, :n] = T
     # (group, input, tile, lane) -> word (tile, group), lane-major inside the word.
@@ -161,4 +184,4 @@ def ternary_memory_image(config, q, T, packing):
     packed = np.frombuffer(_PACKERS[packing](aligned), np.uint8).reshape(-1, used)
     weights = np.zeros((words.shape[0], geometry.weight_stride), np.uint8)
     weights[:, :used] = packed
-    return {TARGET_ACTIVATIONS: act.tobytes(), weight_target(packing): weights.tobytes()}
+    return weights.tobytes()

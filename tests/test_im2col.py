@@ -50,9 +50,9 @@ def systolic_order(walk, block):
                     yield m0 + s, g, MStep.RETURN, 0, KStep.NEXT
 
 
-def run_walk(walk, order):
+def run_walk(walk, order, conv=True):
     """Drive the walkers through ``order``; return {(row, group): (addr, pad)} seen."""
-    dut = Im2colAddress(**LIMITS)
+    dut = Im2colAddress(**LIMITS, conv=conv)
     seen = {}
 
     async def bench(ctx):
@@ -112,3 +112,11 @@ def test_dense_layer_is_the_row_major_layout():
 def test_limits_must_be_positive(name):
     with pytest.raises(ValueError, match=f"{name} must be a positive integer, not 0"):
         Im2colAddress(**{**LIMITS, name: 0})
+
+
+def test_dense_walker_without_the_window_logic(rng):
+    # conv=False (config conv_walk 0): the same dense words, in both engines' orders.
+    walk = Im2colWalk.of(Window(1), 1, 1, 7, 3)
+    expected = im2col_word_addresses(Window(1), 1, 1, 7, 3)
+    for sequence in (ternary_order(walk), systolic_order(walk, int(rng.integers(1, 5)))):
+        check(run_walk(walk, sequence, conv=False), expected)

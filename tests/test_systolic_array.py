@@ -9,7 +9,9 @@ from amaranth.sim import Simulator
 from tritile.hw.dsp import DualMul8
 from tritile.hw.systolic import SystolicEngine
 from tritile.hw.systolic_array import ProcessingElement, SystolicArray
+from tritile.sim.engine_sim import start_fields
 from tritile.sw import AcceleratorConfig, ConfigError, gemm_int8, plan_gemm, requantize
+from tritile.sw.engines import engine
 from tritile.sw.systolic_layout import systolic_geometry, systolic_memory_image
 
 
@@ -124,8 +126,9 @@ def _run_engine(config, problems, extra_writes=()):
                 ctx.set(dut.write.valid, 1)
                 await ctx.tick()
             ctx.set(dut.write.valid, 0)
-            ctx.set(dut.start.payload, {"m": m, "k": Xq.shape[1], "n": n,
-                                        "raw": mult is None, "relu": relu})
+            walk = engine("systolic").walk(config, Xq.shape)
+            ctx.set(dut.start.payload, start_fields(walk, m, Xq.shape[1], n,
+                                                    raw=mult is None, relu=relu))
             ctx.set(dut.start.valid, 1)
             await ctx.tick()
             ctx.set(dut.start.valid, 0)
@@ -146,8 +149,9 @@ def _run_engine(config, problems, extra_writes=()):
     return runs
 
 
-def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(rng):
-    config = _config(3, 2)
+@pytest.mark.parametrize("conv_walk", [1, 0])
+def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(conv_walk, rng):
+    config = _config(3, 2, conv_walk=conv_walk)
     problems = []
     for m, k, n, requant in ((5, 7, 3, True), (1, 1, 1, False), (12, 20, 12, False),
                              (4, 6, 5, True)):
@@ -176,11 +180,13 @@ def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(rng):
 @pytest.mark.parametrize("m,k,n", [(0, 2, 2), (2, 0, 2), (2, 2, 0), (13, 2, 2),
                                    (2, 21, 2), (2, 2, 13)])
 def test_engine_drops_an_illegal_start_without_output(m, k, n):
-    dut = SystolicEngine(_config(2, 2))
+    config = _config(2, 2)
+    dut = SystolicEngine(config)
 
     async def testbench(ctx):
         ctx.set(dut.out.ready, 1)
-        ctx.set(dut.start.payload, {"m": m, "k": k, "n": n, "raw": 1, "relu": 0})
+        walk = engine("systolic").walk(config, (max(m, 1), max(k, 1)))
+        ctx.set(dut.start.payload, start_fields(walk, m, k, n))
         ctx.set(dut.start.valid, 1)
         await ctx.tick()
         ctx.set(dut.start.valid, 0)

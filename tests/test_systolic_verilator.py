@@ -6,6 +6,7 @@ and the benchmark); each array size is one build that runs a list of problems ba
 
 import numpy as np
 import pytest
+from conv_problems import random_conv_problems
 
 from tritile.sim.engine_sim import EngineProblem, run_engine
 from tritile.sw import AcceleratorConfig
@@ -60,3 +61,19 @@ def test_engine_matches_the_golden_model(rows, cols, tmp_path, seed):
         assert run.mac_cycles == m * k * n, where
         # The cycle model is exact for this engine.
         assert run.busy_cycles == run.predicted_cycles, where
+
+
+@pytest.mark.slow
+def test_engine_runs_convolutions_through_its_walk(rng, seed, tmp_path):
+    # The (4, 4) build of the test above: convolutions cost no build of their own.
+    config = config_for(4, 4)
+    problems = random_conv_problems(rng, "systolic", config, 6)
+    runs = run_engine("systolic", config, problems, work_dir=tmp_path, seed=seed % (1 << 31))
+    for index, (problem, run) in enumerate(zip(problems, runs)):
+        plan = problem.plan("systolic", config)
+        where = f"problem {index} ({problem.window}, map {problem.x.shape}, seed {seed})"
+        np.testing.assert_array_equal(run.out, problem.expected("systolic"), err_msg=where)
+        assert run.mac_cycles == plan.m * plan.k * plan.n, where
+        if not problem.throttle:
+            # The walk costs no cycle: the GEMM's cycle model is exact.
+            assert run.busy_cycles == plan.cycles, where

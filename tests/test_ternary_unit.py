@@ -7,7 +7,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from tritile.hw.ternary import TernaryUnit
+from tritile.sim.engine_sim import start_fields
 from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
+from tritile.sw.engines import engine
 from tritile.sw.ternary_layout import PACKINGS, TARGET_WEIGHTS_2BIT, ternary_memory_image
 
 
@@ -34,8 +36,8 @@ def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None
                 ctx.set(dut.write.valid, 1)
                 await ctx.tick()
         ctx.set(dut.write.valid, 0)
-        ctx.set(dut.start.payload, {"m": dims[0], "k": dims[1], "n": dims[2], "raw": 1,
-                                    "relu": 0})
+        walk = engine("ternary").walk(config, q.shape)     # the layout of the image
+        ctx.set(dut.start.payload, start_fields(walk, *dims))
         ctx.set(dut.start.valid, 1)
         await ctx.tick().until(dut.start.ready)
         ctx.set(dut.start.valid, 0)
@@ -68,12 +70,13 @@ def _as_dict(acc):
     return {(r, c): int(acc[r, c]) for r in range(acc.shape[0]) for c in range(acc.shape[1])}
 
 
-@pytest.mark.parametrize("lanes, fan_in, read_stages", [(1, 1, 0), (2, 3, 0), (4, 8, 0),
-                                                       (2, 3, 1), (4, 8, 2)])
+@pytest.mark.parametrize("lanes, fan_in, read_stages, conv_walk",
+                         [(1, 1, 0, 1), (2, 3, 0, 1), (4, 8, 0, 1), (2, 3, 1, 1), (4, 8, 2, 1),
+                          (2, 3, 0, 0)])
 @pytest.mark.parametrize("packing", PACKINGS)
-def test_random_problem_matches_golden(lanes, fan_in, read_stages, packing, seed):
+def test_random_problem_matches_golden(lanes, fan_in, read_stages, conv_walk, packing, seed):
     rng = np.random.default_rng(seed)
-    config = _config(lanes, fan_in, ternary_read_stages=read_stages)
+    config = _config(lanes, fan_in, ternary_read_stages=read_stages, conv_walk=conv_walk)
     m, k, n = 3, int(rng.integers(5, 24)), int(rng.integers(3, 12))
     q = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     T = rng.integers(-1, 2, size=(k, n), dtype=np.int8)

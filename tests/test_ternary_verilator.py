@@ -4,6 +4,7 @@ stage."""
 
 import numpy as np
 import pytest
+from conv_problems import random_conv_problems
 
 from tritile.sim.engine_sim import EngineProblem, run_engine
 from tritile.sw import AcceleratorConfig, requant_params
@@ -65,3 +66,18 @@ def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path, seed)
             # Without backpressure the cycle model is exact.
             assert run.busy_cycles == run.predicted_cycles, label
         assert run.mac_cycles == -(-shape[1] // fan_in) * shape[0] * -(-shape[2] // lanes)
+
+
+@pytest.mark.slow
+def test_engine_runs_convolutions_through_its_walk(tmp_path):
+    # The (4, 8, 1) build of the test above: convolutions cost no build of their own.
+    seed = _seed()
+    config = config_for(4, 8, 1)
+    problems = random_conv_problems(np.random.default_rng(seed), "ternary", config, 6)
+    runs = run_engine("ternary", config, problems, work_dir=tmp_path, seed=seed)
+    for index, (problem, run) in enumerate(zip(problems, runs)):
+        plan = problem.plan("ternary", config)
+        label = f"problem {index}: {problem.window}, map {problem.x.shape}, seed {seed}"
+        np.testing.assert_array_equal(run.out, problem.expected("ternary"), err_msg=label)
+        if not problem.throttle:
+            assert run.busy_cycles == plan.cycles, label
