@@ -54,18 +54,6 @@ def test_fit_check_names_resource_need_and_advice():
 
 
 @pytest.mark.slow
-def test_oversized_config_stops_before_place_and_route(tmp_path):
-    # 64 int8 products need 32 SB_MAC16 even two to a block; the UP5K has 8.
-    config = PRESETS["icebreaker"].replace(systolic_rows=8, systolic_cols=8)
-    with pytest.raises(FitError) as info:
-        build_board(BOARDS["icebreaker"], config, tmp_path)
-    message = str(info.value)
-    assert "dsp: needs" in message and "iCE40UP5K has 8" in message
-    assert "--config icebreaker" in message
-    assert not (tmp_path / "nextpnr-report.json").exists()
-
-
-@pytest.mark.slow
 def test_preset_builds_fit_meet_timing_and_use_the_designed_dsps(tmp_path):
     # The two builds run side by side (each is one yosys and one nextpnr process): on two
     # cores that halves the wall time of this, the slowest test.
