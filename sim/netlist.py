@@ -54,6 +54,9 @@ _NETLIST_WAIVERS = {
     "PINMISSING": "yosys leaves the unused pins of a cell unconnected (the model's default "
                   "or the silicon's tie-off applies)",
     "UNOPTFLAT": "as for the models: a vector net shared by LUTs and a carry chain",
+    "UNDRIVEN": "yosys keeps the public names of flattened ports whose unused bits it "
+                "optimized away (e.g. walk fields a config without conv_walk never reads); "
+                "those bits have no driver and no reader",
 }
 
 # Edits of the vendor models for a two-state simulator, each for its reason:

@@ -69,9 +69,8 @@ def test_engine_matches_golden_model(lanes, fan_in, read_stages, tmp_path, seed)
 
 
 @pytest.mark.slow
-def test_engine_runs_convolutions_through_its_walk(tmp_path):
+def test_engine_runs_convolutions_through_its_walk(seed, tmp_path):
     # The (4, 8, 1) build of the test above: convolutions cost no build of their own.
-    seed = _seed()
     config = config_for(4, 8, 1)
     problems = random_conv_problems(np.random.default_rng(seed), "ternary", config, 6)
     runs = run_engine("ternary", config, problems, work_dir=tmp_path, seed=seed)
