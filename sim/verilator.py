@@ -152,6 +152,17 @@ def build(sources, toplevel, *, timing=False, waves=False, log=None, cxx_opt="-O
     return final
 
 
+def _cocotb_library_path():
+    # A cached model links cocotb's libraries through the rpath of the venv that built it,
+    # which may since be gone (a clone deleted, another venv): the running venv's copy (the
+    # same cocotb version, part of the cache key) is on the loader's path as a fallback.
+    import cocotb
+
+    libs = os.path.join(os.path.dirname(cocotb.__file__), "libs")
+    path = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": f"{libs}:{path}" if path else libs}
+
+
 def run_cocotb(build_dir, toplevel, test_module, *, module_dir, work_dir, extra_env=None,
                seed=None, waves=False):
     """Run the cocotb module ``test_module`` (a file in ``module_dir``) on a build.
@@ -173,7 +184,8 @@ def run_cocotb(build_dir, toplevel, test_module, *, module_dir, work_dir, extra_
                               test_module=test_module,
                               build_dir=build_dir, test_dir=work_dir,
                               results_xml=str(Path(work_dir).resolve() / "results.xml"),
-                              extra_env={**os.environ, **(extra_env or {})},
+                              extra_env={**os.environ, **_cocotb_library_path(),
+                                         **(extra_env or {})},
                               seed=seed, waves=waves)
     finally:
         if added:
