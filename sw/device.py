@@ -215,8 +215,8 @@ class Device:
         self._resident = {}            # engine name -> (handle id, tile, packing) in its memory
         self._params = None            # PARAMS bytes last written
         self._program = {}             # layer index -> descriptor fields last loaded
-        self.stats = {"bytes_sent": 0, "bytes_received": 0, "runs": 0, "busy_cycles": 0,
-                      "mac_cycles": 0}
+        self.stats = {"bytes_sent": 0, "bytes_received": 0, "retries": 0, "runs": 0,
+                      "busy_cycles": 0, "mac_cycles": 0}
         self.last_run = None
         try:
             self._info, self.config = self._read_info()
@@ -428,6 +428,7 @@ class Device:
                                     f"{self._baud} baud right?)")
             raise LinkProtocolError(f"{opcode.name} to {self.url} failed {attempts[index]} "
                                     f"times with {why}")
+        self.stats["retries"] += 1
         queue.insert(0, index)
 
     # --- device information ------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shared helpers of the tests: seeds, the Amaranth simulator, and stream drivers.
+"""Shared helpers of the tests: seeds, the small device config, the Amaranth simulator, and
+stream drivers.
 
 Stream helpers follow Amaranth's stream rules from the testbench side: :func:`stream_put`
 holds ``valid`` and ``payload`` until ``ready``; :func:`stream_get` takes one beat;
@@ -12,7 +13,16 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["seed", "simulate", "stream_put", "stream_get", "watch_stream"]
+from tritile.sw import AcceleratorConfig
+
+__all__ = ["TEST_CONFIG", "seed", "simulate", "stream_put", "stream_get", "watch_stream"]
+
+#: The device of the end-to-end tests: small enough to build quickly and to make tiling
+#: happen on small problems.
+TEST_CONFIG = AcceleratorConfig(
+    systolic_rows=2, systolic_cols=2, ternary_lanes=4, ternary_fan_in=4,
+    max_m=8, max_k=16, max_n=8, act_depth=128, weight_depth=128, trit_depth=128,
+    out_depth=64)
 
 
 def seed():

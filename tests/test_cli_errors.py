@@ -1,5 +1,6 @@
-"""Errors a user can reach from ``tritile build`` and ``tritile program``: each is one line
-on stderr with its exit status (no traceback), and nothing is written, run or lost.
+"""Errors a user can reach from ``tritile build``, ``tritile program`` and ``tritile run``'s
+link: each is one line on stderr with its exit status (no traceback), and nothing is
+written, run or lost.
 
 The programmer is a real executable on PATH (a shell script standing in for a board that
 is not attached), so the command's own lookup, argument substitution and exit-status
@@ -8,8 +9,11 @@ handling run unchanged.
 
 import json
 import os
+import socket
 import stat
+import threading
 
+import numpy as np
 import pytest
 
 from tritile.sw import PRESETS
@@ -121,3 +125,41 @@ def test_build_that_misses_timing_exits_1_and_keeps_the_bitstream(tmp_path, caps
         "may not work at 48 MHz: lower clock_hz in the config")
     assert (out / "top.bin").stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["timing_met"] is False
+
+
+def _model_files(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx_models import torch_style
+
+    onnx.save(torch_style(), tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    return ["run", str(tmp_path / "m.onnx"), "--input", str(tmp_path / "x.npy"),
+            "--out", str(tmp_path / "y.npy")]
+
+
+def test_run_on_a_closed_port_is_one_line_and_writes_nothing(tmp_path, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"socket://127.0.0.1:{probe.getsockname()[1]}"
+    assert main([*_model_files(tmp_path), "--device", url]) == 2
+    assert _one_line_error(capsys, "run").startswith(
+        f"tritile run: error: device {url}: cannot open {url}: ")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_run_on_a_port_that_never_answers_times_out_in_one_line(tmp_path, capsys):
+    # A listener that accepts and stays silent: the driver's 4 attempts of 2 s each.
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        assert main([*_model_files(tmp_path), "--device", url]) == 2
+    finally:
+        for conn, _ in accepted:
+            conn.close()
+        server.close()
+    assert _one_line_error(capsys, "run") == (
+        f"tritile run: error: device {url}: no response from {url} to INFO after 4 attempts "
+        f"(is the device on, and is {PRESETS['sim-small'].baud} baud right?)")
+    assert not (tmp_path / "y.npy").exists()

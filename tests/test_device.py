@@ -4,33 +4,21 @@ One simulated board (byte mode) serves the module; the SoC is built once for a s
 config whose memories are small enough that moderate problems need tiling.
 """
 
-import os
-import random
 import socket
 import threading
 
 import numpy as np
 import pytest
 
-from tritile.sw import (AcceleratorConfig, gemm_int8, requantize, ternary_matmul)
+from tritile.sw import gemm_int8, requantize, ternary_matmul
 from tritile.sw import protocol
 from tritile.sw.device import (ConfigMismatchError, Device, DeviceBusyError, DeviceError,
                                DeviceStatusError, DeviceTimeout, WeightHandle)
 from tritile.sw.protocol import Engine, Opcode, RunFlag, Status, Target
 
-#: Small enough to build quickly and to make tiling happen on small problems.
-TEST_CONFIG = AcceleratorConfig(
-    systolic_rows=2, systolic_cols=2, ternary_lanes=4, ternary_fan_in=4,
-    max_m=8, max_k=16, max_n=8, act_depth=128, weight_depth=128, trit_depth=128,
-    out_depth=64)
+from helpers import TEST_CONFIG
 
 pytestmark = pytest.mark.slow
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +41,7 @@ def test_info_reports_the_config(device):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 7), (8, 16, 8), (13, 40, 11)])
-def test_gemm_matches_golden(device, shape):
-    rng = np.random.default_rng(_seed())
+def test_gemm_matches_golden(device, shape, rng):
     m, k, n = shape
     X = rng.integers(-128, 128, (m, k), dtype=np.int8)
     W = rng.integers(-128, 128, (k, n), dtype=np.int8)
@@ -70,8 +57,7 @@ def test_gemm_matches_golden(device, shape):
 
 @pytest.mark.parametrize("packing", ["base3", "2bit"])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 9, 6), (8, 16, 8), (12, 37, 10)])
-def test_ternary_matches_golden(device, packing, shape):
-    rng = np.random.default_rng(_seed())
+def test_ternary_matches_golden(device, packing, shape, rng):
     m, k, n = shape
     q = rng.integers(-128, 128, (m, k), dtype=np.int8)
     T = rng.integers(-1, 2, (k, n), dtype=np.int8)
@@ -93,6 +79,7 @@ def test_extreme_operands_at_the_k_limit(device):
 
 
 def test_bad_arguments_are_rejected_before_sending(device):
+    sent = device.stats["bytes_sent"]
     X = np.zeros((2, 3), np.int8)
     with pytest.raises(ValueError, match="inner dimensions differ"):
         device.gemm(X, np.zeros((4, 2), np.int8))
@@ -102,6 +89,7 @@ def test_bad_arguments_are_rejected_before_sending(device):
         device.upload_ternary(np.full((3, 2), 2, np.int8))
     with pytest.raises(ValueError, match="packing must be one of"):
         device.upload_ternary(np.zeros((3, 2), np.int8), packing="1bit")
+    assert device.stats["bytes_sent"] == sent
 
 
 def test_handle_of_another_config_is_refused(device):
