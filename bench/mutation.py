@@ -40,7 +40,7 @@ TESTS = {
     "config": ["tests/test_config.py", "tests/test_config_bounds.py"],
     "onnx_import": ["tests/test_onnx_import.py", "tests/test_onnx_import_errors.py",
                     "tests/test_onnx_import_conv.py", "tests/test_onnx_import_qdq.py",
-                    "tests/test_onnx_import_tail.py"],
+                    "tests/test_onnx_import_tail.py", "tests/test_onnx_import_edges.py"],
 }
 
 

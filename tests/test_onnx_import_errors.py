@@ -143,6 +143,27 @@ CASES = {
                                   initializer("W8", _const(8, 4))]),
                     "reshapes the feature map (4, 4, 4) (C, H, W) to (8, 8); only its "
                     "flatten to one feature axis is supported"),
+    "reshape-samples-moved": (lambda: _mlp(
+        [helper.make_node("Reshape", ["x", "s"], ["f"]), _matmul(data="f")],
+        [initializer("s", [3, 4], np.int64)]),
+        "target shape [3, 4] does not keep the sample axis first with the 4 features of "
+        "(4,)"),
+    "reshape-negative-sizes": (lambda: _mlp(
+        [helper.make_node("Reshape", ["x", "s"], ["f"]), _matmul(data="f")],
+        [initializer("s", [0, -2, -2], np.int64)]),
+        "target shape [0, -2, -2] does not keep the sample axis first"),
+    "conv-group-0": (lambda: _map([helper.make_node("Conv", ["x", "Wc"], ["y"],
+                                                    kernel_shape=[3, 3], group=0)]),
+                     "group=0 is not supported (only group=1"),
+    "weight-zero-point": (lambda: _mlp(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z0"], ["xq"]),
+         helper.make_node("DequantizeLinear", ["xq", "s", "z0"], ["xd"]),
+         helper.make_node("DequantizeLinear", ["Wq", "s", "z3"], ["Wd"]),
+         _matmul(data="xd", weight="Wd")],
+        [initializer("Wq", np.ones((4, 4)), np.int8), initializer("s", 0.5),
+         initializer("z0", 0, np.int8), initializer("z3", 3, np.int8)]),
+        "weight 'Wd' is quantized as int8 with zero points [3]; symmetric int8 weights are "
+        "needed"),
     "matmul-two-constants": (lambda: _mlp([_matmul(data="b", weight="W")]),
                              "both operands are constants; the layer has no data input"),
     "matmul-3d-weight": (lambda: _mlp([_matmul(weight="W3")], [initializer("W3", _const(2, 4, 4))]),
