@@ -19,8 +19,7 @@ CONFIGS = {"gemm": config_for(4, 4), "ternary": ternary_config_for(3, 5, 0)}
 COMMANDS = list(SUBCOMMANDS)
 
 
-def _files(tmp_path, command, m, k, n):
-    rng = np.random.default_rng(7)
+def _files(tmp_path, rng, command, m, k, n):
     weights = (-128, 128) if command == "gemm" else (-1, 2)
     arrays = {"x": rng.integers(-128, 128, (m, k)).astype(np.int8),
               "w": rng.integers(*weights, (k, n)).astype(np.int8),
@@ -38,12 +37,13 @@ def _files(tmp_path, command, m, k, n):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_problem_larger_than_the_config_is_tiled_and_bit_exact(command, tmp_path, capsys):
+def test_a_problem_larger_than_the_config_is_tiled_and_bit_exact(command, tmp_path, capsys,
+                                                                 rng):
     config = CONFIGS[command]
     # More rows than max_m and a K beyond max_k: the rows and K are split, the host adds
     # the partial sums, the bias, and requantizes.
     m, k, n = config.max_m + 3, config.max_k + 9, 7
-    arrays, paths = _files(tmp_path, command, m, k, n)
+    arrays, paths = _files(tmp_path, rng, command, m, k, n)
     out = tmp_path / "y.npy"
     status = main(["sim", command, "--x", paths["x"], "--w", paths["w"],
                    "--bias", paths["bias"], "--mult", paths["mult"], "--shift",
@@ -80,9 +80,9 @@ def test_both_commands_take_the_same_flags_and_the_old_spellings(command):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_engine_size_alone_gives_a_design_sized_to_the_problem(command, tmp_path):
+def test_engine_size_alone_gives_a_design_sized_to_the_problem(command, tmp_path, rng):
     m, k, n = 9, 70, 30
-    _, paths = _files(tmp_path, command, m, k, n)
+    _, paths = _files(tmp_path, rng, command, m, k, n)
     args = build_parser().parse_args(["sim", command, "--x", paths["x"], "--w", paths["w"],
                                       "--out", "y.npy", "--tile-k", "6", "--tile-n", "5"])
     spec, config, tiling, *_ = _problem(args)
@@ -99,8 +99,8 @@ def _error(capsys, argv):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_bad_files_exit_2_with_one_line(command, tmp_path, capsys):
-    arrays, paths = _files(tmp_path, command, 7, 13, 10)
+def test_bad_files_exit_2_with_one_line(command, tmp_path, capsys, rng):
+    arrays, paths = _files(tmp_path, rng, command, 7, 13, 10)
     base = ["sim", command, "--out", str(tmp_path / "y.npy")]
     assert "does not exist" in _error(
         capsys, base + ["--x", str(tmp_path / "missing.npy"), "--w", paths["w"]])
@@ -123,11 +123,11 @@ def test_bad_files_exit_2_with_one_line(command, tmp_path, capsys):
                                                       "--tile-n", "0"])
 
 
-def test_ternary_weights_and_a_missing_engine_are_one_line_errors(tmp_path, capsys):
-    _, paths = _files(tmp_path, "gemm", 7, 13, 10)
+def test_ternary_weights_and_a_missing_engine_are_one_line_errors(tmp_path, capsys, rng):
+    _, paths = _files(tmp_path, rng, "gemm", 7, 13, 10)
     base = ["sim", "ternary", "--x", paths["x"], "--w", paths["w"], "--out", "y.npy"]
     assert "values must be in" in _error(capsys, base)
-    _, paths = _files(tmp_path, "ternary", 7, 13, 10)
+    _, paths = _files(tmp_path, rng, "ternary", 7, 13, 10)
     base = ["sim", "ternary", "--x", paths["x"], "--w", paths["w"], "--out", "y.npy"]
     assert "has no ternary engine (it has systolic)" in _error(
         capsys, base + ["--config", "icebreaker"])

@@ -12,11 +12,9 @@ from tritile.sw.numerics import (quantize_activations_absmax, quantize_activatio
                                  quantize_weights_int8, ternarize_weights)
 
 CONFIG = PRESETS["sim-small"]
-SEED = 3
 
 
-def _model(norm=False, sizes=(20, 16, 12, 6)):
-    rng = np.random.default_rng(SEED)
+def _model(rng, norm=False, sizes=(20, 16, 12, 6)):
     layers = []
     for index, (k, n) in enumerate(zip(sizes, sizes[1:])):
         last = index == len(sizes) - 2
@@ -26,12 +24,12 @@ def _model(norm=False, sizes=(20, 16, 12, 6)):
     return Model(layers)
 
 
-def _data(m=200, k=20):
-    return np.random.default_rng(SEED + 1).standard_normal((m, k)).astype(np.float32)
+def _data(rng, m=200, k=20):
+    return rng.standard_normal((m, k)).astype(np.float32)
 
 
-def test_int8_chain_keeps_activations_int8_between_layers():
-    model, X = _model(), _data()
+def test_int8_chain_keeps_activations_int8_between_layers(rng):
+    model, X = _model(rng), _data(rng)
     program = compile_model(model, CONFIG, "int8", calib=X)
     first, middle, last = program.layers
     assert program.config_id == CONFIG.config_id
@@ -48,8 +46,8 @@ def test_int8_chain_keeps_activations_int8_between_layers():
     assert first.s_y == pytest.approx(float(np.max(np.abs(hidden))) / 127, rel=1e-6)
 
 
-def test_int8_output_tracks_float_model():
-    model, X = _model(), _data()
+def test_int8_output_tracks_float_model(rng):
+    model, X = _model(rng), _data(rng)
     program = compile_model(model, CONFIG, "int8", calib=X)
     out = execute(program, GoldenBackend(CONFIG), X).outputs
     ref = model.forward(X)
@@ -57,8 +55,8 @@ def test_int8_output_tracks_float_model():
     assert np.max(np.abs(out - ref)) < 0.03 * np.max(np.abs(ref))
 
 
-def test_ternary_layers_use_absmean_weights():
-    model, X = _model(norm=True), _data()
+def test_ternary_layers_use_absmean_weights(rng):
+    model, X = _model(rng, norm=True), _data(rng)
     program = compile_model(model, CONFIG, "ternary")
     for layer, dense in zip(program.layers, model.layers):
         T, gamma = ternarize_weights(dense.W)
@@ -75,28 +73,28 @@ def test_ternary_layers_use_absmean_weights():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_engine_per_layer_and_norm_break_the_int8_chain():
-    model = _model(norm=True)
-    program = compile_model(model, CONFIG, ["int8", "ternary", "int8"], calib=_data())
+def test_engine_per_layer_and_norm_break_the_int8_chain(rng):
+    model = _model(rng, norm=True)
+    program = compile_model(model, CONFIG, ["int8", "ternary", "int8"], calib=_data(rng))
     first, middle, last = program.layers
     assert (first.engine, middle.engine, last.engine) == ("int8", "ternary", "int8")
     # int8 before a ternary layer returns raw accumulators; int8 after it quantizes on host.
     assert first.raw_output and last.quantize_input and last.raw_output
     # With RMSNorm on layers 1 and 2, no int8 layer can take its input straight from another.
-    program = compile_model(model, CONFIG, "int8", calib=_data())
+    program = compile_model(model, CONFIG, "int8", calib=_data(rng))
     assert all(layer.quantize_input and layer.raw_output for layer in program.layers)
     rows = program.summary()
     assert [row["rms_norm"] for row in rows] == [False, True, True]
 
 
-def test_errors_name_the_problem():
-    model = _model()
+def test_errors_name_the_problem(rng):
+    model = _model(rng)
     with pytest.raises(CompileError, match="need calibration inputs"):
         compile_model(model, CONFIG, "int8")
     with pytest.raises(CompileError, match="engine of layer 1 must be one of"):
-        compile_model(model, CONFIG, ["int8", "float", "int8"], calib=_data())
+        compile_model(model, CONFIG, ["int8", "float", "int8"], calib=_data(rng))
     with pytest.raises(CompileError, match="one per layer"):
-        compile_model(model, CONFIG, ["int8"], calib=_data())
+        compile_model(model, CONFIG, ["int8"], calib=_data(rng))
     big = Model([Dense(np.ones((CONFIG.max_k + 1, 4))),
                  Dense(np.ones((4, CONFIG.max_n + 1)))])
     with pytest.raises(CompileError) as info:

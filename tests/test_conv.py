@@ -174,8 +174,7 @@ def test_avgpool_is_within_one_lsb_of_the_float_mean(case, s_in, s_out):
     assert np.all(np.abs(got - np.clip(mean, -128, 127)) <= 0.5 + 2 ** -14 * np.abs(mean) + 1e-9)
 
 
-def test_global_average_pool_is_a_window_over_the_whole_map():
-    rng = np.random.default_rng(7)
+def test_global_average_pool_is_a_window_over_the_whole_map(rng):
     X = rng.integers(-128, 128, (2, 5, 6, 3)).astype(np.int8)
     sums = sumpool_int32(X, Window((5, 6)))
     assert sums.shape == (2, 1, 1, 3)

@@ -18,17 +18,16 @@ from tritile.sw.protocol import param_records
 from tritile.sw.tiling import tile_problem
 
 CONFIG = PRESETS["sim-small"]
-RNG = np.random.default_rng(11)
 
 
-def _model():
-    return Model([Dense(RNG.standard_normal((24, 16)) * 0.3, RNG.standard_normal(16) * 0.1,
+def _model(rng):
+    return Model([Dense(rng.standard_normal((24, 16)) * 0.3, rng.standard_normal(16) * 0.1,
                         activation="relu"),
-                  Dense(RNG.standard_normal((16, 5)) * 0.3, RNG.standard_normal(5) * 0.1)])
+                  Dense(rng.standard_normal((16, 5)) * 0.3, rng.standard_normal(5) * 0.1)])
 
 
-def test_int8_integers_are_the_numerics():
-    model, X = _model(), RNG.standard_normal((30, 24)).astype(np.float32)
+def test_int8_integers_are_the_numerics(rng):
+    model, X = _model(rng), rng.standard_normal((30, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "int8", calib=X)
     result = execute(program, GoldenBackend(CONFIG), X)
     first, last = program.layers
@@ -41,18 +40,18 @@ def test_int8_integers_are_the_numerics():
                                   acc.astype(np.float32) * (np.float32(last.s_x) * last.s_w))
 
 
-def test_ternary_integers_are_the_numerics():
-    model, X = _model(), RNG.standard_normal((9, 24)).astype(np.float32)
+def test_ternary_integers_are_the_numerics(rng):
+    model, X = _model(rng), rng.standard_normal((9, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "ternary")
     result = execute(program, GoldenBackend(CONFIG), X)
     q, _ = quantize_activations_absmax(X)
     np.testing.assert_array_equal(result.integers[0], ternary_matmul(q, program.layers[0].T))
 
 
-def test_costs_follow_the_planner():
-    model = _model()
+def test_costs_follow_the_planner(rng):
+    model = _model(rng)
     config = CONFIG.replace(max_m=7)                # the batch of 50 takes 8 calls
-    X = RNG.standard_normal((50, 24)).astype(np.float32)
+    X = rng.standard_normal((50, 24)).astype(np.float32)
     program = compile_model(model, config, "int8", calib=X)
     first_layer = program.layers[0]
     result = execute(program, GoldenBackend(config), X)
@@ -75,8 +74,8 @@ def test_costs_follow_the_planner():
     assert summary["bytes_streamed"] == result.bytes_streamed
 
 
-def test_program_for_another_config_is_refused():
-    model, X = _model(), RNG.standard_normal((4, 24)).astype(np.float32)
+def test_program_for_another_config_is_refused(rng):
+    model, X = _model(rng), rng.standard_normal((4, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "int8", calib=X)
     other = GoldenBackend(PRESETS["icebreaker"])
     with pytest.raises(ProgramMismatchError, match=f"compiled for config {CONFIG.config_id} "
@@ -88,8 +87,8 @@ def test_program_for_another_config_is_refused():
         other.gemm(np.zeros((1, 24), np.int8), handle)
 
 
-def test_agreement_counts_samples():
-    model, X = _model(), RNG.standard_normal((20, 24)).astype(np.float32)
+def test_agreement_counts_samples(rng):
+    model, X = _model(rng), rng.standard_normal((20, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "int8", calib=X)
     a = execute(program, GoldenBackend(CONFIG), X)
     b = execute(program, GoldenBackend(CONFIG), X)
@@ -101,8 +100,8 @@ def test_agreement_counts_samples():
     assert agreement(a, c) == 18 / 20
 
 
-def test_bad_inputs():
-    model = _model()
+def test_bad_inputs(rng):
+    model = _model(rng)
     program = compile_model(model, CONFIG, "ternary")
     with pytest.raises(ValueError, match="has 23 features per sample but the model takes 24"):
         execute(program, GoldenBackend(CONFIG), np.zeros((2, 23)))
@@ -111,15 +110,15 @@ def test_bad_inputs():
 
 
 @pytest.mark.slow
-def test_simulated_board_matches_golden_and_refuses_other_configs():
+def test_simulated_board_matches_golden_and_refuses_other_configs(rng):
     device_module = pytest.importorskip("tritile.sw.device")
     from tritile.sw.executor import backend_config, run_checked
 
-    model = Model([Dense(RNG.standard_normal((24, 16)) * 0.3, RNG.standard_normal(16) * 0.1,
+    model = Model([Dense(rng.standard_normal((24, 16)) * 0.3, rng.standard_normal(16) * 0.1,
                          activation="relu"),
-                   Dense(RNG.standard_normal((16, 16)) * 0.3, activation="relu"),
-                   Dense(RNG.standard_normal((16, 5)) * 0.3, RNG.standard_normal(5) * 0.1)])
-    X = RNG.standard_normal((40, 24)).astype(np.float32)
+                   Dense(rng.standard_normal((16, 16)) * 0.3, activation="relu"),
+                   Dense(rng.standard_normal((16, 5)) * 0.3, rng.standard_normal(5) * 0.1)])
+    X = rng.standard_normal((40, 24)).astype(np.float32)
     with device_module.Device.open("sim") as device:
         config = backend_config(device)
         for engine in ("int8", "ternary", ["int8", "ternary", "int8"]):
