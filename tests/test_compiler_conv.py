@@ -14,7 +14,6 @@ from tritile.sw.model import Conv2d, Dense, MaxPool2d, Model
 from tritile.sw.onnx_import import import_onnx
 
 CONFIG = PRESETS["sim-small"]
-RNG = np.random.default_rng(11)
 
 
 class _EngineCallsOnly:
@@ -27,10 +26,10 @@ class _EngineCallsOnly:
             setattr(self, name, getattr(golden, name))
 
 
-@pytest.fixture(scope="module")
-def cnn():
+@pytest.fixture
+def cnn(rng):
     model = import_onnx(torch_cnn())
-    return model, RNG.standard_normal((40, 3, 9, 8)).astype(np.float32)
+    return model, rng.standard_normal((40, 3, 9, 8)).astype(np.float32)
 
 
 @pytest.mark.parametrize("engine", ["int8", "ternary"])
@@ -49,7 +48,7 @@ def test_conv_program_is_the_same_by_conv2d_and_by_im2col_gemms(cnn, engine):
         assert np.abs(golden.outputs - Y).max() <= 0.1 * np.abs(Y).max()
 
 
-def test_layer_records_hold_what_the_program_mode_needs(cnn):
+def test_layer_records_hold_what_the_program_mode_needs(cnn, rng):
     model, X = cnn
     program = compile_model(model, CONFIG, "int8", calib=X)
     first = program.layers[0]
@@ -57,7 +56,7 @@ def test_layer_records_hold_what_the_program_mode_needs(cnn):
     assert conv.chunk == chunk and conv.padded_k == 9 * chunk      # 3 channels -> one chunk
     assert conv.walk(2).rows == 2 * 72 and conv.walk().groups == 9
     # The stored map has its channels padded to the chunk; the padded weights read it.
-    Xq = RNG.integers(-128, 128, (2, 9, 8, 3), dtype=np.int8)
+    Xq = rng.integers(-128, 128, (2, 9, 8, 3), dtype=np.int8)
     stored = np.pad(Xq, ((0, 0), (0, 0), (0, 0), (0, chunk - 3)))
     np.testing.assert_array_equal(
         im2col_nhwc(stored, conv.window).astype(np.int32) @ conv.padded_weights(first.Wq),
@@ -82,12 +81,12 @@ def test_convolutional_models_need_calibration_and_pools_after_convs(cnn):
 
 
 @pytest.mark.parametrize("engine", ["int8", "ternary"])
-def test_dense_layers_after_the_flatten_chain(engine):
-    conv = Conv2d(RNG.standard_normal((4, 2, 3, 3)), RNG.standard_normal(4), pads=1,
+def test_dense_layers_after_the_flatten_chain(engine, rng):
+    conv = Conv2d(rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4), pads=1,
                   activation="relu")
-    model = Model([conv, MaxPool2d(2), Dense(RNG.standard_normal((16, 8)), activation="relu6"),
-                   Dense(RNG.standard_normal((8, 3)))], input_shape=(4, 4, 2))
-    X = RNG.standard_normal((10, 32)).astype(np.float32)
+    model = Model([conv, MaxPool2d(2), Dense(rng.standard_normal((16, 8)), activation="relu6"),
+                   Dense(rng.standard_normal((8, 3)))], input_shape=(4, 4, 2))
+    X = rng.standard_normal((10, 32)).astype(np.float32)
     program = compile_model(model, CONFIG, engine, calib=X)
     assert [layer.conv is None for layer in program.layers] == [False, False, True]
     golden = execute(program, GoldenBackend(CONFIG), X)
