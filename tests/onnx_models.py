@@ -5,14 +5,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-RNG = np.random.default_rng(7)
-
-
 def initializer(name, array, dtype=np.float32):
     return numpy_helper.from_array(np.asarray(array, dtype=dtype), name)
 
 
-def weights(*shape, rng=RNG):
+def weights(*shape, rng):
     return rng.standard_normal(shape).astype(np.float32) * 0.3
 
 
@@ -26,9 +23,12 @@ def graph_model(nodes, initializers, input_shape, output="y", inputs=(), opset=1
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def torch_style():
-    """PyTorch's exporter: Flatten, Gemm(x, W, b, transB=1) with W as (out, in), Relu."""
-    W1, b1, W2, b2 = weights(16, 64), weights(16), weights(10, 16), weights(10)
+def torch_style(seed=0):
+    """PyTorch's exporter: Flatten, Gemm(x, W, b, transB=1) with W as (out, in), Relu.
+    Weights are drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    W1, b1, W2, b2 = (weights(16, 64, rng=rng), weights(16, rng=rng),
+                      weights(10, 16, rng=rng), weights(10, rng=rng))
     nodes = [
         helper.make_node("Flatten", ["x"], ["f"], axis=1, name="flatten"),
         helper.make_node("Gemm", ["f", "W1", "b1"], ["h"], transB=1, name="fc1"),
@@ -41,9 +41,12 @@ def torch_style():
                                initializer("W2", W2), initializer("b2", b2)], ["N", 1, 8, 8])
 
 
-def keras_style():
-    """tf2onnx's exporter: Reshape by a constant, MatMul(x, W) with W as (in, out), Add."""
-    W1, b1, W2, b2 = weights(64, 16), weights(16), weights(16, 10), weights(10)
+def keras_style(seed=0):
+    """tf2onnx's exporter: Reshape by a constant, MatMul(x, W) with W as (in, out), Add.
+    Weights are drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    W1, b1, W2, b2 = (weights(64, 16, rng=rng), weights(16, rng=rng),
+                      weights(16, 10, rng=rng), weights(10, rng=rng))
     shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 64])
     nodes = [
         helper.make_node("Constant", [], ["s"], value=shape),
@@ -59,27 +62,29 @@ def keras_style():
                                initializer("W2", W2), initializer("b2", b2)], ["unk", 8, 8])
 
 
-def dynamo_style(path, sizes=(64, 32, 10)):
+def dynamo_style(path, sizes=(64, 32, 10), seed=0):
     """Write an MLP as ``torch.onnx.export(..., dynamo=True)`` does, and return its path.
 
     Hand-built in that exporter's style (torch is too large a test dependency): opset 18,
     IR version 10, graph ``main_graph``, parameters named ``fc1.weight``/``fc1.bias`` and
     stored in ``MODEL.onnx.data`` beside the model, ``nn.Linear`` on a 2-D input as
     ``Gemm(x, weight, bias, transB=1)``, a second linear without bias as
-    ``MatMul(x, Transpose(weight))`` and a dynamic batch axis named ``batch``.
+    ``MatMul(x, Transpose(weight))`` and a dynamic batch axis named ``batch``. Weights
+    are drawn from ``seed``.
     """
+    rng = np.random.default_rng(seed)
     nodes, inits, data = [], [], "x"
     for index, (k, n) in enumerate(zip(sizes, sizes[1:]), start=1):
         last = index == len(sizes) - 1
         out = "linear" if index == 1 else f"linear_{index - 1}"
-        inits.append(initializer(f"fc{index}.weight", weights(n, k)))
+        inits.append(initializer(f"fc{index}.weight", weights(n, k, rng=rng)))
         if last:
             nodes.append(helper.make_node("Transpose", [f"fc{index}.weight"], [f"t_{index}"],
                                           perm=[1, 0], name=f"node_t_{index}"))
             nodes.append(helper.make_node("MatMul", [data, f"t_{index}"], [out],
                                           name=f"node_{out}"))
         else:
-            inits.append(initializer(f"fc{index}.bias", weights(n)))
+            inits.append(initializer(f"fc{index}.bias", weights(n, rng=rng)))
             nodes.append(helper.make_node("Gemm", [data, f"fc{index}.weight", f"fc{index}.bias"],
                                           [out], transB=1, name=f"node_{out}"))
             nodes.append(helper.make_node("Relu", [out], [f"relu_{index}"],
@@ -198,7 +203,7 @@ def conv_node(name, x, out, kernel, stride=1, pads=(0, 0, 0, 0), bias=True):
                             strides=[stride, stride], name=f"node_{name}")
 
 
-def conv_params(name, c_in, c_out, kernel, bias=True, rng=RNG):
+def conv_params(name, c_in, c_out, kernel, bias=True, *, rng):
     params = [initializer(f"{name}.weight", weights(c_out, c_in, kernel, kernel, rng=rng))]
     return params + ([initializer(f"{name}.bias", weights(c_out, rng=rng))] if bias else [])
 

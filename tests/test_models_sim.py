@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("skl2onnx")
-from onnx_models import (RNG, dynamo_style, ort_output, quantize_qdq, sklearn_onnx,  # noqa: E402
+from onnx_models import (dynamo_style, ort_output, quantize_qdq, sklearn_onnx,  # noqa: E402
                          torch_style)
 
 from tritile.sw.compiler import compile_model  # noqa: E402
@@ -23,7 +23,7 @@ SAMPLES = 6
 
 
 @pytest.mark.slow
-def test_three_routes_on_the_simulated_board(tmp_path):
+def test_three_routes_on_the_simulated_board(tmp_path, rng):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -37,7 +37,7 @@ def test_three_routes_on_the_simulated_board(tmp_path):
         classifier = MLPClassifier(hidden_layer_sizes=(16,), max_iter=40, random_state=0)
         classifier.fit(split.X_train, split.y_train)
     onnx.save(torch_style(), tmp_path / "float.onnx")
-    calib = RNG.standard_normal((64, 1, 8, 8)).astype(np.float32)
+    calib = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
     routes = {
         "float": (dynamo_style(tmp_path / "mlp.onnx"), split.X_test[:SAMPLES], split.X_train),
         "qdq": (quantize_qdq(tmp_path / "float.onnx", tmp_path / "qdq.onnx", calib),

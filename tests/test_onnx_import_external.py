@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
-from onnx_models import RNG, dynamo_style, ort_output  # noqa: E402
+from onnx_models import dynamo_style, ort_output  # noqa: E402
 
 from tritile.sw.cli import main  # noqa: E402
 from tritile.sw.onnx_import import OnnxImportError, import_onnx  # noqa: E402
 
 
-def test_external_data_model_matches_onnxruntime(tmp_path):
+def test_external_data_model_matches_onnxruntime(tmp_path, rng):
     path = dynamo_style(tmp_path / "mlp.onnx")
     assert (tmp_path / "mlp.onnx.data").stat().st_size == 4 * (64 * 32 + 32 + 32 * 10)
     model = import_onnx(path)
     assert [(l.in_features, l.out_features, l.activation) for l in model.layers] == \
         [(64, 32, "relu"), (32, 10, None)]
-    X = RNG.standard_normal((6, 64)).astype(np.float32)
+    X = rng.standard_normal((6, 64)).astype(np.float32)
     np.testing.assert_allclose(model.forward(X), ort_output(path, X), rtol=1e-5, atol=1e-6)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
-from onnx_models import RNG, ort_output, quantize_qdq, torch_style  # noqa: E402
+from onnx_models import ort_output, quantize_qdq, torch_style  # noqa: E402
 
 from tritile.sw.cli import main  # noqa: E402
 from tritile.sw.compiler import compile_model  # noqa: E402
@@ -21,7 +21,10 @@ from tritile.sw.numerics import requant_params  # noqa: E402
 from tritile.sw.onnx_import import OnnxImportError, import_onnx  # noqa: E402
 
 CONFIG = PRESETS["sim-small"]
-CALIB = RNG.standard_normal((64, 1, 8, 8)).astype(np.float32)
+
+
+def _calib(rng):
+    return rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +36,8 @@ def float_path(tmp_path_factory):
 
 
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-def test_qdq_model_runs_with_its_own_scales(float_path, per_channel):
-    path = quantize_qdq(float_path, float_path.with_name(f"q{per_channel}.onnx"), CALIB,
+def test_qdq_model_runs_with_its_own_scales(float_path, per_channel, rng):
+    path = quantize_qdq(float_path, float_path.with_name(f"q{per_channel}.onnx"), _calib(rng),
                         per_channel=per_channel)
     stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
     model = import_onnx(path)
@@ -51,15 +54,15 @@ def test_qdq_model_runs_with_its_own_scales(float_path, per_channel):
     np.testing.assert_array_equal(hidden.shift, shift)
     assert output.s_y == last.s_y and not output.raw_output
 
-    X = RNG.standard_normal((300, 1, 8, 8)).astype(np.float32)
+    X = rng.standard_normal((300, 1, 8, 8)).astype(np.float32)
     ours = execute(program, GoldenBackend(CONFIG), X).integers[-1].astype(np.int64)
     theirs = np.rint(ort_output(path, X) / np.float32(last.s_y)).astype(np.int64)
     assert np.mean(ours.argmax(axis=1) == theirs.argmax(axis=1)) >= 0.99
     assert np.max(np.abs(ours - theirs)) <= 1
 
 
-def test_asymmetric_activations_are_refused_naming_the_option(float_path):
-    path = quantize_qdq(float_path, float_path.with_name("uint8.onnx"), CALIB,
+def test_asymmetric_activations_are_refused_naming_the_option(float_path, rng):
+    path = quantize_qdq(float_path, float_path.with_name("uint8.onnx"), _calib(rng),
                         symmetric=False)
     with pytest.raises(OnnxImportError) as info:
         import_onnx(path)
@@ -68,9 +71,10 @@ def test_asymmetric_activations_are_refused_naming_the_option(float_path):
     assert "extra_options={'ActivationSymmetric': True}" in text
 
 
-def test_cli_runs_a_qdq_model_without_calibration(float_path, tmp_path, capsys):
-    path = quantize_qdq(float_path, tmp_path / "q.onnx", CALIB)
-    np.save(tmp_path / "x.npy", CALIB[:5])
+def test_cli_runs_a_qdq_model_without_calibration(float_path, tmp_path, capsys, rng):
+    calib = _calib(rng)
+    path = quantize_qdq(float_path, tmp_path / "q.onnx", calib)
+    np.save(tmp_path / "x.npy", calib[:5])
     assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--device", "golden",
                  "--out", str(tmp_path / "y.npy")]) == 0
     assert np.load(tmp_path / "y.npy").shape == (5, 10)

@@ -100,14 +100,14 @@ def test_cli_writes_outputs_by_name(digits_mlp, tmp_path, capsys):
     np.testing.assert_allclose(written["output_probability"].sum(axis=1), 1, rtol=1e-5)
 
 
-def test_layers_cannot_follow_the_output_operators():
+def test_layers_cannot_follow_the_output_operators(rng):
     from onnx_models import graph_model, weights
 
     nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]),
              helper.make_node("Softmax", ["h"], ["p"]),
              helper.make_node("MatMul", ["p", "W2"], ["y"])]
-    proto = graph_model(nodes, [initializer("W1", weights(4, 4)),
-                                initializer("W2", weights(4, 2))], ["N", 4])
+    proto = graph_model(nodes, [initializer("W1", weights(4, 4, rng=rng)),
+                                initializer("W2", weights(4, 2, rng=rng))], ["N", 4])
     with pytest.raises(OnnxImportError,
                        match="MatMul reads 'p', which the host computes after the last layer"):
         import_onnx(proto)

@@ -18,15 +18,14 @@ from tritile.sw.onnx_import import import_onnx
 from tritile.sw.program_file import MAGIC, ProgramFileError, load_program, save_program
 
 CONFIG = PRESETS["sim-small"]
-RNG = np.random.default_rng(5)
 
 
 @pytest.mark.parametrize("source, shape, engine", [
     (torch_cnn, (3, 9, 8), "int8"), (torch_cnn, (3, 9, 8), "ternary"),
     (keras_style, (8, 8), "int8"), (keras_style, (8, 8), "ternary")])
-def test_programs_round_trip(tmp_path, source, shape, engine):
+def test_programs_round_trip(tmp_path, source, shape, engine, rng):
     model = import_onnx(source())
-    X = RNG.standard_normal((12, *shape)).astype(np.float32)
+    X = rng.standard_normal((12, *shape)).astype(np.float32)
     program = compile_model(model, CONFIG, engine, calib=X)
     save_program(program, tmp_path / "p.tritile")
     loaded = load_program(tmp_path / "p.tritile")
@@ -41,9 +40,9 @@ def test_programs_round_trip(tmp_path, source, shape, engine):
 
 
 @pytest.fixture
-def program_file(tmp_path):
+def program_file(tmp_path, rng):
     model = import_onnx(torch_cnn())
-    X = RNG.standard_normal((4, 3, 9, 8)).astype(np.float32)
+    X = rng.standard_normal((4, 3, 9, 8)).astype(np.float32)
     path = tmp_path / "cnn.tritile"
     save_program(compile_model(model, CONFIG, "int8", calib=X), path)
     np.save(tmp_path / "x.npy", X)
@@ -88,9 +87,9 @@ def test_run_refuses_bad_files_before_opening_the_device(program_file, capsys):
         assert re.search(message, err[0])
 
 
-def test_compile_then_run_on_golden(tmp_path, capsys):
+def test_compile_then_run_on_golden(tmp_path, capsys, rng):
     onnx.save(torch_cnn(), tmp_path / "m.onnx")
-    X = RNG.standard_normal((5, 3, 9, 8)).astype(np.float32)
+    X = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
     out = tmp_path / "m.tritile"
     assert main(["compile", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "x.npy"),
@@ -110,7 +109,7 @@ def test_compile_then_run_on_golden(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, capsys):
+def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, capsys, rng):
     """Both exporter styles (one per engine), as ONNX and as compiled files, agree with the
     golden model on every sample on the simulated board."""
     pytest.importorskip("tritile.sw.device")
@@ -120,7 +119,7 @@ def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, capsys):
     dynamo_cnn(tmp_path / "dynamo.onnx")
     for name, shape, engine in (("torch", (3, 9, 8), "int8"),
                                 ("dynamo", (2, 8, 8), "ternary")):
-        X = RNG.standard_normal((6, *shape)).astype(np.float32)
+        X = rng.standard_normal((6, *shape)).astype(np.float32)
         np.save(tmp_path / "x.npy", X)
         model, compiled = tmp_path / f"{name}.onnx", tmp_path / f"{name}.tritile"
         assert main(["compile", str(model), "--calib", str(tmp_path / "x.npy"), "--engine",
