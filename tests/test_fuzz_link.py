@@ -16,8 +16,7 @@ from tritile.sw import protocol
 from tritile.sw.device import Device
 from tritile.sw.protocol import Opcode, Target
 
-from helpers import seed
-from test_device import TEST_CONFIG
+from helpers import TEST_CONFIG, seed
 
 pytestmark = pytest.mark.slow
 

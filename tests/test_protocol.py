@@ -1,7 +1,5 @@
 """The framed protocol's host side: CRC, frame encoding, decoding and capability."""
 
-import os
-import random
 import re
 
 import pytest
@@ -13,12 +11,6 @@ from tritile.sw.protocol import (
     capability_bytes, crc16, decode_layer, encode_frame, encode_layer, encode_request,
     encode_response, param_records, parse_capability, parse_program_run, read_args,
     run_args, run_program_args, target_size, write_args)
-
-
-def _seed():
-    seed = int(os.environ.get("TRITILE_SEED", random.randrange(1 << 32)))
-    print(f"seed={seed} (replay with TRITILE_SEED={seed})")
-    return seed
 
 
 def test_crc16_is_ccitt_false():
@@ -53,17 +45,16 @@ def test_request_checks_arguments_and_data():
         write_args(9, 0)
 
 
-def test_decoder_recovers_frames_from_noise_and_corruption():
-    rng = random.Random(_seed())
+def test_decoder_recovers_frames_from_noise_and_corruption(py_rng):
     sent, stream = [], bytearray()
     for seq in range(200):
-        frame = encode_response(Opcode.READ, seq, Status.OK, rng.randbytes(rng.randrange(40)))
-        kind = rng.randrange(4)
+        frame = encode_response(Opcode.READ, seq, Status.OK, py_rng.randbytes(py_rng.randrange(40)))
+        kind = py_rng.randrange(4)
         if kind == 0:      # line noise between frames (never a SYNC byte, which could
-            stream += bytes(b for b in rng.randbytes(5) if b != SYNC)  # start a fake frame)
+            stream += bytes(b for b in py_rng.randbytes(5) if b != SYNC)  # start a fake frame)
         if kind == 1:      # one flipped bit: the CRC must reject it
             bad = bytearray(frame)
-            bad[rng.randrange(1, len(bad))] ^= 1 << rng.randrange(8)
+            bad[py_rng.randrange(1, len(bad))] ^= 1 << py_rng.randrange(8)
             stream += bad
             continue
         sent.append(seq)
@@ -72,7 +63,7 @@ def test_decoder_recovers_frames_from_noise_and_corruption():
     got = []
     position = 0
     while position < len(stream):   # arbitrary chunking must not matter
-        step = rng.randrange(1, 64)
+        step = py_rng.randrange(1, 64)
         got += [f.seq for f in decoder.feed(stream[position:position + step])]
         position += step
     # A corrupted frame may swallow the start of the next one, but never yield a wrong one.

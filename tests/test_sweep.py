@@ -194,7 +194,8 @@ ternary_fan_in = 4
 
 @pytest.mark.parametrize("engine, preset", [("int8", "icebreaker"),
                                             ("ternary", "icebreaker-ternary")])
-def test_model_cost_is_what_the_executor_predicts_for_full_calls(tmp_path, engine, preset):
+def test_model_cost_is_what_the_executor_predicts_for_full_calls(tmp_path, engine, preset,
+                                                                 rng):
     sizes = [48, 24, 10]
     model = load_model(mlp_onnx(tmp_path / "mlp.onnx", sizes))
     config = PRESETS[preset]
@@ -203,7 +204,7 @@ def test_model_cost_is_what_the_executor_predicts_for_full_calls(tmp_path, engin
     # A batch that is a whole number of engine calls for every layer.
     spec = engine_for_numerics(engine)
     m = math.lcm(*(rows_per_call(spec, config, k, n) for k, n in zip(sizes, sizes[1:])))
-    X = np.random.default_rng(1).standard_normal((m, sizes[0])).astype(np.float32)
+    X = rng.standard_normal((m, sizes[0])).astype(np.float32)
     program = compile_model(model, config, engine, calib=X)
     result = execute(program, GoldenBackend(config), X)
     assert cost.cycles_per_inference == pytest.approx(result.predicted_cycles / m)

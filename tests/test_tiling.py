@@ -22,9 +22,8 @@ def _engine_call(spec, X, W, bias, mult, shift, raw, relu):
 @pytest.mark.parametrize("name", list(ENGINES))
 @pytest.mark.parametrize("shape", [(3, 10, 4), (17, 45, 23), (1, 21, 1), (14, 7, 40)])
 @pytest.mark.parametrize("raw", [True, False])
-def test_tiled_problem_equals_the_golden_model(name, shape, raw):
+def test_tiled_problem_equals_the_golden_model(name, shape, raw, rng):
     spec = engine(name)
-    rng = np.random.default_rng(sum(shape) + raw)
     m, k, n = shape
     X = rng.integers(-128, 128, (m, k), dtype=np.int8)
     W = rng.integers(-1, 2, (k, n), dtype=np.int8)
