@@ -3,7 +3,8 @@
 Randomized tests take their generator from a fixture: ``rng`` (a NumPy generator) or
 ``py_rng`` (a ``random.Random``). Each test gets its own generator, so its data never
 depends on which tests ran before; the seed is printed, and ``TRITILE_SEED=N pytest ...``
-replays a failure with the same data.
+replays a failure with the same data. A test that also reads ``capsys`` names ``rng``
+first, so that the seed line is printed before the capture starts.
 """
 
 import random

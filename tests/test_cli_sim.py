@@ -37,8 +37,8 @@ def _files(tmp_path, rng, command, m, k, n):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_problem_larger_than_the_config_is_tiled_and_bit_exact(command, tmp_path, capsys,
-                                                                 rng):
+def test_a_problem_larger_than_the_config_is_tiled_and_bit_exact(command, tmp_path, rng,
+                                                                 capsys):
     config = CONFIGS[command]
     # More rows than max_m and a K beyond max_k: the rows and K are split, the host adds
     # the partial sums, the bias, and requantizes.
@@ -99,7 +99,7 @@ def _error(capsys, argv):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_bad_files_exit_2_with_one_line(command, tmp_path, capsys, rng):
+def test_bad_files_exit_2_with_one_line(command, tmp_path, rng, capsys):
     arrays, paths = _files(tmp_path, rng, command, 7, 13, 10)
     base = ["sim", command, "--out", str(tmp_path / "y.npy")]
     assert "does not exist" in _error(
@@ -123,7 +123,7 @@ def test_bad_files_exit_2_with_one_line(command, tmp_path, capsys, rng):
                                                       "--tile-n", "0"])
 
 
-def test_ternary_weights_and_a_missing_engine_are_one_line_errors(tmp_path, capsys, rng):
+def test_ternary_weights_and_a_missing_engine_are_one_line_errors(tmp_path, rng, capsys):
     _, paths = _files(tmp_path, rng, "gemm", 7, 13, 10)
     base = ["sim", "ternary", "--x", paths["x"], "--w", paths["w"], "--out", "y.npy"]
     assert "values must be in" in _error(capsys, base)

@@ -71,7 +71,7 @@ def test_asymmetric_activations_are_refused_naming_the_option(float_path, rng):
     assert "extra_options={'ActivationSymmetric': True}" in text
 
 
-def test_cli_runs_a_qdq_model_without_calibration(float_path, tmp_path, capsys, rng):
+def test_cli_runs_a_qdq_model_without_calibration(float_path, tmp_path, rng, capsys):
     calib = _calib(rng)
     path = quantize_qdq(float_path, tmp_path / "q.onnx", calib)
     np.save(tmp_path / "x.npy", calib[:5])

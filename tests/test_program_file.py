@@ -87,7 +87,7 @@ def test_run_refuses_bad_files_before_opening_the_device(program_file, capsys):
         assert re.search(message, err[0])
 
 
-def test_compile_then_run_on_golden(tmp_path, capsys, rng):
+def test_compile_then_run_on_golden(tmp_path, rng, capsys):
     onnx.save(torch_cnn(), tmp_path / "m.onnx")
     X = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", X)
@@ -109,7 +109,7 @@ def test_compile_then_run_on_golden(tmp_path, capsys, rng):
 
 
 @pytest.mark.slow
-def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, capsys, rng):
+def test_pytorch_style_cnns_run_on_the_simulated_board(tmp_path, rng, capsys):
     """Both exporter styles (one per engine), as ONNX and as compiled files, agree with the
     golden model on every sample on the simulated board."""
     pytest.importorskip("tritile.sw.device")
