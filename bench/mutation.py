@@ -7,7 +7,8 @@ each mutant, so run this on a clean checkout and do not edit the tree meanwhile.
 
 A module has hundreds to thousands of mutants (every operator replaced by each of its
 alternatives); ``--sample N`` runs a random N of them (seeded, the rest marked skipped) and
-the score is reported with its 95% Wilson interval. Prints one JSON object: per module
+the score is reported with its 95% Wilson interval. The tests' random data come from
+``TRITILE_SEED`` set to ``--seed``. Prints one JSON object: per module
 killed, survived, score, interval and the surviving mutants (line, operator, diff line).
 
 ``--sessions DIR`` keeps cosmic-ray's sessions; ``--survivors-only`` then re-runs just the
@@ -21,6 +22,7 @@ only added), which measures new tests on the same sample in a fraction of the ti
 import argparse
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -120,7 +122,10 @@ def run_module(module, work, sample, seed, timeout, survivors_only=False):
         subprocess.run([*cr, "init", str(config), str(session)], cwd=ROOT, check=True)
         mutants = _sample(session, sample, seed) if sample else None
     started = time.monotonic()
-    subprocess.run([*cr, "exec", str(config), str(session)], cwd=ROOT, check=True)
+    # The randomized tests draw from TRITILE_SEED: the same data for every mutant, so a
+    # mutant's fate does not depend on the draw.
+    subprocess.run([*cr, "exec", str(config), str(session)], cwd=ROOT, check=True,
+                   env={**os.environ, "TRITILE_SEED": str(seed)})
     dump = subprocess.run([*cr, "dump", str(session)], cwd=ROOT, check=True,
                           capture_output=True, text=True).stdout
     killed, survivors, incompetent = 0, [], 0
