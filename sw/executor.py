@@ -38,13 +38,13 @@ from .model import activate, input_batch, rms_norm
 from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
                        requantize, ternary_matmul)
 from .packing import packed_size
-from .program_lowering import input_write, layer_packing, lower_program
+from .program_lowering import input_write, layer_packing, lowered
 from .program_model import ProgramMachine, layer_cycles
 from .protocol import PARAM_RECORD, Target
 from .tiling import tile_problem
 
 __all__ = ["ProgramMismatchError", "GoldenBackend", "LayerRun", "RunResult", "execute",
-           "agreement", "open_backend", "backend_config", "run_checked", "lowered",
+           "agreement", "open_backend", "backend_config", "run_checked",
            "GOLDEN", "TERNARY_PACKING", "MODES"]
 
 #: The ``--device`` value that selects the golden model instead of a device.
@@ -487,17 +487,6 @@ def _execute_layers(program, backend, X, say):
 
 #: The device program each backend holds (weights, parameters, descriptors), by backend.
 _RESIDENT = weakref.WeakKeyDictionary()
-#: The lowering of each program, made once.
-_LOWERED = weakref.WeakKeyDictionary()
-
-
-def lowered(program):
-    """Return the :class:`~tritile.sw.program_lowering.DeviceProgram` of ``program``."""
-    if program not in _LOWERED:
-        _LOWERED[program] = lower_program(program)
-    return _LOWERED[program]
-
-
 def _upload_program(device_program, backend, config):
     """Make ``device_program`` resident on ``backend`` unless it already is."""
     if _RESIDENT.get(backend) is device_program:

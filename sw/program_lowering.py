@@ -19,6 +19,7 @@ naming the memory and by how much a model misses it when it does not fit.
 """
 
 import dataclasses
+import weakref
 
 import numpy as np
 
@@ -31,8 +32,8 @@ from .program_model import (act_words, descriptor_problems, layer_weight_words,
 from .protocol import (ARGS_SIZE, FRAMING_SIZE, MAX_RESPONSE_DATA, LayerFlag, LayerPool,
                        Opcode, decode_layer, encode_layer, param_records)
 
-__all__ = ["Segment", "DeviceProgram", "lower_program", "input_write", "layer_packing",
-           "TERNARY_PACKING"]
+__all__ = ["Segment", "DeviceProgram", "lower_program", "lowered", "input_write",
+           "layer_packing", "TERNARY_PACKING"]
 
 #: Packing of the ternary weights a device program uploads (1.6 bits per weight).
 TERNARY_PACKING = "base3"
@@ -101,6 +102,14 @@ class DeviceProgram:
     params: tuple
     segments: tuple
     placements: tuple
+
+    def same_as(self, other):
+        """Return whether ``other`` uploads and runs exactly the same."""
+        return (self.config_id == other.config_id
+                and list(self.descriptors) == list(other.descriptors)
+                and self.weight_images == other.weight_images
+                and all(np.array_equal(a, b) for a, b in zip(self.params, other.params))
+                and self.segments == other.segments)
 
     @property
     def param_image(self):
@@ -326,3 +335,23 @@ def lower_program(program):
     bias, mult, shift = (np.concatenate(column) for column in zip(*params))
     return DeviceProgram(config.config_id, tuple(descriptors), images, (bias, mult, shift),
                          tuple(segments), tuple(placements))
+
+
+#: The device program of each Program: lowered once, or read from its program file.
+_LOWERED = weakref.WeakKeyDictionary()
+
+
+def lowered(program, device_program=None):
+    """Return the :class:`DeviceProgram` of ``program`` (lowered once and remembered).
+
+    ``device_program``, when given, is what a program file holds for ``program``; it must
+    equal the lowering (CompileError otherwise) and is remembered in its place.
+    """
+    if device_program is not None:
+        if not device_program.same_as(lower_program(program)):
+            raise CompileError("its device program differs from what this tritile lowers "
+                               "its layers to")
+        _LOWERED[program] = device_program
+    if program not in _LOWERED:
+        _LOWERED[program] = lower_program(program)
+    return _LOWERED[program]

@@ -10,9 +10,9 @@ from tritile.sw.compiler import CompileError, compile_model
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.digits import load_demo_cnns, load_demo_models, load_digits_split
 from tritile.sw.engines import engine
-from tritile.sw.executor import GoldenBackend, agreement, execute, lowered, run_checked
+from tritile.sw.executor import GoldenBackend, agreement, execute, run_checked
 from tritile.sw.model import Conv2d, Dense, MaxPool2d, Model
-from tritile.sw.program_lowering import lower_program
+from tritile.sw.program_lowering import lower_program, lowered
 from tritile.sw.program_model import act_words, layer_weight_words
 from tritile.sw.protocol import Engine, LayerFlag
 
