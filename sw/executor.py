@@ -10,13 +10,16 @@ The host does every float step between engine calls (quantizing an input, RMSNor
 dequantizing a raw output, bias and ReLU after a ternary layer); those steps are the same
 code for both backends, so any difference comes from the engine calls.
 
-Convolutional programs run layer by layer for now: the golden backend computes each
-convolution with :mod:`tritile.sw.conv` (``conv2d_int8``, ``conv2d_ternary``), while a
-device, until it runs programs, gets the convolution as one GEMM over im2col rows the host
-builds from the int8 map (``im2col_nhwc``), the bias of a ternary layer added and its
-output requantized by the host (the driver's ternary call has no bias; the program mode's
-output stage will add it). Pooling of the int8 map is done by the host in both cases
-(``maxpool_int8``, ``avgpool_int8``), as the device's program mode will do on chip.
+On a config with program mode a program runs as a device program
+(:mod:`tritile.sw.program_lowering`): weights, parameters and descriptors uploaded once and
+resident, then per image the input map, one RUN_PROGRAM per segment and the last layer's
+results; the golden backend runs it on the program model
+(:class:`~tritile.sw.program_model.ProgramMachine`). Layer by layer, the golden backend
+computes each convolution with :mod:`tritile.sw.conv` (``conv2d_int8``,
+``conv2d_ternary``), while a device gets it as one GEMM over im2col rows the host builds
+from the int8 map (``im2col_nhwc``), the bias of a ternary layer added and its output
+requantized by the host (the driver's ternary call has no bias). Pooling of the int8 map
+is then done by the host (``maxpool_int8``, ``avgpool_int8``).
 
 A backend that keeps a ``stats`` dict of cumulative ``busy_cycles``, ``bytes_sent`` and
 ``bytes_received`` (as :class:`~tritile.sw.device.Device` does) has its measured cycles and
@@ -431,8 +434,9 @@ def execute(program, backend, X, progress=None, mode=None):
         and descriptors resident on the backend, and run one image at a time with
         RUN_PROGRAM. ``"layers"``: one engine call per layer and batch, weights uploaded
         per layer. ``"auto"``: program mode if the program lowers, else layer by layer
-        (``progress`` says why). None: program mode when the config has it
-        (``max_layers > 0``) and the backend speaks it, else layer by layer.
+        (``progress`` says why). None: ``"auto"`` when the config has program mode
+        (``max_layers > 0``) and the backend speaks it, else layer by layer. (The CLI asks
+        for ``"program"`` by default, so a user learns why a model does not lower.)
 
     Returns
     -------
@@ -442,8 +446,8 @@ def execute(program, backend, X, progress=None, mode=None):
     say = progress or (lambda message: None)
     has_program_mode = bool(program.config.max_layers) and hasattr(backend, "run_program")
     if mode is None:
-        mode = "program" if has_program_mode else "layers"
-    elif mode == "auto":
+        mode = "auto" if has_program_mode else "layers"
+    if mode == "auto":
         mode = "layers"
         if has_program_mode:
             try:

@@ -113,9 +113,10 @@ def run(args):
                     program = compile_model(model, device_config, engine, calib=calib)
                 except CompileError as exc:
                     raise CommandError(str(exc)) from None
+            mode = args.mode or ("program" if device_config.max_layers else "layers")
             try:
                 result, _, agreement = run_checked(program, backend, X, progress=say,
-                                                   mode=args.mode)
+                                                   mode=mode)
             except CompileError as exc:
                 raise CommandError(f"{args.model}: {exc} (--mode layers runs it layer by "
                                    f"layer)") from None
