@@ -226,8 +226,9 @@ class RunResult:
     -------
     outputs : ndarray of float32, shape (M, N)
         The last layer's output, dequantized on the host.
-    integers : list of ndarray
-        Each layer's integer engine output (int8 requantized or int32 raw), M rows each.
+    integers : list of ndarray or None
+        Each layer's integer engine output (int8 requantized or int32 raw), M rows each;
+        None for a layer whose output stayed on chip (program mode).
     layers : list of LayerRun
     seconds : float
         Wall time of the run.
