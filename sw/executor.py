@@ -436,8 +436,7 @@ def execute(program, backend, X, progress=None, mode=None):
         RUN_PROGRAM. ``"layers"``: one engine call per layer and batch, weights uploaded
         per layer. ``"auto"``: program mode if the program lowers, else layer by layer
         (``progress`` says why). None: ``"auto"`` when the config has program mode
-        (``max_layers > 0``) and the backend speaks it, else layer by layer. (The CLI asks
-        for ``"program"`` by default, so a user learns why a model does not lower.)
+        (``max_layers > 0``) and the backend speaks it, else layer by layer.
 
     Returns
     -------

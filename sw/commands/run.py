@@ -43,8 +43,9 @@ def register(subparsers):
                         help="program: run the model as a device program (weights resident, "
                              "one image per RUN_PROGRAM; an error if it does not fit the "
                              "device); layers: one engine call per layer and batch; auto: a "
-                             "program if the model fits, else layer by layer. Default: program "
-                             "on a device with program mode (max_layers > 0), else layers")
+                             "program if the model fits, else layer by layer, saying why. "
+                             "Default: auto on a device with program mode (max_layers > 0), "
+                             "else layers")
     parser.add_argument("--json", action="store_true",
                         help="print per-layer cycles, totals (cycles_per_inference, "
                              "link_bytes_per_inference) and agreement as one JSON object")
@@ -113,10 +114,9 @@ def run(args):
                     program = compile_model(model, device_config, engine, calib=calib)
                 except CompileError as exc:
                     raise CommandError(str(exc)) from None
-            mode = args.mode or ("program" if device_config.max_layers else "layers")
             try:
                 result, _, agreement = run_checked(program, backend, X, progress=say,
-                                                   mode=mode)
+                                                   mode=args.mode)
             except CompileError as exc:
                 raise CommandError(f"{args.model}: {exc} (--mode layers runs it layer by "
                                    f"layer)") from None
