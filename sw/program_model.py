@@ -32,7 +32,7 @@ a target (BAD_ADDRESS), layers past ``max_layers`` or an engine the config lacks
 import numpy as np
 
 from .arith import ceil_div
-from .engines import ENGINES, engine, engine_of_target
+from .engines import ENGINES, engine
 from .numerics import requantize
 from .packing import unpack_trits_2bit, unpack_trits_base3
 from .planner import _systolic_plan, _ternary_plan
