@@ -12,7 +12,7 @@ from tritile.sw.executor import GoldenBackend, agreement, execute
 from tritile.sw.model import AvgPool2d, Conv2d, Dense, GlobalAvgPool, MaxPool2d, Model
 from tritile.sw.program_lowering import lower_program
 from tritile.sw.program_model import ProgramMachine, ProgramModelError, walk_addresses
-from tritile.sw.protocol import LAYER_SIZE, Engine, Status, Target, encode_layer
+from tritile.sw.protocol import LAYER_SIZE, Engine, LayerFlag, Status, Target, encode_layer
 
 CONFIG = AcceleratorConfig(max_layers=8)
 
@@ -68,24 +68,31 @@ def _random_chain(rng):
     return Model(layers, input_shape=(h, w, c))
 
 
-@pytest.mark.parametrize("engine", ["int8", "ternary"])
+@pytest.mark.parametrize("engine", ["int8", "ternary", "mixed"])
 def test_random_chains_by_descriptors_are_the_layer_numerics(rng, engine):
-    ran = 0
+    """"mixed" alternates the engines, so outputs cross from one engine's activation
+    memory to the other's."""
+    ran, crossings = 0, 0
     while ran < 6:
         model = _random_chain(rng)
         X = rng.standard_normal((12, *model.input_shape)).astype(np.float32)
+        gemms = sum(isinstance(layer, (Conv2d, Dense)) for layer in model.layers)
+        engines = (["int8", "ternary"] * gemms)[:gemms] if engine == "mixed" else engine
         try:
-            program = compile_model(model, CONFIG, engine, calib=X)
+            program = compile_model(model, CONFIG, engines, calib=X)
             lower_program(program)
         except CompileError:    # K padded past max_k: not this test's subject
             continue
         ran += 1
+        crossings += sum(not d["flags"] & LayerFlag.TO_OUTPUT and d["dest_engine"] != d["engine"]
+                         for d in lower_program(program).descriptors)
         by_layers = execute(program, GoldenBackend(CONFIG), X, mode="layers")
         by_program = execute(program, GoldenBackend(CONFIG), X, mode="program")
         assert by_program.mode == "program"
         assert agreement(by_program, by_layers) == 1.0
         np.testing.assert_array_equal(by_program.integers[-1], by_layers.integers[-1])
         np.testing.assert_array_equal(by_program.outputs, by_layers.outputs)
+    assert (crossings > 0) == (engine == "mixed")
 
 
 def _loaded_machine(config=CONFIG):
