@@ -7,19 +7,25 @@ Prints one JSON object with three parts:
   N = C_out), planned by ``plan_gemm`` on an 8x8 systolic array and ``plan_ternary`` on an
   8 lanes x 8 inputs ternary unit: cycles and utilization (of the padded GEMM, and of the
   useful MACs, unpadded K).
-- ``demo``: the demo CNN and MLP run in today's layer-by-layer mode (a convolution as one
-  GEMM over host-built im2col rows) on ``--device`` (``golden``: planner cycles and payload
-  bytes; ``sim`` or a URL: the device's cycle counters and the bytes on the link, framing
-  included), per inference.
+- ``demo``: the demo CNN and MLP on ``--device`` per inference, layer by layer (a
+  convolution as one GEMM over host-built im2col rows, one batch per layer) and, on a
+  device with program mode, as device programs (weights resident, one image per
+  RUN_PROGRAM): cycles (the device's counters, or the planner on ``golden``) and link bytes
+  (measured on a link, framing included; on ``golden`` the payload layer by layer and the
+  protocol's exact framing count in program mode), next to the program-mode target
+  ``(input bytes + output bytes) * 1.1 + 128``. On ``golden`` a config without program mode
+  gets its program rows from the same config with ``max_layers`` = 16.
 - ``presets``: per board preset, the demo models' inferences per second at the preset's
-  clock and baud rate, compute time and link time shown separately: compute from the
-  planner (program mode: each layer one GEMM per image with padded K, tiled as the preset
-  needs) and its link floor (int8 input and output bytes, one frame each way), next to
-  today's layer-by-layer mode (the batch's planner cycles, and payload bytes of a
-  450-image batch per image, framing not counted). A BitLinear MLP keeps a host step
-  between layers, so it has no program-mode figure.
+  clock and baud rate, compute time and link time shown separately, layer by layer (the
+  batch's planner cycles, and payload bytes of a 450-image batch per image, framing not
+  counted) and as device programs (the cycle model of each descriptor, and the protocol's
+  bytes per inference, framing included; a preset without program mode is lowered with
+  ``max_layers`` = 16 to show what program mode gives it).
 
-Usage: python bench/conv.py [--device golden|sim|URL] [--samples N]
+One command measures the program mode on a running simulated board (``tritile sim-board``)
+or a board: ``python bench/conv.py --device socket://HOST:PORT`` (its ``demo`` part).
+
+Usage: python bench/conv.py [--device golden|sim|URL] [--config NAME|FILE] [--samples N]
 """
 
 import argparse
@@ -27,15 +33,19 @@ import json
 
 import numpy as np
 
-from tritile.sw.compiler import CompileError, TernaryLayer, compile_model
-from tritile.sw.config import PRESETS, AcceleratorConfig
+from tritile.sw.compiler import CompileError, compile_model
+from tritile.sw.config import PRESETS, AcceleratorConfig, load_config
 from tritile.sw.conv import Window
 from tritile.sw.digits import load_demo_cnns, load_demo_models, load_digits_split
-from tritile.sw.engines import engine_for_numerics
-from tritile.sw.executor import GoldenBackend, execute, open_backend, backend_config
+from tritile.sw.engines import engine, engine_for_numerics
+from tritile.sw.executor import GOLDEN, GoldenBackend, execute, open_backend, backend_config
 from tritile.sw.planner import plan_gemm, plan_ternary
-from tritile.sw.protocol import FRAMING_SIZE
-from tritile.sw.tiling import tile_problem
+from tritile.sw.program_lowering import lower_program
+from tritile.sw.program_model import layer_cycles
+from tritile.sw.protocol import Engine
+
+#: Descriptors given to a config without program mode to show what program mode does.
+PROGRAM_LAYERS = 16
 
 #: An 8x8 systolic array and an 8x8 ternary unit, with memories large enough that each
 #: layer below is one engine call (the program mode walks the whole map in one call).
@@ -83,70 +93,95 @@ def _demo_jobs(split):
             ("cnn", "ternary", ternary_cnn, split.X_train)]
 
 
-def demo_figures(device, samples, split):
+def _target_bytes(program):
+    """The issue's link target per inference: (input + output bytes) * 1.1 + 128."""
+    out = program.out_features * (4 if program.layers[-1].raw_output else 1)
+    return (program.in_features + out) * 1.1 + 128
+
+
+def _program_config(config):
+    return config if config.max_layers else config.replace(max_layers=PROGRAM_LAYERS)
+
+
+def demo_figures(device, samples, split, config):
     rows = []
     X = split.X_test[:samples]
-    with open_backend(device, PRESETS["sim-small"]) as backend:
+    with open_backend(device, config) as backend:
         config = backend_config(backend)
-        for model_name, engine, model, calib in _demo_jobs(split):
-            program = compile_model(model, config, engine, calib=calib)
-            result = execute(program, backend, X)
-            measured = result.cycles is not None
-            rows.append({
-                "model": model_name, "engine": engine, "config_id": config.config_id,
-                "samples": samples,
-                "cycles_per_inference": (result.cycles if measured
-                                         else result.predicted_cycles) / samples,
-                "predicted_cycles_per_inference": result.predicted_cycles / samples,
-                "link_bytes_per_inference": (result.wire_bytes if measured
-                                             else result.bytes_streamed) / samples,
-                "bytes_source": "link, framing included" if measured else "payload"})
+        runs = [(backend, config, "layers")]
+        if device == GOLDEN:
+            program_config = _program_config(config)
+            runs.append((GoldenBackend(program_config), program_config, "program"))
+        elif config.max_layers:
+            runs.append((backend, config, "program"))
+        for model_name, engine_name, model, calib in _demo_jobs(split):
+            for run_backend, run_config, mode in runs:
+                program = compile_model(model, run_config, engine_name, calib=calib)
+                result = execute(program, run_backend, X, mode=mode)
+                measured = result.cycles is not None
+                if mode == "program":
+                    link = result.link_bytes_per_inference if measured else \
+                        result.link["model_bytes_per_inference"]
+                    source = "link, framing included" if measured else \
+                        "protocol model, framing included"
+                else:
+                    link = (result.wire_bytes if measured else result.bytes_streamed) / samples
+                    source = "link, framing included" if measured else "payload"
+                rows.append({
+                    "model": model_name, "engine": engine_name, "mode": mode,
+                    "config_id": run_config.config_id, "samples": samples,
+                    "cycles_per_inference": (result.cycles if measured
+                                             else result.predicted_cycles) / samples,
+                    "predicted_cycles_per_inference": result.predicted_cycles / samples,
+                    "link_bytes_per_inference": link, "bytes_source": source,
+                    "program_link_bytes_per_inference": result.link and
+                    result.link["model_bytes_per_inference"],
+                    "upload_wire_bytes": result.link and result.link["upload_wire_bytes"],
+                    "target_bytes": _target_bytes(program)})
     return rows
 
 
-def _program_cycles(program):
-    """Engine cycles of one image in the program mode: each layer one GEMM per image."""
-    total = 0
-    for layer in program.layers:
-        spec = engine_for_numerics(layer.engine)
-        k, n = layer.shape
-        m, k = (1, k) if layer.conv is None else (layer.conv.pixels, layer.conv.padded_k)
-        tiling = tile_problem(spec, program.config, m, k, n)
-        total += sum(spec.plan(program.config, *call.shape).cycles for call in tiling.calls())
-    return total
+def _program_figures(model, engine_name, calib, config):
+    """Cycles and link bytes of one inference as a device program, or why it has none."""
+    config = _program_config(config)
+    try:
+        device_program = lower_program(compile_model(model, config, engine_name, calib=calib))
+    except CompileError as exc:
+        return {"program": " ".join(str(exc).split())}
+    cycles = sum(layer_cycles(config, engine(Engine(d["engine"])), d["m"], d["k"], d["n"])
+                 for d in device_program.descriptors)
+    return {"program_compute_cycles": cycles,
+            "program_segments": len(device_program.segments),
+            "program_link_bytes": device_program.link_bytes_per_inference(config)}
 
 
 def preset_figures(split):
     batch, rows = len(split.X_test), []
     for preset, config in PRESETS.items():
-        for model_name, engine, model, calib in _demo_jobs(split):
-            row = {"preset": preset, "model": model_name, "engine": engine,
+        for model_name, engine_name, model, calib in _demo_jobs(split):
+            row = {"preset": preset, "model": model_name, "engine": engine_name,
                    "clock_hz": config.clock_hz, "baud": config.baud}
-            if not engine_for_numerics(engine).present(config):
-                rows.append({**row, "skipped": f"{preset} has no {engine} engine"})
+            if not engine_for_numerics(engine_name).present(config):
+                rows.append({**row, "skipped": f"{preset} has no {engine_name} engine"})
                 continue
             try:
-                program = compile_model(model, config, engine, calib=calib)
+                program = compile_model(model, config, engine_name, calib=calib)
             except CompileError as exc:
                 rows.append({**row, "skipped": " ".join(str(exc).split())})
                 continue
-            result = execute(program, GoldenBackend(config), split.X_test)
+            result = execute(program, GoldenBackend(config), split.X_test, mode="layers")
             batch_compute = result.predicted_cycles / batch / config.clock_hz
             layered = result.bytes_streamed / batch * 10 / config.baud
             row.update(layer_by_layer_compute_seconds=batch_compute,
                        layer_by_layer_bytes=result.bytes_streamed / batch,
                        layer_by_layer_link_seconds=layered,
                        inferences_per_second_layer_by_layer=1 / max(batch_compute, layered))
-            if any(isinstance(layer, TernaryLayer) for layer in program.layers):
-                row["program"] = "BitLinear keeps a host step between layers"
-            else:
-                cycles = _program_cycles(program)
-                out_bytes = program.out_features * (4 if program.layers[-1].raw_output else 1)
-                floor = program.in_features + out_bytes + 2 * FRAMING_SIZE
-                compute, program_link = cycles / config.clock_hz, floor * 10 / config.baud
-                row.update(program_compute_cycles=cycles, program_compute_seconds=compute,
-                           program_link_bytes_floor=floor,
-                           program_link_seconds_floor=program_link,
+            figures = _program_figures(model, engine_name, calib, config)
+            row.update(figures)
+            if "program_link_bytes" in figures:
+                compute = figures["program_compute_cycles"] / config.clock_hz
+                program_link = figures["program_link_bytes"] * 10 / config.baud
+                row.update(program_compute_seconds=compute, program_link_seconds=program_link,
                            inferences_per_second_program=1 / max(compute, program_link))
             rows.append(row)
     return rows
@@ -156,6 +191,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="golden",
                         help="golden (planner and payload), sim, or a board URL")
+    parser.add_argument("--config", default="sim-small",
+                        help="config the golden model runs (a device reports its own)")
     parser.add_argument("--samples", type=int, default=50,
                         help="held-out images the demo models run on --device (default 50)")
     args = parser.parse_args()
@@ -164,7 +201,8 @@ def main():
                                **{key: value for key, value in BENCH_CONFIG.to_dict().items()
                                   if key.startswith(("systolic", "ternary_l", "ternary_f"))}},
               "layers": layer_figures(),
-              "demo": demo_figures(args.device, args.samples, split),
+              "demo": demo_figures(args.device, args.samples, split,
+                                   load_config(args.config)),
               "presets": preset_figures(split)}
     print(json.dumps(report, indent=2, default=lambda value: np.asarray(value).tolist()))
 

@@ -307,11 +307,25 @@ class Program:
         """Return one dict per layer (engine, shape, fused steps, placement), for display and
         JSON.
 
-        Placement is what the device's program mode will do: the weights of each engine's
-        layers are laid out one after the other in its weight memory and stay resident
-        while they fit; an int8 output that the next layer reads without a host step stays
-        on chip (ping-pong activation buffers), any other goes to the host.
+        Placement is what the device's program mode does: the weights of each engine's
+        layers are laid out one after the other in its weight memory and stay resident;
+        an int8 output that the next layer reads without a host step stays on chip
+        (ping-pong activation buffers, ``placement`` says where), any other goes to the
+        host. On a config with program mode it comes from the lowering
+        (:func:`~tritile.sw.program_lowering.lower_program`); when the program does not
+        lower, every row says why and that it runs layer by layer. Without program mode
+        it says where the weights would live.
         """
+        placements = None
+        if self.config.max_layers:
+            from .program_lowering import lower_program
+
+            try:
+                placements = lower_program(self).placements
+            except CompileError as exc:
+                placements = [{"weights": f"sent per layer (no program mode: {exc})",
+                               "output_stays_on_chip": False,
+                               "placement": "to the host"}] * len(self.layers)
         rows, offsets = [], {}
         for index, layer in enumerate(self.layers):
             k, n = layer.shape
@@ -341,6 +355,11 @@ class Program:
             chained = index + 1 < len(self.layers) and isinstance(
                 self.layers[index + 1], StaticLayer) and not self.layers[index + 1].quantize_input
             row["output_stays_on_chip"] = chained
+            if placements is not None:
+                place = placements[index]
+                row.update(weights=place["weights"],
+                           output_stays_on_chip=place["output_stays_on_chip"],
+                           placement=place["placement"])
             rows.append(row)
         return rows
 

@@ -11,15 +11,21 @@ bytes                 content
 8                     length of the array data, little-endian
 metadata length       UTF-8 JSON: the config (parameters and config_id), the
                       input and output shapes, the layers (every field; an array
-                      field refers to an entry of ``arrays``), the host tail, and
+                      field refers to an entry of ``arrays``), the host tail, the
+                      device program (null when the config has no program mode or
+                      the model runs layer by layer: the descriptors' fields, the
+                      weight image of each engine and the PARAMS records as arrays,
+                      the segments and the placement of each layer), and
                       ``arrays``: dtype, shape, offset and size of each array
 array data length     the arrays' raw bytes, C order, little-endian
 4                     CRC-32 (zlib) of every byte before it, little-endian
 ====================  =========================================================
 
 Reading checks the magic, the version, the lengths against the file's size and the CRC
-before it decodes anything, then rebuilds every layer through its own constructor; any
-failure is one :class:`ProgramFileError` line naming the file.
+before it decodes anything, then rebuilds every layer through its own constructor and
+checks the device program against the lowering of those layers
+(:func:`~tritile.sw.program_lowering.lowered`), which then runs the file's; any failure is
+one :class:`ProgramFileError` line naming the file.
 """
 
 import dataclasses
@@ -29,16 +35,17 @@ import zlib
 
 import numpy as np
 
-from .compiler import ConvStep, PoolStep, Program, StaticLayer, TernaryLayer
+from .compiler import CompileError, ConvStep, PoolStep, Program, StaticLayer, TernaryLayer
 from .config import AcceleratorConfig, ConfigError
 from .conv import Window
 from .host_tail import HostTail, TailNode
+from .program_lowering import DeviceProgram, Segment, lowered
 
 __all__ = ["ProgramFileError", "save_program", "load_program", "MAGIC", "VERSION"]
 
 MAGIC = b"TRITILE\x1a"
-#: Version of the format this module writes and reads.
-VERSION = 1
+#: Version of the format this module writes and reads (2: with the device program).
+VERSION = 2
 _HEADER = struct.Struct("<8sHIQ")
 _CRC = struct.Struct("<I")
 
@@ -95,6 +102,21 @@ class _Writer:
                 "constants": {name: self.array(value) for name, value in tail.constants.items()}}
 
 
+    def device_program(self, program):
+        if not program.config.max_layers:
+            return None
+        try:
+            device = lowered(program)
+        except CompileError:
+            return None     # runs layer by layer
+        return {"descriptors": [dict(fields) for fields in device.descriptors],
+                "weight_images": {name: self.array(np.frombuffer(image, np.uint8))
+                                  for name, image in device.weight_images.items()},
+                "params": [self.array(column) for column in device.params],
+                "segments": [dataclasses.asdict(segment) for segment in device.segments],
+                "placements": [dict(place) for place in device.placements]}
+
+
 def save_program(program, path):
     """Write ``program`` to ``path`` in the format above."""
     if not isinstance(program, Program):
@@ -105,7 +127,8 @@ def save_program(program, path):
             "channels_first": program.channels_first,
             "output_shape": list(program.output_shape),
             "layers": [writer.encode(layer) for layer in program.layers],
-            "tail": writer.tail(program.tail)}
+            "tail": writer.tail(program.tail),
+            "device_program": writer.device_program(program)}
     meta["arrays"] = writer.arrays
     text = json.dumps(meta, separators=(",", ":")).encode()
     body = _HEADER.pack(MAGIC, VERSION, len(text), writer.offset) + text + b"".join(writer.chunks)
@@ -151,6 +174,18 @@ class _Reader:
         constants = {name: self.arrays[ref["array"]] for name, ref in data["constants"].items()}
         return HostTail(data["input"], nodes, constants, data["outputs"])
 
+    def device_program(self, data, config_id):
+        if data is None:
+            return None
+        segments = tuple(Segment(**{**segment, "input_shape": tuple(segment["input_shape"])})
+                         for segment in data["segments"])
+        return DeviceProgram(
+            config_id, tuple(dict(fields) for fields in data["descriptors"]),
+            {name: self.arrays[ref["array"]].astype(np.uint8).tobytes()
+             for name, ref in data["weight_images"].items()},
+            tuple(self.arrays[ref["array"]] for ref in data["params"]), segments,
+            tuple(dict(place) for place in data["placements"]))
+
 
 def _read_bytes(path):
     try:
@@ -193,9 +228,13 @@ def load_program(path):
             raise ValueError(f"its config hashes to {config.config_id}, not the recorded "
                              f"{meta['config_id']}")
         layers = tuple(reader.decode(layer) for layer in meta["layers"])
-        return Program(config, meta["config_id"], layers, tuple(meta["input_shape"]),
-                       bool(meta["channels_first"]), tuple(meta["output_shape"]),
-                       reader.tail(meta["tail"]))
+        program = Program(config, meta["config_id"], layers, tuple(meta["input_shape"]),
+                          bool(meta["channels_first"]), tuple(meta["output_shape"]),
+                          reader.tail(meta["tail"]))
+        device = reader.device_program(meta["device_program"], program.config_id)
+        if device is not None:
+            lowered(program, device)
+        return program
     except (ValueError, KeyError, TypeError, IndexError, ConfigError) as exc:
         text = " ".join(str(exc).split())
         raise ProgramFileError(f"{path} has malformed metadata: {type(exc).__name__}: "

@@ -45,6 +45,26 @@ def test_demo_meets_accuracy_targets_on_golden(capsys):
     assert "loading the trained 64-32-10 MLPs" in err      # progress goes to stderr
 
 
+def test_demo_runs_programs_on_a_config_with_program_mode(capsys, tmp_path):
+    """Every row runs as a device program (on the program model), with the figures of the
+    layer-by-layer runs, 100 % golden agreement and the link target per inference."""
+    config = tmp_path / "programs.json"
+    config.write_text(json.dumps({"max_layers": 16}))
+    status, out, _ = _run_cli(capsys, "demo", "--device", "golden", "--config", str(config),
+                              "--json")
+    assert status == 0
+    report = json.loads(out)
+    cnn = report["cnn"]
+    runs = [report["int8"], report["ternary"], cnn["int8"], cnn["ternary"]]
+    assert all(run["mode"] == "program" and run["golden_agreement"] == 1.0 for run in runs)
+    assert cnn["device_samples"] == 450
+    assert round(100 * cnn["int8"]["accuracy"], 2) == 98.22
+    assert round(100 * cnn["ternary"]["accuracy"], 2) == 96.44
+    for run in (report["int8"], cnn["int8"], cnn["ternary"]):   # 64 bytes in, 10 int32 out
+        assert run["link_bytes_per_inference"] <= (64 + 40) * 1.1 + 128
+        assert run["bytes_source"] == "protocol model, framing included"
+
+
 def _assert_same_accuracy(shipped, retrained, split):
     for old, new in zip(shipped, retrained):
         assert abs(accuracy(old.forward(split.X_test), split.y_test)

@@ -1,5 +1,8 @@
 """Execution on the golden backend: integer outputs equal the numerics, costs follow the
-planner, programs for another config are refused, agreement counts per sample."""
+planner, programs for another config are refused, agreement counts per sample.
+
+These are the layer-by-layer mode's tests (each layer an engine call, so every layer's
+integers are seen); program mode is tests/test_program_lowering.py's."""
 
 import copy
 
@@ -29,7 +32,7 @@ def _model(rng):
 def test_int8_integers_are_the_numerics(rng):
     model, X = _model(rng), rng.standard_normal((30, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "int8", calib=X)
-    result = execute(program, GoldenBackend(CONFIG), X)
+    result = execute(program, GoldenBackend(CONFIG), X, mode="layers")
     first, last = program.layers
     Xq = quantize_activations_int8(X, scale=first.s_x)[0]
     hidden = requantize(gemm_int8(Xq, first.Wq, first.bias), first.mult, first.shift, relu=True)
@@ -43,7 +46,7 @@ def test_int8_integers_are_the_numerics(rng):
 def test_ternary_integers_are_the_numerics(rng):
     model, X = _model(rng), rng.standard_normal((9, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "ternary")
-    result = execute(program, GoldenBackend(CONFIG), X)
+    result = execute(program, GoldenBackend(CONFIG), X, mode="layers")
     q, _ = quantize_activations_absmax(X)
     np.testing.assert_array_equal(result.integers[0], ternary_matmul(q, program.layers[0].T))
 
@@ -54,7 +57,7 @@ def test_costs_follow_the_planner(rng):
     X = rng.standard_normal((50, 24)).astype(np.float32)
     program = compile_model(model, config, "int8", calib=X)
     first_layer = program.layers[0]
-    result = execute(program, GoldenBackend(config), X)
+    result = execute(program, GoldenBackend(config), X, mode="layers")
     assert tile_problem(engine("systolic"), config, 50, 24, 16).tile_m == 7
     first, last = result.layers
     assert first.calls == 8
@@ -65,7 +68,8 @@ def test_costs_follow_the_planner(rng):
     # (the driver writes them once: they are the same for every call of the layer).
     records = param_records(first_layer.bias, first_layer.mult, first_layer.shift)
     assert first.stream_bytes == 50 * 24 + 50 * 16 + len(records)
-    ternary = execute(compile_model(model, config, "ternary"), GoldenBackend(config), X)
+    ternary = execute(compile_model(model, config, "ternary"), GoldenBackend(config), X,
+                      mode="layers")
     assert ternary.layers[1].predicted_cycles == 7 * plan_ternary(config, 7, 16, 5).cycles \
         + plan_ternary(config, 1, 16, 5).cycles
     assert ternary.layers[0].weight_bytes == -(-24 * 16 // 5)   # base-3: 5 trits per byte
@@ -90,8 +94,8 @@ def test_program_for_another_config_is_refused(rng):
 def test_agreement_counts_samples(rng):
     model, X = _model(rng), rng.standard_normal((20, 24)).astype(np.float32)
     program = compile_model(model, CONFIG, "int8", calib=X)
-    a = execute(program, GoldenBackend(CONFIG), X)
-    b = execute(program, GoldenBackend(CONFIG), X)
+    a = execute(program, GoldenBackend(CONFIG), X, mode="layers")
+    b = execute(program, GoldenBackend(CONFIG), X, mode="layers")
     assert agreement(a, b) == 1.0
     c = copy.deepcopy(b)
     c.integers[0][3, 0] ^= 1

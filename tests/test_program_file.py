@@ -4,6 +4,7 @@ foreign, other-version and other-config files before anything runs."""
 import json
 import re
 import struct
+import zlib
 
 import numpy as np
 import onnx
@@ -16,6 +17,7 @@ from tritile.sw.config import PRESETS
 from tritile.sw.executor import GoldenBackend, execute
 from tritile.sw.onnx_import import import_onnx
 from tritile.sw.program_file import MAGIC, ProgramFileError, load_program, save_program
+from tritile.sw.program_lowering import lowered
 
 CONFIG = PRESETS["sim-small"]
 
@@ -37,6 +39,45 @@ def test_programs_round_trip(tmp_path, source, shape, engine, rng):
     for name, value in program.named_outputs(a.outputs).items():
         np.testing.assert_array_equal(loaded.named_outputs(b.outputs)[name], value)
     assert loaded.summary() == program.summary()
+
+
+def _rewrite_meta(path, change):
+    """Rewrite a program file's metadata with ``change(meta)``, header and CRC made valid."""
+    blob = path.read_bytes()
+    _, version, meta_size, data_size = struct.unpack_from("<8sHIQ", blob)
+    meta = json.loads(blob[22:22 + meta_size])
+    change(meta)
+    text = json.dumps(meta).encode()
+    body = struct.pack("<8sHIQ", MAGIC, version, len(text), data_size) + text + \
+        blob[22 + meta_size:-4]
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+
+
+@pytest.mark.parametrize("engine", ["int8", "ternary"])
+def test_device_programs_round_trip(tmp_path, engine):
+    """On a config with program mode the file carries the device program (descriptors,
+    weight and parameter images, buffers), which must be what the layers lower to."""
+    config = CONFIG.replace(max_layers=8)
+    model = import_onnx(keras_style())
+    X = RNG.standard_normal((12, 8, 8)).astype(np.float32)
+    program = compile_model(model, config, engine, calib=X)
+    path = tmp_path / "p.tritile"
+    save_program(program, path)
+    loaded = load_program(path)
+    assert lowered(loaded).same_as(lowered(program))
+    a = execute(program, GoldenBackend(config), X)
+    b = execute(loaded, GoldenBackend(config), X)
+    assert a.mode == b.mode == "program"
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    assert loaded.summary() == program.summary()
+
+    def shift_weights(meta):
+        meta["device_program"]["descriptors"][0]["weight_base"] += 1
+
+    _rewrite_meta(path, shift_weights)
+    with pytest.raises(ProgramFileError, match="device program differs") as info:
+        load_program(path)
+    assert "\n" not in str(info.value)
 
 
 @pytest.fixture
@@ -106,6 +147,36 @@ def test_compile_then_run_on_golden(tmp_path, rng, capsys):
     assert y.shape == (5, 5) and np.allclose(np.exp(y).sum(axis=1), 1, atol=1e-5)
     assert main(["compile", str(tmp_path / "m.onnx"), "-o", str(out)]) == 2
     assert "need calibration inputs" in capsys.readouterr().err
+
+
+def test_run_as_a_program_on_golden(tmp_path, capsys):
+    """tritile run on a config with program mode: a .tritile file runs as a device program
+    and reports its bytes and cycles per inference; a model with no descriptor form is a
+    one-line error under --mode program and runs under --mode auto."""
+    config = tmp_path / "programs.json"
+    config.write_text(json.dumps({"max_layers": 8}))
+    onnx.save(keras_style(), tmp_path / "k.onnx")
+    onnx.save(torch_cnn(), tmp_path / "t.onnx")
+    np.save(tmp_path / "k.npy", RNG.standard_normal((4, 8, 8)).astype(np.float32))
+    np.save(tmp_path / "t.npy", RNG.standard_normal((4, 3, 9, 8)).astype(np.float32))
+    out = tmp_path / "k.tritile"
+    assert main(["compile", str(tmp_path / "k.onnx"), "--calib", str(tmp_path / "k.npy"),
+                 "--config", str(config), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(out), "--input", str(tmp_path / "k.npy"), "--device", "golden",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["mode"] == "program" and report["golden_agreement"] == 1.0
+    assert report["model_bytes_per_inference"] > 0
+    assert report["predicted_cycles_per_inference"] > 0
+    argv = ["run", str(tmp_path / "t.onnx"), "--input", str(tmp_path / "t.npy"),
+            "--device", "golden", "--config", str(config)]
+    assert main(argv + ["--mode", "program"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tritile run: error:") and "does not fit program mode" in err
+    assert "--mode layers" in err
+    assert main(argv + ["--mode", "auto", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "layers"
 
 
 @pytest.mark.slow

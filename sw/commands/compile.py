@@ -54,5 +54,6 @@ def run(args):
         conv = f" conv {row['conv']}" if "conv" in row else ""
         print(f"  layer {row['layer']}: {row['engine']:<7} K={row['k']} N={row['n']}{conv}; "
               f"weights {row['weights']}; output "
-              f"{'stays on chip' if row['output_stays_on_chip'] else 'to the host'}")
+              + row.get("placement", "stays on chip" if row["output_stays_on_chip"]
+                        else "to the host"))
     return 0

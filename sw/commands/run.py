@@ -39,8 +39,16 @@ def register(subparsers):
     parser.add_argument("--out", metavar="Y.npy|Y.npz",
                         help="write the outputs here: a .npz holds every output under the "
                              "model's name for it; a .npy the output of a one-output model")
+    parser.add_argument("--mode", choices=("program", "layers", "auto"),
+                        help="program: run the model as a device program (weights resident, "
+                             "one image per RUN_PROGRAM; an error if it does not fit the "
+                             "device); layers: one engine call per layer and batch; auto: a "
+                             "program if the model fits, else layer by layer, saying why. "
+                             "Default: auto on a device with program mode (max_layers > 0), "
+                             "else layers")
     parser.add_argument("--json", action="store_true",
-                        help="print per-layer cycles, totals and agreement as one JSON object")
+                        help="print per-layer cycles, totals (cycles_per_inference, "
+                             "link_bytes_per_inference) and agreement as one JSON object")
     parser.set_defaults(func=run)
 
 
@@ -106,7 +114,12 @@ def run(args):
                     program = compile_model(model, device_config, engine, calib=calib)
                 except CompileError as exc:
                     raise CommandError(str(exc)) from None
-            result, _, agreement = run_checked(program, backend, X, progress=say)
+            try:
+                result, _, agreement = run_checked(program, backend, X, progress=say,
+                                                   mode=args.mode)
+            except CompileError as exc:
+                raise CommandError(f"{args.model}: {exc} (--mode layers runs it layer by "
+                                   f"layer)") from None
     except ProgramMismatchError as exc:
         raise CommandError(f"{args.model}: {exc}") from None
     except DeviceError as exc:
@@ -163,7 +176,8 @@ def _write(path, outputs):
 
 def _format(report):
     lines = [f"{report['model']}: {report['samples']} sample(s) on {report['device']} "
-             f"({report['engine']}, config {report['config_id']})"]
+             f"({report['engine']}, config {report['config_id']}, "
+             f"{'as a device program' if report['mode'] == 'program' else 'layer by layer'})"]
     for index, layer in enumerate(report["layers"]):
         cycles = "" if layer["cycles"] is None else f"{layer['cycles']} cycles measured, "
         lines.append(f"  layer {index}: {layer['engine']:<7} {layer['m']}x{layer['k']}x"
@@ -173,6 +187,11 @@ def _format(report):
     lines.append(f"  total: {report['predicted_cycles']} cycles predicted, "
                  f"{report['bytes_streamed']} payload bytes{wire}, "
                  f"{report['wall_seconds']:.2f} s wall")
+    if report["mode"] == "program":
+        measured = report["link_bytes_per_inference"]
+        lines.append(f"  per inference: {report['predicted_cycles_per_inference']:.0f} cycles "
+                     f"predicted, {report['model_bytes_per_inference']} link bytes by the "
+                     f"protocol" + ("" if measured is None else f", {measured:.0f} measured"))
     lines.append(f"  agreement with the golden model: {100 * report['golden_agreement']:.2f}% "
                  f"of samples")
     return "\n".join(lines)
