@@ -54,12 +54,12 @@ def _rewrite_meta(path, change):
 
 
 @pytest.mark.parametrize("engine", ["int8", "ternary"])
-def test_device_programs_round_trip(tmp_path, engine):
+def test_device_programs_round_trip(tmp_path, engine, rng):
     """On a config with program mode the file carries the device program (descriptors,
     weight and parameter images, buffers), which must be what the layers lower to."""
     config = CONFIG.replace(max_layers=8)
     model = import_onnx(keras_style())
-    X = RNG.standard_normal((12, 8, 8)).astype(np.float32)
+    X = rng.standard_normal((12, 8, 8)).astype(np.float32)
     program = compile_model(model, config, engine, calib=X)
     path = tmp_path / "p.tritile"
     save_program(program, path)
@@ -149,7 +149,7 @@ def test_compile_then_run_on_golden(tmp_path, rng, capsys):
     assert "need calibration inputs" in capsys.readouterr().err
 
 
-def test_run_as_a_program_on_golden(tmp_path, capsys):
+def test_run_as_a_program_on_golden(tmp_path, rng, capsys):
     """tritile run on a config with program mode: a .tritile file runs as a device program
     and reports its bytes and cycles per inference; a model with no descriptor form is a
     one-line error under --mode program and runs under --mode auto."""
@@ -157,8 +157,8 @@ def test_run_as_a_program_on_golden(tmp_path, capsys):
     config.write_text(json.dumps({"max_layers": 8}))
     onnx.save(keras_style(), tmp_path / "k.onnx")
     onnx.save(torch_cnn(), tmp_path / "t.onnx")
-    np.save(tmp_path / "k.npy", RNG.standard_normal((4, 8, 8)).astype(np.float32))
-    np.save(tmp_path / "t.npy", RNG.standard_normal((4, 3, 9, 8)).astype(np.float32))
+    np.save(tmp_path / "k.npy", rng.standard_normal((4, 8, 8)).astype(np.float32))
+    np.save(tmp_path / "t.npy", rng.standard_normal((4, 3, 9, 8)).astype(np.float32))
     out = tmp_path / "k.tritile"
     assert main(["compile", str(tmp_path / "k.onnx"), "--calib", str(tmp_path / "k.npy"),
                  "--config", str(config), "-o", str(out)]) == 0
