@@ -44,12 +44,15 @@ class TernaryMemories(wiring.Component):
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
         Byte writes: target 0 activations, 1 weights in the 2-bit packing, 2 weights in
-        base-3 (a word's base-3 bytes in order from its first). Addresses outside a
-        memory, and target 3, are dropped. Ready while ``accept``.
+        base-3, one stream across words (see :meth:`_weight_writes`): a base-3 byte at
+        the address after the last base-3 byte's continues its stream, any other starts
+        one (the trits its first 2-bit byte holds before its own read as 0). Addresses
+        outside a memory, and target 3, are dropped. Ready while ``accept``, but for the
+        cycle after a base-3 byte that completes a byte of the next word.
     accept : In(1)
         Take writes.
     holding : Out(1)
-        A taken write has not reached its memory yet (it does in the next cycle).
+        A taken write has not reached its memory yet.
     act_addr, weight_addr : In(range(words))
         Words to read; the data follows one cycle after a cycle with ``read_en``.
     read_en : In(1)
@@ -82,15 +85,16 @@ class TernaryMemories(wiring.Component):
             shape=unsigned(8 * geo.weight_word_bytes), depth=geo.weight_words, init=[])
 
         request = Signal(WRITE_LAYOUT)
-        m.d.comb += [self.write.ready.eq(self.accept)]
         m.submodules.decode_base3 = decoder = TritBase3Decoder()
         base3_codes = Signal(2 * TritBase3Decoder.TRITS)
         m.d.comb += decoder.byte.eq(self.write.payload.data)
+        requested = Signal()                       # `request` is to be written
         m.d.sync += [request.eq(self.write.payload),
-                     self.holding.eq(self.write.valid & self.write.ready),
+                     requested.eq(self.write.valid & self.write.ready),
                      base3_codes.eq(two_bit_codes(decoder.trits))]
-        self._activation_writes(m, act_mem, request)
-        self._weight_writes(m, weight_mem, self.write.payload, request, base3_codes)
+        self._activation_writes(m, act_mem, self.write.payload, request, requested)
+        self._weight_writes(m, weight_mem, self.write.payload, request, requested,
+                            base3_codes)
 
         act_read = act_mem.read_port()
         weight_read = weight_mem.read_port()
@@ -101,65 +105,109 @@ class TernaryMemories(wiring.Component):
         ]
         return m
 
-    def _activation_writes(self, m, act_mem, write):
-        """Write the registered request's byte into its activation word."""
+    def _activation_writes(self, m, act_mem, incoming, write, requested):
+        """Write the registered request's byte into its activation word.
+
+        Whether the ``incoming`` payload hits the memory is decided before the register,
+        so the register keeps no more address bits than a word's.
+        """
         geo = self.geometry
         port = act_mem.write_port(granularity=8)
-        word, byte, in_range = _word_and_byte(write, act_mem.depth, geo.act_stride)
-        hit = (self.holding & (write.target == TARGET_ACTIVATIONS) & in_range
-               & (byte < geo.act_word_bytes))
+        _, in_byte, in_range = _word_and_byte(incoming, act_mem.depth, geo.act_stride)
+        hit = Signal()
+        m.d.sync += hit.eq((incoming.target == TARGET_ACTIVATIONS) & in_range
+                           & (in_byte < geo.act_word_bytes))
+        word, byte, _ = _word_and_byte(write, act_mem.depth, geo.act_stride)
         m.d.comb += [port.addr.eq(word),
                      port.data.eq(Cat(*([write.data] * geo.act_word_bytes)))]
         for i in range(geo.act_word_bytes):
-            m.d.comb += port.en[i].eq(hit & (byte == i))
+            m.d.comb += port.en[i].eq(requested & hit & (byte == i))
 
-    def _weight_writes(self, m, weight_mem, incoming, write, base3_codes):
-        """Write 2-bit bytes as they come; transcode base-3 bytes into two 2-bit bytes.
+    def _weight_writes(self, m, weight_mem, incoming, write, requested, base3_codes):
+        """Write 2-bit bytes as they come; transcode base-3 bytes into 2-bit bytes.
 
-        Base-3 byte ``i`` of a word writes 2-bit bytes ``B = i + i // 4`` and ``B + 1``
-        (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the bytes of a word written in
-        order, as the host writes them, leave every trit in place. Which bytes a write
-        would enable is decided from the ``incoming`` payload and registered with it; the
-        rest works on the registered request ``write``, present while ``holding``.
+        The base-3 target is the 2-bit target's trits re-encoded five to a byte: base-3
+        byte ``b`` holds the trits at positions ``5b .. 5b + 4``, position ``4A + i`` being
+        trit ``i`` of 2-bit byte address ``A`` (word ``A // stride``, byte ``A % stride``),
+        so a stream runs on across words. Byte ``b`` completes 2-bit byte
+        ``A = b + b // 4`` and starts ``A + 1``
+        (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the next byte of the stream
+        completes ``A + 1``. Which bytes a write enables, and in which word, is decided
+        from the ``incoming`` payload and registered with it; the rest works on the
+        registered request ``write``, present while ``holding``.
+
+        When ``A`` is the last byte of its word, ``A + 1`` lies in the next word. A byte of
+        phase 3 (``b % 4 == 3``) completes it, so the write path takes one more cycle to
+        write it there, taking no write meanwhile; a byte of another phase leaves it to
+        the next byte of the stream, whose ``A`` it is.
         """
         geo = self.geometry
-        requested = self.holding
+        depth, stride, word_bytes = weight_mem.depth, geo.weight_stride, geo.weight_word_bytes
+        byte_bits = (stride - 1).bit_length()
         port = weight_mem.write_port(granularity=8)
-        _, in_byte, in_range = _word_and_byte(incoming, weight_mem.depth, geo.weight_stride)
+        _, in_byte, in_range = _word_and_byte(incoming, depth, stride)
         in_two_bit = in_range & (incoming.target == TARGET_WEIGHTS_2BIT) & (
-            in_byte < geo.word_bytes("2bit"))
-        in_base3 = in_range & (incoming.target == TARGET_WEIGHTS_BASE3) & (
-            in_byte < geo.word_bytes("base3"))
-        in_first = in_byte + in_byte[2:]
-        enables = Signal(geo.weight_word_bytes)
+            in_byte < word_bytes)
+
+        # A base-3 address needs no more bits than the 2-bit space it covers.
+        addr_bits = (depth * stride - 1).bit_length()
+        b3_addr = incoming.addr[:addr_bits]
+        first = Signal(addr_bits + 1)              # 2-bit address A of the byte's trit 0
+        m.d.comb += first.eq(b3_addr + b3_addr[2:])
+        first_byte, first_word = first[:byte_bits], first[byte_bits:]
+        second_byte = Signal(byte_bits + 1)        # = stride: A + 1 is in the next word
+        m.d.comb += second_byte.eq(first_byte + 1)
+        is_base3_target = incoming.target == TARGET_WEIGHTS_BASE3
+        in_base3 = (is_base3_target & (incoming.addr[addr_bits:] == 0)
+                    & (first_word < depth))
+        taken = self.write.valid & self.write.ready
+
+        next_addr = Signal(addr_bits + 1)          # where the stream goes on
+        in_chained = b3_addr == next_addr
+        # A byte that completes a byte of the next word takes a second cycle to write it:
+        # `straddled` while its request writes its own word (no write is taken), then
+        # `flush` writes the next word's byte 0.
+        straddled = Signal()
+        flush = Signal()
+        m.d.comb += self.write.ready.eq(self.accept & ~straddled)
+        m.d.sync += [straddled.eq(0), flush.eq(straddled)]
+        with m.If(taken & in_base3):
+            m.d.sync += [next_addr.eq(b3_addr + 1),
+                         straddled.eq((b3_addr[:2] == 3) & second_byte[byte_bits]
+                                      & (first_word != depth - 1))]
+
+        enables = Signal(word_bytes)
         is_base3 = Signal()                        # the request is a base-3 byte
-        odd_first = Signal()                       # ... whose 2-bit byte B is odd
+        odd_first = Signal()                       # ... whose 2-bit byte A is odd
+        phase = Signal(2)
+        chained = Signal()
+        word = Signal(range(depth))                # held for the flush after it
+        with m.If(taken):
+            m.d.sync += word.eq(Mux(is_base3_target, first_word, incoming.addr[byte_bits:]))
         m.d.sync += [
             enables.eq(Cat(*((in_two_bit & (in_byte == i))
-                             | (in_base3 & ((in_first == i) | (in_first + 1 == i)))
-                             for i in range(geo.weight_word_bytes)))),
-            is_base3.eq(in_base3), odd_first.eq(in_first[0]),
+                             | (in_base3 & ((first_byte == i) | (second_byte == i)))
+                             for i in range(word_bytes)))),
+            is_base3.eq(in_base3), odd_first.eq(first_byte[0] if byte_bits else 0),
+            phase.eq(b3_addr[:2]), chained.eq(in_chained),
         ]
         base3 = requested & is_base3               # a base-3 byte is being written
 
-        word, byte, _ = _word_and_byte(write, weight_mem.depth, geo.weight_stride)
         m.submodules.transcode = transcode = Base3Transcoder()
-        next_word = Signal.like(word)              # where an in-order run continues
-        next_byte = Signal(len(byte) + 1)
-        with m.If(base3):
-            m.d.sync += [next_word.eq(word), next_byte.eq(byte + 1)]
         m.d.comb += [
             transcode.codes.eq(base3_codes),
-            transcode.phase.eq(byte[:2]),
-            transcode.chained.eq((word == next_word) & (byte == next_byte)),
+            transcode.phase.eq(phase),
+            transcode.chained.eq(chained),
             transcode.load.eq(base3),
         ]
-        # Byte positions alternate between the transcoder's two bytes, B even or odd.
+        # Byte positions alternate between the transcoder's two bytes, A even or odd.
         even = Mux(odd_first, transcode.second, transcode.first)
         odd = Mux(odd_first, transcode.first, transcode.second)
+        data = [Mux(base3, odd if i % 2 else even, write.data) for i in range(word_bytes)]
+        data[0] = Mux(flush, transcode.held, data[0])
         m.d.comb += [
-            port.addr.eq(word),
-            port.data.eq(Cat(*(Mux(base3, odd if i % 2 else even, write.data)
-                               for i in range(geo.weight_word_bytes)))),
-            port.en.eq(Mux(requested, enables, 0)),
+            port.addr.eq(Mux(flush, word + 1, word)),
+            port.data.eq(Cat(*data)),
+            port.en.eq(Mux(requested, enables, Cat(flush))),
+            self.holding.eq(requested | flush),
         ]

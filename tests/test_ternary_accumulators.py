@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from helpers import simulate, watch_stream
+from helpers import simulate, stream_get_many, watch_stream
 from tritile.hw.ternary_accumulators import TernaryAccumulators
 from tritile.sw import AcceleratorConfig
 
@@ -39,15 +39,9 @@ def test_rows_leave_numbered_in_issue_order_under_backpressure(rng, py_rng):
         ctx.set(dut.valid, 0)
 
     async def drain(ctx):
-        while len(got) < len(expected):
-            ready = py_rng.random() < 0.4
-            ctx.set(dut.acc.ready, ready)
-            await ctx.delay(1e-9)
-            if ready and ctx.get(dut.acc.valid):
-                beat = ctx.get(dut.acc.payload)
-                assert (beat.row, beat.col) not in got
-                got[beat.row, beat.col] = beat.acc
-            await ctx.tick()
+        beats = await stream_get_many(ctx, dut.acc, len(expected), py_rng, 0.4)
+        got.update(((beat.row, beat.col), beat.acc) for beat in beats)
+        assert len(got) == len(beats), "a result was sent twice"
 
     simulate(dut, feed, drain, processes=[watch_stream(dut.acc, "acc", violations)])
     assert got == expected and not violations
