@@ -62,9 +62,10 @@ class TernaryUnit(wiring.Component):
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
         Byte writes into the memories (target 0 activations, 1 weights in the 2-bit
-        packing, 2 weights in base-3, a word's base-3 bytes in order from its first),
-        accepted while idle and no ``start`` is offered. Addresses outside a memory, and
-        target 3, are dropped.
+        packing, 2 weights as one base-3 stream in address order, see
+        :class:`~tritile.hw.ternary_memories.TernaryMemories`), accepted while idle and
+        no ``start`` is offered, but for the cycle after a base-3 byte that completes a
+        byte of the next word. Addresses outside a memory, and target 3, are dropped.
     start : In(stream.Signature(START_LAYOUT))
         Starts one problem, accepted while idle, one cycle after the last write at the
         earliest. ``m``, ``k`` and ``n`` above the config's limits are clamped to them; a

@@ -134,7 +134,7 @@ class TernaryMemories(wiring.Component):
         (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the next byte of the stream
         completes ``A + 1``. Which bytes a write enables, and in which word, is decided
         from the ``incoming`` payload and registered with it; the rest works on the
-        registered request ``write``, present while ``holding``.
+        registered request ``write``, present while ``requested``.
 
         When ``A`` is the last byte of its word, ``A + 1`` lies in the next word. A byte of
         phase 3 (``b % 4 == 3``) completes it, so the write path takes one more cycle to
