@@ -3,6 +3,7 @@
 Prints one JSON object. Usage::
 
     python bench/link.py [--config sim-small] [--weights 65536] [--fuzz 100000]
+    python bench/link.py --wire-only          # the wire figures alone (no simulation)
 
 - ``wire``: bits per weight of an upload of ``--weights`` weights (payload plus framing,
   8 bits per byte; an 8N1 line adds 2 more bits per byte), counted on the exact frames the
@@ -161,16 +162,19 @@ def main():
                         help="WRITE data bytes of the byte-mode upload rate figure")
     parser.add_argument("--fuzz", type=int, default=0,
                         help="bad frames for the robustness run (0 skips it)")
+    parser.add_argument("--wire-only", action="store_true",
+                        help="print the wire figures alone")
     args = parser.parse_args()
     config = load_config(args.config)
     five = PRESETS["sim-small"].replace(ternary_lanes=8, ternary_fan_in=10, max_k=512,
                                         trit_depth=65536)
-    report = {
-        "wire": {name: wire_cost(preset, args.weights) for name, preset in
-                 [*PRESETS.items(), ("sim-small with L*P=80", five)]},
-        "link": link_efficiency(config, args.link_bytes),
-        **board_speed_and_calls(config, args.repeat, args.upload_bytes),
-    }
+    report = {"wire": {name: wire_cost(preset, args.weights) for name, preset in
+                       [*PRESETS.items(), ("sim-small with L*P=80", five)]}}
+    if args.wire_only:
+        print(json.dumps(report, indent=2))
+        return
+    report["link"] = link_efficiency(config, args.link_bytes)
+    report.update(board_speed_and_calls(config, args.repeat, args.upload_bytes))
     if args.fuzz:
         report["fuzz"] = fuzz(args.fuzz)
     print(json.dumps(report, indent=2))

@@ -5,47 +5,42 @@ after passing, negating or zeroing each one by its trit, and accumulating across
 :class:`TernaryEngine` is the standalone engine: the core followed by the shared
 :class:`~tritile.hw.requantizer.Requantizer`.
 
-Dataflow (one K group of P inputs, for L lanes, per cycle)::
+Dataflow (one K group of P inputs, for L lanes, per cycle), one component a box::
 
-    write --> [base-3 decoder, transcoder] --> weight memory (2-bit codes)
+    write --> TernaryMemories (base-3 transcoded, 2-bit codes stored)
     issue --> activation word (P bytes) ---------------+
-          \\-> weight word (L*P 2-bit codes) ----------+--> select --> adder tree
-                                                          --> accumulator --> bank
-                                                          --> out (one lane a beat)
+          \\-> weight word (L*P 2-bit codes) ----------+--> TernaryLanes (select, adder
+              trees) --> TernaryAccumulators (across K; output bank, one lane a beat)
 
-A lane negates by inversion, ``-x = ~x + 1``: the adder tree adds ``~x`` and feeds the
-"+1" of each negated input in as a carry-in of one adder (``a + b + c`` computed as
-``((a << 1 | c) + (b << 1 | 1)) >> 1``), so a negation costs no adder of its own. A tree of
-P leaves has P - 1 adders; the accumulator takes the last carry. Every tree level is
-registered. A row's sums move to an output bank that drains one lane per cycle while the
-next row computes; a sum that finds the bank still draining stalls the whole pipeline.
+The unit itself holds the problem's registers and the issue sequencer, which walks N
+tiles, rows and K groups through the implicit-im2col walker
+(:class:`~tritile.hw.im2col.Im2colAddress`), and the tags that travel beside the data.
+Every tree level is registered; a row whose sums find the output bank still draining
+stalls the whole pipeline.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
-                                      TARGET_WEIGHTS_BASE3, ternary_geometry)
+from tritile.sw.ternary_layout import ternary_geometry
 
 from .facts import WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
-from .trit_decoder import Base3Transcoder, Trit2BitDecoder, TritBase3Decoder, two_bit_codes
+from .ternary_accumulators import TernaryAccumulators
+from .ternary_lanes import TernaryLanes
+from .ternary_memories import TernaryMemories
 
 __all__ = ["TernaryUnit", "TernaryEngine"]
+
+#: What travels beside each issued group: it is one (``valid``), the last of its row.
+_TAG_LAYOUT = data.StructLayout({"valid": 1, "last": 1})
 
 
 def _check_config(config):
     if not isinstance(config, AcceleratorConfig):
         raise TypeError(f"config must be an AcceleratorConfig, not {type(config).__name__}")
-
-
-def _add_with_carry(a, b, carry):
-    """Return ``a + b + carry`` (signed) through one adder, ``carry`` entering as bit 0."""
-    total = Cat(carry, a).as_signed() + Cat(Const(1, 1), b).as_signed()
-    return total[1:].as_signed()
 
 
 class TernaryUnit(wiring.Component):
@@ -67,9 +62,10 @@ class TernaryUnit(wiring.Component):
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
         Byte writes into the memories (target 0 activations, 1 weights in the 2-bit
-        packing, 2 weights in base-3, a word's base-3 bytes in order from its first),
-        accepted while idle and no ``start`` is offered. Addresses outside a memory, and
-        target 3, are dropped.
+        packing, 2 weights as one base-3 stream in address order, see
+        :class:`~tritile.hw.ternary_memories.TernaryMemories`), accepted while idle and
+        no ``start`` is offered, but for the cycle after a base-3 byte that completes a
+        byte of the next word. Addresses outside a memory, and target 3, are dropped.
     start : In(stream.Signature(START_LAYOUT))
         Starts one problem, accepted while idle, one cycle after the last write at the
         earliest. ``m``, ``k`` and ``n`` above the config's limits are clamped to them; a
@@ -110,46 +106,76 @@ class TernaryUnit(wiring.Component):
         m.d.comb += self.busy.eq(running | self.out_busy)
         m.d.sync += was_busy.eq(self.busy)
         m.d.comb += self.done.eq(was_busy & ~self.busy)
-        lanes, fan_in = geo.lanes, geo.fan_in
-        acc_bits = config.ternary_acc_bits
 
-        # --- memories and the write ports ------------------------------------------------
-        # The weight memory holds every trit in the 2-bit code, whatever its packing on the
-        # link: base-3 bytes are transcoded as they are written (see _weight_writes).
-        m.submodules.act_mem = act_mem = Memory(
-            shape=unsigned(8 * geo.act_word_bytes), depth=geo.act_words, init=[])
-        m.submodules.weight_mem = weight_mem = Memory(
-            shape=unsigned(8 * geo.weight_word_bytes), depth=geo.weight_words, init=[])
-        # A write is registered, with its byte decoded as base-3, before it reaches a
-        # memory: decoding and placing a base-3 byte in one cycle was the unit's longest
-        # path. `start` waits for the register to empty, and an offered `start` holds
-        # writes back, so every write reaches its memory before the first read.
+        # `start` waits for the memories' write register to empty, and an offered `start`
+        # holds writes back, so every write reaches its memory before the first read.
+        m.submodules.memories = memories = TernaryMemories(geo)
         idle = ~self.busy
-        request = Signal(WRITE_LAYOUT)
-        requested = Signal()
         starting = Signal()
-        m.d.comb += [self.write.ready.eq(idle & ~self.start.valid),
-                     self.start.ready.eq(idle & ~requested),
+        wiring.connect(m, wiring.flipped(self.write), memories.write)
+        m.d.comb += [memories.accept.eq(idle & ~self.start.valid),
+                     self.start.ready.eq(idle & ~memories.holding),
                      starting.eq(self.start.valid & self.start.ready)]
-        m.submodules.decode_base3 = decoder = TritBase3Decoder()
-        base3_codes = Signal(2 * TritBase3Decoder.TRITS)
-        m.d.comb += decoder.byte.eq(self.write.payload.data)
-        m.d.sync += [request.eq(self.write.payload),
-                     requested.eq(self.write.valid & self.write.ready),
-                     base3_codes.eq(two_bit_codes(decoder.trits))]
-        self._activation_writes(m, act_mem, request, requested)
-        self._weight_writes(m, weight_mem, self.write.payload, request, requested,
-                            base3_codes)
+        dims, issuing, walker, weight_base = self._problem(m, starting, running)
 
-        # --- problem registers -----------------------------------------------------------
-        # Counters are as wide as the config's limits; only the `acc` port widens them.
+        m.submodules.lanes = lanes = TernaryLanes(geo.lanes, geo.fan_in)
+        m.submodules.accumulators = accumulators = TernaryAccumulators(
+            config, len(lanes.sums[0]))
+        # The whole pipeline holds while a finished row waits for the output bank.
+        advance = ~accumulators.stall
+        issue_tag, trit_addr = self._issue(m, starting, issuing, advance, walker, dims)
+
+        # Both words leave block RAM in the same cycle and feed the lanes directly: the
+        # stored 2-bit codes need no decoding beyond wiring. Tags travel beside the data,
+        # one register per pipeline stage: the synchronous reads, the read stages and
+        # the adder trees' levels.
+        m.d.comb += [memories.weight_addr.eq(weight_base + trit_addr),
+                     memories.act_addr.eq(walker.addr), memories.read_en.eq(advance)]
+        tags = [issue_tag]
+        for stage in range(1 + config.ternary_read_stages + lanes.latency):
+            tag = Signal(_TAG_LAYOUT, name=f"tag{stage + 1}")
+            with m.If(advance):
+                m.d.sync += tag.eq(tags[-1])
+            tags.append(tag)
+        # A padding position reads a word whose data is replaced by zeros.
+        pad = self._stage(m, walker.pad, advance, "pad_read")
+        weight_word, activations = memories.weight_data, memories.act_data
+        for stage in range(config.ternary_read_stages):
+            weight_word, activations, pad = (self._stage(m, word, advance, f"{name}_s{stage}")
+                                             for word, name in ((weight_word, "weights"),
+                                                                (activations, "acts"),
+                                                                (pad, "pad")))
+        m.d.comb += [lanes.activations.eq(Mux(pad, 0, activations)),
+                     lanes.codes.eq(weight_word), lanes.advance.eq(advance)]
+
+        final_tag = tags[-1]
+        m.d.comb += [accumulators.sums.eq(lanes.sums), accumulators.carries.eq(lanes.carries),
+                     accumulators.valid.eq(final_tag.valid),
+                     accumulators.last.eq(final_tag.last), accumulators.clear.eq(starting),
+                     accumulators.m.eq(dims["m"]), accumulators.n.eq(dims["n"])]
+        wiring.connect(m, accumulators.acc, wiring.flipped(self.acc))
+
+        in_flight = Cat(*(tag.valid for tag in tags[1:])).any()
+        finished = running & ~issuing & ~in_flight & ~accumulators.draining
+        with m.If(running):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.If(finished):
+            m.d.sync += running.eq(0)
+        return m
+
+    def _problem(self, m, starting, running):
+        """Take a started problem's registers; return (dims, issuing, walker, weight_base).
+
+        Counters are as wide as the config's limits; only the ``acc`` port widens them.
+        """
+        config, geo = self.config, self.geometry
         dims = {name: Signal(range(limit + 1), name=f"dim_{name}")
                 for name, limit in (("m", config.max_m), ("k", config.max_k),
                                     ("n", config.max_n))}
         issuing = Signal()
         start = self.start.payload
         m.submodules.walker = walker = Im2colAddress(
-            **engine_walk_limits(config, fan_in, geo.act_words))
+            **engine_walk_limits(config, geo.fan_in, geo.act_words))
         walk = Signal.like(walker.walk)
         weight_base = Signal(range(max(geo.weight_words, 2)))
         # The first group's address is needed the cycle after the start: the walker
@@ -171,12 +197,13 @@ class TernaryUnit(wiring.Component):
                 self.busy_cycles.eq(0),
                 self.mac_cycles.eq(0),
             ]
+        return dims, issuing, walker, weight_base
 
-        # The whole pipeline holds while a finished row waits for the output bank.
-        stall = Signal()
-        advance = ~stall
-
-        # --- issue: walk N tiles, rows, K groups -----------------------------------------
+    def _issue(self, m, starting, issuing, advance, walker, dims):
+        """Walk N tiles, rows, K groups, one group a cycle; return (tag, weight word)."""
+        config, geo = self.config, self.geometry
+        lanes, fan_in = geo.lanes, geo.fan_in
+        start = self.start.payload
         n_base = Signal(range(config.max_n))
         row = Signal(range(config.max_m))
         k_base = Signal(range(config.max_k))
@@ -191,8 +218,7 @@ class TernaryUnit(wiring.Component):
 
         # Tags carry no row or column: results leave in issue order, so the output bank
         # counts them itself.
-        tag_layout = data.StructLayout({"valid": 1, "last": 1})
-        issue_tag = Signal(tag_layout)
+        issue_tag = Signal(_TAG_LAYOUT)
         m.d.comb += [issue_tag.valid.eq(issuing), issue_tag.last.eq(last_k)]
 
         with m.If(starting):
@@ -200,7 +226,8 @@ class TernaryUnit(wiring.Component):
             first_k = (start.k <= fan_in) | (config.max_k <= fan_in)
             first_row = (start.m <= 1) | (config.max_m <= 1)
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
-            m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), trit_addr.eq(0), tile_trit_base.eq(0),
+            m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), trit_addr.eq(0),
+                         tile_trit_base.eq(0),
                          last_k.eq(first_k), single_k.eq(first_k),
                          last_row.eq(first_row), single_row.eq(first_row),
                          last_tile.eq((start.n <= lanes) | (config.max_n <= lanes))]
@@ -216,150 +243,15 @@ class TernaryUnit(wiring.Component):
                              last_k.eq(single_k), last_row.eq(row + 2 >= dims["m"])]
             with m.Else():
                 m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
-                m.d.sync += [k_base.eq(0), row.eq(0), trit_addr.eq(trit_addr + 1), tile_trit_base.eq(trit_addr + 1),
+                m.d.sync += [k_base.eq(0), row.eq(0), trit_addr.eq(trit_addr + 1),
+                             tile_trit_base.eq(trit_addr + 1),
                              last_k.eq(single_k), last_row.eq(single_row),
                              last_tile.eq(n_base + 2 * lanes >= dims["n"])]
                 with m.If(~last_tile):
                     m.d.sync += n_base.eq(n_base + lanes)
                 with m.Else():
                     m.d.sync += [issuing.eq(0), n_base.eq(0)]
-
-        # Both words leave block RAM in the same cycle and feed the lanes directly: the
-        # stored 2-bit codes need no decoding beyond wiring.
-        act_read = act_mem.read_port()
-        weight_read = weight_mem.read_port()
-        m.d.comb += [
-            weight_read.addr.eq(weight_base + trit_addr), weight_read.en.eq(advance),
-            act_read.addr.eq(walker.addr), act_read.en.eq(advance),
-        ]
-
-        # Tags travel beside the data, one register per pipeline stage.
-        tags = [issue_tag]
-
-        def next_tag():
-            tag = Signal(tag_layout, name=f"tag{len(tags)}")
-            with m.If(advance):
-                m.d.sync += tag.eq(tags[-1])
-            tags.append(tag)
-            return tag
-
-        next_tag()                                         # synchronous reads
-        # A padding position reads a word whose data is replaced by zeros.
-        pad = self._stage(m, walker.pad, advance, "pad_read")
-        weight_word, activations = weight_read.data, act_read.data
-        for stage in range(config.ternary_read_stages):
-            weight_word, activations, pad = (self._stage(m, word, advance, f"{name}_s{stage}")
-                                             for word, name in ((weight_word, "weights"),
-                                                                (activations, "acts"),
-                                                                (pad, "pad")))
-            next_tag()
-        activations = Mux(pad, 0, activations)
-        trits = []
-        for i in range(geo.weight_word_bytes):
-            m.submodules[f"decode_{i}"] = decoder = Trit2BitDecoder()
-            m.d.comb += decoder.byte.eq(weight_word[8 * i:8 * i + 8])
-            trits.extend(decoder.trits[j] for j in range(Trit2BitDecoder.TRITS))
-        nonzero = Cat(*(trit.nonzero for trit in trits))
-        negative = Cat(*(trit.negative for trit in trits))
-
-        # --- select and adder tree, one per lane -----------------------------------------
-        lane_sums = []
-        for lane in range(lanes):
-            nodes = []
-            for j in range(fan_in):
-                x = activations[8 * j:8 * j + 8]
-                trit = lane * fan_in + j
-                term = Signal(signed(8), name=f"term_l{lane}_{j}")
-                # ~v stands for -v - 1; the missing 1 rides as a carry (see module doc).
-                # A zero with its sign set is ~0 + 1 = 0, so the sign needs no gate.
-                passed = Mux(nonzero[trit], x, 0)
-                m.d.comb += term.eq(Mux(negative[trit], ~passed, passed))
-                nodes.append((term, [negative[trit]]))
-            level = 0
-            while len(nodes) > 1:
-                level += 1
-                merged = []
-                for i in range(0, len(nodes), 2):
-                    pair = nodes[i:i + 2]
-                    carries = [c for _, cs in pair for c in cs]
-                    if len(pair) == 2:
-                        value = _add_with_carry(pair[0][0], pair[1][0], carries[0])
-                        carries = carries[1:]
-                    else:
-                        value = pair[0][0]
-                    reg = Signal(signed(len(value)), name=f"sum_l{lane}_v{level}_{i // 2}",
-                                 reset_less=True)
-                    regs = [Signal(name=f"carry_l{lane}_v{level}_{i // 2}_{c}",
-                                   reset_less=True)
-                            for c in range(len(carries))]
-                    with m.If(advance):
-                        m.d.sync += reg.eq(value)
-                        m.d.sync += [r.eq(c) for r, c in zip(regs, carries)]
-                    merged.append((reg, regs))
-                nodes = merged
-            lane_sums.append(nodes[0])
-        levels = (fan_in - 1).bit_length()
-        for _ in range(levels):
-            next_tag()
-        final_tag = tags[-1]
-
-        # --- accumulate across K, hand finished rows to the output bank ------------------
-        bank = [Signal(signed(acc_bits), name=f"bank{lane}", reset_less=True)
-                for lane in range(lanes)]
-        bank_active = Signal()
-        m.d.comb += stall.eq(final_tag.valid & final_tag.last & bank_active)
-        # A row's last group, and a new problem, leave the accumulators at zero: one
-        # synchronous reset of their flip-flops, not a multiplexer in front of each adder.
-        row_done = final_tag.valid & final_tag.last & advance
-        clear_acc = row_done | (starting)
-        for lane, (root, carries) in enumerate(lane_sums):
-            acc = Signal(signed(acc_bits), name=f"acc{lane}", reset_less=True)
-            total = Signal(signed(acc_bits), name=f"total{lane}")
-            m.d.comb += total.eq(_add_with_carry(acc, root, carries[0]))
-            with m.If(clear_acc):
-                m.d.sync += acc.eq(0)
-            with m.Elif(final_tag.valid & advance):
-                m.d.sync += acc.eq(total)
-            with m.If(row_done):
-                m.d.sync += bank[lane].eq(total)
-
-        # Rows reach the bank in issue order: rows inner, N tiles outer.
-        next_row = Signal(range(config.max_m))
-        next_col = Signal(range(config.max_n))
-        bank_row = Signal.like(next_row)
-        bank_col = Signal.like(next_col)
-        bank_lane = Signal(range(lanes + 1))
-        out = self.acc
-        m.d.comb += [
-            out.valid.eq(bank_active),
-            out.payload.row.eq(bank_row),
-            out.payload.col.eq(bank_col),
-            out.payload.acc.eq(bank[0]),
-        ]
-        with m.If(starting):
-            m.d.sync += [next_row.eq(0), next_col.eq(0)]
-        with m.If(row_done):
-            m.d.sync += [bank_active.eq(1), bank_row.eq(next_row), bank_col.eq(next_col),
-                         bank_lane.eq(0)]
-            with m.If(next_row + 1 >= dims["m"]):
-                m.d.sync += [next_row.eq(0), next_col.eq(next_col + lanes)]
-            with m.Else():
-                m.d.sync += next_row.eq(next_row + 1)
-        with m.Elif(out.valid & out.ready):
-            m.d.sync += [bank[i].eq(bank[i + 1]) for i in range(lanes - 1)]
-            m.d.sync += [bank_col.eq(bank_col + 1), bank_lane.eq(bank_lane + 1)]
-            with m.If((bank_lane == lanes - 1) | (bank_col + 1 >= dims["n"])):
-                m.d.sync += bank_active.eq(0)
-
-        # --- completion and counters -----------------------------------------------------
-        in_flight = Cat(*(tag.valid for tag in tags[1:])).any()
-        finished = running & ~issuing & ~in_flight & ~bank_active
-        with m.If(running):
-            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
-        with m.If(finished):
-            m.d.sync += running.eq(0)
-        return m
-
+        return issue_tag, trit_addr
 
     @staticmethod
     def _stage(m, value, enable, name):
@@ -368,74 +260,6 @@ class TernaryUnit(wiring.Component):
         with m.If(enable):
             m.d.sync += reg.eq(value)
         return reg
-
-    @staticmethod
-    def _word_and_byte(write, mem, stride):
-        """Split a write's address into (word, byte within the word, word in range)."""
-        byte_bits = (stride - 1).bit_length()
-        word, byte = write.addr[byte_bits:], write.addr[:byte_bits]
-        return word, byte, word < mem.depth
-
-    def _activation_writes(self, m, act_mem, write, requested):
-        geo = self.geometry
-        port = act_mem.write_port(granularity=8)
-        word, byte, in_range = self._word_and_byte(write, act_mem, geo.act_stride)
-        hit = (requested & (write.target == TARGET_ACTIVATIONS) & in_range
-               & (byte < geo.act_word_bytes))
-        m.d.comb += [port.addr.eq(word),
-                     port.data.eq(Cat(*([write.data] * geo.act_word_bytes)))]
-        for i in range(geo.act_word_bytes):
-            m.d.comb += port.en[i].eq(hit & (byte == i))
-
-    def _weight_writes(self, m, weight_mem, incoming, write, requested, base3_codes):
-        """Write 2-bit bytes as they come; transcode base-3 bytes into two 2-bit bytes.
-
-        Base-3 byte ``i`` of a word writes 2-bit bytes ``B = i + i // 4`` and ``B + 1``
-        (:class:`~tritile.hw.trit_decoder.Base3Transcoder`); the bytes of a word written in
-        order, as the host writes them, leave every trit in place. Which bytes a write
-        would enable is decided from the ``incoming`` payload and registered with it; the
-        rest works on the registered request ``write``, present when ``requested``.
-        """
-        geo = self.geometry
-        port = weight_mem.write_port(granularity=8)
-        _, in_byte, in_range = self._word_and_byte(incoming, weight_mem, geo.weight_stride)
-        in_two_bit = in_range & (incoming.target == TARGET_WEIGHTS_2BIT) & (
-            in_byte < geo.word_bytes("2bit"))
-        in_base3 = in_range & (incoming.target == TARGET_WEIGHTS_BASE3) & (
-            in_byte < geo.word_bytes("base3"))
-        in_first = in_byte + in_byte[2:]
-        enables = Signal(geo.weight_word_bytes)
-        is_base3 = Signal()                        # the request is a base-3 byte
-        odd_first = Signal()                       # ... whose 2-bit byte B is odd
-        m.d.sync += [
-            enables.eq(Cat(*((in_two_bit & (in_byte == i))
-                             | (in_base3 & ((in_first == i) | (in_first + 1 == i)))
-                             for i in range(geo.weight_word_bytes)))),
-            is_base3.eq(in_base3), odd_first.eq(in_first[0]),
-        ]
-        base3 = requested & is_base3               # a base-3 byte is being written
-
-        word, byte, _ = self._word_and_byte(write, weight_mem, geo.weight_stride)
-        m.submodules.transcode = transcode = Base3Transcoder()
-        next_word = Signal.like(word)              # where an in-order run continues
-        next_byte = Signal(len(byte) + 1)
-        with m.If(base3):
-            m.d.sync += [next_word.eq(word), next_byte.eq(byte + 1)]
-        m.d.comb += [
-            transcode.codes.eq(base3_codes),
-            transcode.phase.eq(byte[:2]),
-            transcode.chained.eq((word == next_word) & (byte == next_byte)),
-            transcode.load.eq(base3),
-        ]
-        # Byte positions alternate between the transcoder's two bytes, B even or odd.
-        even = Mux(odd_first, transcode.second, transcode.first)
-        odd = Mux(odd_first, transcode.first, transcode.second)
-        m.d.comb += [
-            port.addr.eq(word),
-            port.data.eq(Cat(*(Mux(base3, odd if i % 2 else even, write.data)
-                               for i in range(geo.weight_word_bytes)))),
-            port.en.eq(Mux(requested, enables, 0)),
-        ]
 
 
 class TernaryEngine(StandaloneEngine):

@@ -149,6 +149,8 @@ class Base3Transcoder(wiring.Component):
         Byte ``i`` is written in this cycle: keep its left-over trits for byte ``i + 1``.
     first, second : Out(8)
         2-bit bytes ``B`` and ``B + 1``.
+    held : Out(8)
+        The last ``load``'s ``second``: byte ``B + 1`` of the byte before, as written.
     """
 
     codes: In(10)
@@ -157,11 +159,12 @@ class Base3Transcoder(wiring.Component):
     load: In(1)
     first: Out(8)
     second: Out(8)
+    held: Out(8)
 
     def elaborate(self, platform):
         m = Module()
         new = [self.codes[2 * t:2 * t + 2] for t in range(TritBase3Decoder.TRITS)]
-        left_over = Signal(8)                  # byte i - 1's `second`
+        left_over = self.held                  # byte i - 1's `second`
         carried = Mux(self.chained, left_over, 0)
         zero = Const(0, 2)
         with m.Switch(self.phase):

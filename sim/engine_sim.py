@@ -432,7 +432,7 @@ def _problem_files(spec, config, problem, directory):
     n = problem.w.shape[1]
     image = problem.memory_image(spec, config)
     # Bytes are written in address order (the ternary unit's base-3 transcoding needs a
-    # word's bytes in order), zero padding included, so no stale contents leak in.
+    # stream's bytes in order), zero padding included, so no stale contents leak in.
     lines = [f"{_pack(write, target=target, addr=addr, data=byte):x}"
              for target, data in image.items() for addr, byte in enumerate(data)]
     bias = problem.bias if problem.bias is not None else np.zeros(n, np.int32)

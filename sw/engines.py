@@ -212,7 +212,10 @@ class EngineSpec:
         raise NotImplementedError
 
     def weight_runs(self, config, packing):
-        """Return ``(run, stride)``: the used bytes of a weight word and its stride."""
+        """Return ``(run, stride)``: the used bytes of a weight word and its stride.
+
+        ``(1, 1)`` for an image sent whole, byte after byte.
+        """
         raise NotImplementedError
 
     def weight_core_target(self, packing):
@@ -327,8 +330,11 @@ class _Ternary(EngineSpec):
         return geometry.act_word_bytes, geometry.act_stride
 
     def weight_runs(self, config, packing):
+        # A 2-bit word fills the first bytes of its stride; the base-3 image is one stream.
+        if self.check_packing(packing) == "base3":
+            return 1, 1
         geometry = ternary_geometry(config)
-        return geometry.word_bytes(self.check_packing(packing)), geometry.weight_stride
+        return geometry.weight_word_bytes, geometry.weight_stride
 
     def weight_core_target(self, packing):
         return weight_target(self.check_packing(packing))

@@ -109,7 +109,7 @@ class Target(enum.IntEnum):
     #: Output memory, low byte of each word (read only; requantized int8 results).
     OUTPUT8 = 6
     #: Ternary weights in the base-3 packing (the same memory as ``TERNARY_WEIGHT``,
-    #: transcoded as it is written: a word's bytes must arrive in order from its first).
+    #: transcoded as it is written: one stream across words, in address order).
     TERNARY_WEIGHT_BASE3 = 7
     #: The layer-descriptor memory: ``max_layers`` descriptors of :data:`LAYER_SIZE` bytes,
     #: layer ``i`` at byte ``i * LAYER_SIZE`` (version 3).

@@ -7,16 +7,23 @@ The unit reads one *word* of each memory per cycle:
   the tail of a row's last word is zero.
 - weight memory (target 1 for the 2-bit packing, 2 for base-3): a word holds the L x P
   trits of one (N tile, K group) pair, lane-major (trit ``l * P + j`` is
-  ``T[g * P + j, t * L + l]``, zero outside T), packed on its own in the chosen packing
-  (``"2bit"`` or ``"base3"``, see :mod:`tritile.sw.packing`). The tile ``t``, group ``g``
-  word is word ``t * G + g``. The unit stores the 2-bit code whichever target is written:
-  it transcodes base-3 bytes as they arrive, which needs the bytes of a word written in
-  order from its first (the unit's writes of a run of addresses are).
+  ``T[g * P + j, t * L + l]``, zero outside T), in the 2-bit code
+  (:func:`tritile.sw.packing.pack_trits_2bit`, ``ceil(L * P / 4)`` bytes). The tile
+  ``t``, group ``g`` word is word ``t * G + g``.
 
 A word of ``B`` bytes starts at byte address ``word * stride``, where the stride is the
 power of two at or above ``B``, so the hardware splits an address into word and byte by
-wiring. Both targets share the word addresses: a 2-bit word fills its first
-``ceil(L * P / 4)`` bytes, a base-3 word its first ``ceil(L * P / 5)``.
+wiring. The base-3 target is the 2-bit target's bytes re-encoded as one stream, five
+trits a byte (:func:`tritile.sw.packing.pack_trits_base3`): base-3 byte ``b`` holds the
+trits at positions ``5b .. 5b + 4``, position ``4A + i`` being trit ``i`` of 2-bit byte
+address ``A``. The stream runs on across words, so every config whose 2-bit words fill
+their stride (``L * P`` four times a power of two: every preset) sends 1.6 bits per trit;
+the unit stores the 2-bit code whichever target is written, transcoding base-3 bytes as
+they arrive. A stream starts where a base-3 byte does not follow the last one's address:
+the trits its first 2-bit byte holds before its own (``b % 4`` of them) read as 0, so a
+stream that starts at a word starts at a base-3 address ``4 * A / 5`` with ``A`` a multiple
+of 5 (always at word 0). The last byte of a stream writes zeros after its trits up to the
+end of the 2-bit byte that holds its last one, within its word.
 """
 
 import dataclasses
@@ -25,7 +32,7 @@ import numpy as np
 
 from .arith import ceil_div
 from .config import AcceleratorConfig
-from .packing import TRITS_PER_BYTE, pack_trits_2bit, pack_trits_base3, packed_size
+from .packing import pack_trits_2bit, pack_trits_base3, packed_size, unpack_trits_2bit
 from .planner import plan_ternary
 
 __all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS_2BIT", "TARGET_WEIGHTS_BASE3", "PACKINGS",
@@ -40,7 +47,6 @@ TARGET_WEIGHTS_BASE3 = 2
 #: Packings the unit accepts, each written to its own weight target.
 PACKINGS = ("2bit", "base3")
 
-_PACKERS = {"2bit": pack_trits_2bit, "base3": pack_trits_base3}
 
 
 def _pow2_at_least(value):
@@ -71,11 +77,6 @@ class TernaryGeometry:
     weight_word_bytes: int
     weight_stride: int
     weight_words: int
-
-    def word_bytes(self, packing):
-        """Return the bytes a weight word uses in ``packing``."""
-        _check_packing(packing)
-        return packed_size(self.lanes * self.fan_in, packing)
 
     @property
     def bits_per_trit(self):
@@ -165,7 +166,11 @@ def ternary_act_image(config, q):
 
 
 def ternary_weight_image(config, T, packing):
-    """Return the weight memory's bytes holding ``T`` (K x N trits) in ``packing``."""
+    """Return the weight memory's bytes holding ``T`` (K x N trits) in ``packing``.
+
+    The 2-bit image is ``stride``-byte words; the base-3 image is the stream of its trits,
+    from word 0 to the last word's last byte.
+    """
     _check_packing(packing)
     geometry = ternary_geometry(config)
     lanes, fan_in = geometry.lanes, geometry.fan_in
@@ -176,12 +181,15 @@ def ternary_weight_image(config, T, packing):
     # (group, input, tile, lane) -> word (tile, group), lane-major inside the word.
     words = trits.reshape(groups, fan_in, tiles, lanes).transpose(2, 0, 3, 1)
     words = words.reshape(tiles * groups, lanes * fan_in)
-    per_byte = TRITS_PER_BYTE[packing]
-    used = geometry.word_bytes(packing)
+    used = geometry.weight_word_bytes
     # Pad every word to whole bytes so that packing them back to back packs each alone.
-    aligned = np.zeros((words.shape[0], used * per_byte), np.int8)
+    aligned = np.zeros((words.shape[0], used * 4), np.int8)
     aligned[:, :lanes * fan_in] = words
-    packed = np.frombuffer(_PACKERS[packing](aligned), np.uint8).reshape(-1, used)
+    packed = np.frombuffer(pack_trits_2bit(aligned), np.uint8).reshape(-1, used)
     weights = np.zeros((words.shape[0], geometry.weight_stride), np.uint8)
     weights[:, :used] = packed
-    return weights.tobytes()
+    two_bit = weights.tobytes()
+    if packing == "2bit":
+        return two_bit
+    end = len(two_bit) - geometry.weight_stride + used       # the last word's last byte
+    return pack_trits_base3(unpack_trits_2bit(two_bit[:end], 4 * end))

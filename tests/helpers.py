@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 
 from tritile.sw import AcceleratorConfig
 
-__all__ = ["TEST_CONFIG", "seed", "simulate", "stream_put", "stream_get", "watch_stream"]
+__all__ = ["TEST_CONFIG", "seed", "simulate", "stream_put", "stream_get",
+           "stream_get_many", "watch_stream"]
 
 #: The device of the end-to-end tests: small enough to build quickly and to make tiling
 #: happen on small problems.
@@ -61,6 +62,21 @@ async def stream_get(ctx, stream):
     payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+async def stream_get_many(ctx, stream, count, rng, ready_share=0.5):
+    """Take ``count`` beats of ``stream``, ``ready`` high on a random ``ready_share`` of the
+    cycles (``rng`` a ``random.Random``); return their payloads in order."""
+    beats = []
+    while len(beats) < count:
+        ready = rng.random() < ready_share
+        ctx.set(stream.ready, ready)
+        await ctx.delay(1e-9)
+        if ready and ctx.get(stream.valid):
+            beats.append(ctx.get(stream.payload))
+        await ctx.tick()
+    ctx.set(stream.ready, 0)
+    return beats
 
 
 def watch_stream(stream, name, violations):

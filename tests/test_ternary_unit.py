@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from helpers import stream_put
 from tritile.hw.ternary import TernaryUnit
 from tritile.sim.engine_sim import start_fields
 from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
@@ -32,10 +33,7 @@ def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None
     async def bench(ctx):
         for target, blob in image.items():
             for addr, byte in enumerate(blob):
-                ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": byte})
-                ctx.set(dut.write.valid, 1)
-                await ctx.tick()
-        ctx.set(dut.write.valid, 0)
+                await stream_put(ctx, dut.write, {"target": target, "addr": addr, "data": byte})
         walk = engine("ternary").walk(config, q.shape)     # the layout of the image
         ctx.set(dut.start.payload, start_fields(walk, *dims))
         ctx.set(dut.start.valid, 1)

@@ -100,6 +100,7 @@ def _transcode(runs):
             written[first] = ctx.get(dut.first)
             written[first + 1] = ctx.get(dut.second)
             await ctx.tick()
+            assert ctx.get(dut.held) == written[first + 1]    # what byte i + 1 carries
             expected = index + 1
 
     sim = Simulator(dut)
