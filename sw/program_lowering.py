@@ -31,12 +31,25 @@ from .program_model import (act_words, descriptor_problems, layer_weight_words,
                             param_capacity, weight_words)
 from .protocol import (ARGS_SIZE, FRAMING_SIZE, MAX_RESPONSE_DATA, LayerFlag, LayerPool,
                        Opcode, decode_layer, encode_layer, param_records)
+from .ternary_layout import base3_stream
 
 __all__ = ["Segment", "DeviceProgram", "lower_program", "lowered", "input_write",
            "layer_packing", "TERNARY_PACKING"]
 
 #: Packing of the ternary weights a device program uploads (1.6 bits per weight).
 TERNARY_PACKING = "base3"
+
+
+def _stored_packing(spec):
+    """The packing of a layer's weight words as placed side by side in the memory: the
+    2-bit words for base-3 uploads, which are one stream over the whole image."""
+    return "2bit" if layer_packing(spec) == "base3" else layer_packing(spec)
+
+
+def _wire_image(config, spec, image):
+    """Return the bytes that write the weight memory ``image`` (words from word 0) in the
+    packing :func:`layer_packing` uploads it in."""
+    return base3_stream(config, image) if layer_packing(spec) == "base3" else image
 
 
 def layer_packing(spec):
@@ -248,10 +261,10 @@ def lower_program(program):
         chunk = spec.chunk(config)
         walk, k, W, (out_h, out_w), pool = _geometry(layer, chunk)
         n = layer.shape[1]
-        packing = layer_packing(spec)
-        core = spec.weight_core_target(packing)
+        stored = _stored_packing(spec)
+        core = spec.weight_core_target(stored)
         try:
-            image = spec.memory_image(config, np.zeros((1, k), np.int8), W, packing)[core]
+            image = spec.memory_image(config, np.zeros((1, k), np.int8), W, stored)[core]
         except ValueError as exc:
             raise CompileError(f"layer {index} does not fit program mode: {exc}") from None
         words = layer_weight_words(config, spec, k, n)
@@ -331,7 +344,8 @@ def lower_program(program):
         descriptors.append(fields)
         placements.append(placement)
 
-    images = {name: b"".join(parts) for name, parts in weight_parts.items()}
+    images = {name: _wire_image(config, engine(name), b"".join(parts))
+              for name, parts in weight_parts.items()}
     bias, mult, shift = (np.concatenate(column) for column in zip(*params))
     return DeviceProgram(config.config_id, tuple(descriptors), images, (bias, mult, shift),
                          tuple(segments), tuple(placements))

@@ -34,7 +34,8 @@ import numpy as np
 from .arith import ceil_div
 from .engines import ENGINES, engine
 from .numerics import requantize
-from .packing import unpack_trits_2bit, unpack_trits_base3
+from .packing import unpack_trits_2bit
+from .ternary_layout import base3_write, ternary_geometry
 from .planner import _systolic_plan, _ternary_plan
 from .protocol import (LAYER_SIZE, PARAM_RECORD, WRITABLE_TARGETS, Engine, LayerFlag,
                        LayerPool, ProtocolError, Status, Target, decode_layer, target_size)
@@ -282,16 +283,27 @@ class ProgramMachine:
         self.write(target, data, addr=addr, run=run, stride=stride)
 
     def _transcode(self, target, addresses):
-        """Store the trits of every ternary weight word the write touched."""
-        spec = ENGINES["ternary"]
-        packing = "base3" if target == Target.TERNARY_WEIGHT_BASE3 else "2bit"
-        used, stride = spec.weight_runs(self.config, packing)
-        unpack = unpack_trits_base3 if packing == "base3" else unpack_trits_2bit
-        memory = self.memory[target]
+        """Store the trits of every ternary weight word the write touched; a base-3 write
+        first becomes the 2-bit bytes the device's transcoder writes (one stream per run
+        of consecutive addresses, :func:`~tritile.sw.ternary_layout.base3_write`)."""
+        geometry = ternary_geometry(self.config)
+        used, stride = geometry.weight_word_bytes, geometry.weight_stride
+        two_bit = self.memory[Target.TERNARY_WEIGHT]
+        if target == Target.TERNARY_WEIGHT_BASE3:
+            data = self.memory[target]
+            breaks = np.flatnonzero(np.diff(addresses) != 1) + 1
+            touched = []
+            for run in np.split(addresses, breaks):
+                first, image = base3_write(self.config, int(run[0]), data[run].tobytes())
+                where = first + np.arange(len(image))
+                keep = (where % stride < used) & (where < len(two_bit))
+                two_bit[where[keep]] = np.frombuffer(image, np.uint8)[keep]
+                touched.append(where[keep])
+            addresses = np.concatenate(touched)
         for word in np.unique(addresses // stride):
-            data = memory[word * stride:word * stride + used].tobytes()
+            data = two_bit[word * stride:word * stride + used].tobytes()
             try:
-                self.trits[word] = unpack(data, self._trit_word)
+                self.trits[word] = unpack_trits_2bit(data, self._trit_word)
             except ValueError as exc:
                 raise ProgramModelError(Status.BAD_ADDRESS,
                                         f"weight word {word}: {exc}") from None

@@ -32,12 +32,13 @@ import numpy as np
 
 from .arith import ceil_div
 from .config import AcceleratorConfig
-from .packing import pack_trits_2bit, pack_trits_base3, packed_size, unpack_trits_2bit
+from .packing import (pack_trits_2bit, pack_trits_base3, packed_size, unpack_trits_2bit,
+                      unpack_trits_base3)
 from .planner import plan_ternary
 
 __all__ = ["TARGET_ACTIVATIONS", "TARGET_WEIGHTS_2BIT", "TARGET_WEIGHTS_BASE3", "PACKINGS",
            "TernaryGeometry", "weight_target", "ternary_geometry", "ternary_memory_image",
-           "ternary_act_image", "ternary_weight_image"]
+           "ternary_act_image", "ternary_weight_image", "base3_stream", "base3_write"]
 
 #: ``target`` of the engines' byte-write stream.
 TARGET_ACTIVATIONS = 0
@@ -189,7 +190,30 @@ def ternary_weight_image(config, T, packing):
     weights = np.zeros((words.shape[0], geometry.weight_stride), np.uint8)
     weights[:, :used] = packed
     two_bit = weights.tobytes()
-    if packing == "2bit":
-        return two_bit
-    end = len(two_bit) - geometry.weight_stride + used       # the last word's last byte
+    return two_bit if packing == "2bit" else base3_stream(config, two_bit)
+
+
+def base3_stream(config, two_bit):
+    """Return the base-3 stream, from address 0, that writes the 2-bit image ``two_bit``
+    (whole ``stride``-byte words from word 0), up to its last word's last used byte."""
+    geometry = ternary_geometry(config)
+    end = len(two_bit) - geometry.weight_stride + geometry.weight_word_bytes
     return pack_trits_base3(unpack_trits_2bit(two_bit[:end], 4 * end))
+
+
+def base3_write(config, addr, data):
+    """Return ``(first, bytes)``: what a base-3 stream ``data`` written from byte ``addr``
+    of the base-3 target writes to the 2-bit target (its bytes from address ``first``).
+
+    The device's rule (module docstring): base-3 byte ``b`` holds trit positions
+    ``5b .. 5b + 4``; the positions of the first and the last 2-bit byte outside the
+    stream are written as zeros. Bytes past a word's used bytes are dropped by the device.
+    """
+    if not data:
+        return addr, b""
+    trits = unpack_trits_base3(bytes(data), 5 * len(data))
+    start = 5 * addr
+    first, stop = start // 4, ceil_div(start + trits.size, 4)
+    stream = np.zeros(4 * (stop - first), np.int8)
+    stream[start - 4 * first:start - 4 * first + trits.size] = trits
+    return first, pack_trits_2bit(stream)

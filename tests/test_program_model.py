@@ -146,3 +146,33 @@ def test_a_layer_writes_only_its_channels():
     backend._machine = machine
     execute(program, backend, np.ones((1, 6), np.float32), mode="program")
     assert words[dest["dest_base"], 3] == 77
+
+
+@pytest.mark.parametrize("lanes, fan_in", [(4, 8), (8, 8), (5, 4)])
+def test_base3_streams_store_the_trits_of_the_2bit_image(rng, lanes, fan_in):
+    """The model's base-3 transcoding (sw/ternary_layout.base3_write, the rule
+    tests/test_ternary_memories.py checks on the gateware): the whole stream stores what
+    the 2-bit image stores; a stream started mid-word zeroes the trits before it in its
+    2-bit byte and leaves earlier bytes alone."""
+    from tritile.sw.ternary_layout import base3_stream, ternary_weight_image
+
+    config = AcceleratorConfig(ternary_lanes=lanes, ternary_fan_in=fan_in, max_layers=4)
+    T = rng.integers(-1, 2, (3 * fan_in, 2 * lanes)).astype(np.int8)
+    two_bit = ternary_weight_image(config, T, "2bit")
+    a, b = ProgramMachine(config), ProgramMachine(config)
+    a.write(Target.TERNARY_WEIGHT, two_bit)
+    b.write(Target.TERNARY_WEIGHT_BASE3, base3_stream(config, two_bit))
+    np.testing.assert_array_equal(a.trits, b.trits)
+    assert np.any(a.trits)
+
+    stream = base3_stream(config, two_bit)
+    c = ProgramMachine(config)
+    c.write(Target.TERNARY_WEIGHT, two_bit)
+    c.write(Target.TERNARY_WEIGHT_BASE3, stream[3:], addr=3)   # position 15: byte 3, trit 3
+    flat_a = a.trits.reshape(-1)
+    flat_c = c.trits.reshape(-1)
+    per_word = lanes * fan_in
+    if per_word % 4 == 0:       # positions are trits of the memory in order
+        np.testing.assert_array_equal(flat_c[:12], flat_a[:12])
+        assert not np.any(flat_c[12:15])
+        np.testing.assert_array_equal(flat_c[15:], flat_a[15:])
