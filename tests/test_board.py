@@ -91,6 +91,25 @@ def _check_preset_report(name, report, out):
     assert report["int8_macs_per_cycle"] == expected["int8_macs"]
     assert report["ternary_macs_per_cycle"] == expected["ternary_macs"]
     assert report["int8_gmacs"] == pytest.approx(expected["int8_gmacs"], rel=0.01)
+    _check_components(report)
+
+
+def _check_components(report):
+    # Cells per component, from the statistics synthesis with the hierarchy kept.
+    components = report["components"]
+    modules = components["modules"]
+    assert {"link", "link.receiver", "requests", "requests.parser", "engines",
+            "engines.requantizer", "responder", "soc", "board"} <= set(modules)
+    for resource, total in components["total"].items():
+        assert total == sum(m[resource] for m in modules.values()), resource
+    # Block RAMs and DSPs are where the build put them: the same count as nextpnr's.
+    for resource in ("bram", "dsp"):
+        assert components["total"][resource] == report["resources"][resource]["used"]
+    assert sum(m["dsp"] for name, m in modules.items() if name.startswith("engines")) \
+        == report["dsp_designed"]
+    # The kept boundaries cost some optimization: the sum stays near the flat build's.
+    assert components["total"]["logic"] == pytest.approx(components["flat"]["logic"],
+                                                         rel=0.15)
 
 
 PRESET_FIGURES = {
