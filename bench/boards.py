@@ -137,8 +137,8 @@ def main():
     if args.reports:
         reports = [json.loads(Path(path).read_text()) for path in args.reports]
     else:
+        measured = _measured()      # the commit whose code is built
         reports = build(args.builds.split(","), args)
-        measured = _measured()
         for report in reports:
             report["measured"] = measured
             path = Path(args.reports_dir) / f"{report.get('config_name', report['board'])}.json"
@@ -146,13 +146,13 @@ def main():
             path.write_text(json.dumps(report, indent=2) + "\n")
     write_table(args.docs, START, END,
                 f"Built with `tritile build` (bench/boards.py) on a 2-core machine "
-                f"({platform.machine()}), YoWASP yosys + nextpnr from PyPI, "
-                f"{time.strftime('%Y-%m-%d')}. Logic is iCE40 logic cells or ECP5 LUT4s "
+                f"({platform.machine()}), YoWASP yosys + nextpnr from PyPI, on the date "
+                f"and commit of each row. Logic is iCE40 logic cells or ECP5 LUT4s "
                 f"(TRELLIS_COMB); GMAC/s is the peak rate of each engine at the achieved "
                 f"clock (the target when timing is met).\n\n{markdown(reports)}", "Boards")
     write_table(args.docs, COSTS_START, END,
-                f"Cells per SoC component (`report.json`'s `components`, docs below), "
-                f"from the reports of the builds above.\n\n{components_markdown(reports)}",
+                f"Cells per SoC component (`report.json`'s `components`, made as described above), "
+                f"from the reports above that have them.\n\n{components_markdown(reports)}",
                 "Boards")
     print(json.dumps({"boards": reports}, indent=2))
 

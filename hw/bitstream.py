@@ -222,9 +222,9 @@ def measure_components(out_dir, family, root, *, name="top", progress=None):
                           (out_dir / f"{name}.il").read_text(), root,
                           f"{name}.components.json")
     (out_dir / f"{name}.components.ys").write_text(script)
-    progress("per-component statistics (a second synthesis, hierarchy kept) ...")
+    progress("cells per component: a second synthesis, with the hierarchy kept")
     _run([_tool("yosys").path, "-q", f"{name}.components.ys"], out_dir,
-         "yosys-components.log")
+         "yosys-components.log", progress=progress)
     costs = component_costs(out_dir / f"{name}.components.json", family, name, root)
     flat = json.loads((out_dir / f"{name}.json").read_text())["modules"][name]
     return {**costs, "flat": module_costs(flat, family)}

@@ -107,9 +107,15 @@ def _check_components(report):
         assert components["total"][resource] == report["resources"][resource]["used"]
     assert sum(m["dsp"] for name, m in modules.items() if name.startswith("engines")) \
         == report["dsp_designed"]
-    # The kept boundaries cost some optimization: the sum stays near the flat build's.
-    assert components["total"]["logic"] == pytest.approx(components["flat"]["logic"],
-                                                         rel=0.15)
+    # The kept boundaries cost some optimization: the sum stays near the flat build's
+    # (measured 7 to 9 % above it on the iCE40 presets, 19 % on orangecrab-25f).
+    assert components["flat"]["logic"] <= components["total"]["logic"] \
+        <= 1.3 * components["flat"]["logic"]
+    if report["device"].startswith("iCE40"):
+        # The packed-cell estimate follows nextpnr's packing rules (0.5 to 0.7 % off on
+        # the presets when measured).
+        assert components["flat"]["logic"] == pytest.approx(
+            report["resources"]["logic"]["used"], rel=0.03)
 
 
 PRESET_FIGURES = {
