@@ -7,8 +7,9 @@ in which the component modules carry ``keep_hierarchy``: the root (the SoC) and 
 submodules down to ``depth`` levels stay modules, everything below a kept module is
 flattened into it, and everything outside the root (PLL, I/O buffers) into the top. The
 real build's netlist and QoR are untouched; the kept boundaries cost the statistics run
-some optimization (constants and logic shared across a boundary), so its sum is a few
-percent above the flat build's, which the report gives next to it.
+some optimization (constants and logic shared across a boundary), so its sum is above
+the flat build's (7 to 9 % on the iCE40 presets, 19 % on orangecrab-25f when measured),
+which the report gives next to it.
 
 Logic on iCE40 is an estimate of packed logic cells, by nextpnr's packing rules: one cell
 per LUT4, a flip-flop shares its driver's cell when that LUT4 drives nothing else, a carry
@@ -21,7 +22,8 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-__all__ = ["METHOD", "COLUMNS", "costs_script", "module_costs", "component_costs", "component_rows"]
+__all__ = ["METHOD", "COLUMNS", "costs_script", "module_costs", "component_costs",
+           "component_rows"]
 
 #: How the table is made, as the report says it.
 METHOD = ("yosys synthesis of the build's RTLIL with the build's synth command and the "

@@ -58,7 +58,8 @@ def test_ecp5_logic_is_lut4s_plus_two_per_ccu2c():
 
 
 def test_statistics_script_keeps_the_root_and_two_levels_below():
-    script = "read_rtlil top.il\n# placeholder\nsynth_ice40 -dsp -top top\nstat\nwrite_json top.json\n"
+    script = ("read_rtlil top.il\n# placeholder\nsynth_ice40 -dsp -top top\nstat\n"
+              "write_json top.json\n")
     rtlil = "".join(f"module \\{name}\nend\n" for name in
                     ("top", "top.pll", "top.soc", "top.soc.a", "top.soc.a.b", "top.soc.a.b.c"))
     assert costs_script(script, rtlil, "soc", "costs.json").splitlines() == [
