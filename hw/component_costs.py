@@ -6,10 +6,11 @@ come from a second synthesis of the same RTLIL with the same ``synth_<family>`` 
 in which the component modules carry ``keep_hierarchy``: the root (the SoC) and its
 submodules down to ``depth`` levels stay modules, everything below a kept module is
 flattened into it, and everything outside the root (PLL, I/O buffers) into the top. The
-real build's netlist and QoR are untouched; the kept boundaries cost the statistics run
-some optimization (constants and logic shared across a boundary), so its sum is above
-the flat build's (7 to 9 % on the iCE40 presets, 19 % on orangecrab-25f when measured),
-which the report gives next to it.
+real build's netlist and QoR are untouched. Before the mapping, ``opt_hier`` carries
+constants and unused outputs across the kept boundaries, as flattening does; what the
+boundaries still cost (logic shared or simplified across them) puts the sum of the
+components above the flat build's (docs/boards.md gives the measured gap), which the
+report gives next to it.
 
 Logic on iCE40 is an estimate of packed logic cells, by nextpnr's packing rules: one cell
 per LUT4, a flip-flop shares its driver's cell when that LUT4 drives nothing else, a carry
@@ -27,8 +28,8 @@ __all__ = ["METHOD", "COLUMNS", "costs_script", "module_costs", "component_costs
 
 #: How the table is made, as the report says it.
 METHOD = ("yosys synthesis of the build's RTLIL with the build's synth command and the "
-          "components kept as modules (keep_hierarchy); logic on iCE40 is estimated packed "
-          "logic cells, on ECP5 LUT4 + 2 per CCU2C")
+          "components kept as modules (keep_hierarchy, opt_hier across them); logic on "
+          "iCE40 is estimated packed logic cells, on ECP5 LUT4 + 2 per CCU2C")
 
 #: Resources each component is given, in table order, per family.
 COLUMNS = {
@@ -58,8 +59,10 @@ def costs_script(synth_script, rtlil, root, netlist, depth=2):
 
     ``synth_script`` is the build's yosys script (Amaranth's ``<name>.ys``) and ``rtlil``
     the text of the design it reads: the script is kept up to its ``synth_<family>``
-    command, which gets ``keep_hierarchy`` on ``<top>.<root>`` and its submodules down to
-    ``depth`` levels before it, and is followed by ``write_json netlist``.
+    command, before which ``keep_hierarchy`` is set on ``<top>.<root>`` and its
+    submodules down to ``depth`` levels; the command runs in two parts, with yosys'
+    ``opt_hier`` (constants and unused signals across module boundaries) between its
+    ``begin`` and ``coarse`` steps; ``write_json netlist`` follows.
     """
     lines = synth_script.splitlines()
     synth = next((i for i, line in enumerate(lines) if line.strip().startswith("synth_")),
@@ -73,9 +76,16 @@ def costs_script(synth_script, rtlil, root, netlist, depth=2):
                                   name.count(".") - prefix.count(".") <= depth)]
     if prefix not in kept:
         raise ValueError(f"the design has no module {prefix}")
+    command = lines[synth].strip()
     return "\n".join([*lines[:synth],
-                      "setattr -mod -set keep_hierarchy 1 " + " ".join(kept),
-                      lines[synth], f"write_json {netlist}", ""])
+                       "setattr -mod -set keep_hierarchy 1 " + " ".join(kept),
+                       f"{command} -run :coarse",
+                       # What flattening would give the flat build across the kept
+                       # boundaries: constants driven into a component, outputs nobody
+                       # reads. Two rounds, as a removed output may leave another unused.
+                       "proc", "flatten", "opt_expr", "opt_clean",
+                       "opt_hier", "opt_clean", "opt_hier", "opt_clean",
+                       f"{command} -run coarse:", f"write_json {netlist}", ""])
 
 
 def module_costs(module, family):
