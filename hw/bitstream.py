@@ -241,12 +241,12 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
 
     Steps: :func:`synthesize` (with its fit check); with ``component_root`` (the name of
     a submodule of ``top``), :func:`measure_components` of it, the report's
-    ``components``; ``after_synthesis(out_dir)``, when
-    given, whose dict joins the report (``tritile build --verify`` simulates the netlist
-    there, before place-and-route is spent on it); nextpnr places and routes against the
-    clock constraints and writes its JSON report, with placement seeds ``seed``,
-    ``seed + 1``, ... until timing is met or ``attempts`` seeds are tried (the last one's
-    result is kept); icepack/ecppack write the bitstream. With ``stage="synth"`` the flow
+    ``components``; ``after_synthesis(out_dir)``, when given, whose dict joins the report
+    (``tritile build --verify`` simulates the netlist there, before place-and-route is
+    spent on it); nextpnr places and routes against the clock constraints and writes its
+    JSON report, with placement seeds ``seed``, ``seed + 1``, ... until timing is met or
+    ``attempts`` seeds are tried (the last one's result is kept); icepack/ecppack write
+    the bitstream. With ``stage="synth"`` the flow
     stops after the fit check (and ``after_synthesis``): its resources are the synthesis
     estimate, and it has no clocks and no bitstream.
     """
