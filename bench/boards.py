@@ -4,8 +4,11 @@ The builds are the points of a sweep (:mod:`tritile.sw.sweep`): each runs the co
 ``tritile build`` (up to 3 placement seeds until the clock is met) as a Dask task, on a
 local cluster (one worker by default, so that each build's seconds are its own) or on
 the cluster of ``--scheduler``; finished builds are kept in ``--out`` and reused by the
-next run. Prints one JSON object and writes the table into docs/boards.md (between its
-table markers; the prose around it is kept). Usage:
+next run. Each report is stamped with the date and the commit it was measured on and
+saved as ``--reports-dir``/CONFIG_NAME.json. Prints one JSON object and writes two tables
+into docs/boards.md (between their markers; the prose around them is kept): the builds
+against the reference, and the cells per SoC component of each build whose report has
+them. Usage:
     python bench/boards.py [--builds icebreaker,icebreaker:icebreaker-ternary,...]
                            [--out build/bench] [--workers N | --scheduler ADDR]
                            [--reports REPORT.json ...]
@@ -15,6 +18,7 @@ A build is a board, optionally with ``:CONFIG`` (a preset name or JSON file).
 import argparse
 import json
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 from doc_table import write_table
 from tritile.hw.bitstream import flow_tools
 from tritile.hw.board import BOARDS
+from tritile.hw.component_costs import component_rows
 from tritile.sw.config import PRESETS, load_config
 from tritile.sw.sweep import SweepEntry, run_sweep
 from tritile.sw.sweep_store import ResultStore, SweepPoint, tool_versions
@@ -30,6 +35,7 @@ from tritile.sw.sweep_store import ResultStore, SweepPoint, tool_versions
 ATTEMPTS = 3
 
 START, END = "<!-- table: bench/boards.py -->", "<!-- /table -->"
+COSTS_START = "<!-- table: bench/boards.py components -->"
 
 # MARLANN on iCE40UP5K with the same yowasp flow (measured 2026-11-26; docs/boards.md).
 REFERENCE = {"name": "MARLANN (iCE40UP5K)", "logic": "4093/5280", "dsp": "8/8",
@@ -42,7 +48,9 @@ def row(report):
     fmax = min(c["fmax_mhz"] for c in report["clocks"].values())
     target = min(c["target_mhz"] for c in report["clocks"].values())
     config = f"{report.get('config_name', '')} ({report['config_id']})"
-    return (f"| {report['board']} | {config} | {used('logic')} | {used('dsp')} | "
+    measured = report.get("measured", {})
+    measured = f"{measured['date']} ({measured['commit']})" if measured else "-"
+    return (f"| {report['board']} | {config} | {measured} | {used('logic')} | {used('dsp')} | "
             f"{used('bram')} | {used('spram')} | {fmax:.1f} / {target:.1f} | "
             f"{'yes' if report['timing_met'] else 'NO'} | {report['int8_macs_per_cycle']} | "
             f"{report['int8_gmacs']:.2f} | {report['ternary_macs_per_cycle']} | "
@@ -50,14 +58,44 @@ def row(report):
 
 
 def markdown(reports):
-    head = ("| board | config | logic | DSP | BRAM | SPRAM | fmax / target (MHz) | timing met "
-            "| int8 MAC/cycle | int8 GMAC/s | ternary MAC/cycle | ternary GMAC/s | build s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| board | config | measured (commit) | logic | DSP | BRAM | SPRAM "
+            "| fmax / target (MHz) | timing met | int8 MAC/cycle | int8 GMAC/s "
+            "| ternary MAC/cycle | ternary GMAC/s | build s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     ref = REFERENCE
-    reference = (f"| {ref['name']} (reference) | - | {ref['logic']} | {ref['dsp']} | "
+    reference = (f"| {ref['name']} (reference) | - | 2026-11-26 | {ref['logic']} | {ref['dsp']} | "
                  f"{ref['bram']} | 4/4 | {ref['fmax_mhz']} | - | "
                  f"{ref['int8_macs_per_cycle']} | {ref['gmacs']} | - | - | - |")
     return "\n".join([head, *(row(r) for r in reports), reference])
+
+
+def components_markdown(reports):
+    """Return a table of cells per SoC component for each report that has them."""
+    tables = []
+    for report in reports:
+        components = report.get("components")
+        if components is None:
+            continue
+        columns = list(components["total"])
+        head = (f"**{report['board']}, {report.get('config_name', '')} "
+                f"({report['config_id']})**\n\n| component | " + " | ".join(columns) + " |\n"
+                + "|---" * (len(columns) + 1) + "|")
+        rows = [(label.replace("  ", "&nbsp;&nbsp;"), costs) for label, costs in
+                component_rows(components["modules"], components["root"])]
+        rows += [("sum of the components", components["total"]),
+                 ("flat build (same counts)", components["flat"]),
+                 ("nextpnr (packed, placed)",
+                  {r: report["resources"][r]["used"] if r in report["resources"] else "-"
+                   for r in columns})]
+        tables.append("\n".join([head, *(f"| {label} | " + " | ".join(
+            str(costs.get(c, "-")) for c in columns) + " |" for label, costs in rows)]))
+    return "\n\n".join(tables)
+
+
+def _measured():
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d"), "commit": commit or "unknown"}
 
 
 def build(builds, args):
@@ -93,17 +131,29 @@ def main():
     parser.add_argument("--docs", default="docs/boards.md")
     parser.add_argument("--reports", nargs="+", metavar="REPORT",
                         help="tabulate these report.json files instead of building")
+    parser.add_argument("--reports-dir", default="docs/boards",
+                        help="where the reports of the builds are saved (default docs/boards)")
     args = parser.parse_args()
     if args.reports:
         reports = [json.loads(Path(path).read_text()) for path in args.reports]
     else:
+        measured = _measured()      # the commit whose code is built
         reports = build(args.builds.split(","), args)
+        for report in reports:
+            report["measured"] = measured
+            path = Path(args.reports_dir) / f"{report.get('config_name', report['board'])}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2) + "\n")
     write_table(args.docs, START, END,
                 f"Built with `tritile build` (bench/boards.py) on a 2-core machine "
-                f"({platform.machine()}), YoWASP yosys + nextpnr from PyPI, "
-                f"{time.strftime('%Y-%m-%d')}. Logic is iCE40 logic cells or ECP5 LUT4s "
+                f"({platform.machine()}), YoWASP yosys + nextpnr from PyPI, on the date "
+                f"and commit of each row. Logic is iCE40 logic cells or ECP5 LUT4s "
                 f"(TRELLIS_COMB); GMAC/s is the peak rate of each engine at the achieved "
                 f"clock (the target when timing is met).\n\n{markdown(reports)}", "Boards")
+    write_table(args.docs, COSTS_START, END,
+                f"Cells per SoC component (`report.json`'s `components`, made as described above), "
+                f"from the reports above that have them.\n\n{components_markdown(reports)}",
+                "Boards")
     print(json.dumps({"boards": reports}, indent=2))
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
+from .component_costs import component_costs, costs_script, module_costs
 from .dsp import ice40_dual_mul8_restore
 
 __all__ = ["Device", "DEVICES", "STAGES", "FitError", "BuildError", "NETLIST_SUFFIX",
-           "flow_tools", "synthesize", "run_flow", "cell_usage", "check_fit"]
+           "flow_tools", "synthesize", "measure_components", "run_flow", "cell_usage",
+           "check_fit"]
 
 #: Where a flow can stop: after synthesis and the fit check, or after place-and-route.
 STAGES = ("synth", "pnr")
@@ -205,20 +207,46 @@ def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over
     return usage
 
 
+def measure_components(out_dir, family, root, *, name="top", progress=None):
+    """Return the cells per component of the design :func:`synthesize` built in ``out_dir``.
+
+    A second yosys run synthesizes the same RTLIL with the components of ``root`` kept
+    as modules (:mod:`tritile.hw.component_costs`); the build's own netlist is not
+    touched. The result has ``modules`` (costs per component), ``total`` (their sum) and
+    ``flat`` (the same counts on the build's flat netlist), so the table says how far its
+    sum is from what was built.
+    """
+    progress = progress or _stderr
+    out_dir = Path(out_dir)
+    script = costs_script((out_dir / f"{name}.ys").read_text(),
+                          (out_dir / f"{name}.il").read_text(), root,
+                          f"{name}.components.json")
+    (out_dir / f"{name}.components.ys").write_text(script)
+    progress("cells per component: a second synthesis, with the hierarchy kept")
+    _run([_tool("yosys").path, "-q", f"{name}.components.ys"], out_dir,
+         "yosys-components.log", progress=progress)
+    costs = component_costs(out_dir / f"{name}.components.json", family, name, root)
+    flat = json.loads((out_dir / f"{name}.json").read_text())["modules"][name]
+    return {**costs, "flat": module_costs(flat, family)}
+
+
 def _stderr(message):
     print(message, file=sys.stderr, flush=True)
 
 
 def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
-             seed=1, attempts=1, progress=None, stage="pnr", after_synthesis=None):
+             seed=1, attempts=1, progress=None, stage="pnr", after_synthesis=None,
+             component_root=None):
     """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
 
-    Steps: :func:`synthesize` (with its fit check); ``after_synthesis(out_dir)``, when
-    given, whose dict joins the report (``tritile build --verify`` simulates the netlist
-    there, before place-and-route is spent on it); nextpnr places and routes against the
-    clock constraints and writes its JSON report, with placement seeds ``seed``,
-    ``seed + 1``, ... until timing is met or ``attempts`` seeds are tried (the last one's
-    result is kept); icepack/ecppack write the bitstream. With ``stage="synth"`` the flow
+    Steps: :func:`synthesize` (with its fit check); with ``component_root`` (the name of
+    a submodule of ``top``), :func:`measure_components` of it, the report's
+    ``components``; ``after_synthesis(out_dir)``, when given, whose dict joins the report
+    (``tritile build --verify`` simulates the netlist there, before place-and-route is
+    spent on it); nextpnr places and routes against the clock constraints and writes its
+    JSON report, with placement seeds ``seed``, ``seed + 1``, ... until timing is met or
+    ``attempts`` seeds are tried (the last one's result is kept); icepack/ecppack write
+    the bitstream. With ``stage="synth"`` the flow
     stops after the fit check (and ``after_synthesis``): its resources are the synthesis
     estimate, and it has no clocks and no bitstream.
     """
@@ -230,6 +258,10 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     tools = {n: _tool(n) for n in flow_tools(device.family, stage)}
     usage = synthesize(platform, top, device, out_dir, name=name, advice=advice,
                        progress=progress)
+    components = {}
+    if component_root is not None:
+        components = {"components": measure_components(
+            out_dir, device.family, component_root, name=name, progress=progress)}
     checked = after_synthesis(out_dir) if after_synthesis is not None else {}
     if stage == "synth":
         resources = {r: {"used": usage.get(r, 0), "available": available}
@@ -238,7 +270,8 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
                 "resources": resources, "synthesis_estimate": usage, "clocks": {},
                 "timing_met": None, "seeds_tried": [],
                 "tools": {n: t.source for n, t in tools.items()},
-                "build_seconds": round(time.monotonic() - started, 1), **checked}
+                "build_seconds": round(time.monotonic() - started, 1), **components,
+                **checked}
     pnr = [tools[f"nextpnr-{device.family}"].path, *device.nextpnr_args,
            "--json", f"{name}.json", "--report", "nextpnr-report.json",
            # A missed clock target is a finding of the report (timing_met), not a crash:
@@ -285,6 +318,7 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         "timing_met": timing_met,
         "seeds_tried": tried,
         "tools": {n: t.source for n, t in tools.items()},
+        **components,
         **checked,
         "build_seconds": round(time.monotonic() - started, 1),
     }

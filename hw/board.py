@@ -12,7 +12,10 @@ from tritile.sw.config import PRESETS
 from .bitstream import DEVICES
 from .pll import PLLClockDomain
 
-__all__ = ["Board", "BOARDS", "get_board", "BoardTop"]
+__all__ = ["Board", "BOARDS", "get_board", "BoardTop", "SOC_MODULE"]
+
+#: Submodule name of the SoC in :class:`BoardTop`: the root of a build's component table.
+SOC_MODULE = "soc"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +105,7 @@ class BoardTop(Elaboratable):
             pad = platform.request(self.board.clock, dir="i").i
         m.submodules.pll = PLLClockDomain(self.board.family, pad, self.board.clock_hz,
                                           self.config.clock_hz, sync)
-        m.submodules.soc = self.soc
+        m.submodules[SOC_MODULE] = self.soc
         uart = platform.request("uart", 0)
         m.d.comb += [self.soc.uart_rx.eq(uart.rx.i), uart.tx.o.eq(self.soc.uart_tx)]
         return m

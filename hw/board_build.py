@@ -7,7 +7,7 @@ from tritile.sw.arith import ceil_div
 from tritile.sw.config import PRESETS
 
 from .bitstream import DEVICES, NETLIST_SUFFIX, run_flow, synthesize
-from .board import BoardTop
+from .board import SOC_MODULE, BoardTop
 
 __all__ = ["NETLIST_INFO", "build_board", "synthesize_board", "designed_dsps"]
 
@@ -76,7 +76,7 @@ def synthesize_board(board, config, out_dir, *, progress=None):
 
 
 def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, stage="pnr",
-                after_synthesis=None):
+                after_synthesis=None, components=True):
     """Build ``config`` (default: the board's preset) for ``board``; return the report.
 
     Placement starts from ``seed`` and tries up to ``attempts`` seeds until the clock is
@@ -84,7 +84,9 @@ def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, st
     MHz). ``after_synthesis(out_dir)`` runs on the synthesized netlist before
     place-and-route and returns entries for the report (see
     :func:`~tritile.hw.bitstream.run_flow`). ``stage="synth"`` stops after synthesis and the
-    fit check. The report is also written to ``out_dir/report.json``.
+    fit check. With ``components``, the report's ``components`` gives the cells of each
+    SoC component (:func:`~tritile.hw.bitstream.measure_components`, a second synthesis).
+    The report is also written to ``out_dir/report.json``.
     """
     config = config or PRESETS[board.preset]
     device = DEVICES[board.device]
@@ -92,7 +94,8 @@ def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, st
     _describe_netlist(board, config, out_dir)
     flow = run_flow(board.make_platform(), BoardTop(board, config), device, out_dir,
                     advice=_advice(board, config), seed=seed, attempts=attempts,
-                    progress=progress, stage=stage, after_synthesis=after_synthesis)
+                    progress=progress, stage=stage, after_synthesis=after_synthesis,
+                    component_root=SOC_MODULE if components else None)
     fmax = min((c["fmax_mhz"] for c in flow["clocks"].values()), default=0.0)
     # Without place-and-route there is no fmax: the rates are at the target clock.
     clock_mhz = config.clock_hz / 1e6 if stage == "synth" else min(fmax, config.clock_hz / 1e6)

@@ -144,7 +144,10 @@ def build_board_point(point, build_dir):
     try:
         report = build_board(get_board(point.board), point.config, build_dir,
                              seed=point.seed or 1, attempts=point.attempts,
-                             stage=point.stage)
+                             stage=point.stage,
+                             # The cells per component cost a second synthesis: worth it
+                             # next to a place and route, not for every synthesized point.
+                             components=point.stage == "pnr")
     except FitError as exc:
         return point.record("unfit", str(exc))
     except (BuildError, ToolError) as exc:

@@ -90,7 +90,25 @@ def format_report(report):
         lines.append(f"  netlist verified in Verilator: "
                      f"{len(report['netlist_checks'])} checks match the golden model "
                      f"({report['netlist_seconds']:.0f} s)")
+    if "components" in report:
+        lines += format_components(report["components"])
     seeds = report.get("seeds_tried", [])
     placed = f" (placement seed {seeds[-1]['seed']}, {len(seeds)} tried)" if seeds else ""
     lines.append(f"  built in {report['build_seconds']:.0f} s{placed}")
     return "\n".join(lines)
+
+
+def format_components(components):
+    """Return the lines of a build report's table of cells per SoC component."""
+    from tritile.hw.component_costs import component_rows
+
+    columns = list(components["total"])
+    total, flat = components["total"], components["flat"]
+    lines = [f"  cells per component (second synthesis, hierarchy kept; its sum has "
+             f"{total['logic']} logic, the flat build {flat['logic']}):",
+             f"    {'component':<28}" + "".join(f"{c:>7}" for c in columns)]
+    for label, costs in component_rows(components["modules"], components["root"]):
+        lines.append(f"    {label:<28}" + "".join(f"{costs[c]:>7}" for c in columns))
+    for label, costs in (("sum", total), ("flat build", flat)):
+        lines.append(f"    {label:<28}" + "".join(f"{costs[c]:>7}" for c in columns))
+    return lines
