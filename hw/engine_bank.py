@@ -36,21 +36,33 @@ def weight_limits(config):
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
 
 
-def ceil_div_const(value, divisor):
-    """Return ``ceil(value / divisor)`` for a constant ``divisor``, without a divider.
+def floor_div_const(value, divisor):
+    """Return ``value // divisor`` for an unsigned ``value`` and a constant ``divisor``.
 
     A power of two is wiring; any other divisor multiplies by its rounded-up reciprocal
     ``r = ceil(2**s / divisor)`` in shifted adds, exact for every ``value`` of its width
     because ``s`` exceeds the width of ``value * divisor`` (the error term ``value * e / 2**s``,
     ``e < divisor``, stays below ``1 / divisor``).
     """
-    width = len(value)
-    rounded = value + (divisor - 1)
     if divisor & (divisor - 1) == 0:
-        return rounded >> (divisor.bit_length() - 1)
-    shift = width + 1 + divisor.bit_length()
+        return value >> (divisor.bit_length() - 1)
+    shift = len(value) + 1 + divisor.bit_length()
     reciprocal = -(-(1 << shift) // divisor)
-    return shift_add_product(Const(reciprocal), rounded) >> shift
+    return shift_add_product(Const(reciprocal), value) >> shift
+
+
+def divmod_const(value, divisor):
+    """Return ``(value // divisor, value % divisor)`` for a constant ``divisor``."""
+    quotient = floor_div_const(value, divisor)
+    if divisor & (divisor - 1) == 0:
+        return quotient, value[:divisor.bit_length() - 1]
+    remainder = (value - shift_add_product(quotient, Const(divisor)))[:len(value)]
+    return quotient, remainder[:max(1, (divisor - 1).bit_length())]
+
+
+def ceil_div_const(value, divisor):
+    """Return ``ceil(value / divisor)`` for a constant ``divisor``, without a divider."""
+    return floor_div_const(value + (divisor - 1), divisor)
 
 
 class EngineBank(wiring.Component):
