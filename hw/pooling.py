@@ -31,18 +31,18 @@ __all__ = ["POOL_LAYOUT", "Pooling"]
 
 #: A layer's pooling: the mode, the window (= stride), the output map it pools (``out_h``
 #: x ``out_w`` per image) and the pooled width, the average's requantization, and the
-#: problem's ``m`` and ``n`` (results outside them are dropped).
+#: engine that computes the layer (its N tile).
 POOL_LAYOUT = data.StructLayout({
     "mode": unsigned(2), "k": unsigned(8), "out_h": unsigned(16), "out_w": unsigned(16),
     "pooled_w": unsigned(16), "mult": unsigned(16), "shift": unsigned(8),
-    "engine": unsigned(8), "m": unsigned(16), "n": unsigned(16),
+    "engine": unsigned(8),
 })
 
 
 class Pooling(wiring.Component):
     """Pool a stream of results ``(row, col, value)`` into ``(pooled pixel, col, value)``.
 
-    Without pooling every result inside the problem passes with its row. With max or
+    Without pooling every result passes with its row. With max or
     average pooling, result ``(m, n)`` of output pixel ``(b, y, x)`` joins window
     ``(b, y // k, x // k)``; the window's pooled value leaves as row ``m' = (b * PH + y //
     k) * PW + x // k`` (``PW`` = ``pooled_w``, ``PH = out_h // k``) once its last result has
@@ -117,7 +117,7 @@ class Pooling(wiring.Component):
                                  after.row_base.eq(here.row_base + layer.pooled_w)]
                 with m.If(here.y + 1 == layer.out_h):
                     m.d.comb += [after.y.eq(0), after.wy.eq(0)]
-        accepted = self.results.valid & (result.row < layer.m) & (result.col < layer.n)
+        accepted = self.results.valid
         with m.If(accepted):
             m.d.sync += [here.eq(after), last_row.eq(result.row)]
 

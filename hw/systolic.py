@@ -121,7 +121,9 @@ class SystolicCore(wiring.Component):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
 
         # -- write stream into the memories ------------------------------------------------
-        m.d.comb += self.write.ready.eq(~self.busy)
+        # A program places results into the activation memory while it computes (its own
+        # reads use another port; the compiler keeps the words apart).
+        m.d.comb += self.write.ready.eq(~self.busy | (self.write.payload.target == ACT_TARGET))
         for memory, target, words, lane_bits, lanes in (
                 (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits, rows),
                 (weight_mem, WEIGHT_TARGET, geometry.weight_words,

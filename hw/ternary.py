@@ -128,7 +128,9 @@ class TernaryUnit(wiring.Component):
         request = Signal(WRITE_LAYOUT)
         requested = Signal()
         starting = Signal()
-        m.d.comb += [self.write.ready.eq(idle & ~self.start.valid),
+        # A program places results into the activation memory while the unit computes.
+        placing = self.write.payload.target == TARGET_ACTIVATIONS
+        m.d.comb += [self.write.ready.eq((idle | placing) & ~self.start.valid),
                      self.start.ready.eq(idle & ~requested),
                      starting.eq(self.start.valid & self.start.ready)]
         m.submodules.decode_base3 = decoder = TritBase3Decoder()

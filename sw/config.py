@@ -80,6 +80,10 @@ class AcceleratorConfig:
     max_layers : int
         Layer descriptors the device holds for program mode (RUN_PROGRAM, protocol
         version 3); 0: no program mode.
+    param_depth : int
+        Entries of the requantizer's parameter memory (``PARAMS`` records), so that the
+        channels of a program's layers can stay resident side by side; 0: ``max_n``
+        (:attr:`param_entries`).
     """
 
     systolic_rows: int = 4
@@ -100,6 +104,7 @@ class AcceleratorConfig:
     baud: int = 1_000_000
     conv_walk: int = 1
     max_layers: int = 0
+    param_depth: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -146,6 +151,8 @@ class AcceleratorConfig:
         _check_range(self, "conv_walk", 0, 1)
         # RUN_PROGRAM names layers with bytes.
         _check_range(self, "max_layers", 0, 255)
+        if self.param_depth:
+            _check_range(self, "param_depth", self.max_n, 1 << 16)
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
@@ -162,6 +169,11 @@ class AcceleratorConfig:
         if missing:
             raise ConfigError(f"config {self.config_id} has no {' or '.join(missing)} "
                               f"engine (it has {' and '.join(self.engines)})")
+
+    @property
+    def param_entries(self):
+        """Entries of the requantizer's parameter memory: ``param_depth``, or ``max_n``."""
+        return self.param_depth or self.max_n
 
     @property
     def int8_macs_per_cycle(self):
@@ -231,7 +243,7 @@ class AcceleratorConfig:
 
 
 #: Parameters added after config ids were published, each 0 when its feature is absent.
-_OPTIONAL_FEATURES = ("max_layers",)
+_OPTIONAL_FEATURES = ("max_layers", "param_depth")
 
 
 def _check_range(config, name, lo, hi):
