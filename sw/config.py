@@ -260,7 +260,7 @@ def _check_at_least(config, name, minimum, why):
 
 PRESETS = {
     # Small enough that Verilator builds and simulations in the test suite stay quick.
-    "sim-small": AcceleratorConfig(),
+    "sim-small": AcceleratorConfig(max_layers=16),
     # iCE40UP5K (5280 logic cells, 8 SB_MAC16, 30 EBR of 512 bytes): the int8 engine alone,
     # a 4 x 3 array on 6 SB_MAC16 (two int8 products each) and the requantizer on 2; with
     # the link it fills 96% of the logic cells (docs/boards.md), so the ternary unit has
