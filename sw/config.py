@@ -260,6 +260,7 @@ def _check_at_least(config, name, minimum, why):
 
 PRESETS = {
     # Small enough that Verilator builds and simulations in the test suite stay quick.
+    # Program mode (max_layers) is in every preset that has the implicit-im2col walk.
     "sim-small": AcceleratorConfig(max_layers=16),
     # iCE40UP5K (5280 logic cells, 8 SB_MAC16, 30 EBR of 512 bytes): the int8 engine alone,
     # a 4 x 3 array on 6 SB_MAC16 (two int8 products each) and the requantizer on 2; with
@@ -281,12 +282,14 @@ PRESETS = {
     "ulx3s-85f": AcceleratorConfig(
         systolic_rows=12, systolic_cols=12, ternary_lanes=32, ternary_fan_in=16,
         max_m=128, max_k=512, max_n=128, act_depth=16384, weight_depth=32768,
-        trit_depth=131072, out_depth=8192, clock_hz=40_000_000, baud=2_000_000),
+        trit_depth=131072, out_depth=8192, clock_hz=40_000_000, baud=2_000_000,
+        max_layers=16),
     # ECP5-25F: 28 MULT18X18D (16 for the array, 2 for the requantizer), 56 EBR.
     "orangecrab-25f": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=16, ternary_fan_in=8,
         max_m=128, max_k=512, max_n=128, act_depth=8192, weight_depth=16384,
-        trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000),
+        trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000,
+        max_layers=16),
 }
 
 
