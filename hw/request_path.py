@@ -12,7 +12,7 @@ This is the part of the device that faces arbitrary input; tests/formal/ proves 
 promises for every byte sequence.
 """
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Cat, Const, Module, Mux, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -128,12 +128,13 @@ class RequestPath(wiring.Component):
         else:
             self._compose_sequencer(m)
         # A RUN is the layer of its problem, row-major into the output memory.
-        with m.If(~self.program):
-            m.d.comb += [layer.engine.eq(problem.engine), layer.m.eq(problem.m),
-                         layer.k.eq(problem.k), layer.n.eq(problem.n),
-                         layer.flags.eq(LayerFlag.TO_OUTPUT | problem.raw
-                                        | (problem.relu << 1)),
-                         layer.pool_k.eq(1)]
+        run_layer = _layer_value(engine=problem.engine, m=problem.m, k=problem.k,
+                                 n=problem.n, pool_k=1,
+                                 flags=LayerFlag.TO_OUTPUT | problem.raw | (problem.relu << 1))
+        if self.sequencer is None:
+            m.d.comb += layer.eq(run_layer)
+        else:
+            m.d.comb += layer.eq(Mux(self.program, self.sequencer.layer, run_layer))
         events = self.events
         m.d.comb += [
             dispatcher.walk_refused.eq(walker.refused),
@@ -186,5 +187,13 @@ class RequestPath(wiring.Component):
             sequencer.counter_addr.eq(self.counter_addr),
             self.counter_data.eq(sequencer.counter_data),
         ]
-        with m.If(self.program):
-            m.d.comb += self.layer.eq(sequencer.layer)
+
+
+def _layer_value(**fields):
+    """Return a value of :data:`LAYER_LAYOUT` with ``fields`` and every other field 0."""
+    parts = []
+    for name, member in LAYER_LAYOUT:
+        value = Value.cast(fields.get(name, 0))
+        parts.append(value[:member.width] if len(value) >= member.width
+                     else Cat(value, Const(0, member.width - len(value))))
+    return Cat(*parts)

@@ -670,17 +670,23 @@ class Device:
 
     def write_input_map(self, engine_name, x, base=0):
         """Write int8 map ``x`` (NHWC, or M x K for a dense layer) to ``engine_name``'s
-        activation memory from word ``base``, in the layout of docs/protocol.md."""
+        activation memory from word ``base``, in the layout of docs/protocol.md.
+
+        A map of fewer channels than one word holds sends only its channels: the bytes
+        past them keep what they held, which never counts (a layer's weights for
+        channels past C are zero rows).
+        """
         spec = engine(engine_name)
         run, stride = spec.act_runs(self.config)
         x = np.asarray(x)
         if x.dtype != np.int8 or 0 in x.shape:
             raise ValueError(f"x must be a non-empty int8 array, not {x.dtype} of shape "
                              f"{x.shape}")
+        sent = min(run, x.shape[-1])
         words = feature_map_words(x, run)
         image = np.zeros((len(words), stride), np.uint8)
         image[:, :run] = words.view(np.uint8)
-        self.write(spec.protocol_target(0), image.tobytes(), addr=base * stride, run=run,
+        self.write(spec.protocol_target(0), image.tobytes(), addr=base * stride, run=sent,
                    stride=stride, label="input map")
 
     def write_layer_weights(self, engine_name, W, base=0, packing=None):
