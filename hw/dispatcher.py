@@ -117,6 +117,12 @@ class Dispatcher(wiring.Component):
                          resp.source.eq(source)]
             m.next = "RESPOND"
 
+        def answer_busy(state):
+            """Answer a request that arrived while a RUN or a program is in progress."""
+            m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
+                         resp.length.eq(0)]
+            m.next = state
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
@@ -170,9 +176,7 @@ class Dispatcher(wiring.Component):
                 m.next = "RUNNING"
             with m.State("RUNNING"):
                 with m.If(self.checked.valid):
-                    busy = Mux(verdict == Status.OK, Status.BUSY, verdict)
-                    m.d.sync += [resp.status.eq(busy), resp.length.eq(0)]
-                    m.next = "RESPOND_BUSY"
+                    answer_busy("RESPOND_BUSY")
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)
                     m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
@@ -186,9 +190,7 @@ class Dispatcher(wiring.Component):
                     m.next = "PROGRAM_RUNNING"
             with m.State("PROGRAM_RUNNING"):
                 with m.If(self.checked.valid):
-                    busy = Mux(verdict == Status.OK, Status.BUSY, verdict)
-                    m.d.sync += [resp.status.eq(busy), resp.length.eq(0)]
-                    m.next = "RESPOND_BUSY_PROGRAM"
+                    answer_busy("RESPOND_BUSY_PROGRAM")
                 with m.Elif(self.program_done.valid):
                     m.d.comb += self.program_done.ready.eq(1)
                     ok = done.status == Status.OK
