@@ -72,7 +72,7 @@ class Pooling(wiring.Component):
     """
 
     #: Cycles from a result on ``results`` to its pooled value on ``pooled``.
-    LATENCY = 6
+    LATENCY = 7
 
     def __init__(self, tiles, max_pooled_w):
         self.tiles = {int(e): int(t) for e, t in tiles.items()}
@@ -146,48 +146,57 @@ class Pooling(wiring.Component):
         m.d.comb += [entry.eq(shift_add_product(s1.px[:bits_for(self.depth)],
                                                  Const(self.tile)) + slot),
                      read.addr.eq(entry), read.en.eq(1)]
-        s2 = Signal(data.StructLayout({
+        entry_layout = data.StructLayout({
             "valid": 1, "col": unsigned(16), "value": signed(32), "row": unsigned(16),
-            "entry": entry_shape, "fresh": 1, "final": 1, "keep": 1}))
+            "entry": entry_shape, "fresh": 1, "final": 1, "keep": 1})
+        s2 = Signal(entry_layout)
         m.d.sync += [s2.valid.eq(s1.valid), s2.col.eq(s1.col), s2.value.eq(s1.value),
                      s2.row.eq(s1.row), s2.entry.eq(entry), s2.fresh.eq(s1.fresh),
                      s2.final.eq(s1.final), s2.keep.eq(s1.keep & (s1.px < self.depth))]
 
-        # -- stage 3: the window's value so far, written back -----------------------------
-        old = read.data
+        # -- stage 3: the entry's value so far, registered ---------------------------------
+        # The result one ahead of this one writes its entry only now: if it is the same
+        # entry, its new value replaces the memory's (a result two ahead wrote in the
+        # cycle of this one's read, which the read port passes through).
+        s3 = Signal(entry_layout)
+        old = Signal(signed(32))
         combined = Signal(signed(32))
-        with m.If(s2.fresh):
-            m.d.comb += combined.eq(s2.value)
+        writing = s3.valid & s3.keep
+        m.d.sync += [s3.eq(s2), old.eq(Mux(writing & (s3.entry == s2.entry), combined,
+                                           read.data))]
+
+        # ... and the window's value with this result, written back in the same cycle.
+        with m.If(s3.fresh):
+            m.d.comb += combined.eq(s3.value)
         with m.Elif(layer.mode == LayerPool.MAX):
-            m.d.comb += combined.eq(Mux(s2.value > old, s2.value, old))
+            m.d.comb += combined.eq(Mux(s3.value > old, s3.value, old))
         with m.Else():
-            m.d.comb += combined.eq(old + s2.value)
-        m.d.comb += [write.addr.eq(s2.entry), write.data.eq(combined),
-                     write.en.eq(s2.valid & s2.keep)]
+            m.d.comb += combined.eq(old + s3.value)
+        m.d.comb += [write.addr.eq(s3.entry), write.data.eq(combined), write.en.eq(writing)]
         tag = data.StructLayout({"valid": 1, "row": unsigned(16), "col": unsigned(16)})
-        s3 = Signal(tag)
-        s3_value = Signal(signed(32))
-        m.d.sync += [s3.valid.eq(s2.valid & s2.final), s3.row.eq(s2.row), s3.col.eq(s2.col),
-                     s3_value.eq(combined)]
+        s4 = Signal(tag)
+        s5_value = Signal(signed(32))
+        m.d.sync += [s4.valid.eq(s3.valid & s3.final), s4.row.eq(s3.row), s4.col.eq(s3.col),
+                     s5_value.eq(combined)]
 
         # -- stages 4 to 6: the average's requantization (see Requantizer) --------------
         average = layer.mode == LayerPool.AVERAGE
-        s4, s5 = Signal(tag), Signal(tag)
+        s5, s6 = Signal(tag), Signal(tag)
         product = Signal(signed(32 + MULT_BITS + 1))
         shift_m1 = Signal(8)
         t = Signal(signed(32 + MULT_BITS + 1))
-        passed4, passed5 = Signal(signed(32)), Signal(signed(32))
+        passed5, passed6 = Signal(signed(32)), Signal(signed(32))
         m.d.sync += [
-            s4.eq(s3), s5.eq(s4), passed4.eq(s3_value), passed5.eq(passed4),
-            product.eq(s3_value * layer.mult[:MULT_BITS]),
+            s5.eq(s4), s6.eq(s5), passed5.eq(s5_value), passed6.eq(passed5),
+            product.eq(s5_value * layer.mult[:MULT_BITS]),
             shift_m1.eq(layer.shift - 1),
             t.eq(product >> shift_m1),
         ]
         out = self.pooled.payload
-        m.d.sync += [self.pooled.valid.eq(s5.valid), out.row.eq(s5.row), out.col.eq(s5.col)]
+        m.d.sync += [self.pooled.valid.eq(s6.valid), out.row.eq(s6.row), out.col.eq(s6.col)]
         # (t + 1) >> 1 is above 127 when t >= 255, below -128 when t < -257.
         with m.If(~average):
-            m.d.sync += out.value.eq(passed5)
+            m.d.sync += out.value.eq(passed6)
         with m.Elif(t >= 255):
             m.d.sync += out.value.eq(127)
         with m.Elif(t < -257):
@@ -195,6 +204,6 @@ class Pooling(wiring.Component):
         with m.Else():
             m.d.sync += out.value.eq((t[:10].as_signed() + 1) >> 1)
         m.d.comb += self.busy.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
-                                 | self.pooled.valid)
+                                 | s6.valid | self.pooled.valid)
         return m
 

@@ -20,10 +20,12 @@ __all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "che
 #: Enough bits for every :class:`~tritile.sw.protocol.Status`.
 STATUS_SHAPE = unsigned(bits_for(max(Status)))
 
-#: The problem a RUN asks for, as the dispatcher holds it while an engine computes.
+#: The problem a RUN asks for, as the dispatcher holds it while an engine computes, or a
+#: program's layer (``in_place``: it reads its map in place, not M x K im2col rows).
 PROBLEM_LAYOUT = data.StructLayout({"engine": unsigned(bits_for(max(protocol.Engine))),
                                     "raw": unsigned(1), "relu": unsigned(1),
-                                    "m": unsigned(16), "k": unsigned(16), "n": unsigned(16)})
+                                    "m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
+                                    "in_place": unsigned(1)})
 
 
 def args_layout(opcode):
@@ -51,9 +53,10 @@ class RequestChecker(wiring.Component):
     the parser), an unknown opcode, a length wrong for its opcode, a WRITE to a target
     that is not writable or strides that break the rules, a READ of a target that is not
     readable or past its end, a RUN of an engine this device lacks, or a RUN_PROGRAM on a
-    device without program mode or of layers past ``max_layers`` (``count`` 0 included). The verdict takes one cycle (the checks are registered,
-    so no path runs through all of them); the request then passes on with it, and is
-    released to the parser when it is taken.
+    device without program mode or of layers past ``max_layers`` (``count`` 0 included).
+    The verdict takes one cycle (the checks are registered, so no path runs through all
+    of them); the request then passes on with it, and is released to the parser when it
+    is taken.
     Address ranges of a WRITE and the shape of a RUN are checked further on
     (:class:`~tritile.hw.write_walker.WriteWalker`, :class:`~tritile.hw.shape_checker.
     ShapeChecker`).

@@ -292,3 +292,16 @@ def test_requests_during_a_program_are_answered_busy():
         (Opcode.WRITE, 1, Status.OK), (Opcode.PING, 3, Status.BUSY),
         (Opcode.WRITE, 4, Status.BUSY), (Opcode.RUN_PROGRAM, 2, Status.OK)]
     assert len(starts) == 2 and not writes
+
+
+def test_a_program_layer_reads_its_map_in_place_so_m_times_k_may_exceed_act_depth():
+    config = PROGRAM_CONFIG.replace(act_depth=64)
+    layer = dict(engine=Engine.SYSTOLIC, m=8, k=16, n=1)    # M*K = 128 > 64
+    responses, _, starts, _ = drive([_load_program(layer), _run_program(0, 1)],
+                                    path=_path(config=config), cycles=1500)
+    assert [(r["seq"], r["status"]) for r in responses] == [(1, Status.OK), (2, Status.OK)]
+    assert starts == [(Engine.SYSTOLIC, 8, 16, 1, 0, 0)]
+    # A RUN of the same shape reads M x K rows: refused.
+    responses, _, starts, _ = drive([request(Opcode.RUN, 3, protocol.run_args(
+        Engine.SYSTOLIC, 0, 8, 16, 1))], path=_path(config=config))
+    assert [r["status"] for r in responses] == [Status.BAD_SHAPE] and not starts
