@@ -32,6 +32,9 @@ class Dispatcher(wiring.Component):
         Bytes of the capability ROM (INFO's response data).
     addr_bits : int
         Address bits of the checked requests.
+    program_mode : bool
+        The device runs programs (RUN_PROGRAM); without it, the states that serve them are
+        left out (the checker refuses every RUN_PROGRAM).
 
     Members
     -------
@@ -63,8 +66,9 @@ class Dispatcher(wiring.Component):
         No request is being served and no RUN is in progress.
     """
 
-    def __init__(self, capability_size, addr_bits):
+    def __init__(self, capability_size, addr_bits, program_mode=False):
         self.capability_size = capability_size
+        self.program_mode = program_mode
         super().__init__({
             "checked": In(stream.Signature(checked_layout(addr_bits))),
             "walk": Out(stream.Signature(walk_layout(addr_bits))),
@@ -140,10 +144,12 @@ class Dispatcher(wiring.Component):
                                 respond(Status.OK, read.count, Source.OUTPUT)
                             with m.Case(Opcode.WRITE):
                                 m.next = "WRITE"
-                            with m.Case(Opcode.RUN_PROGRAM):
-                                m.next = "PROGRAM_START"
+                            if self.program_mode:
+                                with m.Case(Opcode.RUN_PROGRAM):
+                                    m.next = "PROGRAM_START"
                             with m.Case(Opcode.RUN):
-                                m.d.sync += [self.program.eq(0),
+                                m.d.sync += [
+                                    self.program.eq(0),
                                     problem.engine.eq(run.engine),
                                     problem.raw.eq(run.flags[0]),
                                     problem.relu.eq(run.flags[1]),
@@ -182,24 +188,26 @@ class Dispatcher(wiring.Component):
                     m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
-            with m.State("PROGRAM_START"):
-                m.d.comb += self.program_run.valid.eq(1)
-                with m.If(self.program_run.ready):
-                    m.d.comb += self.checked.ready.eq(1)
-                    m.d.sync += [run_seq.eq(req.seq), self.program.eq(1)]
-                    m.next = "PROGRAM_RUNNING"
-            with m.State("PROGRAM_RUNNING"):
-                with m.If(self.checked.valid):
-                    answer_busy("RESPOND_BUSY_PROGRAM")
-                with m.Elif(self.program_done.valid):
-                    m.d.comb += self.program_done.ready.eq(1)
-                    ok = done.status == Status.OK
-                    m.d.sync += [resp.status.eq(done.status),
-                                 resp.length.eq(Mux(ok, done.layers << 3, 0)),
-                                 resp.source.eq(Source.PROGRAM)]
-                    m.next = "RESPOND_PROGRAM"
-            for state, opcode in (("RESPOND_RUN", Opcode.RUN),
-                                  ("RESPOND_PROGRAM", Opcode.RUN_PROGRAM)):
+            if self.program_mode:
+                with m.State("PROGRAM_START"):
+                    m.d.comb += self.program_run.valid.eq(1)
+                    with m.If(self.program_run.ready):
+                        m.d.comb += self.checked.ready.eq(1)
+                        m.d.sync += [run_seq.eq(req.seq), self.program.eq(1)]
+                        m.next = "PROGRAM_RUNNING"
+                with m.State("PROGRAM_RUNNING"):
+                    with m.If(self.checked.valid):
+                        answer_busy("RESPOND_BUSY_PROGRAM")
+                    with m.Elif(self.program_done.valid):
+                        m.d.comb += self.program_done.ready.eq(1)
+                        ok = done.status == Status.OK
+                        m.d.sync += [resp.status.eq(done.status),
+                                     resp.length.eq(Mux(ok, done.layers << 3, 0)),
+                                     resp.source.eq(Source.PROGRAM)]
+                        m.next = "RESPOND_PROGRAM"
+            program_states = ((("RESPOND_PROGRAM", Opcode.RUN_PROGRAM),)
+                              if self.program_mode else ())
+            for state, opcode in (("RESPOND_RUN", Opcode.RUN), *program_states):
                 with m.State(state):
                     # The request is gone: nothing of the response may come from it.
                     m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(opcode),
@@ -208,8 +216,10 @@ class Dispatcher(wiring.Component):
                     with m.If(self.response.ready):
                         m.next = "IDLE"
             # A request's response: the request is released once it has been sent.
+            program_states = ((("RESPOND_BUSY_PROGRAM", "PROGRAM_RUNNING"),)
+                              if self.program_mode else ())
             for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING"),
-                                      ("RESPOND_BUSY_PROGRAM", "PROGRAM_RUNNING")):
+                                      *program_states):
                 with m.State(state):
                     m.d.comb += self.response.valid.eq(1)
                     with m.If(self.response.ready):

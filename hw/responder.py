@@ -56,6 +56,8 @@ class Responder(wiring.Component):
         Bits of a READ's base address.
     out_depth : int
         Words of the output memory.
+    program_mode : bool
+        The device runs programs: ``Source.PROGRAM`` sends their counters.
 
     Members
     -------
@@ -79,8 +81,9 @@ class Responder(wiring.Component):
         ProgramSequencer`), word ``counter_addr`` one cycle after the address.
     """
 
-    def __init__(self, capability, addr_bits, out_depth):
+    def __init__(self, capability, addr_bits, out_depth, program_mode=False):
         self.capability = bytes(capability)
+        self.program_mode = program_mode
         self.addr_bits = addr_bits
         addr_width = ceil_log2(out_depth)
         super().__init__({
@@ -142,8 +145,10 @@ class Responder(wiring.Component):
                     Cat(self.busy_cycles, self.mac_cycles).word_select(index[:3], 8))
             with m.Case(Source.OUTPUT):
                 m.d.comb += self.data.payload.eq(out_byte)
-            with m.Case(Source.PROGRAM):
-                m.d.comb += self.data.payload.eq(self.counter_data.word_select(index[:2], 8))
+            if self.program_mode:
+                with m.Case(Source.PROGRAM):
+                    m.d.comb += self.data.payload.eq(
+                        self.counter_data.word_select(index[:2], 8))
         m.d.comb += [
             self.header.payload.opcode.eq(resp.opcode),
             self.header.payload.seq.eq(resp.seq),

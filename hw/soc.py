@@ -103,7 +103,8 @@ class SoC(wiring.Component):
         bits = requests.addr_bits
         m.submodules.engines = engines = EngineBank(config, self.engines, bits)
         m.submodules.placer = placer = ResultPlacer(config, self.engines)
-        m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth)
+        m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth,
+                                                       program_mode=bool(config.max_layers))
         m.submodules.writer = writer = ResponseWriter()
         m.submodules.output = output = Memory(shape=32, depth=config.out_depth, init=[])
 
