@@ -154,3 +154,29 @@ def test_responder_sends_each_source():
     stats = protocol.parse_stats(frames[4])
     assert stats["frames"] == 3 and stats["bad_crc"] == 0 and stats["cycles"] > 0
     assert not violations, violations[:3]
+
+
+def test_responder_sends_a_programs_counter_words():
+    m = Module()
+    m.submodules.responder = dut = Responder(bytes(4), 16, TEST_CONFIG.out_depth,
+                                             program_mode=True)
+    # The sequencer's counter memory: word w one cycle after its address.
+    words = [0x11111111 * (w + 1) for w in range(6)]
+    m.submodules.counters = counters = Memory(shape=32, depth=8, init=words)
+    read = counters.read_port(transparent_for=())
+    m.d.comb += [read.addr.eq(dut.counter_addr), dut.counter_data.eq(read.data)]
+    sent = []
+
+    async def produce(ctx):
+        await stream_put(ctx, dut.response, {"opcode": 7, "seq": 1, "status": 0,
+                                             "length": 24, "source": Source.PROGRAM})
+
+    async def consume(ctx):
+        header = await stream_get(ctx, dut.header)
+        assert header.length == 24
+        for _ in range(24):
+            sent.append(await stream_get(ctx, dut.data))
+
+    simulate(m, produce, consume)
+    assert protocol.parse_program_run(bytes(sent), 3) == [
+        (words[0], words[1]), (words[2], words[3]), (words[4], words[5])]
