@@ -77,7 +77,8 @@ class Pooling(wiring.Component):
     def __init__(self, tiles, max_pooled_w):
         self.tiles = {int(e): int(t) for e, t in tiles.items()}
         self.tile = max(self.tiles.values())
-        self.depth = max(1, max_pooled_w) * self.tile
+        self.max_pooled_w = max(1, max_pooled_w)
+        self.depth = self.max_pooled_w * self.tile
         super().__init__({
             "results": In(stream.Signature(RESULT_LAYOUT)),
             "layer": In(POOL_LAYOUT),
@@ -152,7 +153,8 @@ class Pooling(wiring.Component):
         s2 = Signal(entry_layout)
         m.d.sync += [s2.valid.eq(s1.valid), s2.col.eq(s1.col), s2.value.eq(s1.value),
                      s2.row.eq(s1.row), s2.entry.eq(entry), s2.fresh.eq(s1.fresh),
-                     s2.final.eq(s1.final), s2.keep.eq(s1.keep & (s1.px < self.depth))]
+                     s2.final.eq(s1.final),
+                     s2.keep.eq(s1.keep & (s1.px < self.max_pooled_w))]
 
         # -- stage 3: the entry's value so far, registered ---------------------------------
         # The result one ahead of this one writes its entry only now: if it is the same

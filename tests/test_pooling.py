@@ -81,6 +81,12 @@ def test_pooling_matches_golden(engine, mode, rng):
     _pool(rng, mode, engine, images=2, out_h=5, out_w=7, n=14, k=2)
 
 
+@pytest.mark.parametrize("mode", [LayerPool.MAX, LayerPool.AVERAGE])
+def test_a_1x1_window_needs_no_line_buffer(mode, rng):
+    # Rows wider than the line buffer's 8 pooled pixels: every window is one result.
+    _pool(rng, mode, 0, images=1, out_h=2, out_w=12, n=5, k=1)
+
+
 @pytest.mark.parametrize("engine", [0, 1])
 def test_global_average_pool(engine, rng):
     _pool(rng, LayerPool.AVERAGE, engine, images=2, out_h=4, out_w=4, n=6, k=4,
