@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw import protocol
 from tritile.sw.protocol import Opcode, Status
 
+from .program_sequencer import PROGRAM_DONE_LAYOUT, PROGRAM_RUN_LAYOUT
 from .request_checker import PROBLEM_LAYOUT, checked_layout, request_args
 from .responder import Source, response_layout
 from .write_walker import walk_layout
@@ -15,14 +16,15 @@ __all__ = ["Dispatcher"]
 
 
 class Dispatcher(wiring.Component):
-    """Serve checked requests: write, start a RUN, or answer from a data source.
+    """Serve checked requests: write, start a RUN or a program, or answer from a data source.
 
     A refused request is answered with its status. A WRITE goes to the walker, a RUN to
-    the shape checker and then to its engine; the request is released to the parser
-    once it is no longer needed (after its response, or when its RUN has started).
-    While a RUN is in progress every other request is answered at once: with its
-    refusal, or ``BUSY`` if it was well formed; the RUN's own response follows when the
-    engine has finished.
+    the shape checker and then to its engine, a RUN_PROGRAM to the program sequencer;
+    the request is released to the parser once it is no longer needed (after its
+    response, or when its RUN or program has started). While a RUN or a program is in
+    progress every other request is answered at once: with its refusal, or ``BUSY`` if
+    it was well formed; the RUN's own response follows when the engine has finished, a
+    program's when the sequencer reports its end (its counters, or ``BAD_SHAPE``).
 
     Parameters
     ----------
@@ -30,6 +32,9 @@ class Dispatcher(wiring.Component):
         Bytes of the capability ROM (INFO's response data).
     addr_bits : int
         Address bits of the checked requests.
+    program_mode : bool
+        The device runs programs (RUN_PROGRAM); without it, the states that serve them are
+        left out (the checker refuses every RUN_PROGRAM).
 
     Members
     -------
@@ -51,12 +56,19 @@ class Dispatcher(wiring.Component):
         The response to send; taken once it is sent.
     run_done : Out(1)
         Pulses when a RUN has finished.
+    program_run : Out(stream.Signature(PROGRAM_RUN_LAYOUT))
+        A program's layers to run (checked against ``max_layers`` before).
+    program_done : In(stream.Signature(PROGRAM_DONE_LAYOUT))
+        The program's end.
+    program : Out(1)
+        The layer running (or last run) belongs to a program, not to a RUN.
     idle : Out(1)
         No request is being served and no RUN is in progress.
     """
 
-    def __init__(self, capability_size, addr_bits):
+    def __init__(self, capability_size, addr_bits, program_mode=False):
         self.capability_size = capability_size
+        self.program_mode = program_mode
         super().__init__({
             "checked": In(stream.Signature(checked_layout(addr_bits))),
             "walk": Out(stream.Signature(walk_layout(addr_bits))),
@@ -68,6 +80,9 @@ class Dispatcher(wiring.Component):
             "engine_busy": In(1),
             "response": Out(stream.Signature(response_layout(addr_bits))),
             "run_done": Out(1),
+            "program_run": Out(stream.Signature(PROGRAM_RUN_LAYOUT)),
+            "program_done": In(stream.Signature(PROGRAM_DONE_LAYOUT)),
+            "program": Out(1),
             "idle": Out(1),
         })
 
@@ -78,6 +93,8 @@ class Dispatcher(wiring.Component):
         write = request_args(Opcode.WRITE, req.args)
         read = request_args(Opcode.READ, req.args)
         run = request_args(Opcode.RUN, req.args)
+        layers = request_args(Opcode.RUN_PROGRAM, req.args)
+        done = self.program_done.payload
         resp = self.response.payload
         problem = self.problem
         run_seq = Signal(8)             # the RUN in progress, answered when it finishes
@@ -95,12 +112,20 @@ class Dispatcher(wiring.Component):
             resp.seq.eq(req.seq),
             resp.base.eq(read.addr),
             resp.output8.eq(read.target == protocol.Target.OUTPUT8),
+            self.program_run.payload.first.eq(layers.first),
+            self.program_run.payload.count.eq(layers.count),
         ]
 
         def respond(status, length=0, source=Source.CAPABILITY):
             m.d.sync += [resp.status.eq(status), resp.length.eq(length),
                          resp.source.eq(source)]
             m.next = "RESPOND"
+
+        def answer_busy(state):
+            """Answer a request that arrived while a RUN or a program is in progress."""
+            m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
+                         resp.length.eq(0)]
+            m.next = state
 
         with m.FSM():
             with m.State("IDLE"):
@@ -119,8 +144,12 @@ class Dispatcher(wiring.Component):
                                 respond(Status.OK, read.count, Source.OUTPUT)
                             with m.Case(Opcode.WRITE):
                                 m.next = "WRITE"
+                            if self.program_mode:
+                                with m.Case(Opcode.RUN_PROGRAM):
+                                    m.next = "PROGRAM_START"
                             with m.Case(Opcode.RUN):
                                 m.d.sync += [
+                                    self.program.eq(0),
                                     problem.engine.eq(run.engine),
                                     problem.raw.eq(run.flags[0]),
                                     problem.relu.eq(run.flags[1]),
@@ -153,22 +182,44 @@ class Dispatcher(wiring.Component):
                 m.next = "RUNNING"
             with m.State("RUNNING"):
                 with m.If(self.checked.valid):
-                    busy = Mux(verdict == Status.OK, Status.BUSY, verdict)
-                    m.d.sync += [resp.status.eq(busy), resp.length.eq(0)]
-                    m.next = "RESPOND_BUSY"
+                    answer_busy("RESPOND_BUSY")
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)
                     m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
-            with m.State("RESPOND_RUN"):
-                # The RUN's request is gone: nothing of the response may come from it.
-                m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(Opcode.RUN),
-                             resp.seq.eq(run_seq), resp.base.eq(0), resp.output8.eq(0)]
-                with m.If(self.response.ready):
-                    m.next = "IDLE"
+            if self.program_mode:
+                with m.State("PROGRAM_START"):
+                    m.d.comb += self.program_run.valid.eq(1)
+                    with m.If(self.program_run.ready):
+                        m.d.comb += self.checked.ready.eq(1)
+                        m.d.sync += [run_seq.eq(req.seq), self.program.eq(1)]
+                        m.next = "PROGRAM_RUNNING"
+                with m.State("PROGRAM_RUNNING"):
+                    with m.If(self.checked.valid):
+                        answer_busy("RESPOND_BUSY_PROGRAM")
+                    with m.Elif(self.program_done.valid):
+                        m.d.comb += self.program_done.ready.eq(1)
+                        ok = done.status == Status.OK
+                        m.d.sync += [resp.status.eq(done.status),
+                                     resp.length.eq(Mux(ok, done.layers << 3, 0)),
+                                     resp.source.eq(Source.PROGRAM)]
+                        m.next = "RESPOND_PROGRAM"
+            program_states = ((("RESPOND_PROGRAM", Opcode.RUN_PROGRAM),)
+                              if self.program_mode else ())
+            for state, opcode in (("RESPOND_RUN", Opcode.RUN), *program_states):
+                with m.State(state):
+                    # The request is gone: nothing of the response may come from it.
+                    m.d.comb += [self.response.valid.eq(1), resp.opcode.eq(opcode),
+                                 resp.seq.eq(run_seq), resp.base.eq(0),
+                                 resp.output8.eq(0)]
+                    with m.If(self.response.ready):
+                        m.next = "IDLE"
             # A request's response: the request is released once it has been sent.
-            for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING")):
+            program_states = ((("RESPOND_BUSY_PROGRAM", "PROGRAM_RUNNING"),)
+                              if self.program_mode else ())
+            for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING"),
+                                      *program_states):
                 with m.State(state):
                     m.d.comb += self.response.valid.eq(1)
                     with m.If(self.response.ready):

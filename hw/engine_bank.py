@@ -7,20 +7,29 @@ its core (``spec.make_core``), and here the routing of writes, starts and result
 from the running core.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw.engines import ENGINES, engine
 from tritile.sw.protocol import Target
 
 from .dsp import shift_add_product
-from .facts import START_FIELDS
+from .facts import START_FIELDS, WALK_FIELDS
+from .program_sequencer import LAYER_LAYOUT
 from .request_checker import PROBLEM_LAYOUT
 from .requantizer import RESULT_LAYOUT, Requantizer
 from .write_walker import byte_write_layout
 
-__all__ = ["target_sizes", "weight_limits", "EngineBank"]
+__all__ = ["ACT_WRITE_LAYOUT", "target_sizes", "weight_limits", "floor_div_const", "divmod_const",
+           "ceil_div_const", "EngineBank"]
+
+#: One int8 result written into an engine's activation memory, at a word and a byte of it.
+ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24),
+                                      "byte": unsigned(8), "data": unsigned(8)})
+
+#: Start fields a program's layer takes from its descriptor (a RUN's are the dense walk).
+_LAYER_START = frozenset(WALK_FIELDS) | {"weight_base"}
 
 
 def target_sizes(config, engines):
@@ -36,21 +45,33 @@ def weight_limits(config):
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
 
 
-def ceil_div_const(value, divisor):
-    """Return ``ceil(value / divisor)`` for a constant ``divisor``, without a divider.
+def floor_div_const(value, divisor):
+    """Return ``value // divisor`` for an unsigned ``value`` and a constant ``divisor``.
 
     A power of two is wiring; any other divisor multiplies by its rounded-up reciprocal
     ``r = ceil(2**s / divisor)`` in shifted adds, exact for every ``value`` of its width
     because ``s`` exceeds the width of ``value * divisor`` (the error term ``value * e / 2**s``,
     ``e < divisor``, stays below ``1 / divisor``).
     """
-    width = len(value)
-    rounded = value + (divisor - 1)
     if divisor & (divisor - 1) == 0:
-        return rounded >> (divisor.bit_length() - 1)
-    shift = width + 1 + divisor.bit_length()
+        return value >> (divisor.bit_length() - 1)
+    shift = len(value) + 1 + divisor.bit_length()
     reciprocal = -(-(1 << shift) // divisor)
-    return shift_add_product(Const(reciprocal), rounded) >> shift
+    return shift_add_product(Const(reciprocal), value) >> shift
+
+
+def divmod_const(value, divisor):
+    """Return ``(value // divisor, value % divisor)`` for a constant ``divisor``."""
+    quotient = floor_div_const(value, divisor)
+    if divisor & (divisor - 1) == 0:
+        return quotient, value[:divisor.bit_length() - 1]
+    remainder = (value - shift_add_product(quotient, Const(divisor)))[:len(value)]
+    return quotient, remainder[:max(1, (divisor - 1).bit_length())]
+
+
+def ceil_div_const(value, divisor):
+    """Return ``ceil(value / divisor)`` for a constant ``divisor``, without a divider."""
+    return floor_div_const(value + (divisor - 1), divisor)
 
 
 class EngineBank(wiring.Component):
@@ -60,6 +81,12 @@ class EngineBank(wiring.Component):
     targets, the order of :data:`~tritile.sw.protocol.ENGINE_TARGETS`) or, for
     ``PARAMS``, into a record that is handed to the :class:`~tritile.hw.requantizer.
     Requantizer` as its last byte arrives. Writes to a target nobody owns are dropped.
+    During a program, ``place`` writes a layer's int8 results into an activation memory
+    (host writes are refused then, so the two never meet; ``place`` wins).
+
+    A RUN starts its core on the dense walk of its problem; a layer of a program on the
+    walk and weight base of its descriptor (``layer``, with ``program``). The requantizer
+    reads the parameters of channel ``n`` at ``layer.param_base + n``.
 
     Parameters
     ----------
@@ -76,8 +103,13 @@ class EngineBank(wiring.Component):
         Bytes for the engines' memories and the parameters.
     start : In(stream.Signature(PROBLEM_LAYOUT))
         Starts a problem on engine ``start.payload.engine`` (which must be present).
-    engine : In(PROBLEM_LAYOUT["engine"].shape)
-        The engine of the problem running or last run.
+    layer : In(LAYER_LAYOUT)
+        The layer running or last run: its ``engine`` (the core whose results and counters
+        are routed out), ``param_base``, and (with ``program``) walk and weight base.
+    program : In(1)
+        The start comes from a program: the core walks ``layer``'s window.
+    place : In(stream.Signature(ACT_WRITE_LAYOUT))
+        A result byte for an activation memory (word and byte in that engine's layout).
     results : Out(stream.Signature(RESULT_LAYOUT))
         That engine's results.
     busy : Out(1)
@@ -92,7 +124,9 @@ class EngineBank(wiring.Component):
         super().__init__({
             "write": In(stream.Signature(byte_write_layout(addr_bits))),
             "start": In(stream.Signature(PROBLEM_LAYOUT)),
-            "engine": In(PROBLEM_LAYOUT["engine"].shape),
+            "layer": In(LAYER_LAYOUT),
+            "program": In(1),
+            "place": In(stream.Signature(ACT_WRITE_LAYOUT)),
             "results": Out(stream.Signature(RESULT_LAYOUT)),
             "busy": Out(1),
             "busy_cycles": Out(32),
@@ -123,12 +157,15 @@ class EngineBank(wiring.Component):
         wiring.connect(m, requantizer.out, wiring.flipped(self.results))
         write = self.write.payload
         start = self.start.payload
-        m.d.comb += self.write.ready.eq(1)
+        layer = self.layer
+        place = self.place.payload
+        m.d.comb += [self.write.ready.eq(1), self.place.ready.eq(1),
+                     requantizer.param_base.eq(layer.param_base)]
 
         for name in self.engines:
             spec = engine(name)
             core = m.submodules[f"{name}_core"] = spec.make_core(self.config)
-            selected = self.engine == spec.protocol_id
+            selected = layer.engine == spec.protocol_id
             with m.If(selected):
                 m.d.comb += [
                     requantizer.acc.payload.eq(core.acc.payload),
@@ -148,12 +185,25 @@ class EngineBank(wiring.Component):
                 core.write.payload.target.eq(core_target),
                 core.write.payload.addr.eq(write.addr),
                 core.write.payload.data.eq(write.data),
-                *(core.start.payload[field].eq(value)
+                *(core.start.payload[field].eq(
+                    Mux(self.program, layer[field], value) if field in _LAYER_START
+                    else value)
                   for field, value in self._dense_start(start, spec.chunk(self.config))),
             ]
             with m.If(Cat(*(write.target == t for t in spec.targets)).any()):
                 m.d.comb += [core.write.valid.eq(self.write.valid),
                              self.write.ready.eq(core.write.ready)]
+            # A placed byte: word `w`, byte `b` of the activation memory is byte address
+            # w * stride + b of its target (strides are powers of two).
+            _, stride = spec.act_runs(self.config)
+            with m.If(self.place.valid & (place.engine == spec.protocol_id)):
+                m.d.comb += [
+                    core.write.valid.eq(1),
+                    core.write.payload.target.eq(spec.core_target(spec.targets[0])),
+                    core.write.payload.addr.eq(
+                        Cat(place.byte[:(stride - 1).bit_length()], place.word)),
+                    core.write.payload.data.eq(place.data),
+                ]
             with m.If(start.engine == spec.protocol_id):
                 m.d.comb += [core.start.valid.eq(self.start.valid),
                              self.start.ready.eq(core.start.ready)]

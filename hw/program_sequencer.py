@@ -117,7 +117,7 @@ class ProgramSequencer(wiring.Component):
                    self.shape.payload.raw.eq(layer.flags[0]),
                    self.shape.payload.relu.eq(layer.flags[1]),
                    self.shape.payload.m.eq(layer.m), self.shape.payload.k.eq(layer.k),
-                   self.shape.payload.n.eq(layer.n)]
+                   self.shape.payload.n.eq(layer.n), self.shape.payload.in_place.eq(1)]
         m.d.comb += [*problem, self.start.payload.eq(self.shape.payload),
                      fetch.addr.eq(base + offset), record.addr.eq(Cat(0, done))]
         m.d.comb += self.done.payload.layers.eq(done)

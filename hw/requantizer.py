@@ -68,13 +68,17 @@ class Requantizer(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
-        ``max_n`` sets the depth of the parameter memory (one entry per output channel).
+        ``param_entries`` sets the depth of the parameter memory (``max_n`` unless the
+        config's ``param_depth`` gives room for the channels of several layers).
 
     Members
     -------
     param_write : In(stream.Signature(PARAM_LAYOUT))
-        Writes ``(bias, mult, shift)`` of channel ``col``; always ready. Writes with
-        ``col >= max_n`` are dropped. Write while no beats are in flight.
+        Writes ``(bias, mult, shift)`` of entry ``col``; always ready. Writes past the
+        memory are dropped. Write while no beats are in flight.
+    param_base : In(16)
+        Entry of channel 0's parameters: channel ``col`` uses entry ``param_base + col``
+        (a program's layers keep theirs side by side; a RUN uses 0).
     acc : In(stream.Signature(ACC_LAYOUT))
         Accumulator beats of an engine core; ``row`` is below ``max_m`` and ``col`` below
         ``max_n`` (the pipeline carries no more bits of them).
@@ -97,6 +101,7 @@ class Requantizer(wiring.Component):
         self.config = config
         super().__init__({
             "param_write": In(stream.Signature(PARAM_LAYOUT)),
+            "param_base": In(16),
             "acc": In(stream.Signature(ACC_LAYOUT)),
             "raw": In(1),
             "relu": In(1),
@@ -106,7 +111,7 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        depth = self.config.max_n
+        depth = self.config.param_entries
         m.submodules.params = params = Memory(shape=_ENTRY, depth=depth, init=[])
 
         write = params.write_port()
@@ -127,7 +132,7 @@ class Requantizer(wiring.Component):
         ]
 
         read = params.read_port()
-        m.d.comb += [read.addr.eq(self.acc.payload.col), read.en.eq(advance)]
+        m.d.comb += [read.addr.eq(self.acc.payload.col + self.param_base), read.en.eq(advance)]
 
         def stage(name, **fields):
             valid = Signal(name=f"{name}_valid")

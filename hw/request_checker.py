@@ -20,10 +20,12 @@ __all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "che
 #: Enough bits for every :class:`~tritile.sw.protocol.Status`.
 STATUS_SHAPE = unsigned(bits_for(max(Status)))
 
-#: The problem a RUN asks for, as the dispatcher holds it while an engine computes.
+#: The problem a RUN asks for, as the dispatcher holds it while an engine computes, or a
+#: program's layer (``in_place``: it reads its map in place, not M x K im2col rows).
 PROBLEM_LAYOUT = data.StructLayout({"engine": unsigned(bits_for(max(protocol.Engine))),
                                     "raw": unsigned(1), "relu": unsigned(1),
-                                    "m": unsigned(16), "k": unsigned(16), "n": unsigned(16)})
+                                    "m": unsigned(16), "k": unsigned(16), "n": unsigned(16),
+                                    "in_place": unsigned(1)})
 
 
 def args_layout(opcode):
@@ -51,9 +53,10 @@ class RequestChecker(wiring.Component):
     the parser), an unknown opcode, a length wrong for its opcode, a WRITE to a target
     that is not writable or strides that break the rules, a READ of a target that is not
     readable or past its end, a RUN of an engine this device lacks, or a RUN_PROGRAM on a
-    device without program mode. The verdict takes one cycle (the checks are registered,
-    so no path runs through all of them); the request then passes on with it, and is
-    released to the parser when it is taken.
+    device without program mode or of layers past ``max_layers`` (``count`` 0 included).
+    The verdict takes one cycle (the checks are registered, so no path runs through all
+    of them); the request then passes on with it, and is released to the parser when it
+    is taken.
     Address ranges of a WRITE and the shape of a RUN are checked further on
     (:class:`~tritile.hw.write_walker.WriteWalker`, :class:`~tritile.hw.shape_checker.
     ShapeChecker`).
@@ -66,6 +69,8 @@ class RequestChecker(wiring.Component):
         Engines this device has.
     max_data : int
         Bytes of the parser's frame buffer (the most a WRITE carries).
+    max_layers : int
+        Descriptors of the program memory; 0: no program mode.
 
     Members
     -------
@@ -79,8 +84,9 @@ class RequestChecker(wiring.Component):
         Pulses once per request whose length is wrong for its opcode.
     """
 
-    def __init__(self, sizes, engines, max_data=protocol.MAX_DATA):
+    def __init__(self, sizes, engines, max_data=protocol.MAX_DATA, max_layers=0):
         self.max_data = max_data
+        self.max_layers = max_layers
         self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
         self.engines = tuple(protocol.Engine(e) for e in engines)
         #: Bits of an address within any target (and of a run length or stride).
@@ -98,6 +104,7 @@ class RequestChecker(wiring.Component):
         write = request_args(Opcode.WRITE, req.args)
         read = request_args(Opcode.READ, req.args)
         run = request_args(Opcode.RUN, req.args)
+        layers = request_args(Opcode.RUN_PROGRAM, req.args)
 
         decided = Signal()      # the checks below hold this request's values
         fresh = Signal()        # ... and have held them since this cycle
@@ -125,7 +132,7 @@ class RequestChecker(wiring.Component):
             return Cat(*(value == c for c in choices)).any()
 
         length_ok, known, writable, readable = Signal(), Signal(), Signal(), Signal()
-        strides_ok, read_ok, present = Signal(), Signal(), Signal()
+        strides_ok, read_ok, present, program_ok = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [
             length_ok.eq(Mux(req.opcode == Opcode.WRITE,
                              (req.length > expected)
@@ -141,6 +148,8 @@ class RequestChecker(wiring.Component):
             read_ok.eq((read.count != 0) & (read.count <= protocol.MAX_DATA) & ~far
                        & (base[:self.addr_bits] + read.count <= size)),
             present.eq(one_of(run.engine, self.engines)),
+            program_ok.eq((layers.count != 0)
+                          & (layers.first + layers.count <= self.max_layers)),
         ]
 
         status = self.checked.payload.status
@@ -166,8 +175,7 @@ class RequestChecker(wiring.Component):
         with m.Elif(req.opcode == Opcode.RUN):
             m.d.comb += status.eq(Mux(present, Status.OK, Status.UNAVAILABLE))
         with m.Elif(req.opcode == Opcode.RUN_PROGRAM):
-            # No build has the program sequencer yet (the SoC admits only max_layers 0).
-            m.d.comb += status.eq(Status.UNAVAILABLE)
+            m.d.comb += status.eq(Mux(program_ok, Status.OK, Status.UNAVAILABLE))
         with m.Else():
             m.d.comb += status.eq(Status.OK)
         return m

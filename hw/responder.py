@@ -15,12 +15,13 @@ from .request_checker import STATUS_SHAPE
 __all__ = ["Source", "EVENTS_LAYOUT", "response_layout", "Responder"]
 
 
-class Source(enum.Enum, shape=2):
+class Source(enum.Enum, shape=3):
     """Where a response's data bytes come from."""
     CAPABILITY = 0
     STATS = 1
     CYCLES = 2        # busy and MAC cycles of the last RUN
     OUTPUT = 3
+    PROGRAM = 4       # the per-layer counters of the last program
 
 
 #: Pulses of the events the STATS counters count (``length_error`` counts as bad_length).
@@ -44,7 +45,8 @@ class Responder(wiring.Component):
 
     The sources are the capability ROM, the link counters (frame-level events in
     :class:`~tritile.hw.event_counters.EventCounters`, overruns and a free-running cycle
-    counter in logic), the last RUN's cycle counters and the output memory.
+    counter in logic), the last RUN's cycle counters, the output memory and the last
+    program's per-layer counters.
 
     Parameters
     ----------
@@ -54,6 +56,8 @@ class Responder(wiring.Component):
         Bits of a READ's base address.
     out_depth : int
         Words of the output memory.
+    program_mode : bool
+        The device runs programs: ``Source.PROGRAM`` sends their counters.
 
     Members
     -------
@@ -71,10 +75,15 @@ class Responder(wiring.Component):
         Pulses when the link dropped a byte.
     busy_cycles, mac_cycles : In(32)
         The last RUN's counters.
+    counter_addr : Out(16)
+    counter_data : In(32)
+        The program's counter words (:class:`~tritile.hw.program_sequencer.
+        ProgramSequencer`), word ``counter_addr`` one cycle after the address.
     """
 
-    def __init__(self, capability, addr_bits, out_depth):
+    def __init__(self, capability, addr_bits, out_depth, program_mode=False):
         self.capability = bytes(capability)
+        self.program_mode = program_mode
         self.addr_bits = addr_bits
         addr_width = ceil_log2(out_depth)
         super().__init__({
@@ -86,6 +95,8 @@ class Responder(wiring.Component):
             "overrun": In(1),
             "busy_cycles": In(32),
             "mac_cycles": In(32),
+            "counter_addr": Out(16),
+            "counter_data": In(32),
         })
 
     def elaborate(self, platform):
@@ -114,6 +125,7 @@ class Responder(wiring.Component):
             byte_addr.eq(resp.base + index),
             cap_read.addr.eq(index),
             counters.read_addr.eq(index),
+            self.counter_addr.eq(index[2:]),
             self.output.addr.eq(Mux(resp.output8, byte_addr, byte_addr[2:])),
         ]
         stats_field = index[2:5]
@@ -133,6 +145,10 @@ class Responder(wiring.Component):
                     Cat(self.busy_cycles, self.mac_cycles).word_select(index[:3], 8))
             with m.Case(Source.OUTPUT):
                 m.d.comb += self.data.payload.eq(out_byte)
+            if self.program_mode:
+                with m.Case(Source.PROGRAM):
+                    m.d.comb += self.data.payload.eq(
+                        self.counter_data.word_select(index[:2], 8))
         m.d.comb += [
             self.header.payload.opcode.eq(resp.opcode),
             self.header.payload.seq.eq(resp.seq),

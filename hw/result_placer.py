@@ -1,79 +1,116 @@
-"""Placement of an engine's results in the output memory, row-major for the running problem."""
+"""Placement of a layer's results: the output memory, or a feature map in an activation memory."""
 
-from amaranth.hdl import Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
+from tritile.sw.engines import ENGINES
+
 from .dsp import shift_add_product
+from .engine_bank import ACT_WRITE_LAYOUT, divmod_const
 from .requantizer import RESULT_LAYOUT
 
-__all__ = ["ResultPlacer"]
+__all__ = ["PLACE_LAYOUT", "ResultPlacer"]
+
+#: Where the running layer's results go (the layer descriptor's fields; a RUN is
+#: ``to_output`` with ``out_base`` 0).
+PLACE_LAYOUT = data.StructLayout({
+    "to_output": unsigned(1), "out_base": unsigned(24), "m": unsigned(16), "n": unsigned(16),
+    "dest_engine": unsigned(8), "dest_base": unsigned(24), "dest_chunks": unsigned(16),
+})
 
 
 class ResultPlacer(wiring.Component):
-    """Write each result to word ``row * n + col`` of the output memory.
+    """Write result ``(row, col)`` to ``base + row * width + col'``.
 
-    Results outside the problem (``row >= m`` or ``col >= n``) or the memory are dropped.
-    ``row * n`` takes two steps: the products of the low and the high half of the row's
-    bits are registered, then their sum plus ``col`` addresses the memory (``row <
-    max_m``, as the engines never exceed it, and ``n <= max_n``: narrow factors; a chain
-    of adders per row bit would limit the clock).
+    To the output memory (``to_output``): word ``out_base + row * n + col``, the whole
+    32-bit value. Else into the activation memory of ``dest_engine`` as the feature map of
+    docs/protocol.md: word ``dest_base + row * dest_chunks + col // chunk``, byte ``col %
+    chunk`` (``chunk`` of that engine), the value's low byte (an int8). ``row * width``
+    takes two steps: the products of the low and the high half of the row's bits are
+    registered, then their sum plus the base and ``col'`` is the address (narrow factors,
+    ``row < max_m``; a chain of adders per row bit would limit the clock). Output words
+    past the memory are dropped, as are activation words past the engine's memory (by
+    the core), and results outside the problem (``row >= m`` or ``col >= n``).
 
     Parameters
     ----------
     config : AcceleratorConfig
-        ``max_m``, ``max_n`` and ``out_depth``.
+        ``max_m``, ``max_n``, ``out_depth`` and the engines' chunks.
+    engines : tuple of str
+        The engines of the device, by registry name.
 
     Members
     -------
     results : In(stream.Signature(RESULT_LAYOUT))
-        Results; always ready.
-    m, n : In(16)
-        The running problem's rows and columns.
+        Results (pooled: ``row`` is the pooled pixel); always ready.
+    layer : In(PLACE_LAYOUT)
+        The running layer's destination.
     write : In(WritePort.Signature(addr_width, 32))
         The output memory's write port.
+    act : Out(stream.Signature(ACT_WRITE_LAYOUT))
+        Bytes for an activation memory; the consumer takes one every cycle.
     pending : Out(1)
-        A result is on its way into the memory.
+        A result is on its way into a memory.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, engines):
         self.config = config
+        self.chunks = {ENGINES[name].protocol_id: ENGINES[name].chunk(config)
+                       for name in engines}
         self.addr_width = ceil_log2(config.out_depth)
         super().__init__({
             "results": In(stream.Signature(RESULT_LAYOUT)),
-            "m": In(16),
-            "n": In(16),
+            "layer": In(PLACE_LAYOUT),
             "write": In(WritePort.Signature(addr_width=self.addr_width, shape=32)),
+            "act": Out(stream.Signature(ACT_WRITE_LAYOUT)),
             "pending": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        config = self.config
+        config, layer = self.config, self.layer
         result = self.results.payload
-        row_bits, n_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
+        col_bits = bits_for(config.max_n)
+        col = result.col[:col_bits]
+        word_col, byte = Const(0, col_bits), Const(0, 1)
+        for engine, chunk in self.chunks.items():
+            quotient, remainder = divmod_const(col, chunk)
+            chosen = layer.dest_engine == engine
+            word_col, byte = Mux(chosen, quotient, word_col), Mux(chosen, remainder, byte)
+
+        row_bits, width_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
         half = (row_bits + 1) // 2
-        part_lo = Signal(half + n_bits)
-        part_hi = Signal(row_bits - half + n_bits)
-        part_col = Signal.like(result.col)
+        width = Mux(layer.to_output, layer.n, layer.dest_chunks)[:width_bits]
+        part_lo = Signal(half + width_bits)
+        part_hi = Signal(row_bits - half + width_bits)
+        part_col = Signal(24)
+        part_byte = Signal(8)
         part_value = Signal(32)
         m.d.comb += self.results.ready.eq(1)
         m.d.sync += [
-            self.pending.eq(self.results.valid & (result.row < self.m)
-                            & (result.col < self.n)),
-            part_lo.eq(shift_add_product(result.row[:half], self.n[:n_bits])),
-            part_hi.eq(shift_add_product(result.row[half:row_bits], self.n[:n_bits])),
-            part_col.eq(result.col),
+            self.pending.eq(self.results.valid & (result.row < layer.m)
+                            & (result.col < layer.n)),
+            part_lo.eq(shift_add_product(result.row[:half], width)),
+            part_hi.eq(shift_add_product(result.row[half:row_bits], width)),
+            part_col.eq(Mux(layer.to_output, layer.out_base + col,
+                            layer.dest_base + word_col)),
+            part_byte.eq(byte),
             part_value.eq(result.value),
         ]
         # The sum goes straight to the memory's address (two adders, no register).
-        address = Signal(row_bits + n_bits + 1)
+        address = Signal(25)
         m.d.comb += [
             address.eq(part_lo + (part_hi << half) + part_col),
             self.write.addr.eq(address),
             self.write.data.eq(part_value),
-            self.write.en.eq(self.pending & (address < config.out_depth)),
+            self.write.en.eq(self.pending & layer.to_output & (address < config.out_depth)),
+            self.act.valid.eq(self.pending & ~layer.to_output),
+            self.act.payload.engine.eq(layer.dest_engine),
+            self.act.payload.word.eq(address),
+            self.act.payload.byte.eq(part_byte),
+            self.act.payload.data.eq(part_value[:8]),
         ]
         return m

@@ -14,7 +14,8 @@ __all__ = ["ShapeChecker"]
 class ShapeChecker(wiring.Component):
     """Check a RUN's M, K and N against the limits and its products against the memories.
 
-    Each dimension must be in ``1 .. max``; then M*K must fit the activation memory, M*N
+    Each dimension must be in ``1 .. max``; then M*K must fit the activation memory
+    (unless the problem is a program's layer, which reads its map ``in_place``), M*N
     the output memory and K*N the engine's weight memory. The products come from one
     :class:`~tritile.hw.dsp.SerialMultiplier`, one after the other, with narrow factors
     (a dimension above its limit fails anyway).
@@ -76,7 +77,10 @@ class ShapeChecker(wiring.Component):
                     ("WEIGHTS", weight_limit, None, "DONE")):
                 with m.State(state):
                     with m.If(multiplier.done):
-                        with m.If(product > limit):
+                        too_big = product > limit
+                        if state == "ACT":
+                            too_big &= ~p.in_place
+                        with m.If(too_big):
                             m.d.sync += self.bad.eq(1)
                         if factors is not None:
                             multiply(*factors)

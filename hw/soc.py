@@ -2,13 +2,15 @@
 
 ::
 
-    HostLink -> RequestPath -+-> write, start --> EngineBank (cores, requantizer)
-       ^      (parser, checker,|                        |
-       |       dispatcher,     |                        v
-       |       walker, shapes) |                   ResultPlacer
-       |                       |                        v
-    ResponseWriter <- Responder <- response      output memory
-                         ^ capability, counters, ------'
+    HostLink -> RequestPath -+-> write, start, layer --> EngineBank (cores, requantizer)
+       ^      (parser, checker,|                              |        ^ place
+       |       dispatcher,     |                              v        |
+       |       walker, shapes, |                    Pooling (program mode)
+       |       sequencer)      |                              v        |
+       |                       |                         ResultPlacer -+
+       |                       |                              v
+    ResponseWriter <- Responder <- response            output memory
+                         ^ capability, counters, ------------'
 
 Every constant of the wire format comes from :mod:`tritile.sw.protocol`. Nothing acts on
 a request before its CRC matched and the checker passed it; every address range and
@@ -28,6 +30,7 @@ from tritile.sw.engines import ENGINES
 from .engine_bank import EngineBank, target_sizes, weight_limits
 from .frame import ResponseWriter
 from .host_link import RX_FIFO_DEPTH, HostLink
+from .pooling import Pooling
 from .request_path import RequestPath
 from .responder import Responder
 from .result_placer import ResultPlacer
@@ -75,9 +78,9 @@ class SoC(wiring.Component):
             raise ValueError(f"engines must be distinct names from "
                              f"{', '.join(ENGINES)}, not {engines!r}")
         config.check_engines(*engines)
-        if config.max_layers:
-            raise ConfigError(f"max_layers must be 0: the program sequencer is not in the "
-                              f"gateware yet, not {config.max_layers}")
+        if config.max_layers and not config.conv_walk:
+            raise ConfigError(f"max_layers must be 0 with conv_walk 0 (a program's layers "
+                              f"walk windows), not {config.max_layers}")
         self.config = config
         self.engines = engines
         self.byte_port = byte_port
@@ -99,8 +102,9 @@ class SoC(wiring.Component):
             len(self.capability), protocol.frame_timeout_cycles(config))
         bits = requests.addr_bits
         m.submodules.engines = engines = EngineBank(config, self.engines, bits)
-        m.submodules.placer = placer = ResultPlacer(config)
-        m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth)
+        m.submodules.placer = placer = ResultPlacer(config, self.engines)
+        m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth,
+                                                       program_mode=bool(config.max_layers))
         m.submodules.writer = writer = ResponseWriter()
         m.submodules.output = output = Memory(shape=32, depth=config.out_depth, init=[])
 
@@ -115,12 +119,41 @@ class SoC(wiring.Component):
         wiring.connect(m, link.rx, requests.bytes)
         wiring.connect(m, requests.write, engines.write)
         wiring.connect(m, requests.start, engines.start)
-        # Results into the output memory.
-        wiring.connect(m, engines.results, placer.results)
+        layer = requests.layer
+        m.d.comb += [engines.layer.eq(layer), engines.program.eq(requests.program)]
+        # Results (pooled in program mode) into the output memory or an activation memory.
+        busy = engines.busy | placer.pending
+        if config.max_layers:
+            m.submodules.pooling = pooling = Pooling(
+                {ENGINES[e].protocol_id: ENGINES[e].tile_size(config)[1]
+                 for e in self.engines}, config.max_m // 2)
+            wiring.connect(m, engines.results, pooling.results)
+            wiring.connect(m, pooling.pooled, placer.results)
+            busy |= pooling.busy
+            m.d.comb += [
+                pooling.layer.mode.eq(layer.flags[4:6]), pooling.layer.k.eq(layer.pool_k),
+                pooling.layer.out_h.eq(layer.out_h), pooling.layer.out_w.eq(layer.out_w),
+                pooling.layer.pooled_w.eq(layer.pool_out_w),
+                pooling.layer.mult.eq(layer.pool_mult),
+                pooling.layer.shift.eq(layer.pool_shift),
+                pooling.layer.engine.eq(layer.engine),
+            ]
+        else:
+            wiring.connect(m, engines.results, placer.results)
         wiring.connect(m, placer.write, output.write_port())
-        m.d.comb += [engines.engine.eq(requests.problem.engine),
-                     placer.m.eq(requests.problem.m), placer.n.eq(requests.problem.n),
-                     requests.engine_busy.eq(engines.busy | placer.pending)]
+        wiring.connect(m, placer.act, engines.place)
+        m.d.comb += [
+            placer.layer.to_output.eq(layer.flags[2]), placer.layer.out_base.eq(layer.out_base),
+            placer.layer.m.eq(layer.m), placer.layer.n.eq(layer.n),
+            placer.layer.dest_engine.eq(layer.dest_engine),
+            placer.layer.dest_base.eq(layer.dest_base),
+            placer.layer.dest_chunks.eq(layer.dest_chunks),
+            requests.engine_busy.eq(busy),
+            requests.busy_cycles.eq(engines.busy_cycles),
+            requests.mac_cycles.eq(engines.mac_cycles),
+            requests.counter_addr.eq(responder.counter_addr),
+            responder.counter_data.eq(requests.counter_data),
+        ]
         # Responses out, with the counters of the link's events.
         wiring.connect(m, requests.response, responder.response)
         wiring.connect(m, responder.output, output.read_port(transparent_for=()))

@@ -138,7 +138,9 @@ class SystolicCore(wiring.Component):
     def _write_ports(self, m, act_mem, weight_mem):
         """Write the ``write`` stream's bytes into their memory lanes while idle."""
         geometry = self.geometry
-        m.d.comb += self.write.ready.eq(~self.busy)
+        # A program places results into the activation memory while it computes (its own
+        # reads use another port; the compiler keeps the words apart).
+        m.d.comb += self.write.ready.eq(~self.busy | (self.write.payload.target == ACT_TARGET))
         for memory, target, words, lane_bits, lanes in (
                 (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits,
                  self.config.systolic_rows),

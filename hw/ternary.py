@@ -23,7 +23,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 
 from tritile.sw.config import AcceleratorConfig
-from tritile.sw.ternary_layout import ternary_geometry
+from tritile.sw.ternary_layout import TARGET_ACTIVATIONS, ternary_geometry
 
 from .facts import WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
@@ -113,7 +113,9 @@ class TernaryUnit(wiring.Component):
         idle = ~self.busy
         starting = Signal()
         wiring.connect(m, wiring.flipped(self.write), memories.write)
-        m.d.comb += [memories.accept.eq(idle & ~self.start.valid),
+        # A program places results into the activation memory while the unit computes.
+        placing = self.write.payload.target == TARGET_ACTIVATIONS
+        m.d.comb += [memories.accept.eq((idle | placing) & ~self.start.valid),
                      self.start.ready.eq(idle & ~memories.holding),
                      starting.eq(self.start.valid & self.start.ready)]
         dims, issuing, walker, weight_base = self._problem(m, starting, running)

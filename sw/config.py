@@ -80,6 +80,10 @@ class AcceleratorConfig:
     max_layers : int
         Layer descriptors the device holds for program mode (RUN_PROGRAM, protocol
         version 3); 0: no program mode.
+    param_depth : int
+        Entries of the requantizer's parameter memory (``PARAMS`` records), so that the
+        channels of a program's layers can stay resident side by side; 0: ``max_n``
+        (:attr:`param_entries`).
     """
 
     systolic_rows: int = 4
@@ -100,6 +104,7 @@ class AcceleratorConfig:
     baud: int = 1_000_000
     conv_walk: int = 1
     max_layers: int = 0
+    param_depth: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -146,6 +151,8 @@ class AcceleratorConfig:
         _check_range(self, "conv_walk", 0, 1)
         # RUN_PROGRAM names layers with bytes.
         _check_range(self, "max_layers", 0, 255)
+        if self.param_depth:
+            _check_range(self, "param_depth", self.max_n, 1 << 16)
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
@@ -162,6 +169,11 @@ class AcceleratorConfig:
         if missing:
             raise ConfigError(f"config {self.config_id} has no {' or '.join(missing)} "
                               f"engine (it has {' and '.join(self.engines)})")
+
+    @property
+    def param_entries(self):
+        """Entries of the requantizer's parameter memory: ``param_depth``, or ``max_n``."""
+        return self.param_depth or self.max_n
 
     @property
     def int8_macs_per_cycle(self):
@@ -231,7 +243,7 @@ class AcceleratorConfig:
 
 
 #: Parameters added after config ids were published, each 0 when its feature is absent.
-_OPTIONAL_FEATURES = ("max_layers",)
+_OPTIONAL_FEATURES = ("max_layers", "param_depth")
 
 
 def _check_range(config, name, lo, hi):
@@ -248,7 +260,8 @@ def _check_at_least(config, name, minimum, why):
 
 PRESETS = {
     # Small enough that Verilator builds and simulations in the test suite stay quick.
-    "sim-small": AcceleratorConfig(),
+    # Program mode (max_layers) is in every preset that has the implicit-im2col walk.
+    "sim-small": AcceleratorConfig(max_layers=16),
     # iCE40UP5K (5280 logic cells, 8 SB_MAC16, 30 EBR of 512 bytes): the int8 engine alone,
     # a 4 x 3 array on 6 SB_MAC16 (two int8 products each) and the requantizer on 2; with
     # the link it fills 96% of the logic cells (docs/boards.md), so the ternary unit has
@@ -269,12 +282,14 @@ PRESETS = {
     "ulx3s-85f": AcceleratorConfig(
         systolic_rows=12, systolic_cols=12, ternary_lanes=32, ternary_fan_in=16,
         max_m=128, max_k=512, max_n=128, act_depth=16384, weight_depth=32768,
-        trit_depth=131072, out_depth=8192, clock_hz=40_000_000, baud=2_000_000),
+        trit_depth=131072, out_depth=8192, clock_hz=40_000_000, baud=2_000_000,
+        max_layers=16),
     # ECP5-25F: 28 MULT18X18D (16 for the array, 2 for the requantizer), 56 EBR.
     "orangecrab-25f": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=16, ternary_fan_in=8,
         max_m=128, max_k=512, max_n=128, act_depth=8192, weight_depth=16384,
-        trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000),
+        trit_depth=65536, out_depth=8192, clock_hz=48_000_000, baud=1_000_000,
+        max_layers=16),
 }
 
 

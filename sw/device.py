@@ -655,9 +655,11 @@ class Device:
         for index in range(first, first + count):
             layer = self._program.get(index)
             if layer is not None and layer["engine"] in set(protocol.Engine):
-                cycles += engine(protocol.Engine(layer["engine"])).plan(
-                    self.config, max(layer["m"], 1), max(layer["k"], 1),
-                    max(layer["n"], 1)).cycles
+                try:
+                    cycles += engine(protocol.Engine(layer["engine"])).plan(
+                        self.config, layer["m"], layer["k"], layer["n"]).cycles
+                except ValueError:
+                    break       # the device ends the program there with BAD_SHAPE
         frame = self.request(Opcode.RUN_PROGRAM, protocol.run_program_args(first, count),
                              extra_seconds=2 * cycles / self._cycle_rate)
         layers = [{"busy_cycles": busy, "mac_cycles": macs}
@@ -669,18 +671,52 @@ class Device:
 
     def write_input_map(self, engine_name, x, base=0):
         """Write int8 map ``x`` (NHWC, or M x K for a dense layer) to ``engine_name``'s
-        activation memory from word ``base``, in the layout of docs/protocol.md."""
+        activation memory from word ``base``, in the layout of docs/protocol.md.
+
+        A map of fewer channels than one word holds sends only its channels: the bytes
+        past them keep what they held, which never counts (a layer's weights for
+        channels past C are zero rows).
+        """
         spec = engine(engine_name)
         run, stride = spec.act_runs(self.config)
         x = np.asarray(x)
         if x.dtype != np.int8 or 0 in x.shape:
             raise ValueError(f"x must be a non-empty int8 array, not {x.dtype} of shape "
                              f"{x.shape}")
+        sent = min(run, x.shape[-1])
         words = feature_map_words(x, run)
         image = np.zeros((len(words), stride), np.uint8)
         image[:, :run] = words.view(np.uint8)
-        self.write(spec.protocol_target(0), image.tobytes(), addr=base * stride, run=run,
+        self.write(spec.protocol_target(0), image.tobytes(), addr=base * stride, run=sent,
                    stride=stride, label="input map")
+
+    def write_layer_weights(self, engine_name, W, base=0, packing=None):
+        """Write a program layer's K x N weights ``W`` to ``engine_name``'s weight memory
+        from word ``base`` (its descriptor's ``weight_base``), where they stay resident.
+
+        K is the layer's ``groups * chunk`` (conv weights padded per chunk, as
+        :meth:`~tritile.sw.engines.EngineSpec.conv_operands` returns them).
+        """
+        spec = engine(engine_name)
+        packing = spec.check_packing(packing)
+        W = np.asarray(W)
+        if W.ndim != 2 or W.dtype != np.int8 or 0 in W.shape:
+            raise ValueError(f"W must be a non-empty 2-D int8 array, not {W.dtype} of "
+                             f"shape {W.shape}")
+        core_target = spec.weight_core_target(packing)
+        image = spec.memory_image(self.config, np.zeros((1, W.shape[0]), np.int8), W,
+                                  packing)[core_target]
+        run, stride = spec.weight_runs(self.config, packing)
+        self.write(spec.protocol_target(core_target), image, addr=base * stride, run=run,
+                   stride=stride, label=f"{spec.name} weights")
+        self._resident.pop(spec.name, None)
+
+    def write_layer_params(self, base, bias, mult, shift):
+        """Write per-channel ``bias``, ``mult``, ``shift`` of a program layer to PARAMS
+        records ``base`` .. (its descriptor's ``param_base``)."""
+        self._params = None
+        self.write(Target.PARAMS, protocol.param_records(bias, mult, shift),
+                   addr=base * protocol.PARAM_RECORD.size, label="parameters")
 
     def read_output(self, m, n, *, raw=False, out_base=0):
         """Return the ``m x n`` results at output index ``out_base`` (int32 with ``raw``)."""

@@ -336,7 +336,7 @@ def target_size(config, target):
     owner = engine_of_target(target)
     if owner is not None:
         return owner.target_size(config, target)
-    return {Target.PARAMS: config.max_n * PARAM_RECORD.size,
+    return {Target.PARAMS: config.param_entries * PARAM_RECORD.size,
             Target.PROGRAM: config.max_layers * LAYER_SIZE,
             Target.OUTPUT32: config.out_depth * 4,
             Target.OUTPUT8: config.out_depth}[target]

@@ -34,6 +34,10 @@ def test_config_id_is_stable():
     assert AcceleratorConfig(max_layers=4).config_id != AcceleratorConfig().config_id
     assert AcceleratorConfig.from_json(AcceleratorConfig(max_layers=4).to_json()) \
         == AcceleratorConfig(max_layers=4)
+    # So does a parameter memory deeper than max_n (0 = max_n keeps the id).
+    assert AcceleratorConfig(param_depth=128).config_id != AcceleratorConfig().config_id
+    assert AcceleratorConfig(param_depth=128).param_entries == 128
+    assert AcceleratorConfig().param_entries == AcceleratorConfig().max_n
 
 
 @given(st.integers(1, 64), st.integers(1, 64))
@@ -68,6 +72,7 @@ def test_any_array_size_in_range_is_accepted(rows, cols):
     ({"max_m": True}, "max_m must be an integer"),
     ({"max_layers": 256}, "max_layers must be between 0 and 255, not 256"),
     ({"max_layers": -1}, "max_layers must be between 0 and 255, not -1"),
+    ({"param_depth": 63}, "param_depth must be between 64 and 65536, not 63"),
 ])
 def test_invalid_parameters_are_named(changes, message):
     with pytest.raises(ConfigError) as info:

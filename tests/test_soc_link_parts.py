@@ -1,6 +1,7 @@
 """The SoC's link components around the request path, in Amaranth's simulator: the host
 link (UART pins and byte port), the result placer and the responder."""
 
+import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -9,6 +10,7 @@ from tritile.hw.host_link import HostLink
 from tritile.hw.responder import Responder, Source
 from tritile.hw.result_placer import ResultPlacer
 from tritile.sw import protocol
+from tritile.sw.engines import ENGINES
 
 from helpers import simulate, stream_get, stream_put, watch_stream
 from test_device import TEST_CONFIG
@@ -49,28 +51,65 @@ def test_host_link_carries_bytes_both_ways_over_uart_and_byte_port():
     assert received == data + [0x42, 0x24] and not violations
 
 
+def _placer_layer(ctx, placer, **fields):
+    for name, value in fields.items():
+        ctx.set(getattr(placer.layer, name), value)
+
+
 def test_result_placer_writes_row_major_and_drops_results_outside_the_problem():
     m = Module()
-    m.submodules.placer = placer = ResultPlacer(TEST_CONFIG)
+    m.submodules.placer = placer = ResultPlacer(TEST_CONFIG, TEST_CONFIG.engines)
     m.submodules.memory = memory = Memory(shape=32, depth=TEST_CONFIG.out_depth, init=[])
     wiring.connect(m, placer.write, memory.write_port())
     read = memory.read_port(domain="comb")
-    rows, cols = 3, 5
+    rows, cols, base = 3, 5, 7
     results = [(r, c, 1000 * r + c) for r in range(rows + 1) for c in range(cols + 2)]
 
     async def bench(ctx):
-        ctx.set(placer.m, rows)
-        ctx.set(placer.n, cols)
+        _placer_layer(ctx, placer, to_output=1, out_base=base, m=rows, n=cols)
         for row, col, value in results:
             await stream_put(ctx, placer.results, {"row": row, "col": col, "value": value})
+            assert not ctx.get(placer.act.valid)
         await ctx.tick().repeat(3)
         for address in range(TEST_CONFIG.out_depth):
             ctx.set(read.addr, address)
-            expected = (1000 * (address // cols) + address % cols
-                        if address < rows * cols else 0)
+            index = address - base
+            expected = (1000 * (index // cols) + index % cols
+                        if 0 <= index < rows * cols else 0)
             assert ctx.get(read.data) == expected, address
 
     simulate(m, bench)
+
+
+@pytest.mark.parametrize("dest", TEST_CONFIG.engines)
+def test_result_placer_writes_feature_maps_in_the_destination_engines_chunks(dest, py_rng):
+    spec = ENGINES[dest]
+    chunk = spec.chunk(TEST_CONFIG)
+    placer = ResultPlacer(TEST_CONFIG, TEST_CONFIG.engines)
+    rows, cols, base = 5, 2 * chunk + 3, 40
+    dest_chunks = -(-cols // chunk)
+    results = [(r, c, py_rng.randrange(-128, 128)) for r in range(rows) for c in range(cols)]
+    written = []
+
+    async def bench(ctx):
+        _placer_layer(ctx, placer, to_output=0, m=rows, n=cols, dest_engine=spec.protocol_id,
+                      dest_base=base, dest_chunks=dest_chunks)
+        for row, col, value in results:
+            await stream_put(ctx, placer.results, {"row": row, "col": col, "value": value})
+        await ctx.tick().repeat(3)
+
+    async def collect(ctx):
+        async for _, _, valid, payload, write_en in ctx.tick().sample(
+                placer.act.valid, placer.act.payload, placer.write.en):
+            assert not write_en
+            if valid:
+                written.append((payload.engine, payload.word, payload.byte, payload.data))
+
+    simulate(placer, bench, processes=[collect])
+    # The contract (docs/protocol.md): word dest_base + m * dest_chunks + n // chunk,
+    # byte n % chunk, the int8 as a byte.
+    assert written == [(spec.protocol_id, base + r * dest_chunks + c // chunk, c % chunk,
+                        v & 0xFF) for r, c, v in results]
 
 
 def test_responder_sends_each_source():
@@ -115,3 +154,29 @@ def test_responder_sends_each_source():
     stats = protocol.parse_stats(frames[4])
     assert stats["frames"] == 3 and stats["bad_crc"] == 0 and stats["cycles"] > 0
     assert not violations, violations[:3]
+
+
+def test_responder_sends_a_programs_counter_words():
+    m = Module()
+    m.submodules.responder = dut = Responder(bytes(4), 16, TEST_CONFIG.out_depth,
+                                             program_mode=True)
+    # The sequencer's counter memory: word w one cycle after its address.
+    words = [0x11111111 * (w + 1) for w in range(6)]
+    m.submodules.counters = counters = Memory(shape=32, depth=8, init=words)
+    read = counters.read_port(transparent_for=())
+    m.d.comb += [read.addr.eq(dut.counter_addr), dut.counter_data.eq(read.data)]
+    sent = []
+
+    async def produce(ctx):
+        await stream_put(ctx, dut.response, {"opcode": 7, "seq": 1, "status": 0,
+                                             "length": 24, "source": Source.PROGRAM})
+
+    async def consume(ctx):
+        header = await stream_get(ctx, dut.header)
+        assert header.length == 24
+        for _ in range(24):
+            sent.append(await stream_get(ctx, dut.data))
+
+    simulate(m, produce, consume)
+    assert protocol.parse_program_run(bytes(sent), 3) == [
+        (words[0], words[1]), (words[2], words[3]), (words[4], words[5])]

@@ -159,7 +159,7 @@ REFUSALS = {
         Engine.SYSTOLIC, 0, 1, C.max_k + 1, 1)), Status.BAD_SHAPE),
     "run_of_unknown_engine": (_frame(Opcode.RUN, bytes([3, 0, 1, 0, 1, 0, 1, 0])),
                               Status.UNAVAILABLE),
-    # No build has program mode yet: its opcode and its memory are refused.
+    # A device without program mode (max_layers 0) refuses its opcode and its memory.
     "run_program_without_program_mode": (request(Opcode.RUN_PROGRAM, 5,
                                                  protocol.run_program_args(0, 1)),
                                          Status.UNAVAILABLE),
@@ -231,3 +231,77 @@ def test_argument_layouts_decode_what_the_driver_encodes(opcode, args, fields):
     assert layout.size == 8 * len(args) == 8 * protocol.ARGS_SIZE[opcode]
     decoded = layout.from_bits(int.from_bytes(args, "little"))
     assert {name: getattr(decoded, name) for name in fields} == fields
+
+
+PROGRAM_CONFIG = C.replace(max_layers=3)
+
+
+def _program_path():
+    return _path(config=PROGRAM_CONFIG)
+
+
+def _load_program(*layers, seq=1):
+    image = b"".join(protocol.encode_layer(**layer) for layer in layers)
+    return request(Opcode.WRITE, seq, protocol.write_args(Target.PROGRAM, 0), image)
+
+
+def _run_program(first, count, seq=2):
+    return request(Opcode.RUN_PROGRAM, seq, protocol.run_program_args(first, count))
+
+
+LAYERS = [dict(engine=Engine.SYSTOLIC, flags=protocol.LayerFlag.RELU, m=2, k=4, n=3),
+          dict(engine=Engine.TERNARY, flags=protocol.LayerFlag.TO_OUTPUT | 1, m=1, k=8, n=2)]
+
+
+def test_program_runs_its_layers_and_answers_with_their_counters():
+    responses, writes, starts, _ = drive([_load_program(*LAYERS), _run_program(0, 2)],
+                                         path=_program_path(), cycles=1500)
+    # Descriptor bytes go to the sequencer's memory, not to the engines.
+    assert not writes
+    assert starts == [(Engine.SYSTOLIC, 2, 4, 3, 0, 1), (Engine.TERNARY, 1, 8, 2, 1, 0)]
+    assert [(r["opcode"], r["seq"], r["status"], r["length"], r["source"])
+            for r in responses] == [(Opcode.WRITE, 1, Status.OK, 0, Source.CAPABILITY),
+                                    (Opcode.RUN_PROGRAM, 2, Status.OK, 16, Source.PROGRAM)]
+
+
+def test_program_past_max_layers_is_unavailable():
+    frames = [_run_program(2, 2, seq=3), _run_program(0, 0, seq=4),
+              _run_program(3, 1, seq=5), request(Opcode.PING, 6)]
+    responses, _, starts, _ = drive(frames, path=_program_path())
+    assert [(r["seq"], r["status"]) for r in responses] == [
+        (3, Status.UNAVAILABLE), (4, Status.UNAVAILABLE), (5, Status.UNAVAILABLE),
+        (6, Status.OK)]
+    assert not starts
+
+
+def test_bad_shape_ends_a_program_before_its_layer_starts():
+    bad = dict(LAYERS[0], k=PROGRAM_CONFIG.max_k + 1)
+    responses, _, starts, _ = drive([_load_program(LAYERS[0], bad, LAYERS[1]),
+                                     _run_program(0, 3)], path=_program_path(), cycles=1500)
+    assert starts == [(Engine.SYSTOLIC, 2, 4, 3, 0, 1)]
+    assert [(r["seq"], r["status"], r["length"]) for r in responses] == [
+        (1, Status.OK, 0), (2, Status.BAD_SHAPE, 0)]
+
+
+def test_requests_during_a_program_are_answered_busy():
+    frames = [_load_program(*LAYERS), _run_program(0, 2), request(Opcode.PING, 3),
+              request(Opcode.WRITE, 4, protocol.write_args(Target.PROGRAM, 0), b"ab")]
+    responses, writes, starts, _ = drive(frames, path=_program_path(), ready_after=0,
+                                         run_cycles=400, cycles=2500)
+    assert [(r["opcode"], r["seq"], r["status"]) for r in responses] == [
+        (Opcode.WRITE, 1, Status.OK), (Opcode.PING, 3, Status.BUSY),
+        (Opcode.WRITE, 4, Status.BUSY), (Opcode.RUN_PROGRAM, 2, Status.OK)]
+    assert len(starts) == 2 and not writes
+
+
+def test_a_program_layer_reads_its_map_in_place_so_m_times_k_may_exceed_act_depth():
+    config = PROGRAM_CONFIG.replace(act_depth=64)
+    layer = dict(engine=Engine.SYSTOLIC, m=8, k=16, n=1)    # M*K = 128 > 64
+    responses, _, starts, _ = drive([_load_program(layer), _run_program(0, 1)],
+                                    path=_path(config=config), cycles=1500)
+    assert [(r["seq"], r["status"]) for r in responses] == [(1, Status.OK), (2, Status.OK)]
+    assert starts == [(Engine.SYSTOLIC, 8, 16, 1, 0, 0)]
+    # A RUN of the same shape reads M x K rows: refused.
+    responses, _, starts, _ = drive([request(Opcode.RUN, 3, protocol.run_args(
+        Engine.SYSTOLIC, 0, 8, 16, 1))], path=_path(config=config))
+    assert [r["status"] for r in responses] == [Status.BAD_SHAPE] and not starts

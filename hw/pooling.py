@@ -1,0 +1,211 @@
+"""Pooling of a layer's results on their way out: max or average over k x k output pixels.
+
+Both engines emit results N tile by N tile; within a tile, row by row (output pixels in
+raster order, image by image, every row starting at 0) and each row's columns in
+order. A pooling window covers ``k`` consecutive output rows of one tile, so one *pooled
+row* of partial results per channel of the tile is all that must be kept: a line buffer
+of ``pooled width x tile`` entries (entry ``px * T + n % T``), not the whole map. A
+window's first result starts its entry, its last completes it and sends the pooled value
+on; results of pixels past the last whole window (the floor at the right and bottom
+edges) complete nothing.
+
+Average pooling is the exact window sum followed by ``requantize(sum, mult, shift)`` of
+the numerics contract (:func:`tritile.sw.conv.avgpool_int8`), computed here in the same
+steps as the :class:`~tritile.hw.requantizer.Requantizer`'s.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from tritile.sw.numerics import MULT_BITS
+from tritile.sw.protocol import LayerPool
+
+from .dsp import shift_add_product
+from .engine_bank import divmod_const
+from .requantizer import RESULT_LAYOUT
+
+__all__ = ["POOL_LAYOUT", "Pooling"]
+
+#: A layer's pooling: the mode, the window (= stride), the output map it pools (``out_h``
+#: x ``out_w`` per image) and the pooled width, the average's requantization, and the
+#: engine that computes the layer (its N tile).
+POOL_LAYOUT = data.StructLayout({
+    "mode": unsigned(2), "k": unsigned(8), "out_h": unsigned(16), "out_w": unsigned(16),
+    "pooled_w": unsigned(16), "mult": unsigned(16), "shift": unsigned(8),
+    "engine": unsigned(8),
+})
+
+
+class Pooling(wiring.Component):
+    """Pool a stream of results ``(row, col, value)`` into ``(pooled pixel, col, value)``.
+
+    Without pooling every result passes with its row. With max or
+    average pooling, result ``(m, n)`` of output pixel ``(b, y, x)`` joins window
+    ``(b, y // k, x // k)``; the window's pooled value leaves as row ``m' = (b * PH + y //
+    k) * PW + x // k`` (``PW`` = ``pooled_w``, ``PH = out_h // k``) once its last result has
+    arrived. Every result takes the same :attr:`LATENCY` cycles.
+
+    The pixel of a result is followed, not divided out: the rows of a tile arrive in order
+    from 0, so a row equal to the last one is the same pixel, row 0 is pixel (0, 0, 0) and
+    any other row the next pixel.
+
+    Parameters
+    ----------
+    tiles : dict of int to int
+        The N tile (results of one row per pass) of each engine, by protocol id.
+    max_pooled_w : int
+        The widest pooled row the line buffer holds.
+
+    Members
+    -------
+    results : In(stream.Signature(RESULT_LAYOUT))
+        The running layer's results; always ready.
+    layer : In(POOL_LAYOUT)
+        The running layer's pooling; held while its results arrive.
+    pooled : Out(stream.Signature(RESULT_LAYOUT))
+        Pooled results; the consumer takes one every cycle (``ready`` is not looked at).
+    busy : Out(1)
+        A result is inside.
+    """
+
+    #: Cycles from a result on ``results`` to its pooled value on ``pooled``.
+    LATENCY = 7
+
+    def __init__(self, tiles, max_pooled_w):
+        self.tiles = {int(e): int(t) for e, t in tiles.items()}
+        self.tile = max(self.tiles.values())
+        self.max_pooled_w = max(1, max_pooled_w)
+        self.depth = self.max_pooled_w * self.tile
+        super().__init__({
+            "results": In(stream.Signature(RESULT_LAYOUT)),
+            "layer": In(POOL_LAYOUT),
+            "pooled": Out(stream.Signature(RESULT_LAYOUT)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer = self.layer
+        result = self.results.payload
+        pooling = layer.mode != LayerPool.NONE
+        m.d.comb += self.results.ready.eq(1)
+
+        # -- stage 1: the result's pixel and its place in the window -------------------
+        pixel = data.StructLayout({"x": unsigned(16), "y": unsigned(16),
+                                   "wx": unsigned(8), "wy": unsigned(8),
+                                   "px": unsigned(16), "row_base": unsigned(16)})
+        here = Signal(pixel)            # the pixel of the last result
+        last_row = Signal(16)
+        after = Signal(pixel)           # the pixel of this result
+        m.d.comb += after.eq(here)
+        with m.If(result.row == 0):
+            m.d.comb += after.eq(0)
+        with m.Elif(result.row != last_row):
+            m.d.comb += after.x.eq(here.x + 1)
+            with m.If(here.wx + 1 == layer.k):
+                m.d.comb += [after.wx.eq(0), after.px.eq(here.px + 1)]
+            with m.Else():
+                m.d.comb += after.wx.eq(here.wx + 1)
+            with m.If(here.x + 1 == layer.out_w):
+                m.d.comb += [after.x.eq(0), after.wx.eq(0), after.px.eq(0),
+                             after.y.eq(here.y + 1), after.wy.eq(here.wy + 1)]
+                # A finished row of windows moves the pooled rows on by one.
+                with m.If(here.wy + 1 == layer.k):
+                    m.d.comb += [after.wy.eq(0),
+                                 after.row_base.eq(here.row_base + layer.pooled_w)]
+                with m.If(here.y + 1 == layer.out_h):
+                    m.d.comb += [after.y.eq(0), after.wy.eq(0)]
+        accepted = self.results.valid
+        with m.If(accepted):
+            m.d.sync += [here.eq(after), last_row.eq(result.row)]
+
+        entry_shape = range(self.depth)
+        s1 = Signal(data.StructLayout({
+            "valid": 1, "col": unsigned(16), "value": signed(32), "row": unsigned(16),
+            "px": unsigned(16), "fresh": 1, "final": 1, "keep": 1}))
+        m.d.sync += [
+            s1.valid.eq(accepted), s1.col.eq(result.col), s1.value.eq(result.value),
+            s1.row.eq(Mux(pooling, after.row_base + after.px, result.row)),
+            s1.px.eq(after.px),
+            s1.fresh.eq(~pooling | ((after.wx == 0) & (after.wy == 0))),
+            s1.final.eq(~pooling | ((after.wx + 1 == layer.k) & (after.wy + 1 == layer.k))),
+            s1.keep.eq(pooling & (after.px < layer.pooled_w)),
+        ]
+
+        # -- stage 2: the line buffer entry of (px, col) is read ------------------------
+        m.submodules.line = line = Memory(shape=signed(32), depth=self.depth, init=[])
+        write = line.write_port()
+        read = line.read_port(transparent_for=(write,))
+        slot = Const(0, 1)
+        for engine, tile in self.tiles.items():
+            _, remainder = divmod_const(s1.col, tile)
+            slot = Mux(layer.engine == engine, remainder, slot)
+        entry = Signal(entry_shape)
+        m.d.comb += [entry.eq(shift_add_product(s1.px[:bits_for(self.depth)],
+                                                 Const(self.tile)) + slot),
+                     read.addr.eq(entry), read.en.eq(1)]
+        entry_layout = data.StructLayout({
+            "valid": 1, "col": unsigned(16), "value": signed(32), "row": unsigned(16),
+            "entry": entry_shape, "fresh": 1, "final": 1, "keep": 1})
+        s2 = Signal(entry_layout)
+        m.d.sync += [s2.valid.eq(s1.valid), s2.col.eq(s1.col), s2.value.eq(s1.value),
+                     s2.row.eq(s1.row), s2.entry.eq(entry), s2.fresh.eq(s1.fresh),
+                     s2.final.eq(s1.final),
+                     s2.keep.eq(s1.keep & (s1.px < self.max_pooled_w))]
+
+        # -- stage 3: the entry's value so far, registered ---------------------------------
+        # The result one ahead of this one writes its entry only now: if it is the same
+        # entry, its new value replaces the memory's (a result two ahead wrote in the
+        # cycle of this one's read, which the read port passes through).
+        s3 = Signal(entry_layout)
+        old = Signal(signed(32))
+        combined = Signal(signed(32))
+        writing = s3.valid & s3.keep
+        m.d.sync += [s3.eq(s2), old.eq(Mux(writing & (s3.entry == s2.entry), combined,
+                                           read.data))]
+
+        # ... and the window's value with this result, written back in the same cycle.
+        with m.If(s3.fresh):
+            m.d.comb += combined.eq(s3.value)
+        with m.Elif(layer.mode == LayerPool.MAX):
+            m.d.comb += combined.eq(Mux(s3.value > old, s3.value, old))
+        with m.Else():
+            m.d.comb += combined.eq(old + s3.value)
+        m.d.comb += [write.addr.eq(s3.entry), write.data.eq(combined), write.en.eq(writing)]
+        tag = data.StructLayout({"valid": 1, "row": unsigned(16), "col": unsigned(16)})
+        s4 = Signal(tag)
+        s5_value = Signal(signed(32))
+        m.d.sync += [s4.valid.eq(s3.valid & s3.final), s4.row.eq(s3.row), s4.col.eq(s3.col),
+                     s5_value.eq(combined)]
+
+        # -- stages 4 to 6: the average's requantization (see Requantizer) --------------
+        average = layer.mode == LayerPool.AVERAGE
+        s5, s6 = Signal(tag), Signal(tag)
+        product = Signal(signed(32 + MULT_BITS + 1))
+        shift_m1 = Signal(8)
+        t = Signal(signed(32 + MULT_BITS + 1))
+        passed5, passed6 = Signal(signed(32)), Signal(signed(32))
+        m.d.sync += [
+            s5.eq(s4), s6.eq(s5), passed5.eq(s5_value), passed6.eq(passed5),
+            product.eq(s5_value * layer.mult[:MULT_BITS]),
+            shift_m1.eq(layer.shift - 1),
+            t.eq(product >> shift_m1),
+        ]
+        out = self.pooled.payload
+        m.d.sync += [self.pooled.valid.eq(s6.valid), out.row.eq(s6.row), out.col.eq(s6.col)]
+        # (t + 1) >> 1 is above 127 when t >= 255, below -128 when t < -257.
+        with m.If(~average):
+            m.d.sync += out.value.eq(passed6)
+        with m.Elif(t >= 255):
+            m.d.sync += out.value.eq(127)
+        with m.Elif(t < -257):
+            m.d.sync += out.value.eq(-128)
+        with m.Else():
+            m.d.sync += out.value.eq((t[:10].as_signed() + 1) >> 1)
+        m.d.comb += self.busy.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
+                                 | s6.valid | self.pooled.valid)
+        return m
+
