@@ -29,8 +29,9 @@ import numpy as np
 
 from . import protocol
 from .config import AcceleratorConfig, load_config
-from .engines import engine, engine_for_numerics
+from .engines import ENGINES, engine, engine_for_numerics
 from .numerics import MULT_BITS, SHIFT_MAX, SHIFT_MIN
+from .program_model import layer_cycles
 from .protocol import Opcode, RunFlag, Status, Target
 from .tiling import tile_problem
 
@@ -479,11 +480,21 @@ class Device:
         words of which only the first ``run`` bytes are sent.
         """
         requests = write_requests(target, image, addr=addr, run=run, stride=stride)
+        self._forget(target)
         progress = _Progress(label, sum(len(r[2]) for r in requests), self.progress)
         try:
             self._pipeline(requests, progress=progress)
         finally:
             progress.close()
+
+    def _forget(self, target):
+        """Drop what the driver remembers of ``target``'s contents (resident weights, the
+        last PARAMS): a write changes them (e.g. a program's upload)."""
+        if target == Target.PARAMS:
+            self._params = None
+        for spec in ENGINES.values():
+            if target in spec.targets[1:]:
+                self._resident.pop(spec.name, None)
 
     def read(self, target, addr, count, *, label="download"):
         """Return ``count`` bytes of ``target`` from ``addr`` (output memory)."""
@@ -656,8 +667,8 @@ class Device:
             layer = self._program.get(index)
             if layer is not None and layer["engine"] in set(protocol.Engine):
                 try:
-                    cycles += engine(protocol.Engine(layer["engine"])).plan(
-                        self.config, layer["m"], layer["k"], layer["n"]).cycles
+                    cycles += layer_cycles(self.config, protocol.Engine(layer["engine"]),
+                                           layer["m"], layer["k"], layer["n"])
                 except ValueError:
                     break       # the device ends the program there with BAD_SHAPE
         frame = self.request(Opcode.RUN_PROGRAM, protocol.run_program_args(first, count),

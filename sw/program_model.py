@@ -55,7 +55,7 @@ class ProgramModelError(ValueError):
 
 def param_capacity(config):
     """Return the requantizer parameter records (PARAMS entries) a device holds."""
-    return config.max_n
+    return config.param_entries
 
 
 def act_words(config, spec):
