@@ -31,7 +31,7 @@ from . import protocol
 from .config import AcceleratorConfig, load_config
 from .engines import ENGINES, engine, engine_for_numerics
 from .numerics import MULT_BITS, SHIFT_MAX, SHIFT_MIN
-from .program_model import layer_cycles
+from .program_model import descriptor_problems, layer_cycles
 from .protocol import Opcode, RunFlag, Status, Target
 from .tiling import tile_problem
 
@@ -643,9 +643,16 @@ class Device:
             raise ValueError(f"layers {first} .. {first + count - 1} are outside the "
                              f"device's {limit} descriptors")
 
-    def load_program(self, descriptors):
+    def load_program(self, descriptors, *, check=True):
         """Write layer descriptors (bytes from :func:`~tritile.sw.protocol.encode_layer`, or
-        dicts of its fields) to the device's descriptor memory, layer 0 first."""
+        dicts of its fields) to the device's descriptor memory, layer 0 first.
+
+        The device refuses a layer whose shape breaks RUN's rules when it reaches it
+        (BAD_SHAPE); it does not check a descriptor's walk, weight, parameter, destination
+        or pooling ranges against its memories. With ``check`` (the default) every
+        descriptor is checked against them here (:func:`~tritile.sw.program_model.
+        descriptor_problems`), and a bad one is refused before anything is sent.
+        """
         image = [d if isinstance(d, (bytes, bytearray)) else protocol.encode_layer(**d)
                  for d in descriptors]
         self._check_layers(0, len(image))
@@ -653,6 +660,11 @@ class Device:
             fields = [protocol.decode_layer(bytes(d)) for d in image]
         except protocol.ProtocolError as exc:
             raise ValueError(str(exc)) from None
+        for index, layer in enumerate(fields if check else ()):
+            problems = descriptor_problems(self.config, layer)
+            if problems:
+                raise ValueError(f"layer {index} of the program does not fit device "
+                                 f"{self._info['config_id']}: {'; '.join(problems)}")
         self._program = {}
         self.write(Target.PROGRAM, b"".join(image), label="program")
         self._program = dict(enumerate(fields))

@@ -52,7 +52,11 @@ def test_bad_shape_ends_the_program_and_writes_nothing_of_that_layer(board, rng)
     good = layer_fields(SYSTOLIC, walk, 0, 4, LayerFlag.RAW | LayerFlag.TO_OUTPUT, out_base=200)
     bad = dict(good, k=CONFIG.max_k + 4, out_base=300)
     board.write_input_map("systolic", rng.integers(-128, 128, (2, 4), dtype=np.int8))
-    board.load_program([good, bad, good])
+    sent = board.stats["bytes_sent"]
+    with pytest.raises(ValueError, match="layer 1 of the program does not fit") as info:
+        board.load_program([good, bad, good])
+    assert "\n" not in str(info.value) and board.stats["bytes_sent"] == sent
+    board.load_program([good, bad, good], check=False)      # the device's own refusal
     before = board.read_output(2, 4, raw=True, out_base=300)
     with pytest.raises(DeviceStatusError) as info:
         board.run_program()
@@ -62,6 +66,18 @@ def test_bad_shape_ends_the_program_and_writes_nothing_of_that_layer(board, rng)
     ran = board.read_output(2, 4, raw=True, out_base=200)
     board.run_program(0, 1)
     np.testing.assert_array_equal(board.read_output(2, 4, raw=True, out_base=200), ran)
+
+
+def test_descriptors_outside_the_memories_are_refused_before_sending(board):
+    """The device checks shapes only; the driver refuses what would reach past a memory."""
+    walk = Im2colWalk.of(Window(1), 1, 1, 2, 1)
+    good = layer_fields(SYSTOLIC, walk, 0, 4, LayerFlag.RAW | LayerFlag.TO_OUTPUT, out_base=200)
+    sent = board.stats["bytes_sent"]
+    for bad in (dict(good, out_base=CONFIG.out_depth), dict(good, weight_base=1 << 20),
+                dict(good, param_base=CONFIG.param_entries)):
+        with pytest.raises(ValueError, match="layer 0 of the program does not fit"):
+            board.load_program([bad])
+    assert board.stats["bytes_sent"] == sent
 
 
 def test_layers_past_max_layers_are_unavailable(board):
