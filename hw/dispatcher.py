@@ -92,11 +92,8 @@ class Dispatcher(wiring.Component):
         verdict = self.checked.payload.status
         write = request_args(Opcode.WRITE, req.args)
         read = request_args(Opcode.READ, req.args)
-        run = request_args(Opcode.RUN, req.args)
         layers = request_args(Opcode.RUN_PROGRAM, req.args)
-        done = self.program_done.payload
         resp = self.response.payload
-        problem = self.problem
         run_seq = Signal(8)             # the RUN in progress, answered when it finishes
 
         m.d.comb += [
@@ -106,8 +103,8 @@ class Dispatcher(wiring.Component):
             self.walk.payload.stride.eq(write.stride),
             self.walk.payload.length.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE]),
             self.walk.payload.size.eq(self.checked.payload.size),
-            self.shape.payload.eq(problem),
-            self.start.payload.eq(problem),
+            self.shape.payload.eq(self.problem),
+            self.start.payload.eq(self.problem),
             resp.opcode.eq(req.opcode),
             resp.seq.eq(req.seq),
             resp.base.eq(read.addr),
@@ -134,31 +131,7 @@ class Dispatcher(wiring.Component):
                     with m.If(verdict != Status.OK):
                         respond(verdict)
                     with m.Else():
-                        with m.Switch(req.opcode):
-                            with m.Case(Opcode.INFO):
-                                respond(Status.OK, self.capability_size, Source.CAPABILITY)
-                            with m.Case(Opcode.STATS):
-                                respond(Status.OK, 4 * len(protocol.STATS_FIELDS),
-                                        Source.STATS)
-                            with m.Case(Opcode.READ):
-                                respond(Status.OK, read.count, Source.OUTPUT)
-                            with m.Case(Opcode.WRITE):
-                                m.next = "WRITE"
-                            if self.program_mode:
-                                with m.Case(Opcode.RUN_PROGRAM):
-                                    m.next = "PROGRAM_START"
-                            with m.Case(Opcode.RUN):
-                                m.d.sync += [
-                                    self.program.eq(0),
-                                    problem.engine.eq(run.engine),
-                                    problem.raw.eq(run.flags[0]),
-                                    problem.relu.eq(run.flags[1]),
-                                    problem.m.eq(run.m), problem.k.eq(run.k),
-                                    problem.n.eq(run.n),
-                                ]
-                                m.next = "SHAPE"
-                            with m.Default():       # PING
-                                respond(Status.OK)
+                        self._dispatch(m, req, respond)
             with m.State("WRITE"):
                 m.d.comb += self.walk.valid.eq(1)
                 with m.If(self.walk.ready):
@@ -189,22 +162,7 @@ class Dispatcher(wiring.Component):
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
             if self.program_mode:
-                with m.State("PROGRAM_START"):
-                    m.d.comb += self.program_run.valid.eq(1)
-                    with m.If(self.program_run.ready):
-                        m.d.comb += self.checked.ready.eq(1)
-                        m.d.sync += [run_seq.eq(req.seq), self.program.eq(1)]
-                        m.next = "PROGRAM_RUNNING"
-                with m.State("PROGRAM_RUNNING"):
-                    with m.If(self.checked.valid):
-                        answer_busy("RESPOND_BUSY_PROGRAM")
-                    with m.Elif(self.program_done.valid):
-                        m.d.comb += self.program_done.ready.eq(1)
-                        ok = done.status == Status.OK
-                        m.d.sync += [resp.status.eq(done.status),
-                                     resp.length.eq(Mux(ok, done.layers << 3, 0)),
-                                     resp.source.eq(Source.PROGRAM)]
-                        m.next = "RESPOND_PROGRAM"
+                self._program_states(m, req, run_seq, answer_busy)
             program_states = ((("RESPOND_PROGRAM", Opcode.RUN_PROGRAM),)
                               if self.program_mode else ())
             for state, opcode in (("RESPOND_RUN", Opcode.RUN), *program_states):
@@ -226,3 +184,52 @@ class Dispatcher(wiring.Component):
                         m.d.comb += self.checked.ready.eq(1)
                         m.next = next_state
         return m
+
+    def _dispatch(self, m, req, respond):
+        """Act on a request the checker passed: answer it, or go to its state."""
+        read = request_args(Opcode.READ, req.args)
+        run = request_args(Opcode.RUN, req.args)
+        problem = self.problem
+        with m.Switch(req.opcode):
+            with m.Case(Opcode.INFO):
+                respond(Status.OK, self.capability_size, Source.CAPABILITY)
+            with m.Case(Opcode.STATS):
+                respond(Status.OK, 4 * len(protocol.STATS_FIELDS), Source.STATS)
+            with m.Case(Opcode.READ):
+                respond(Status.OK, read.count, Source.OUTPUT)
+            with m.Case(Opcode.WRITE):
+                m.next = "WRITE"
+            if self.program_mode:
+                with m.Case(Opcode.RUN_PROGRAM):
+                    m.next = "PROGRAM_START"
+            with m.Case(Opcode.RUN):
+                m.d.sync += [
+                    self.program.eq(0),
+                    problem.engine.eq(run.engine), problem.raw.eq(run.flags[0]),
+                    problem.relu.eq(run.flags[1]),
+                    problem.m.eq(run.m), problem.k.eq(run.k), problem.n.eq(run.n),
+                ]
+                m.next = "SHAPE"
+            with m.Default():       # PING
+                respond(Status.OK)
+
+    def _program_states(self, m, req, run_seq, answer_busy):
+        """The states of a RUN_PROGRAM: start the sequencer, wait for the program's end."""
+        done = self.program_done.payload
+        resp = self.response.payload
+        with m.State("PROGRAM_START"):
+            m.d.comb += self.program_run.valid.eq(1)
+            with m.If(self.program_run.ready):
+                m.d.comb += self.checked.ready.eq(1)
+                m.d.sync += [run_seq.eq(req.seq), self.program.eq(1)]
+                m.next = "PROGRAM_RUNNING"
+        with m.State("PROGRAM_RUNNING"):
+            with m.If(self.checked.valid):
+                answer_busy("RESPOND_BUSY_PROGRAM")
+            with m.Elif(self.program_done.valid):
+                m.d.comb += self.program_done.ready.eq(1)
+                ok = done.status == Status.OK
+                m.d.sync += [resp.status.eq(done.status),
+                             resp.length.eq(Mux(ok, done.layers << 3, 0)),
+                             resp.source.eq(Source.PROGRAM)]
+                m.next = "RESPOND_PROGRAM"

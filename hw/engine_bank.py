@@ -21,8 +21,8 @@ from .request_checker import PROBLEM_LAYOUT
 from .requantizer import RESULT_LAYOUT, Requantizer
 from .write_walker import byte_write_layout
 
-__all__ = ["ACT_WRITE_LAYOUT", "target_sizes", "weight_limits", "floor_div_const", "divmod_const",
-           "ceil_div_const", "EngineBank"]
+__all__ = ["ACT_WRITE_LAYOUT", "engine_names", "target_sizes", "weight_limits",
+           "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
 
 #: One int8 result written into an engine's activation memory, at a word and a byte of it.
 ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24),
@@ -30,6 +30,18 @@ ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24
 
 #: Start fields a program's layer takes from its descriptor (a RUN's are the dense walk).
 _LAYER_START = frozenset(WALK_FIELDS) | {"weight_base"}
+
+
+def engine_names(config, engines=None):
+    """Return the engines of a SoC: ``engines`` (registry names; by default every engine
+    ``config`` has), checked to be distinct, known and in the config."""
+    engines = config.engines if engines is None else tuple(engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or len(set(engines)) != len(engines):
+        raise ValueError(f"engines must be distinct names from "
+                         f"{', '.join(ENGINES)}, not {engines!r}")
+    config.check_engines(*engines)
+    return engines
 
 
 def target_sizes(config, engines):

@@ -20,6 +20,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
+from tritile.sw.engines import ENGINES
 from tritile.sw.numerics import MULT_BITS
 from tritile.sw.protocol import LayerPool
 
@@ -27,7 +28,7 @@ from .dsp import shift_add_product
 from .engine_bank import divmod_const
 from .requantizer import RESULT_LAYOUT
 
-__all__ = ["POOL_LAYOUT", "Pooling"]
+__all__ = ["POOL_LAYOUT", "Pooling", "pool_layer"]
 
 #: A layer's pooling: the mode, the window (= stride), the output map it pools (``out_h``
 #: x ``out_w`` per image) and the pooled width, the average's requantization, and the
@@ -37,6 +38,17 @@ POOL_LAYOUT = data.StructLayout({
     "pooled_w": unsigned(16), "mult": unsigned(16), "shift": unsigned(8),
     "engine": unsigned(8),
 })
+
+
+
+def pool_layer(pool, descriptor):
+    """Return the statements that set ``pool`` (:data:`POOL_LAYOUT`) from a layer
+    descriptor (``LAYER_LAYOUT``)."""
+    fields = {"mode": descriptor.flags[4:6], "k": descriptor.pool_k,
+              "out_h": descriptor.out_h, "out_w": descriptor.out_w,
+              "pooled_w": descriptor.pool_out_w, "mult": descriptor.pool_mult,
+              "shift": descriptor.pool_shift, "engine": descriptor.engine}
+    return [pool[name].eq(value) for name, value in fields.items()]
 
 
 class Pooling(wiring.Component):
@@ -74,6 +86,13 @@ class Pooling(wiring.Component):
     #: Cycles from a result on ``results`` to its pooled value on ``pooled``.
     LATENCY = 7
 
+    @classmethod
+    def for_engines(cls, config, engines):
+        """The pooling of a SoC with ``engines`` (registry names) on ``config``: each
+        engine's N tile, and pooled rows up to ``max_m // 2`` wide."""
+        return cls({ENGINES[e].protocol_id: ENGINES[e].tile_size(config)[1] for e in engines},
+                   config.max_m // 2)
+
     def __init__(self, tiles, max_pooled_w):
         self.tiles = {int(e): int(t) for e, t in tiles.items()}
         self.tile = max(self.tiles.values())
@@ -94,33 +113,8 @@ class Pooling(wiring.Component):
         m.d.comb += self.results.ready.eq(1)
 
         # -- stage 1: the result's pixel and its place in the window -------------------
-        pixel = data.StructLayout({"x": unsigned(16), "y": unsigned(16),
-                                   "wx": unsigned(8), "wy": unsigned(8),
-                                   "px": unsigned(16), "row_base": unsigned(16)})
-        here = Signal(pixel)            # the pixel of the last result
-        last_row = Signal(16)
-        after = Signal(pixel)           # the pixel of this result
-        m.d.comb += after.eq(here)
-        with m.If(result.row == 0):
-            m.d.comb += after.eq(0)
-        with m.Elif(result.row != last_row):
-            m.d.comb += after.x.eq(here.x + 1)
-            with m.If(here.wx + 1 == layer.k):
-                m.d.comb += [after.wx.eq(0), after.px.eq(here.px + 1)]
-            with m.Else():
-                m.d.comb += after.wx.eq(here.wx + 1)
-            with m.If(here.x + 1 == layer.out_w):
-                m.d.comb += [after.x.eq(0), after.wx.eq(0), after.px.eq(0),
-                             after.y.eq(here.y + 1), after.wy.eq(here.wy + 1)]
-                # A finished row of windows moves the pooled rows on by one.
-                with m.If(here.wy + 1 == layer.k):
-                    m.d.comb += [after.wy.eq(0),
-                                 after.row_base.eq(here.row_base + layer.pooled_w)]
-                with m.If(here.y + 1 == layer.out_h):
-                    m.d.comb += [after.y.eq(0), after.wy.eq(0)]
+        after = self._position(m)
         accepted = self.results.valid
-        with m.If(accepted):
-            m.d.sync += [here.eq(after), last_row.eq(result.row)]
 
         entry_shape = range(self.depth)
         s1 = Signal(data.StructLayout({
@@ -209,3 +203,36 @@ class Pooling(wiring.Component):
                                  | s6.valid | self.pooled.valid)
         return m
 
+
+    def _position(self, m):
+        """Return the pixel of the result offered (its x, y, place in its window and
+        pooled column), counted on from the last result's as the engines emit rows."""
+        layer = self.layer
+        result = self.results.payload
+        pixel = data.StructLayout({"x": unsigned(16), "y": unsigned(16),
+                                   "wx": unsigned(8), "wy": unsigned(8),
+                                   "px": unsigned(16), "row_base": unsigned(16)})
+        here = Signal(pixel)            # the pixel of the last result
+        last_row = Signal(16)
+        after = Signal(pixel)           # the pixel of this result
+        m.d.comb += after.eq(here)
+        with m.If(result.row == 0):
+            m.d.comb += after.eq(0)
+        with m.Elif(result.row != last_row):
+            m.d.comb += after.x.eq(here.x + 1)
+            with m.If(here.wx + 1 == layer.k):
+                m.d.comb += [after.wx.eq(0), after.px.eq(here.px + 1)]
+            with m.Else():
+                m.d.comb += after.wx.eq(here.wx + 1)
+            with m.If(here.x + 1 == layer.out_w):
+                m.d.comb += [after.x.eq(0), after.wx.eq(0), after.px.eq(0),
+                             after.y.eq(here.y + 1), after.wy.eq(here.wy + 1)]
+                # A finished row of windows moves the pooled rows on by one.
+                with m.If(here.wy + 1 == layer.k):
+                    m.d.comb += [after.wy.eq(0),
+                                 after.row_base.eq(here.row_base + layer.pooled_w)]
+                with m.If(here.y + 1 == layer.out_h):
+                    m.d.comb += [after.y.eq(0), after.wy.eq(0)]
+        with m.If(self.results.valid):
+            m.d.sync += [here.eq(after), last_row.eq(result.row)]
+        return after

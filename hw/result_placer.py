@@ -12,7 +12,7 @@ from .dsp import shift_add_product
 from .engine_bank import ACT_WRITE_LAYOUT, divmod_const
 from .requantizer import RESULT_LAYOUT
 
-__all__ = ["PLACE_LAYOUT", "ResultPlacer"]
+__all__ = ["PLACE_LAYOUT", "ResultPlacer", "place_layer"]
 
 #: Where the running layer's results go (the layer descriptor's fields; a RUN is
 #: ``to_output`` with ``out_base`` 0).
@@ -20,6 +20,16 @@ PLACE_LAYOUT = data.StructLayout({
     "to_output": unsigned(1), "out_base": unsigned(24), "m": unsigned(16), "n": unsigned(16),
     "dest_engine": unsigned(8), "dest_base": unsigned(24), "dest_chunks": unsigned(16),
 })
+
+
+
+def place_layer(place, descriptor):
+    """Return the statements that set ``place`` (:data:`PLACE_LAYOUT`) from a layer
+    descriptor (``LAYER_LAYOUT``)."""
+    fields = {"to_output": descriptor.flags[2], "out_base": descriptor.out_base,
+              "m": descriptor.m, "n": descriptor.n, "dest_engine": descriptor.dest_engine,
+              "dest_base": descriptor.dest_base, "dest_chunks": descriptor.dest_chunks}
+    return [place[name].eq(value) for name, value in fields.items()]
 
 
 class ResultPlacer(wiring.Component):

@@ -24,16 +24,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw import protocol
-from tritile.sw.config import AcceleratorConfig, ConfigError
+from tritile.sw.config import AcceleratorConfig
 from tritile.sw.engines import ENGINES
 
-from .engine_bank import EngineBank, target_sizes, weight_limits
+from .engine_bank import EngineBank, engine_names, target_sizes, weight_limits
 from .frame import ResponseWriter
 from .host_link import RX_FIFO_DEPTH, HostLink
-from .pooling import Pooling
+from .pooling import Pooling, pool_layer
 from .request_path import RequestPath
 from .responder import Responder
-from .result_placer import ResultPlacer
+from .result_placer import ResultPlacer, place_layer
 from .uart import uart_divisor
 
 __all__ = ["SoC", "RX_FIFO_DEPTH"]
@@ -72,15 +72,7 @@ class SoC(wiring.Component):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"config must be an AcceleratorConfig, not "
                             f"{type(config).__name__}")
-        engines = config.engines if engines is None else tuple(engines)
-        unknown = [e for e in engines if e not in ENGINES]
-        if unknown or len(set(engines)) != len(engines):
-            raise ValueError(f"engines must be distinct names from "
-                             f"{', '.join(ENGINES)}, not {engines!r}")
-        config.check_engines(*engines)
-        if config.max_layers and not config.conv_walk:
-            raise ConfigError(f"max_layers must be 0 with conv_walk 0 (a program's layers "
-                              f"walk windows), not {config.max_layers}")
+        engines = engine_names(config, engines)
         self.config = config
         self.engines = engines
         self.byte_port = byte_port
@@ -124,30 +116,17 @@ class SoC(wiring.Component):
         # Results (pooled in program mode) into the output memory or an activation memory.
         busy = engines.busy | placer.pending
         if config.max_layers:
-            m.submodules.pooling = pooling = Pooling(
-                {ENGINES[e].protocol_id: ENGINES[e].tile_size(config)[1]
-                 for e in self.engines}, config.max_m // 2)
+            m.submodules.pooling = pooling = Pooling.for_engines(config, self.engines)
             wiring.connect(m, engines.results, pooling.results)
             wiring.connect(m, pooling.pooled, placer.results)
             busy |= pooling.busy
-            m.d.comb += [
-                pooling.layer.mode.eq(layer.flags[4:6]), pooling.layer.k.eq(layer.pool_k),
-                pooling.layer.out_h.eq(layer.out_h), pooling.layer.out_w.eq(layer.out_w),
-                pooling.layer.pooled_w.eq(layer.pool_out_w),
-                pooling.layer.mult.eq(layer.pool_mult),
-                pooling.layer.shift.eq(layer.pool_shift),
-                pooling.layer.engine.eq(layer.engine),
-            ]
+            m.d.comb += pool_layer(pooling.layer, layer)
         else:
             wiring.connect(m, engines.results, placer.results)
         wiring.connect(m, placer.write, output.write_port())
         wiring.connect(m, placer.act, engines.place)
+        m.d.comb += place_layer(placer.layer, layer)
         m.d.comb += [
-            placer.layer.to_output.eq(layer.flags[2]), placer.layer.out_base.eq(layer.out_base),
-            placer.layer.m.eq(layer.m), placer.layer.n.eq(layer.n),
-            placer.layer.dest_engine.eq(layer.dest_engine),
-            placer.layer.dest_base.eq(layer.dest_base),
-            placer.layer.dest_chunks.eq(layer.dest_chunks),
             requests.engine_busy.eq(busy),
             requests.busy_cycles.eq(engines.busy_cycles),
             requests.mac_cycles.eq(engines.mac_cycles),

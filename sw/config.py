@@ -151,6 +151,9 @@ class AcceleratorConfig:
         _check_range(self, "conv_walk", 0, 1)
         # RUN_PROGRAM names layers with bytes.
         _check_range(self, "max_layers", 0, 255)
+        if self.max_layers and not self.conv_walk:
+            raise ConfigError(f"max_layers must be 0 with conv_walk 0 (a program's layers "
+                              f"walk windows), not {self.max_layers}")
         if self.param_depth:
             _check_range(self, "param_depth", self.max_n, 1 << 16)
         if self.clock_hz < 4 * self.baud:

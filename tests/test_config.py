@@ -105,3 +105,8 @@ def test_load_config_from_file_and_errors(tmp_path):
         load_config("nope")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(str(tmp_path / "missing.json"))
+
+
+def test_program_mode_needs_the_window_walk():
+    with pytest.raises(ConfigError, match="max_layers must be 0 with conv_walk 0"):
+        AcceleratorConfig(conv_walk=0, max_layers=4)
