@@ -305,3 +305,70 @@ def dynamo_cnn(path, seed=2):
              + [initializer("fc.weight", weights(3, 8, rng=rng)),
                 initializer("fc.bias", weights(3, rng=rng))])
     return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])
+
+
+def torch_program_cnn(seed=3):
+    """A CNN as ``torch.onnx.export(..., dynamo=False)`` writes it whose layers the device
+    runs as one program: NCHW input (batch, 1, 8, 8), Conv (pad 1) + BatchNormalization +
+    Relu + MaxPool 2 (stride 2), Conv without bias + Relu + GlobalAveragePool, Flatten,
+    ``Gemm(transB=1)`` and a LogSoftmax (host). Weights are drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        conv_node("conv1", "x", "conv1_out", 3, pads=(1, 1, 1, 1)),
+        _batch_norm_node("bn1", "conv1_out", "bn1_out", momentum=0.9),
+        helper.make_node("Relu", ["bn1_out"], ["relu1"], name="relu1"),
+        helper.make_node("MaxPool", ["relu1"], ["pool1"], ceil_mode=0, kernel_shape=[2, 2],
+                         pads=[0, 0, 0, 0], strides=[2, 2], name="pool1"),
+        conv_node("conv2", "pool1", "conv2_out", 3, pads=(1, 1, 1, 1), bias=False),
+        helper.make_node("Relu", ["conv2_out"], ["relu2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["relu2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], alpha=1.0,
+                         beta=1.0, transB=1, name="fc"),
+        helper.make_node("LogSoftmax", ["logits"], ["y"], axis=1, name="log_softmax"),
+    ]
+    inits = (conv_params("conv1", 1, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 8, 3, bias=False, rng=rng)
+             + [initializer("fc.weight", weights(5, 8, rng=rng)),
+                initializer("fc.bias", weights(5, rng=rng))])
+    return graph_model(nodes, inits, ["batch", 1, 8, 8], output_shape=("batch", 5))
+
+
+def dynamo_program_cnn(path, seed=4):
+    """Write a CNN as ``torch.onnx.export(..., dynamo=True)`` does whose layers the device
+    runs as one program; return its path. As :func:`dynamo_cnn` (Cast, external data,
+    Constant inputs, Clip for ReLU6, asymmetric pads, ReduceMean, Reshape) on a (batch, 2,
+    8, 8) input: Conv (pad 1) + BatchNormalization + Clip(0, 6) + MaxPool 2 (stride 2),
+    Conv with pads (0, 1, 1, 0) + Relu + ReduceMean over the 3 x 3 map, Reshape, Gemm."""
+    rng = np.random.default_rng(seed)
+    constant = helper.make_tensor
+    nodes = [
+        helper.make_node("Cast", ["x"], ["x_f"], to=TensorProto.FLOAT, name="node_cast"),
+        conv_node("conv1", "x_f", "conv2d", 3, pads=(1, 1, 1, 1)),
+        _batch_norm_node("bn1", "conv2d", "batch_norm"),
+        helper.make_node("Constant", [], ["clip_min"],
+                         value=constant("m", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Constant", [], ["clip_max"],
+                         value=constant("m", TensorProto.FLOAT, [], [6.0])),
+        helper.make_node("Clip", ["batch_norm", "clip_min", "clip_max"], ["hardtanh"],
+                         name="node_hardtanh"),
+        helper.make_node("MaxPool", ["hardtanh"], ["max_pool2d"], kernel_shape=[2, 2],
+                         strides=[2, 2], pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=0,
+                         name="node_max_pool2d"),
+        conv_node("conv2", "max_pool2d", "conv2d_1", 3, pads=(0, 1, 1, 0)),
+        helper.make_node("Relu", ["conv2d_1"], ["relu"], name="node_relu"),
+        helper.make_node("Constant", [], ["mean_axes"],
+                         value=constant("a", TensorProto.INT64, [2], [-1, -2])),
+        helper.make_node("Constant", [], ["view_shape"],
+                         value=constant("s", TensorProto.INT64, [2], [-1, 8])),
+        helper.make_node("ReduceMean", ["relu", "mean_axes"], ["mean"], keepdims=1,
+                         name="node_mean"),
+        helper.make_node("Reshape", ["mean", "view_shape"], ["view"], name="node_view"),
+        helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
+                         name="node_linear"),
+    ]
+    inits = (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+             + conv_params("conv2", 4, 8, 3, rng=rng)
+             + [initializer("fc.weight", weights(3, 8, rng=rng)),
+                initializer("fc.bias", weights(3, rng=rng))])
+    return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])
