@@ -85,7 +85,8 @@ def _check_preset_report(name, report, out):
         assert clock["target_mhz"] == pytest.approx(config.clock_hz / 1e6, rel=0.01)
     # Fixed figures of the presets (not recomputed with the code's own formulas): DSPs are
     # the array's products (two per SB_MAC16 on iCE40, one MULT18X18D each on ECP5) plus 2
-    # for the requantizer, nothing for the ternary engine.
+    # for the requantizer and, with program mode, 2 for the average pooling; nothing for the
+    # ternary engine.
     expected = PRESET_FIGURES[name]
     assert report["resources"]["dsp"]["used"] == report["dsp_designed"] == expected["dsp"]
     assert report["int8_macs_per_cycle"] == expected["int8_macs"]
@@ -105,12 +106,13 @@ def _check_components(report):
     # Block RAMs and DSPs are where the build put them: the same count as nextpnr's.
     for resource in ("bram", "dsp"):
         assert components["total"][resource] == report["resources"][resource]["used"]
-    assert sum(m["dsp"] for name, m in modules.items() if name.startswith("engines")) \
-        == report["dsp_designed"]
+    assert sum(m["dsp"] for name, m in modules.items()
+               if name.split(".")[0] in ("engines", "pooling")) == report["dsp_designed"]
     # The kept boundaries cost some optimization: the sum stays near the flat build's
-    # (measured 5 to 9 % above it on the iCE40 presets and orangecrab-25f).
+    # (measured 5 to 7 % above it on the iCE40 presets, 20 % on orangecrab-25f with program
+    # mode, whose flat LUT4 + 2 x CCU2C count is itself 13 % below nextpnr's 14177).
     assert components["flat"]["logic"] <= components["total"]["logic"] \
-        <= 1.15 * components["flat"]["logic"]
+        <= 1.25 * components["flat"]["logic"]
     if report["device"].startswith("iCE40"):
         # The packed-cell estimate follows nextpnr's packing rules (0.5 to 0.7 % off on
         # the presets when measured).
@@ -121,6 +123,6 @@ def _check_components(report):
 PRESET_FIGURES = {
     "icebreaker": {"dsp": 12 // 2 + 2, "int8_macs": 12, "ternary_macs": 0,
                    "int8_gmacs": 0.288},
-    "orangecrab-25f": {"dsp": 16 + 2, "int8_macs": 16, "ternary_macs": 128,
+    "orangecrab-25f": {"dsp": 16 + 2 + 2, "int8_macs": 16, "ternary_macs": 128,
                        "int8_gmacs": 0.768},
 }
