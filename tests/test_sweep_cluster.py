@@ -64,9 +64,17 @@ def descendants(process):
     return psutil.Process(process.pid).children(recursive=True)
 
 
+def command_line(process):
+    """``process``'s command line, or "" once it has ended (a zombie has none)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return ""
+
+
 def assert_gone(processes, timeout=30):
     _, alive = psutil.wait_procs(processes, timeout=timeout)
-    assert not alive, f"left running: {[(p.pid, p.cmdline()) for p in alive]}"
+    assert not alive, f"left running: {[(p.pid, command_line(p)) for p in alive]}"
 
 
 def test_local_cluster_sweep_stops_on_ctrl_c_resumes_and_reuses(tmp_path):
@@ -80,7 +88,7 @@ def test_local_cluster_sweep_stops_on_ctrl_c_resumes_and_reuses(tmp_path):
         wait_for(lambda: (out / "points").exists() and any((out / "points").iterdir()),
                  300, "the first finished point")
         below = descendants(first)
-        assert sum("tritile.sw.sweep_point" in " ".join(p.cmdline()) for p in below) >= 1
+        assert sum("tritile.sw.sweep_point" in command_line(p) for p in below) >= 1
         os.killpg(first.pid, signal.SIGINT)      # Ctrl-C in a terminal
         assert first.wait(timeout=60) == 130
     finally:
@@ -177,7 +185,7 @@ def dask_cluster(tmp_path):
 
         def builds():
             return [p for process in processes for p in descendants(process)
-                    if "tritile.sw.sweep_point" in " ".join(p.cmdline())]
+                    if "tritile.sw.sweep_point" in command_line(p)]
 
         yield address, builds
     assert_gone(below)
