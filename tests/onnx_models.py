@@ -263,6 +263,31 @@ def torch_cnn(global_pool=False, seed=1):
     return graph_model(nodes, inits, ["batch", 3, 9, 8], output_shape=("batch", 5))
 
 
+def _global_mean_and_linear(x):
+    """The dynamo exporter's ``AdaptiveAvgPool2d(1)`` (ReduceMean over axes given as a
+    Constant input), ``flatten`` (a Reshape to a folded shape) and ``Linear(8, 3)``."""
+    return [
+        helper.make_node("Constant", [], ["mean_axes"],
+                         value=helper.make_tensor("a", TensorProto.INT64, [2], [-1, -2])),
+        helper.make_node("Constant", [], ["view_shape"],
+                         value=helper.make_tensor("s", TensorProto.INT64, [2], [-1, 8])),
+        helper.make_node("ReduceMean", [x, "mean_axes"], ["mean"], keepdims=1,
+                         name="node_mean"),
+        helper.make_node("Reshape", ["mean", "view_shape"], ["view"], name="node_view"),
+        helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
+                         name="node_linear"),
+    ]
+
+
+def _dynamo_params(rng):
+    """Weights of the dynamo-style CNNs: conv1 (2 -> 4) with its BatchNorm, conv2 (4 -> 8),
+    fc (8 -> 3), drawn in that order from ``rng``."""
+    return (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
+            + conv_params("conv2", 4, 8, 3, rng=rng)
+            + [initializer("fc.weight", weights(3, 8, rng=rng)),
+               initializer("fc.bias", weights(3, rng=rng))])
+
+
 def dynamo_cnn(path, seed=2):
     """Write a CNN as ``torch.onnx.export(..., dynamo=True)`` does; return its path.
 
@@ -290,21 +315,9 @@ def dynamo_cnn(path, seed=2):
         helper.make_node("MaxPool", ["relu"], ["max_pool2d"], kernel_shape=[2, 2],
                          strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], ceil_mode=0,
                          name="node_max_pool2d"),
-        helper.make_node("Constant", [], ["mean_axes"],
-                         value=helper.make_tensor("a", TensorProto.INT64, [2], [-1, -2])),
-        helper.make_node("Constant", [], ["view_shape"],
-                         value=helper.make_tensor("s", TensorProto.INT64, [2], [-1, 8])),
-        helper.make_node("ReduceMean", ["max_pool2d", "mean_axes"], ["mean"], keepdims=1,
-                         name="node_mean"),
-        helper.make_node("Reshape", ["mean", "view_shape"], ["view"], name="node_view"),
-        helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
-                         name="node_linear"),
-    ]
-    inits = (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
-             + conv_params("conv2", 4, 8, 3, rng=rng)
-             + [initializer("fc.weight", weights(3, 8, rng=rng)),
-                initializer("fc.bias", weights(3, rng=rng))])
-    return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])
+    ] + _global_mean_and_linear("max_pool2d")
+    return save_dynamo_style(path, nodes, _dynamo_params(rng), ["batch", 2, 8, 8], "linear",
+                             ["batch", 3])
 
 
 def torch_program_cnn(seed=3):
@@ -357,18 +370,6 @@ def dynamo_program_cnn(path, seed=4):
                          name="node_max_pool2d"),
         conv_node("conv2", "max_pool2d", "conv2d_1", 3, pads=(0, 1, 1, 0)),
         helper.make_node("Relu", ["conv2d_1"], ["relu"], name="node_relu"),
-        helper.make_node("Constant", [], ["mean_axes"],
-                         value=constant("a", TensorProto.INT64, [2], [-1, -2])),
-        helper.make_node("Constant", [], ["view_shape"],
-                         value=constant("s", TensorProto.INT64, [2], [-1, 8])),
-        helper.make_node("ReduceMean", ["relu", "mean_axes"], ["mean"], keepdims=1,
-                         name="node_mean"),
-        helper.make_node("Reshape", ["mean", "view_shape"], ["view"], name="node_view"),
-        helper.make_node("Gemm", ["view", "fc.weight", "fc.bias"], ["linear"], transB=1,
-                         name="node_linear"),
-    ]
-    inits = (conv_params("conv1", 2, 4, 3, rng=rng) + _batch_norm_params("bn1", 4, rng)
-             + conv_params("conv2", 4, 8, 3, rng=rng)
-             + [initializer("fc.weight", weights(3, 8, rng=rng)),
-                initializer("fc.bias", weights(3, rng=rng))])
-    return save_dynamo_style(path, nodes, inits, ["batch", 2, 8, 8], "linear", ["batch", 3])
+    ] + _global_mean_and_linear("relu")
+    return save_dynamo_style(path, nodes, _dynamo_params(rng), ["batch", 2, 8, 8], "linear",
+                             ["batch", 3])
