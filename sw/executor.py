@@ -41,7 +41,7 @@ from .model import activate, input_batch, rms_norm
 from .numerics import (gemm_int8, quantize_activations_absmax, quantize_activations_int8,
                        requantize, ternary_matmul)
 from .packing import packed_size
-from .program_lowering import input_write, layer_packing, lowered
+from .program_lowering import TERNARY_PACKING, input_write, layer_packing, lowered
 from .program_model import ProgramMachine, layer_cycles
 from .protocol import PARAM_RECORD, Target
 from .tiling import tile_problem
@@ -52,9 +52,6 @@ __all__ = ["ProgramMismatchError", "GoldenBackend", "LayerRun", "RunResult", "ex
 
 #: The ``--device`` value that selects the golden model instead of a device.
 GOLDEN = "golden"
-
-#: Packing used for the ternary weights a program uploads (1.6 bits per weight).
-TERNARY_PACKING = "base3"
 
 #: How :func:`execute` runs a program: as a device program (descriptors run by
 #: RUN_PROGRAM, weights resident), or layer by layer with engine calls.
@@ -394,11 +391,6 @@ def layer_input(layer, X):
     return X if layer.norm is None else rms_norm(X, layer.norm)
 
 
-def _packing(spec):
-    """The packing a program uploads the weights of ``spec``'s layers in."""
-    return TERNARY_PACKING if TERNARY_PACKING in spec.packings else None
-
-
 def _costs(program, images):
     for layer in program.layers:
         k, n = layer.shape
@@ -411,7 +403,7 @@ def _costs(program, images):
         out_bytes = 4 if raw else 1
         yield LayerRun(layer.engine, m, k, n, len(tiling.calls()),
                        _predicted_cycles(program.config, spec, m, k, n),
-                       spec.weight_bytes(k, n, _packing(spec)),
+                       spec.weight_bytes(k, n, layer_packing(spec)),
                        m * k + m * n * out_bytes + n * PARAM_RECORD.size, 0.0)
 
 
@@ -540,7 +532,7 @@ def _program_costs(program, device_program, images):
             stream += images * segment.out_rows * n * (4 if segment.raw else 1)
         yield LayerRun(layer.engine, images * m, k, n, images,
                        images * layer_cycles(program.config, spec, m, k, n),
-                       spec.weight_bytes(k, n, _packing(spec)),
+                       spec.weight_bytes(k, n, layer_packing(spec)),
                        stream + n * PARAM_RECORD.size)
 
 
