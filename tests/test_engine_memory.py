@@ -5,10 +5,9 @@ from amaranth.back import rtlil
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from helpers import simulate
-from tritile.hw.board import BOARDS
-from tritile.hw.board_build import synthesize_board
 from tritile.hw.engine_memory import (EngineMemory, check_ice40_memories,
                                       single_port_memories)
+from tritile.sw.cli import main
 from tritile.sw.config import PRESETS, ConfigError
 
 
@@ -70,7 +69,7 @@ def test_program_mode_keeps_the_activation_memories_two_ported():
     assert single_port_memories(config) == {"systolic_weights": 2}
 
 
-def test_program_mode_with_more_activations_than_block_ram_is_refused(tmp_path):
+def test_program_mode_with_more_activations_than_block_ram_is_refused():
     config = PRESETS["icebreaker"].replace(conv_walk=1, max_layers=4, act_depth=65472)
     with pytest.raises(ConfigError) as error:
         check_ice40_memories(config)
@@ -81,7 +80,16 @@ def test_program_mode_with_more_activations_than_block_ram_is_refused(tmp_path):
     check_ice40_memories(config.replace(act_depth=most))
     with pytest.raises(ConfigError):
         check_ice40_memories(config.replace(act_depth=most + 1))
-    # The board build refuses it before synthesis; without program mode it is SPRAM.
-    with pytest.raises(ConfigError, match="program mode on iCE40"):
-        synthesize_board(BOARDS["icebreaker"], config, tmp_path)
-    check_ice40_memories(config.replace(conv_walk=0, max_layers=0))
+    check_ice40_memories(config.replace(conv_walk=0, max_layers=0))    # SPRAM without
+
+
+def test_tritile_build_refuses_it_in_one_line_before_synthesis(tmp_path, capsys):
+    path = tmp_path / "program.json"
+    path.write_text(PRESETS["icebreaker"].replace(conv_walk=1, max_layers=4).to_json())
+    assert main(["build", "--board", "icebreaker", "--config", str(path),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tritile build: error: act_depth must be at most 15296 with "
+                          "program mode on iCE40")
+    assert not (tmp_path / "out").exists()
