@@ -3,8 +3,9 @@
 The activation memory holds words of P int8 activations, the weight memory words of
 L x P trits in the 2-bit code, whatever their packing on the link: base-3 bytes are
 transcoded as they are written. Both are read one word a cycle through synchronous read
-ports (block RAM, or the iCE40's SPRAM where :func:`~tritile.hw.engine_memory.
-single_port_memories` says: a write cycle then does not read). The layout of both is :mod:`tritile.sw.ternary_layout`'s.
+ports: block RAM, or the iCE40's SPRAMs where
+:func:`~tritile.hw.engine_memory.single_port_memories` says (a write cycle then does not
+read). The layout of both is :mod:`tritile.sw.ternary_layout`'s.
 
 A write is registered, with its byte decoded as base-3, before it reaches a memory:
 decoding and placing a base-3 byte in one cycle was the unit's longest path. ``holding``
@@ -19,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
                                       TARGET_WEIGHTS_BASE3)
 
-from .engine_memory import EngineMemory, single_port_memories
+from .engine_memory import EngineMemory
 from .requantizer import WRITE_LAYOUT
 from .trit_decoder import Base3Transcoder, TritBase3Decoder, two_bit_codes
 
@@ -42,7 +43,7 @@ class TernaryMemories(wiring.Component):
         Word sizes, strides and depths (:func:`tritile.sw.ternary_layout.ternary_geometry`).
     single_port : set of str
         ``ternary_act`` and/or ``ternary_weights``: the memories with one port
-        (:func:`tritile.hw.engine_memory.single_port_memories`).
+        (:func:`tritile.hw.engine_memory.single_port_memories`); none by default.
 
     Members
     -------
