@@ -8,6 +8,7 @@ from tritile.sw.config import PRESETS
 
 from .bitstream import DEVICES, NETLIST_SUFFIX, run_flow, synthesize
 from .board import SOC_MODULE, BoardTop
+from .engine_memory import check_ice40_memories
 
 __all__ = ["NETLIST_INFO", "build_board", "synthesize_board", "designed_dsps"]
 
@@ -63,13 +64,21 @@ def _describe_netlist(board, config, out_dir):
     }, indent=2) + "\n")
 
 
+def _check_config(board, config):
+    """Return ``config`` (default: the board's preset), refused if the board cannot build it."""
+    config = config or PRESETS[board.preset]
+    if board.family == "ice40":
+        check_ice40_memories(config)
+    return config
+
+
 def synthesize_board(board, config, out_dir, *, progress=None):
     """Synthesize ``config`` (default: the board's preset) for ``board``, fit-check it.
 
     Writes what :func:`build_board` writes before place-and-route: the mapped netlist
     (``top.netlist.v``) and its description (:data:`NETLIST_INFO`). Returns the cell usage.
     """
-    config = config or PRESETS[board.preset]
+    config = _check_config(board, config)
     out_dir = Path(out_dir)
     _describe_netlist(board, config, out_dir)
     return synthesize(board.make_platform(), BoardTop(board, config), DEVICES[board.device],
@@ -89,7 +98,7 @@ def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, st
     SoC component (:func:`~tritile.hw.bitstream.measure_components`, a second synthesis).
     The report is also written to ``out_dir/report.json``.
     """
-    config = config or PRESETS[board.preset]
+    config = _check_config(board, config)
     device = DEVICES[board.device]
     out_dir = Path(out_dir)
     _describe_netlist(board, config, out_dir)

@@ -18,9 +18,8 @@ tile (``kr = min(R, K - k0)`` rows times ``nc = min(C, N - n0)`` columns), so
 ``utilization = mac_cycles / (R * C * busy_cycles)`` and ``mac_cycles = M * K * N``.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.utils import ceil_log2
 
 from tritile.sw.arith import ceil_div
@@ -28,6 +27,7 @@ from tritile.sw.config import AcceleratorConfig, int8_accumulator_bits
 from tritile.sw.systolic_layout import ACT_TARGET, WEIGHT_TARGET, systolic_geometry
 
 from .dsp import shift_add_product
+from .engine_memory import EngineMemory, single_port_memories
 from .facts import SYSTOLIC_ACC_BUFFERS, WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
@@ -86,10 +86,11 @@ class SystolicCore(wiring.Component):
         psum_width = min(config.acc_width, int8_accumulator_bits(rows))
 
         m.submodules.array = array = SystolicArray(rows, cols, psum_width)
-        m.submodules.act_mem = act_mem = Memory(
-            shape=unsigned(8 * rows), depth=geometry.act_words, init=[])
-        m.submodules.weight_mem = weight_mem = Memory(
-            shape=unsigned(8 * cols), depth=geometry.weight_words, init=[])
+        single_port = single_port_memories(config)
+        m.submodules.act_mem = act_mem = EngineMemory(
+            8 * rows, geometry.act_words, single_port="systolic_act" in single_port)
+        m.submodules.weight_mem = weight_mem = EngineMemory(
+            8 * cols, geometry.weight_words, single_port="systolic_weights" in single_port)
         # Memory data arrives one cycle after the address, then the array's latency.
         m.submodules.accumulators = accumulators = SystolicAccumulators(
             config, psum_width, 1 + array.latency)
@@ -113,15 +114,14 @@ class SystolicCore(wiring.Component):
 
         # One row into the array per cycle, unless the buffer to fill is still pending.
         issue = running & ~tiles.stall
-        act_read = act_mem.read_port()
-        weight_read = weight_mem.read_port()
         m.d.comb += [
-            act_read.addr.eq(walker.addr), act_read.en.eq(issue),
-            weight_read.addr.eq(tiles.weight_base + tiles.ld_wbase + tiles.ld_k0 + tiles.slot),
-            weight_read.en.eq(issue),
+            act_mem.read_addr.eq(walker.addr), act_mem.read_en.eq(issue),
+            weight_mem.read_addr.eq(
+                tiles.weight_base + tiles.ld_wbase + tiles.ld_k0 + tiles.slot),
+            weight_mem.read_en.eq(issue),
         ]
         self._step_walker(m, tiles, walker, issue)
-        self._feed(m, tiles, array, act_read, weight_read, walker, issue)
+        self._feed(m, tiles, array, act_mem.read_data, weight_mem.read_data, walker, issue)
         self._next_tile(m, tiles, running, issue, accumulators)
         m.d.comb += [
             accumulators.entry.valid.eq(issue & tiles.row_valid),
@@ -139,22 +139,22 @@ class SystolicCore(wiring.Component):
         """Write the ``write`` stream's bytes into their memory lanes while idle."""
         geometry = self.geometry
         # A program places results into the activation memory while it computes (its own
-        # reads use another port; the compiler keeps the words apart).
+        # reads use another port, which program mode gives it, hw/engine_memory.py; the
+        # compiler keeps the words apart).
         m.d.comb += self.write.ready.eq(~self.busy | (self.write.payload.target == ACT_TARGET))
         for memory, target, words, lane_bits, lanes in (
                 (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits,
                  self.config.systolic_rows),
                 (weight_mem, WEIGHT_TARGET, geometry.weight_words,
                  geometry.weight_lane_bits, self.config.systolic_cols)):
-            port = memory.write_port(granularity=8)
             addr = self.write.payload.addr
             lane = addr[:lane_bits] if lane_bits else Const(0, 1)
             word = addr[lane_bits:]
             hit = (self.write.valid & self.write.ready & (self.write.payload.target == target)
                    & (word < words) & (lane < lanes))
-            m.d.comb += [port.addr.eq(word),
-                         port.data.eq(self.write.payload.data.replicate(lanes)),
-                         port.en.eq(Mux(hit, 1 << lane, 0))]
+            m.d.comb += [memory.write_addr.eq(word),
+                         memory.write_data.eq(self.write.payload.data.replicate(lanes)),
+                         memory.write_en.eq(Mux(hit, 1 << lane, 0))]
 
     def _start(self, m, tiles, running, rejected):
         """Take a problem while idle: its sizes and walk, the first tile to load.
@@ -201,7 +201,7 @@ class SystolicCore(wiring.Component):
                 m.d.comb += [walker.m_step.eq(Mux(tiles.cp_last_m, MStep.RESET, MStep.NEXT)),
                              walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
 
-    def _feed(self, m, tiles, array, act_read, weight_read, walker, issue):
+    def _feed(self, m, tiles, array, act_data, weight_data, walker, issue):
         """Feed the memories' words into the array, its controls delayed to meet them."""
         swap_d = Signal()
         load_d = Signal()
@@ -217,12 +217,12 @@ class SystolicCore(wiring.Component):
         ]
         m.d.comb += [
             # Padding feeds a zero row (the memory's data is discarded).
-            array.act.eq(Mux(pad_d, 0, act_read.data)),
+            array.act.eq(Mux(pad_d, 0, act_data)),
             array.swap.eq(swap_d),
             array.weight_index.eq(index_d),
             array.weight_load.eq(load_d),
             # Rows past K belong to the next N tile in memory: load zeros instead.
-            array.weight_row.eq(Mux(real_d, weight_read.data[:8 * self.config.systolic_cols],
+            array.weight_row.eq(Mux(real_d, weight_data[:8 * self.config.systolic_cols],
                                     0)),
         ]
 

@@ -25,6 +25,7 @@ from amaranth.lib import data, wiring
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import TARGET_ACTIVATIONS, ternary_geometry
 
+from .engine_memory import single_port_memories
 from .facts import WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
@@ -109,7 +110,7 @@ class TernaryUnit(wiring.Component):
 
         # `start` waits for the memories' write register to empty, and an offered `start`
         # holds writes back, so every write reaches its memory before the first read.
-        m.submodules.memories = memories = TernaryMemories(geo)
+        m.submodules.memories = memories = TernaryMemories(geo, single_port_memories(config))
         idle = ~self.busy
         starting = Signal()
         wiring.connect(m, wiring.flipped(self.write), memories.write)

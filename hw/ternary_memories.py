@@ -3,7 +3,9 @@
 The activation memory holds words of P int8 activations, the weight memory words of
 L x P trits in the 2-bit code, whatever their packing on the link: base-3 bytes are
 transcoded as they are written. Both are read one word a cycle through synchronous read
-ports (block RAM). The layout of both is :mod:`tritile.sw.ternary_layout`'s.
+ports: block RAM, or the iCE40's SPRAMs where
+:func:`~tritile.hw.engine_memory.single_port_memories` says (a write cycle then does not
+read). The layout of both is :mod:`tritile.sw.ternary_layout`'s.
 
 A write is registered, with its byte decoded as base-3, before it reaches a memory:
 decoding and placing a base-3 byte in one cycle was the unit's longest path. ``holding``
@@ -11,14 +13,14 @@ says the register is full, so the unit can keep a problem from reading before ev
 has landed.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
                                       TARGET_WEIGHTS_BASE3)
 
+from .engine_memory import EngineMemory
 from .requantizer import WRITE_LAYOUT
 from .trit_decoder import Base3Transcoder, TritBase3Decoder, two_bit_codes
 
@@ -39,6 +41,9 @@ class TernaryMemories(wiring.Component):
     ----------
     geometry : TernaryGeometry
         Word sizes, strides and depths (:func:`tritile.sw.ternary_layout.ternary_geometry`).
+    single_port : set of str
+        ``ternary_act`` and/or ``ternary_weights``: the memories with one port
+        (:func:`tritile.hw.engine_memory.single_port_memories`); none by default.
 
     Members
     -------
@@ -63,8 +68,9 @@ class TernaryMemories(wiring.Component):
         The weight word in the 2-bit code, trit ``l * P + j`` in bits ``2t .. 2t + 1``.
     """
 
-    def __init__(self, geometry):
+    def __init__(self, geometry, single_port=frozenset()):
         self.geometry = geometry
+        self.single_port = single_port
         super().__init__({
             "write": In(stream.Signature(WRITE_LAYOUT)),
             "accept": In(1),
@@ -79,10 +85,12 @@ class TernaryMemories(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         geo = self.geometry
-        m.submodules.act_mem = act_mem = Memory(
-            shape=unsigned(8 * geo.act_word_bytes), depth=geo.act_words, init=[])
-        m.submodules.weight_mem = weight_mem = Memory(
-            shape=unsigned(8 * geo.weight_word_bytes), depth=geo.weight_words, init=[])
+        m.submodules.act_mem = act_mem = EngineMemory(
+            8 * geo.act_word_bytes, geo.act_words,
+            single_port="ternary_act" in self.single_port)
+        m.submodules.weight_mem = weight_mem = EngineMemory(
+            8 * geo.weight_word_bytes, geo.weight_words,
+            single_port="ternary_weights" in self.single_port)
 
         request = Signal(WRITE_LAYOUT)
         m.submodules.decode_base3 = decoder = TritBase3Decoder()
@@ -96,12 +104,10 @@ class TernaryMemories(wiring.Component):
         self._weight_writes(m, weight_mem, self.write.payload, request, requested,
                             base3_codes)
 
-        act_read = act_mem.read_port()
-        weight_read = weight_mem.read_port()
         m.d.comb += [
-            act_read.addr.eq(self.act_addr), act_read.en.eq(self.read_en),
-            weight_read.addr.eq(self.weight_addr), weight_read.en.eq(self.read_en),
-            self.act_data.eq(act_read.data), self.weight_data.eq(weight_read.data),
+            act_mem.read_addr.eq(self.act_addr), act_mem.read_en.eq(self.read_en),
+            weight_mem.read_addr.eq(self.weight_addr), weight_mem.read_en.eq(self.read_en),
+            self.act_data.eq(act_mem.read_data), self.weight_data.eq(weight_mem.read_data),
         ]
         return m
 
@@ -112,16 +118,15 @@ class TernaryMemories(wiring.Component):
         so the register keeps no more address bits than a word's.
         """
         geo = self.geometry
-        port = act_mem.write_port(granularity=8)
         _, in_byte, in_range = _word_and_byte(incoming, act_mem.depth, geo.act_stride)
         hit = Signal()
         m.d.sync += hit.eq((incoming.target == TARGET_ACTIVATIONS) & in_range
                            & (in_byte < geo.act_word_bytes))
         word, byte, _ = _word_and_byte(write, act_mem.depth, geo.act_stride)
-        m.d.comb += [port.addr.eq(word),
-                     port.data.eq(Cat(*([write.data] * geo.act_word_bytes)))]
+        m.d.comb += [act_mem.write_addr.eq(word),
+                     act_mem.write_data.eq(Cat(*([write.data] * geo.act_word_bytes)))]
         for i in range(geo.act_word_bytes):
-            m.d.comb += port.en[i].eq(requested & hit & (byte == i))
+            m.d.comb += act_mem.write_en[i].eq(requested & hit & (byte == i))
 
     def _weight_writes(self, m, weight_mem, incoming, write, requested, base3_codes):
         """Write 2-bit bytes as they come; transcode base-3 bytes into 2-bit bytes.
@@ -144,7 +149,6 @@ class TernaryMemories(wiring.Component):
         geo = self.geometry
         depth, stride, word_bytes = weight_mem.depth, geo.weight_stride, geo.weight_word_bytes
         byte_bits = (stride - 1).bit_length()
-        port = weight_mem.write_port(granularity=8)
         _, in_byte, in_range = _word_and_byte(incoming, depth, stride)
         in_two_bit = in_range & (incoming.target == TARGET_WEIGHTS_2BIT) & (
             in_byte < word_bytes)
@@ -206,8 +210,8 @@ class TernaryMemories(wiring.Component):
         data = [Mux(base3, odd if i % 2 else even, write.data) for i in range(word_bytes)]
         data[0] = Mux(flush, transcode.held, data[0])
         m.d.comb += [
-            port.addr.eq(Mux(flush, word + 1, word)),
-            port.data.eq(Cat(*data)),
-            port.en.eq(Mux(requested, enables, Cat(flush))),
+            weight_mem.write_addr.eq(Mux(flush, word + 1, word)),
+            weight_mem.write_data.eq(Cat(*data)),
+            weight_mem.write_en.eq(Mux(requested, enables, Cat(flush))),
             self.holding.eq(requested | flush),
         ]

@@ -70,6 +70,10 @@ _MODEL_EDITS = [
     # TRELLIS_IO as an input leaves its pin undriven with a 'z' driver, which Verilator
     # turns into an assignment to the netlist's input port; an input has no driver.
     ("assign B = 1'bz;", ""),
+    # SB_SPRAM256KA fills its array with 'x' when POWEROFF falls, with blocking assignments
+    # in a second process driving the array; the SoC ties POWEROFF high (hw/engine_memory.py).
+    ("\tinteger i;\n\n\talways @(negedge POWEROFF) begin\n"
+     "\t\tfor (i = 0; i <= 16383; i = i+1)\n\t\t\tmem[i] = 16'bx;\n\tend\n", ""),
 ]
 
 

@@ -271,14 +271,14 @@ PRESETS = {
     # its own preset below.
     "icebreaker": AcceleratorConfig(
         systolic_rows=4, systolic_cols=3, ternary_lanes=0, ternary_fan_in=0,
-        max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1152,
+        max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=48768,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
         baud=1_000_000, conv_walk=0),
     # iCE40UP5K, the ternary unit alone: 4 lanes x 8 inputs, no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=4, ternary_fan_in=8,
-        max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=1,
-        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
+        max_m=16, max_k=128, max_n=32, act_depth=2048, weight_depth=1,
+        trit_depth=4096, out_depth=256, acc_width=24, clock_hz=24_000_000,
         baud=1_000_000, conv_walk=0),
     # ECP5-85F: 156 MULT18X18D, 208 EBR. 144 int8 and 512 ternary MACs per cycle; the clock
     # is what the whole SoC meets (docs/boards.md), not yet the 100 MHz of the target.

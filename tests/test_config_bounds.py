@@ -34,8 +34,8 @@ def test_preset_figures_are_fixed():
     assert {name: (config.config_id, config.int8_macs_per_cycle,
                    config.ternary_macs_per_cycle) for name, config in PRESETS.items()} == {
         "sim-small": ("84708a86", 16, 64),
-        "icebreaker": ("451465ef", 12, 0),
-        "icebreaker-ternary": ("6b06146e", 0, 32),
+        "icebreaker": ("de089f7e", 12, 0),
+        "icebreaker-ternary": ("1097cf75", 0, 32),
         "ulx3s-85f": ("b84dbd6a", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),
     }

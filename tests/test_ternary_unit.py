@@ -7,6 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from helpers import stream_put
+from tritile.hw.engine_memory import single_port_memories
 from tritile.hw.ternary import TernaryUnit
 from tritile.sim.engine_sim import start_fields
 from tritile.sw import AcceleratorConfig, ConfigError, plan_ternary, ternary_matmul
@@ -68,13 +69,18 @@ def _as_dict(acc):
     return {(r, c): int(acc[r, c]) for r in range(acc.shape[0]) for c in range(acc.shape[1])}
 
 
-@pytest.mark.parametrize("lanes, fan_in, read_stages, conv_walk",
-                         [(1, 1, 0, 1), (2, 3, 0, 1), (4, 8, 0, 1), (2, 3, 1, 1), (4, 8, 2, 1),
-                          (2, 3, 0, 0)])
+# Without the int8 engine (int8 0), both memories get one port, as on iCE40's SPRAM.
+@pytest.mark.parametrize("lanes, fan_in, read_stages, conv_walk, int8",
+                         [(1, 1, 0, 1, 4), (2, 3, 0, 1, 4), (4, 8, 0, 1, 4), (2, 3, 1, 1, 4),
+                          (4, 8, 2, 1, 4), (2, 3, 0, 0, 4), (2, 3, 0, 1, 0)])
 @pytest.mark.parametrize("packing", PACKINGS)
-def test_random_problem_matches_golden(lanes, fan_in, read_stages, conv_walk, packing, seed):
+def test_random_problem_matches_golden(lanes, fan_in, read_stages, conv_walk, int8, packing,
+                                       seed):
     rng = np.random.default_rng(seed)
-    config = _config(lanes, fan_in, ternary_read_stages=read_stages, conv_walk=conv_walk)
+    config = _config(lanes, fan_in, ternary_read_stages=read_stages, conv_walk=conv_walk,
+                     systolic_rows=int8, systolic_cols=int8)
+    if not int8:
+        assert set(single_port_memories(config)) == {"ternary_act", "ternary_weights"}
     m, k, n = 3, int(rng.integers(5, 24)), int(rng.integers(3, 12))
     q = rng.integers(-128, 128, size=(m, k), dtype=np.int8)
     T = rng.integers(-1, 2, size=(k, n), dtype=np.int8)
