@@ -174,3 +174,28 @@ def test_busy_while_a_beat_is_in_flight(serial):
     sim.add_testbench(testbench)
     sim.run()
     assert trace == [(1, 0)] * (latency - 1) + [(1, 1), (0, 0), (0, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("serial, dsps", [(0, 2), (2, 0)])
+def test_serial_multiply_takes_no_dsp_on_ice40(serial, dsps, tmp_path):
+    # synth_ice40 -dsp, as the board builds run it: the multiply on DSP blocks takes two
+    # SB_MAC16 (so the count can fail), the one in logic none, its adders on carry chains.
+    import json
+    import subprocess
+
+    from tritile.sim.verilator import verilog_of
+    from tritile.sw.toolchain import find_tool
+
+    config = AcceleratorConfig(max_m=16, max_n=32, requant_serial=serial)
+    (tmp_path / "requantizer.v").write_text(verilog_of(Requantizer(config), "requantizer"))
+    # YoWASP tools see only their working directory: paths are relative to it.
+    result = subprocess.run(
+        [find_tool("yosys").path, "-q", "-p",
+         "read_verilog requantizer.v; synth_ice40 -dsp -top requantizer; "
+         "tee -q -o stat.json stat -json"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("SB_MAC16", 0) == dsps, cells
+    assert cells["SB_CARRY"] > 0
