@@ -134,15 +134,16 @@ class Requantizer(wiring.Component):
         # A multiply in logic takes a beat every `interval` cycles: `gap` counts the
         # cycles left before the next, so no beat ever waits inside the pipeline.
         advance = Signal()
-        interval = requantizer_interval(self.config)
-        gap = Signal(range(interval))
         accepted = Signal()
         m.d.comb += [
             advance.eq(~self.out.valid | self.out.ready),
-            self.acc.ready.eq(advance & (gap == 0)),
+            self.acc.ready.eq(advance),
             accepted.eq(self.acc.valid & self.acc.ready),
         ]
+        interval = requantizer_interval(self.config)
         if interval > 1:
+            gap = Signal(range(interval))
+            m.d.comb += self.acc.ready.eq(advance & (gap == 0))
             with m.If(accepted):
                 m.d.sync += gap.eq(interval - 1)
             with m.Elif(advance & (gap != 0)):
@@ -248,7 +249,8 @@ class Requantizer(wiring.Component):
         # bits fits the multiplicand's width.
         high = Signal(signed(len(multiplicand)))
         low = Signal(digits)            # multiplier bits not yet taken, then final bits
-        left = Signal(range(interval))  # steps still to do
+        # Steps still to do (a bit at least: Verilog has no zero-width vector).
+        left = Signal(range(max(interval, 2)))
         complete = Signal()
         m.d.comb += [complete.eq(left == 0),
                      product.eq(Cat(low, high)[:width].as_signed())]
