@@ -8,12 +8,15 @@ cycles)) and Verilator's speed in simulated cycles per second of the compute pha
 one JSON object; ``--plot FILE`` also draws utilization against size, ``--table`` prints
 the Markdown table of docs/systolic.md and docs/ternary.md. ``--conv`` measures the
 convolution layers of :data:`CONV_LAYERS` instead (read in place through the engines'
-implicit-im2col walk), bit-exact against ``tritile.sw.conv``.
+implicit-im2col walk), bit-exact against ``tritile.sw.conv``. ``--requant-serial K`` builds
+the engine with its requantizer's multiply in logic, K multiplier bits a cycle (the
+config's ``requant_serial``): the cycle model then counts the requantizer's rate.
 
     .venv/bin/python bench/engine_cycles.py --engine systolic --tiles 4x4 8x8 \\
         --plot docs/systolic_utilization.png --table
     .venv/bin/python bench/engine_cycles.py --engine ternary --tiles 8x8 16x8 --table
     .venv/bin/python bench/engine_cycles.py --engine systolic --tiles 8x8 --conv --table
+    .venv/bin/python bench/engine_cycles.py --engine systolic --tiles 4x4 --requant-serial 2
 """
 
 import argparse
@@ -23,7 +26,7 @@ import sys
 import numpy as np
 
 from tritile.sim.engine_sim import EngineProblem, run_engine
-from tritile.sw import AcceleratorConfig
+from tritile.sw import AcceleratorConfig, ConfigError
 from tritile.sw.conv import Window
 from tritile.sw.engines import ENGINES, engine
 
@@ -40,15 +43,16 @@ CONV_LAYERS = (
 )
 
 
-def config_for(spec, tile_k, tile_n):
+def config_for(spec, tile_k, tile_n, requant_serial=0):
     """A config of ``spec`` with a ``tile_k x tile_n`` tile that holds a 256^3 problem."""
     config = AcceleratorConfig(max_m=LIMIT, max_k=LIMIT, max_n=LIMIT,
                                act_depth=LIMIT * LIMIT, weight_depth=LIMIT * LIMIT,
-                               trit_depth=LIMIT * LIMIT, out_depth=LIMIT * LIMIT)
+                               trit_depth=LIMIT * LIMIT, out_depth=LIMIT * LIMIT,
+                               requant_serial=requant_serial)
     return spec.sized(config, tile_k, tile_n)
 
 
-def measure(spec, tiles, sizes, seed):
+def measure(spec, tiles, sizes, seed, requant_serial=0):
     rng = np.random.default_rng(seed)
     results = []
     for tile_k, tile_n in tiles:
@@ -56,7 +60,7 @@ def measure(spec, tiles, sizes, seed):
         problems = [EngineProblem(rng.integers(-128, 128, (s, s)).astype(np.int8),
                                   rng.integers(low, high + 1, (s, s)).astype(np.int8))
                     for s in sizes]
-        runs = run_engine(spec, config_for(spec, tile_k, tile_n), problems)
+        runs = run_engine(spec, config_for(spec, tile_k, tile_n, requant_serial), problems)
         for size, problem, run in zip(sizes, problems, runs):
             if not np.array_equal(run.out, problem.expected(spec)):
                 raise SystemExit(f"{spec.name} {tile_k}x{tile_n}, {size}^3: result differs "
@@ -67,12 +71,12 @@ def measure(spec, tiles, sizes, seed):
     return results
 
 
-def measure_conv(spec, tiles, seed):
+def measure_conv(spec, tiles, seed, requant_serial=0):
     rng = np.random.default_rng(seed)
     low, high = spec.weight_values
     results = []
     for tile_k, tile_n in tiles:
-        config = config_for(spec, tile_k, tile_n)
+        config = config_for(spec, tile_k, tile_n, requant_serial)
         problems = [EngineProblem(rng.integers(-128, 128, (1, *shape)).astype(np.int8),
                                   rng.integers(low, high + 1, (window.kernel[0]
                                                * window.kernel[1] * shape[2], n)
@@ -144,15 +148,23 @@ def main(argv=None):
     parser.add_argument("--table", action="store_true", help="print a Markdown table")
     parser.add_argument("--conv", action="store_true",
                         help="measure the convolution layers instead of square GEMMs")
+    parser.add_argument("--requant-serial", type=int, default=0, metavar="K",
+                        help="the requantizer's multiply in logic, K bits a cycle "
+                             "(0: on DSP blocks)")
     args = parser.parse_args(argv)
     spec = engine(args.engine)
     tiles = [tuple(int(x) for x in tile.split("x")) for tile in args.tiles]
+    try:
+        config_for(spec, *tiles[0], args.requant_serial)
+    except ConfigError as exc:
+        parser.error(str(exc))
     if args.conv:
-        results = measure_conv(spec, tiles, args.seed)
+        results = measure_conv(spec, tiles, args.seed, args.requant_serial)
     else:
-        results = measure(spec, tiles, args.sizes, args.seed)
+        results = measure(spec, tiles, args.sizes, args.seed, args.requant_serial)
     print(json.dumps({"benchmark": "engine_cycles_conv" if args.conv else "engine_cycles",
-                      "engine": spec.name, "seed": args.seed, "results": results}, indent=1))
+                      "engine": spec.name, "seed": args.seed,
+                      "requant_serial": args.requant_serial, "results": results}, indent=1))
     if args.table:
         print((conv_table if args.conv else table)(results), file=sys.stderr)
     if args.plot and not args.conv:

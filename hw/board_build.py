@@ -32,12 +32,14 @@ def designed_dsps(config, family):
 
     The int8 array's products (two per SB_MAC16 on iCE40, see hw/dsp.py; one
     MULT18X18D each on ECP5), the requantizer's 33 x 15-bit multiply (two blocks on
-    either family) and, with program mode, the average pooling's 32 x 15-bit multiply
-    (two more, hw/pooling.py). The ternary engine uses none.
+    either family, none when ``requant_serial`` puts it in logic) and, with program mode,
+    the average pooling's 32 x 15-bit multiply (two more, hw/pooling.py). The ternary
+    engine uses none.
     """
     products = config.int8_macs_per_cycle
     array = ceil_div(products, 2) if family == "ice40" else products
-    return array + 2 + (2 if config.max_layers else 0)
+    requantizer = 0 if config.requant_serial else 2
+    return array + requantizer + (2 if config.max_layers else 0)
 
 
 def _advice(board, config):

@@ -9,11 +9,32 @@ functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/syst
 """
 
 __all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
-           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS", "WRITE_FIELDS"]
+           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS", "WRITE_FIELDS",
+           "requantizer_interval", "requantizer_latency"]
 
 #: Cycles from a beat accepted on the :class:`~tritile.hw.requantizer.Requantizer`'s
 #: ``acc`` to its result valid on ``out`` (no stall): its five named stages.
 REQUANTIZER_LATENCY = 5
+
+
+def requantizer_interval(config):
+    """Return the cycles between two beats the requantizer of ``config`` accepts.
+
+    1 with its multiply on DSP blocks (``requant_serial`` 0); with ``requant_serial`` k,
+    its multiply in logic takes ``ceil(MULT_BITS / k)`` cycles a beat, and it accepts the
+    next beat that many cycles after the last.
+    """
+    from tritile.sw.numerics import MULT_BITS
+
+    bits = config.requant_serial
+    return -(-MULT_BITS // bits) if bits else 1
+
+
+def requantizer_latency(config):
+    """Return the cycles from a beat accepted by the requantizer of ``config`` to its
+    result on ``out`` (no stall): :data:`REQUANTIZER_LATENCY` with a one-cycle multiply,
+    plus the extra cycles of a multi-cycle one."""
+    return REQUANTIZER_LATENCY - 1 + requantizer_interval(config)
 
 #: Systolic core: cycles from the accepted start to the first row fed into the array
 #: (the start is registered).

@@ -13,7 +13,7 @@ This module also holds the contract every engine core follows (:func:`core_membe
 stage.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -22,7 +22,7 @@ from amaranth.utils import bits_for
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS
 
-from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS
+from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS, requantizer_interval
 
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
            "RESULT_LAYOUT", "WRITE_LAYOUT", "START_LAYOUT", "LATENCY"]
@@ -51,7 +51,8 @@ WRITE_LAYOUT = data.StructLayout({name: unsigned(width)
 START_LAYOUT = data.StructLayout({name: unsigned(width)
                                   for name, width in START_FIELDS.items()})
 
-#: Cycles from a beat accepted on ``acc`` to its result valid on ``out`` (no stall).
+#: Cycles from a beat accepted on ``acc`` to its result valid on ``out`` (no stall), with
+#: the multiply on DSP blocks (:func:`~tritile.hw.facts.requantizer_latency` in general).
 LATENCY = REQUANTIZER_LATENCY
 
 _ENTRY = data.StructLayout({"bias": signed(32), "mult": unsigned(MULT_BITS),
@@ -59,17 +60,22 @@ _ENTRY = data.StructLayout({"bias": signed(32), "mult": unsigned(MULT_BITS),
 
 
 class Requantizer(wiring.Component):
-    """Bias add and per-channel requantization (or raw pass-through), fully pipelined.
+    """Bias add and per-channel requantization (or raw pass-through), pipelined.
 
-    Accepts one beat per cycle and emits one per cycle, :data:`LATENCY` cycles later,
-    in order. Backpressure on ``out`` stalls the whole pipeline (``acc.ready`` follows
-    ``out.ready`` whenever the last stage holds a result).
+    With its multiply on DSP blocks (``requant_serial`` 0) it accepts one beat per cycle
+    and emits one per cycle, :data:`LATENCY` cycles later, in order. With the multiply
+    in logic (``requant_serial`` k), it accepts a beat every
+    :func:`~tritile.hw.facts.requantizer_interval` cycles (``acc.ready`` is low in
+    between) and emits it :func:`~tritile.hw.facts.requantizer_latency` cycles later.
+    Backpressure on ``out`` stalls the whole pipeline, the spacing of beats included
+    (``acc.ready`` follows ``out.ready`` whenever the last stage holds a result).
 
     Parameters
     ----------
     config : AcceleratorConfig
         ``param_entries`` sets the depth of the parameter memory (``max_n`` unless the
-        config's ``param_depth`` gives room for the channels of several layers).
+        config's ``param_depth`` gives room for the channels of several layers);
+        ``requant_serial`` how it multiplies.
 
     Members
     -------
@@ -125,11 +131,23 @@ class Requantizer(wiring.Component):
         ]
 
         # One enable for every stage: the pipeline moves unless a result waits on `out`.
+        # A multiply in logic takes a beat every `interval` cycles: `gap` counts the
+        # cycles left before the next, so no beat ever waits inside the pipeline.
         advance = Signal()
+        accepted = Signal()
         m.d.comb += [
             advance.eq(~self.out.valid | self.out.ready),
             self.acc.ready.eq(advance),
+            accepted.eq(self.acc.valid & self.acc.ready),
         ]
+        interval = requantizer_interval(self.config)
+        if interval > 1:
+            gap = Signal(range(interval))
+            m.d.comb += self.acc.ready.eq(advance & (gap == 0))
+            with m.If(accepted):
+                m.d.sync += gap.eq(interval - 1)
+            with m.Elif(advance & (gap != 0)):
+                m.d.sync += gap.eq(gap - 1)
 
         read = params.read_port()
         m.d.comb += [read.addr.eq(self.acc.payload.col + self.param_base), read.en.eq(advance)]
@@ -152,8 +170,8 @@ class Requantizer(wiring.Component):
         # sum beside the product and the output needs no second source.
         v2, s2 = stage("s2", **tag, sum=signed(33), mult=unsigned(MULT_BITS),
                        shift_m1=unsigned(6))
-        # Stage 3: product with the multiplier (exact).
-        v3, s3 = stage("s3", **tag, product=signed(33 + MULT_BITS), shift_m1=unsigned(6))
+        # Stage 3: product with the multiplier (exact), held until it is complete.
+        v3, s3 = stage("s3", **tag, shift_m1=unsigned(6))
         # Stage 4: t = p >> (shift - 1). The output stage rounds, as ``(t + 1) >> 1``, which
         # equals ``(p + (1 << (shift - 1))) >> shift`` for every integer p: no rounding
         # term decoded from the shift. It compares t itself with the int8 limits of the
@@ -163,22 +181,30 @@ class Requantizer(wiring.Component):
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
+        # A multiply in logic reads stage 2's sum in every step: stage 2 then takes only
+        # beats, and keeps one until the next arrives (`interval` cycles at the earliest).
+        serial = bool(self.config.requant_serial)
+        product, complete = self._multiply(m, advance, v2, s2["sum"], s2["mult"])
         with m.If(advance):
-            m.d.sync += [v1.eq(self.acc.valid), v2.eq(v1), v3.eq(v2), v4.eq(v3),
-                         self.out.valid.eq(v4)]
+            m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(v2 | (v3 & ~complete)),
+                         v4.eq(v3 & complete), self.out.valid.eq(v4)]
             m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
             m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
-            for dst, src in ((s2, s1), (s3, s2), (s4, s3)):
-                m.d.sync += [dst[k].eq(src[k]) for k in tag]
+            m.d.sync += [s4[k].eq(s3[k]) for k in tag]
+            with m.If(v1 if serial else 1):
+                m.d.sync += [s2[k].eq(s1[k]) for k in tag]
+                m.d.sync += [
+                    s2["sum"].eq(s1["acc"] + read.data.bias),
+                    s2["mult"].eq(Mux(s1["raw"], 2, read.data.mult)),
+                    # Shift 0 is illegal (never written by a correct host); it wraps
+                    # harmlessly.
+                    s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
+                ]
+            with m.If(v2 if serial else 1):
+                m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
             m.d.sync += [
-                s2["sum"].eq(s1["acc"] + read.data.bias),
-                s2["mult"].eq(Mux(s1["raw"], 2, read.data.mult)),
-                # Shift 0 is illegal (never written by a correct host); it wraps harmlessly.
-                s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
-                s3["product"].eq(s2["sum"] * s2["mult"]),
-                s3["shift_m1"].eq(s2["shift_m1"]),
                 # Arithmetic shifts of signed values floor, as docs/numerics.md requires.
-                s4["t"].eq(s3["product"] >> s3["shift_m1"]),
+                s4["t"].eq(product >> s3["shift_m1"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
@@ -196,6 +222,48 @@ class Requantizer(wiring.Component):
             with m.Else():
                 m.d.sync += self.out.payload.value.eq((t[:10].as_signed() + 1) >> 1)
         return m
+
+    def _multiply(self, m, advance, first, multiplicand, multiplier):
+        """Multiply stage 2's ``multiplicand * multiplier``; return ``(product, complete)``.
+
+        ``first``: stage 2 holds a new pair (stage 3 is then empty or complete). With
+        ``requant_serial`` 0 the product is one registered multiply, which yosys maps to
+        DSP blocks, complete a cycle later. With ``requant_serial`` k it is a shift-add
+        multiply in logic, least significant bits first, ``interval`` steps from
+        ``first`` on: each adds the multiplicand (held by stage 2) times the next k
+        multiplier bits to the partial sum, whose low k bits are then final and shift into
+        the multiplier's register as its used bits shift out. One set of k adders serves
+        every step; the first starts from a zero sum and stage 2's multiplier.
+        """
+        width = 33 + MULT_BITS
+        product = Signal(signed(width))
+        bits = self.config.requant_serial
+        if not bits:
+            with m.If(advance):
+                m.d.sync += product.eq(multiplicand * multiplier)
+            return product, Const(1)
+
+        interval = requantizer_interval(self.config)
+        digits = interval * bits
+        # |partial sum| < |multiplicand| * 2**(bits taken), so the part above the final
+        # bits fits the multiplicand's width.
+        high = Signal(signed(len(multiplicand)))
+        low = Signal(digits)            # multiplier bits not yet taken, then final bits
+        # Steps still to do (a bit at least: Verilog has no zero-width vector).
+        left = Signal(range(max(interval, 2)))
+        complete = Signal()
+        m.d.comb += [complete.eq(left == 0),
+                     product.eq(Cat(low, high)[:width].as_signed())]
+
+        partial = Mux(first, 0, high)
+        pending = Mux(first, multiplier, low)      # zero-extended to `digits` bits
+        total = partial
+        for bit in range(bits):
+            total = total + Mux(pending[bit], multiplicand << bit, 0)
+        with m.If(advance & (first | ~complete)):
+            m.d.sync += [high.eq(total[bits:]), low.eq(Cat(pending[bits:digits], total[:bits])),
+                         left.eq(Mux(first, interval - 1, left - 1))]
+        return product, complete
 
 
 def _counters():

@@ -10,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from .numerics import MULT_BITS
+
 __all__ = ["AcceleratorConfig", "ConfigError", "PRESETS", "load_config",
            "int8_accumulator_bits", "ternary_accumulator_bits"]
 
@@ -84,6 +86,11 @@ class AcceleratorConfig:
         Entries of the requantizer's parameter memory (``PARAMS`` records), so that the
         channels of a program's layers can stay resident side by side; 0: ``max_n``
         (:attr:`param_entries`).
+    requant_serial : int
+        How the requantizer multiplies: 0, on DSP blocks, one beat a cycle; k (1 to
+        :data:`~tritile.sw.numerics.MULT_BITS`), in logic, k multiplier bits a cycle, so
+        it takes a beat every ``ceil(MULT_BITS / k)`` cycles (the planner's cycle model
+        counts the stalls) and leaves every DSP to the int8 array.
     """
 
     systolic_rows: int = 4
@@ -105,6 +112,7 @@ class AcceleratorConfig:
     conv_walk: int = 1
     max_layers: int = 0
     param_depth: int = 0
+    requant_serial: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -156,6 +164,7 @@ class AcceleratorConfig:
                               f"walk windows), not {self.max_layers}")
         if self.param_depth:
             _check_range(self, "param_depth", self.max_n, 1 << 16)
+        _check_range(self, "requant_serial", 0, MULT_BITS)
         if self.clock_hz < 4 * self.baud:
             raise ConfigError(f"baud must be at most clock_hz / 4 = {self.clock_hz // 4} "
                               f"so the UART can sample each bit, not {self.baud}")
@@ -246,7 +255,7 @@ class AcceleratorConfig:
 
 
 #: Parameters added after config ids were published, each 0 when its feature is absent.
-_OPTIONAL_FEATURES = ("max_layers", "param_depth")
+_OPTIONAL_FEATURES = ("max_layers", "param_depth", "requant_serial")
 
 
 def _check_range(config, name, lo, hi):
@@ -274,6 +283,23 @@ PRESETS = {
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=48768,
         trit_depth=3584, out_depth=256, acc_width=24, clock_hz=24_000_000,
         baud=1_000_000, conv_walk=0),
+    # iCE40UP5K, the int8 engine alone on all 8 SB_MAC16: a 4 x 4 array (16 int8 products)
+    # with the requantizer's multiply in logic, 4 bits a cycle (4 cycles a result: the
+    # array's 16 results per K pass keep up from K = 64; at 2 bits, 8 cycles, only from
+    # K = 128 = max_k, docs/boards.md), at 40 MHz.
+    "icebreaker-int8": AcceleratorConfig(
+        systolic_rows=4, systolic_cols=4, ternary_lanes=0, ternary_fan_in=0,
+        max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=65024,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=40_000_000,
+        baud=1_000_000, conv_walk=0, requant_serial=4),
+    # iCE40UP5K, both engines in one bitstream (the candidate for the icebreaker board once
+    # the link is lean, docs/boards.md): the 4 x 4 array on all 8 SB_MAC16 and the ternary
+    # unit at 8 lanes x 8 inputs, the requantizer's multiply in logic as above, at 36 MHz.
+    "icebreaker-both": AcceleratorConfig(
+        systolic_rows=4, systolic_cols=4, ternary_lanes=8, ternary_fan_in=8,
+        max_m=16, max_k=128, max_n=32, act_depth=960, weight_depth=65024,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=36_000_000,
+        baud=1_000_000, conv_walk=0, requant_serial=4),
     # iCE40UP5K, the ternary unit alone: 4 lanes x 8 inputs, no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=4, ternary_fan_in=8,

@@ -98,8 +98,10 @@ def plan_gemm(config, m, k, n):
     per cycle while the next blocks compute in the other buffers; a block may start only
     when the read-out of the block ``SYSTOLIC_ACC_BUFFERS`` before it has finished. The
     cycle count follows that schedule exactly, so it also covers problems limited by the
-    read-out (K < R * C). The latencies and the buffer count are the hardware's
-    (:mod:`tritile.hw.facts`).
+    read-out (K < R * C). A requantizer whose multiply is in logic takes a beat every
+    ``interval`` cycles (:func:`tritile.hw.facts.requantizer_interval`): the read-out
+    then waits for it, one result per interval, and its buffer is freed that much later.
+    The latencies and the buffer count are the hardware's (:mod:`tritile.hw.facts`).
     """
     check_problem(config, m, k, n)
     return _systolic_plan(config, m, k, n)
@@ -121,16 +123,19 @@ def _systolic_plan(config, m, k, n):
     feed = k_tiles * rows
     issue = facts.SYSTOLIC_START + rows     # cycle in which the next block may start feeding
     # Cycle of the last result of each of the previous SYSTOLIC_ACC_BUFFERS blocks.
-    finished = [-1] * facts.SYSTOLIC_ACC_BUFFERS
+    # A result leaves the read-out when the requantizer takes it: `interval` cycles
+    # after the one before at the earliest.
+    interval = facts.requantizer_interval(config)
+    finished = [-interval] * facts.SYSTOLIC_ACC_BUFFERS
     for n0 in range(0, n, cols):
         for m0 in range(0, m, rows):
             start = max(issue, finished[0] + 1)
             issue = start + feed
             first = max(issue - 1 + rows + cols + facts.SYSTOLIC_ACCUMULATE,
-                        finished[-1] + 1)
-            last = first + min(rows, m - m0) * min(cols, n - n0) - 1
+                        finished[-1] + interval)
+            last = first + (min(rows, m - m0) * min(cols, n - n0) - 1) * interval
             finished = finished[1:] + [last]
-    cycles = finished[-1] + facts.REQUANTIZER_LATENCY
+    cycles = finished[-1] + facts.requantizer_latency(config)
     return EnginePlan("systolic", m, k, n, rows, cols, k_tiles, n_tiles, m * k * n,
                       rows * cols, cycles)
 
@@ -144,7 +149,10 @@ def plan_ternary(config, m, k, n):
     previous one has left waits, so a row after one with ``Lv`` valid lanes costs
     ``max(G, Lv + 1)``. The first row's fill (its G groups and the pipeline) and the last
     row's ``Lv`` beats are paid once; the pipeline (:data:`tritile.hw.facts.TERNARY_PIPELINE`)
-    is ``config.ternary_read_stages`` cycles longer than the lanes need.
+    is ``config.ternary_read_stages`` cycles longer than the lanes need. A requantizer
+    whose multiply is in logic takes a lane every ``interval`` cycles
+    (:func:`tritile.hw.facts.requantizer_interval`), from its last one: a row's lanes then
+    leave that far apart, and the next row waits for the last of them.
     """
     check_problem(config, m, k, n)
     return _ternary_plan(config, m, k, n)
@@ -155,11 +163,20 @@ def _ternary_plan(config, m, k, n):
     lanes, fan_in = config.ternary_lanes, config.ternary_fan_in
     k_tiles, n_tiles = ceil_div(k, fan_in), ceil_div(n, lanes)
     last_lanes = n - (n_tiles - 1) * lanes
-    row_cost = max(k_tiles, lanes + 1)
-    last_row_cost = max(k_tiles, last_lanes + 1)
     tree_levels = (fan_in - 1).bit_length()
-    cycles = (k_tiles + _facts().TERNARY_PIPELINE + config.ternary_read_stages + tree_levels
-              + (n_tiles - 1) * m * row_cost + (m - 1) * last_row_cost + last_lanes)
+    interval = _facts().requantizer_interval(config)
+    # Cycle in which each row's sums enter the output bank (`done`, the first row's after
+    # its fill) and the requantizer takes the row's last lane (`sent`); the bank takes
+    # the next row's sums the cycle after that at the earliest. Cycles count without the
+    # pipeline's fixed ones (TERNARY_PIPELINE: the reads, the end of `busy`).
+    done = k_tiles + config.ternary_read_stages + tree_levels
+    sent = done - interval
+    for row in range(n_tiles * m):
+        if row:
+            done = max(done + k_tiles, sent + 1)
+        valid = lanes if row < (n_tiles - 1) * m else last_lanes
+        sent = max(done + 1, sent + interval) + (valid - 1) * interval
+    cycles = sent + _facts().TERNARY_PIPELINE
     return EnginePlan("ternary", m, k, n, fan_in, lanes, k_tiles, n_tiles, m * k * n,
                       lanes * fan_in, cycles)
 

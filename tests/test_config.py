@@ -38,6 +38,9 @@ def test_config_id_is_stable():
     assert AcceleratorConfig(param_depth=128).config_id != AcceleratorConfig().config_id
     assert AcceleratorConfig(param_depth=128).param_entries == 128
     assert AcceleratorConfig().param_entries == AcceleratorConfig().max_n
+    # And the requantizer's multiply in logic (0, on DSP blocks, keeps the id).
+    assert AcceleratorConfig(requant_serial=2).config_id != AcceleratorConfig().config_id
+    assert "requant_serial" not in AcceleratorConfig().to_json()
 
 
 @given(st.integers(1, 64), st.integers(1, 64))

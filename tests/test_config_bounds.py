@@ -16,6 +16,8 @@ from tritile.sw.config import PRESETS, AcceleratorConfig, ConfigError, ternary_a
     ("acc_width", 32, 33, "acc_width must be between 24 (enough for max_k=256 products of "
                            "-128 x -128) and 32, not 33"),
     ("baud", 6_000_000, 6_000_001, "baud must be at most clock_hz / 4 = 6000000"),
+    ("requant_serial", 15, 16, "requant_serial must be between 0 and 15, not 16"),
+    ("requant_serial", 0, -1, "requant_serial must be between 0 and 15, not -1"),
 ])
 def test_range_bound_is_accepted_and_one_past_it_refused(field, good, bad, message):
     limits = {"act_depth": 1 << 24, "out_depth": 1 << 24} if field in ("max_m", "max_n") \
@@ -35,6 +37,8 @@ def test_preset_figures_are_fixed():
                    config.ternary_macs_per_cycle) for name, config in PRESETS.items()} == {
         "sim-small": ("84708a86", 16, 64),
         "icebreaker": ("de089f7e", 12, 0),
+        "icebreaker-int8": ("94cdd712", 16, 0),
+        "icebreaker-both": ("aa5175b9", 16, 64),
         "icebreaker-ternary": ("1097cf75", 0, 32),
         "ulx3s-85f": ("b84dbd6a", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),

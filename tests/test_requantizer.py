@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from tritile.hw.facts import requantizer_interval, requantizer_latency
 from tritile.hw.requantizer import LATENCY, Requantizer
 from tritile.sw import AcceleratorConfig, requantize
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+#: Multipliers under test: on DSP blocks (0), and in logic 1, 2, 4 and all 15 multiplier
+#: bits a cycle (15, 8, 4 and 1 cycles a beat; 2 and 4 pad the multiplier to 16 bits).
+SERIAL = (0, 1, 2, 4, 15)
 
 
 def _run(config, params, beats, *, raw=False, relu=False, ready_prob=1.0, seed=0):
@@ -74,8 +78,9 @@ def _golden(params, beats, raw, relu):
     return out
 
 
-def test_extremes_of_acc_mult_and_shift():
-    config = AcceleratorConfig(max_n=16)
+@pytest.mark.parametrize("serial", SERIAL)
+def test_extremes_of_acc_mult_and_shift(serial):
+    config = AcceleratorConfig(max_n=16, requant_serial=serial)
     accs = [INT32_MIN, INT32_MIN + 1, -(1 << 20), -1, 0, 1, (1 << 20), INT32_MAX]
     combos = [(mult, shift) for mult in (0, 1, 12345, (1 << 15) - 1)
               for shift in (1, 2, 15, 31, 46, 47, 61, 62)]
@@ -99,9 +104,10 @@ def test_ties_round_toward_plus_infinity():
 
 
 @pytest.mark.parametrize("raw", [False, True])
-def test_random_beats_with_bias_under_backpressure(raw, seed):
+@pytest.mark.parametrize("serial", [0, 2])
+def test_random_beats_with_bias_under_backpressure(raw, serial, seed):
     rng = np.random.default_rng(seed)
-    config = AcceleratorConfig(max_n=8)
+    config = AcceleratorConfig(max_n=8, requant_serial=serial)
     params = {}
     for col in range(8):
         params[col] = (int(rng.integers(-(1 << 20), 1 << 20)),
@@ -118,15 +124,18 @@ def test_random_beats_with_bias_under_backpressure(raw, seed):
     assert got == _golden(params, beats, raw, not raw)
 
 
-def test_one_result_per_cycle():
-    config = AcceleratorConfig(max_n=4)
-    params = {c: (c, 100, 10) for c in range(4)}
+@pytest.mark.parametrize("serial, interval", [(0, 1), (15, 1), (4, 4), (2, 8), (1, 15)])
+def test_one_result_per_interval(serial, interval):
+    config = AcceleratorConfig(max_n=4, requant_serial=serial)
+    assert requantizer_interval(config) == interval
+    params = {c: (c, 100 + 999 * c, 10) for c in range(4)}
     beats = [(i, i % 4, i * 1000 - 50000) for i in range(64)]
     got, timing = _run(config, params, beats)
     assert got == _golden(params, beats, False, False)
     # The collector starts counting with the parameter writes still going in.
-    assert timing["cycles"] - timing["first"] == len(beats)
-    assert timing["first"] == len(params) + LATENCY
+    assert timing["cycles"] - timing["first"] == (len(beats) - 1) * interval + 1
+    assert timing["first"] == len(params) + requantizer_latency(config)
+    assert requantizer_latency(config) == LATENCY - 1 + interval
 
 
 def test_parameter_writes_outside_the_memory_are_dropped():
@@ -143,8 +152,11 @@ def test_rejects_a_non_config():
         Requantizer({"max_n": 4})
 
 
-def test_busy_while_a_beat_is_in_flight():
-    dut = Requantizer(AcceleratorConfig(max_n=2))
+@pytest.mark.parametrize("serial", [0, 2])
+def test_busy_while_a_beat_is_in_flight(serial):
+    config = AcceleratorConfig(max_n=2, requant_serial=serial)
+    latency = requantizer_latency(config)
+    dut = Requantizer(config)
     trace = []
 
     async def testbench(ctx):
@@ -152,7 +164,7 @@ def test_busy_while_a_beat_is_in_flight():
         ctx.set(dut.acc.valid, 1)
         await ctx.tick()
         ctx.set(dut.acc.valid, 0)
-        for _ in range(LATENCY + 2):
+        for _ in range(latency + 2):
             await ctx.delay(1e-9)
             trace.append((ctx.get(dut.busy), ctx.get(dut.out.valid)))
             await ctx.tick()
@@ -161,4 +173,29 @@ def test_busy_while_a_beat_is_in_flight():
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert trace == [(1, 0)] * (LATENCY - 1) + [(1, 1), (0, 0), (0, 0)]
+    assert trace == [(1, 0)] * (latency - 1) + [(1, 1), (0, 0), (0, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("serial, dsps", [(0, 2), (2, 0)])
+def test_serial_multiply_takes_no_dsp_on_ice40(serial, dsps, tmp_path):
+    # synth_ice40 -dsp, as the board builds run it: the multiply on DSP blocks takes two
+    # SB_MAC16 (so the count can fail), the one in logic none, its adders on carry chains.
+    import json
+    import subprocess
+
+    from tritile.sim.verilator import verilog_of
+    from tritile.sw.toolchain import find_tool
+
+    config = AcceleratorConfig(max_m=16, max_n=32, requant_serial=serial)
+    (tmp_path / "requantizer.v").write_text(verilog_of(Requantizer(config), "requantizer"))
+    # YoWASP tools see only their working directory: paths are relative to it.
+    result = subprocess.run(
+        [find_tool("yosys").path, "-q", "-p",
+         "read_verilog requantizer.v; synth_ice40 -dsp -top requantizer; "
+         "tee -q -o stat.json stat -json"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("SB_MAC16", 0) == dsps, cells
+    assert cells["SB_CARRY"] > 0
