@@ -3,6 +3,7 @@
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 from tritile.sw.protocol import Opcode, Status
@@ -35,6 +36,10 @@ class Dispatcher(wiring.Component):
     program_mode : bool
         The device runs programs (RUN_PROGRAM); without it, the states that serve them are
         left out (the checker refuses every RUN_PROGRAM).
+    dim_limits : tuple of int
+        The largest M, K and N of a RUN (``max_m``, ``max_k``, ``max_n``): ``problem``
+        holds each dimension in a few bits more than its limit needs, a larger one
+        saturated (still above its limit, so the shape check refuses it just the same).
 
     Members
     -------
@@ -66,9 +71,11 @@ class Dispatcher(wiring.Component):
         No request is being served and no RUN is in progress.
     """
 
-    def __init__(self, capability_size, addr_bits, program_mode=False):
+    def __init__(self, capability_size, addr_bits, program_mode=False,
+                 dim_limits=(0xffff, 0xffff, 0xffff)):
         self.capability_size = capability_size
         self.program_mode = program_mode
+        self.dim_limits = tuple(dim_limits)
         super().__init__({
             "checked": In(stream.Signature(checked_layout(addr_bits))),
             "walk": Out(stream.Signature(walk_layout(addr_bits))),
@@ -95,6 +102,11 @@ class Dispatcher(wiring.Component):
         layers = request_args(Opcode.RUN_PROGRAM, req.args)
         resp = self.response.payload
         run_seq = Signal(8)             # the RUN in progress, answered when it finishes
+        # Saturated at 2**bits - 1 > limit: no dimension above its limit passes for one
+        # below it.
+        self._dims = {name: Signal(min(bits_for(limit + 1), 16), name=f"problem_{name}")
+                      for name, limit in zip("mkn", self.dim_limits)}
+        m.d.comb += [self.problem[name].eq(dim) for name, dim in self._dims.items()]
 
         m.d.comb += [
             self.walk.payload.target.eq(write.target),
@@ -207,8 +219,10 @@ class Dispatcher(wiring.Component):
                     self.program.eq(0),
                     problem.engine.eq(run.engine), problem.raw.eq(run.flags[0]),
                     problem.relu.eq(run.flags[1]),
-                    problem.m.eq(run.m), problem.k.eq(run.k), problem.n.eq(run.n),
                 ]
+                for name, dim in self._dims.items():
+                    value = run[name]
+                    m.d.sync += dim.eq(Mux(value[len(dim):].any(), -1, value[:len(dim)]))
                 m.next = "SHAPE"
             with m.Default():       # PING
                 respond(Status.OK)
