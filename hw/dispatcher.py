@@ -9,9 +9,9 @@ from tritile.sw import protocol
 from tritile.sw.protocol import Opcode, Status
 
 from .program_sequencer import PROGRAM_DONE_LAYOUT, PROGRAM_RUN_LAYOUT
-from .request_checker import PROBLEM_LAYOUT, checked_layout, request_args
+from .request_checker import PROBLEM_LAYOUT, CHECKED_LAYOUT, request_args
 from .responder import Source, response_layout
-from .write_walker import walk_layout
+from .write_walker import WALK_LAYOUT
 
 __all__ = ["Dispatcher"]
 
@@ -43,9 +43,9 @@ class Dispatcher(wiring.Component):
 
     Members
     -------
-    checked : In(stream.Signature(checked_layout(addr_bits)))
+    checked : In(stream.Signature(CHECKED_LAYOUT))
         Checked requests.
-    walk : Out(stream.Signature(walk_layout(addr_bits)))
+    walk : Out(stream.Signature(WALK_LAYOUT))
         A WRITE to carry out; ``walk_refused`` when it is taken.
     walk_refused : In(1)
     shape : Out(stream.Signature(PROBLEM_LAYOUT))
@@ -77,8 +77,8 @@ class Dispatcher(wiring.Component):
         self.program_mode = program_mode
         self.dim_limits = tuple(dim_limits)
         super().__init__({
-            "checked": In(stream.Signature(checked_layout(addr_bits))),
-            "walk": Out(stream.Signature(walk_layout(addr_bits))),
+            "checked": In(stream.Signature(CHECKED_LAYOUT)),
+            "walk": Out(stream.Signature(WALK_LAYOUT)),
             "walk_refused": In(1),
             "shape": Out(stream.Signature(PROBLEM_LAYOUT)),
             "shape_bad": In(1),
@@ -107,14 +107,18 @@ class Dispatcher(wiring.Component):
         self._dims = {name: Signal(min(bits_for(limit + 1), 16), name=f"problem_{name}")
                       for name, limit in zip("mkn", self.dim_limits)}
         m.d.comb += [self.problem[name].eq(dim) for name, dim in self._dims.items()]
+        # A response's data length: a READ's count (at most MAX_DATA, the checker says),
+        # the capability ROM, the counters, or 8 bytes a layer of a program.
+        self._length = Signal(bits_for(max(protocol.MAX_DATA, self.capability_size,
+                                           4 * len(protocol.STATS_FIELDS), 8 * 255)))
+        m.d.comb += resp.length.eq(self._length)
 
         m.d.comb += [
             self.walk.payload.target.eq(write.target),
             self.walk.payload.base.eq(write.addr),
             self.walk.payload.run.eq(write.run),
             self.walk.payload.stride.eq(write.stride),
-            self.walk.payload.length.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE]),
-            self.walk.payload.size.eq(self.checked.payload.size),
+            self.walk.payload.last.eq(req.length - (protocol.ARGS_SIZE[Opcode.WRITE] + 1)),
             self.shape.payload.eq(self.problem),
             self.start.payload.eq(self.problem),
             resp.opcode.eq(req.opcode),
@@ -126,14 +130,14 @@ class Dispatcher(wiring.Component):
         ]
 
         def respond(status, length=0, source=Source.CAPABILITY):
-            m.d.sync += [resp.status.eq(status), resp.length.eq(length),
+            m.d.sync += [resp.status.eq(status), self._length.eq(length),
                          resp.source.eq(source)]
             m.next = "RESPOND"
 
         def answer_busy(state):
             """Answer a request that arrived while a RUN or a program is in progress."""
             m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
-                         resp.length.eq(0)]
+                         self._length.eq(0)]
             m.next = state
 
         with m.FSM():
@@ -170,7 +174,7 @@ class Dispatcher(wiring.Component):
                     answer_busy("RESPOND_BUSY")
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)
-                    m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
+                    m.d.sync += [resp.status.eq(Status.OK), self._length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
             if self.program_mode:
@@ -244,6 +248,6 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.program_done.ready.eq(1)
                 ok = done.status == Status.OK
                 m.d.sync += [resp.status.eq(done.status),
-                             resp.length.eq(Mux(ok, done.layers << 3, 0)),
+                             self._length.eq(Mux(ok, done.layers << 3, 0)),
                              resp.source.eq(Source.PROGRAM)]
                 m.next = "RESPOND_PROGRAM"

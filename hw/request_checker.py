@@ -15,7 +15,7 @@ from tritile.sw.protocol import Opcode, Status
 from .constant_compare import exceeds
 from .frame import REQUEST_LAYOUT, FrameError
 
-__all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "checked_layout",
+__all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "CHECKED_LAYOUT",
            "RequestChecker"]
 
 #: Enough bits for every :class:`~tritile.sw.protocol.Status`.
@@ -41,10 +41,8 @@ def request_args(opcode, args):
     return data.View(layout, args[:layout.size])
 
 
-def checked_layout(addr_bits):
-    """Return the layout of a checked request: the request, its verdict, its target's size."""
-    return data.StructLayout({"request": REQUEST_LAYOUT, "status": STATUS_SHAPE,
-                              "size": unsigned(addr_bits)})
+#: A checked request: the request and its verdict.
+CHECKED_LAYOUT = data.StructLayout({"request": REQUEST_LAYOUT, "status": STATUS_SHAPE})
 
 
 class RequestChecker(wiring.Component):
@@ -77,8 +75,8 @@ class RequestChecker(wiring.Component):
     -------
     request : In(stream.Signature(REQUEST_LAYOUT))
         From the parser; taken when ``checked`` is taken.
-    checked : Out(stream.Signature(checked_layout(addr_bits)))
-        The request with its ``status`` (``OK`` or the refusal) and its target's ``size``.
+    checked : Out(stream.Signature(CHECKED_LAYOUT))
+        The request with its ``status`` (``OK`` or the refusal).
     frame_ok : Out(1)
         Pulses once per request with a good CRC and the right length for its opcode.
     length_error : Out(1)
@@ -94,7 +92,7 @@ class RequestChecker(wiring.Component):
         self.addr_bits = max(bits_for(max(self.sizes.values())), 16)
         super().__init__({
             "request": In(stream.Signature(REQUEST_LAYOUT)),
-            "checked": Out(stream.Signature(checked_layout(self.addr_bits))),
+            "checked": Out(stream.Signature(CHECKED_LAYOUT)),
             "frame_ok": Out(1),
             "length_error": Out(1),
         })
@@ -120,10 +118,6 @@ class RequestChecker(wiring.Component):
 
         # WRITE's and READ's target and address share their place in the argument block.
         target, base = write.target, write.addr
-        size = Const(0, self.addr_bits)
-        for t, t_size in self.sizes.items():
-            size = Mux(target == t, t_size, size)
-        m.d.comb += self.checked.payload.size.eq(size)
         far = base[self.addr_bits:].any()
 
         def one_of(value, choices):
@@ -151,7 +145,8 @@ class RequestChecker(wiring.Component):
         m.d.sync += [
             length_ok.eq(length_fits),
             known.eq(one_of(req.opcode, Opcode)),
-            writable.eq(one_of(target, protocol.WRITABLE_TARGETS) & (size != 0)),
+            writable.eq(one_of(target, [t for t in protocol.WRITABLE_TARGETS
+                                        if self.sizes[t]])),
             readable.eq(one_of(target, protocol.READABLE_TARGETS)),
             # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
             strides_ok.eq(Mux(write.run != 0,

@@ -1,20 +1,19 @@
 """The WRITE walker: checks every address of a WRITE, then writes its data bytes."""
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 
-__all__ = ["walk_layout", "byte_write_layout", "WriteWalker"]
+from .constant_compare import exceeds
 
+__all__ = ["WALK_LAYOUT", "byte_write_layout", "WriteWalker"]
 
-def walk_layout(addr_bits):
-    """Return the layout of a WRITE to walk: its arguments, data length and target's size."""
-    return data.StructLayout({"target": unsigned(8), "base": unsigned(24),
-                              "run": unsigned(16), "stride": unsigned(16),
-                              "length": unsigned(16), "size": unsigned(addr_bits)})
+#: A WRITE to walk: its arguments and the index of its last data byte (data length - 1).
+WALK_LAYOUT = data.StructLayout({"target": unsigned(8), "base": unsigned(24),
+                                 "run": unsigned(16), "stride": unsigned(16),
+                                 "last": unsigned(16)})
 
 
 def byte_write_layout(addr_bits):
@@ -38,6 +37,9 @@ class WriteWalker(wiring.Component):
 
     Parameters
     ----------
+    sizes : dict of Target to int
+        Byte size of every target (0 for a target this device lacks): each is a
+        constant, so an address is checked against its target's size in a few LUTs.
     addr_bits : int
         Bits of an address inside any target (a base with higher bits set is out of
         range at once).
@@ -46,7 +48,7 @@ class WriteWalker(wiring.Component):
 
     Members
     -------
-    command : In(stream.Signature(walk_layout(addr_bits)))
+    command : In(stream.Signature(WALK_LAYOUT))
         The WRITE, held until it is taken: when the walk is over.
     refused : Out(1)
         In the cycle ``command`` is taken: an address was out of range, nothing written.
@@ -58,11 +60,12 @@ class WriteWalker(wiring.Component):
         Bytes for the target's memory.
     """
 
-    def __init__(self, addr_bits, max_data=protocol.MAX_DATA):
+    def __init__(self, sizes, addr_bits, max_data=protocol.MAX_DATA):
+        self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
         self.addr_bits = addr_bits
         self.max_data = max_data
         super().__init__({
-            "command": In(stream.Signature(walk_layout(addr_bits))),
+            "command": In(stream.Signature(WALK_LAYOUT)),
             "refused": Out(1),
             "read_addr": Out(range(max_data)),
             "read_data": In(8),
@@ -73,34 +76,38 @@ class WriteWalker(wiring.Component):
         m = Module()
         cmd = self.command.payload
         bits = self.addr_bits
-        # One more bit than a target's addresses, so that neither a run's start nor a
-        # byte's address wraps while every earlier address was in range (each is below
-        # 2**bits, a stride below 2**16 <= 2**bits); the first address out of range ends
-        # the walk, so later wraps do not matter.
-        run_start = Signal(bits + 1)
-        in_run = Signal(range(self.max_data))       # a run may be longer than the data
+        # One more bit than a target's addresses, so that no byte's address wraps while
+        # every earlier address was in range (each below 2**bits, a stride below
+        # 2**16 <= 2**bits); the first address out of range ends the walk, so later wraps
+        # do not matter. `before_run` is the address before the run's first byte: it
+        # starts at -1 (a register's reset value costs nothing on iCE40) and takes the
+        # base, then a stride at each run's end, from one adder; `in_run` counts the run's
+        # bytes from 1, so that neither counter's increment feeds a comparison (each
+        # increment then shares its logic cells with its register).
+        before_run = Signal(bits + 1)
+        in_run = Signal(range(self.max_data + 1))   # a run may be longer than the data
         index = Signal(range(self.max_data))        # the data byte
         address = Signal(bits + 1)
         writing = Signal()                          # the second pass
         out_of_range = Signal()
-        length = cmd.length[:bits_for(self.max_data)]
-        run_end = (in_run + 1) == cmd.run           # never for a contiguous WRITE (run 0)
-        last = (index + 1) == length
-        # The run's start takes the base, then a stride at each run's end: one adder.
-        load_base = Signal()
-        step = Signal()
-        clear = Signal()
-        m.d.comb += address.eq(run_start + in_run)
+        run_end = in_run == cmd.run                 # never for a contiguous WRITE (run 0)
+        last = index == cmd.last[:len(index)]
+        load_base, step, clear = Signal(), Signal(), Signal()
+        outside = Const(1)                          # a target of size 0 included
+        for target, size in self.sizes.items():
+            if size:
+                outside = Mux(cmd.target == target, exceeds(address, size - 1), outside)
+        m.d.comb += address.eq(before_run + in_run)
         with m.If(clear):
-            m.d.sync += [run_start.eq(0), in_run.eq(0), index.eq(0)]
+            m.d.sync += [before_run.eq(-1), in_run.eq(1), index.eq(0)]
         with m.Elif(load_base | step):
-            m.d.sync += run_start.eq(run_start + Mux(load_base, cmd.base[:bits], cmd.stride))
+            m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
             with m.If(step):
                 m.d.sync += index.eq(index + 1)
                 with m.If(run_end):
-                    m.d.sync += in_run.eq(0)
+                    m.d.sync += in_run.eq(1)
                 with m.Else():
-                    m.d.sync += [in_run.eq(in_run + 1), run_start.eq(run_start)]
+                    m.d.sync += [in_run.eq(in_run + 1), before_run.eq(before_run)]
 
         m.d.comb += [
             self.read_addr.eq(index),
@@ -126,7 +133,7 @@ class WriteWalker(wiring.Component):
                 with m.Else():
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(address >= cmd.size):
+                with m.If(outside):
                     m.d.sync += out_of_range.eq(1)
                     m.next = "DONE"
                 with m.Elif(last):
