@@ -1,6 +1,6 @@
 """The dispatcher: acts on checked requests and asks for exactly one response to each."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -37,9 +37,10 @@ class Dispatcher(wiring.Component):
         The device runs programs (RUN_PROGRAM); without it, the states that serve them are
         left out (the checker refuses every RUN_PROGRAM).
     dim_limits : tuple of int
-        The largest M, K and N of a RUN (``max_m``, ``max_k``, ``max_n``): ``problem``
-        holds each dimension in a few bits more than its limit needs, a larger one
-        saturated (still above its limit, so the shape check refuses it just the same).
+        The largest M, K and N of a RUN (``max_m``, ``max_k``, ``max_n``; by default
+        none below 2**16): ``problem`` holds each dimension in the bits of its limit + 1,
+        a larger one saturated (still above its limit, so the shape check refuses it just
+        the same).
 
     Members
     -------
@@ -104,14 +105,16 @@ class Dispatcher(wiring.Component):
         run_seq = Signal(8)             # the RUN in progress, answered when it finishes
         # Saturated at 2**bits - 1 > limit: no dimension above its limit passes for one
         # below it.
-        self._dims = {name: Signal(min(bits_for(limit + 1), 16), name=f"problem_{name}")
-                      for name, limit in zip("mkn", self.dim_limits)}
-        m.d.comb += [self.problem[name].eq(dim) for name, dim in self._dims.items()]
+        dims = {name: Signal(min(bits_for(limit + 1), 16), name=f"problem_{name}")
+                for name, limit in zip("mkn", self.dim_limits)}
+        m.d.comb += [self.problem[name].eq(dim) for name, dim in dims.items()]
         # A response's data length: a READ's count (at most MAX_DATA, the checker says),
         # the capability ROM, the counters, or 8 bytes a layer of a program.
-        self._length = Signal(bits_for(max(protocol.MAX_DATA, self.capability_size,
-                                           4 * len(protocol.STATS_FIELDS), 8 * 255)))
-        m.d.comb += resp.length.eq(self._length)
+        layers_bits = Shape.cast(PROGRAM_DONE_LAYOUT.members["layers"]).width
+        data_length = Signal(max(bits_for(max(protocol.MAX_DATA, self.capability_size,
+                                              4 * len(protocol.STATS_FIELDS))),
+                                  layers_bits + 3))
+        m.d.comb += resp.length.eq(data_length)
 
         m.d.comb += [
             self.walk.payload.target.eq(write.target),
@@ -130,14 +133,14 @@ class Dispatcher(wiring.Component):
         ]
 
         def respond(status, length=0, source=Source.CAPABILITY):
-            m.d.sync += [resp.status.eq(status), self._length.eq(length),
+            m.d.sync += [resp.status.eq(status), data_length.eq(length),
                          resp.source.eq(source)]
             m.next = "RESPOND"
 
         def answer_busy(state):
             """Answer a request that arrived while a RUN or a program is in progress."""
             m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
-                         self._length.eq(0)]
+                         data_length.eq(0)]
             m.next = state
 
         with m.FSM():
@@ -147,7 +150,7 @@ class Dispatcher(wiring.Component):
                     with m.If(verdict != Status.OK):
                         respond(verdict)
                     with m.Else():
-                        self._dispatch(m, req, respond)
+                        self._dispatch(m, req, respond, dims)
             with m.State("WRITE"):
                 m.d.comb += self.walk.valid.eq(1)
                 with m.If(self.walk.ready):
@@ -174,11 +177,11 @@ class Dispatcher(wiring.Component):
                     answer_busy("RESPOND_BUSY")
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)
-                    m.d.sync += [resp.status.eq(Status.OK), self._length.eq(8),
+                    m.d.sync += [resp.status.eq(Status.OK), data_length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
             if self.program_mode:
-                self._program_states(m, req, run_seq, answer_busy)
+                self._program_states(m, req, run_seq, answer_busy, data_length)
             program_states = ((("RESPOND_PROGRAM", Opcode.RUN_PROGRAM),)
                               if self.program_mode else ())
             for state, opcode in (("RESPOND_RUN", Opcode.RUN), *program_states):
@@ -201,7 +204,7 @@ class Dispatcher(wiring.Component):
                         m.next = next_state
         return m
 
-    def _dispatch(self, m, req, respond):
+    def _dispatch(self, m, req, respond, dims):
         """Act on a request the checker passed: answer it, or go to its state."""
         read = request_args(Opcode.READ, req.args)
         run = request_args(Opcode.RUN, req.args)
@@ -224,14 +227,14 @@ class Dispatcher(wiring.Component):
                     problem.engine.eq(run.engine), problem.raw.eq(run.flags[0]),
                     problem.relu.eq(run.flags[1]),
                 ]
-                for name, dim in self._dims.items():
+                for name, dim in dims.items():
                     value = run[name]
                     m.d.sync += dim.eq(Mux(value[len(dim):].any(), -1, value[:len(dim)]))
                 m.next = "SHAPE"
             with m.Default():       # PING
                 respond(Status.OK)
 
-    def _program_states(self, m, req, run_seq, answer_busy):
+    def _program_states(self, m, req, run_seq, answer_busy, data_length):
         """The states of a RUN_PROGRAM: start the sequencer, wait for the program's end."""
         done = self.program_done.payload
         resp = self.response.payload
@@ -248,6 +251,6 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.program_done.ready.eq(1)
                 ok = done.status == Status.OK
                 m.d.sync += [resp.status.eq(done.status),
-                             self._length.eq(Mux(ok, done.layers << 3, 0)),
+                             data_length.eq(Mux(ok, done.layers << 3, 0)),
                              resp.source.eq(Source.PROGRAM)]
                 m.next = "RESPOND_PROGRAM"
