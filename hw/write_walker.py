@@ -80,10 +80,10 @@ class WriteWalker(wiring.Component):
         # every earlier address was in range (each below 2**bits, a stride below
         # 2**16 <= 2**bits); the first address out of range ends the walk, so later wraps
         # do not matter. `before_run` is the address before the run's first byte: it
-        # starts at -1 (a register's reset value costs nothing on iCE40) and takes the
-        # base, then a stride at each run's end, from one adder; `in_run` counts the run's
-        # bytes from 1, so that neither counter's increment feeds a comparison (each
-        # increment then shares its logic cells with its register).
+        # starts at -1 (a synchronous clear to any constant costs nothing on iCE40) and
+        # takes the base, then a stride at each run's end; `in_run` counts the run's bytes
+        # from 1, so that neither counter's increment feeds a comparison (each increment
+        # then shares its logic cells with its register).
         before_run = Signal(bits + 1)
         in_run = Signal(range(self.max_data + 1))   # a run may be longer than the data
         index = Signal(range(self.max_data))        # the data byte
@@ -100,14 +100,14 @@ class WriteWalker(wiring.Component):
         m.d.comb += address.eq(before_run + in_run)
         with m.If(clear):
             m.d.sync += [before_run.eq(-1), in_run.eq(1), index.eq(0)]
-        with m.Elif(load_base | step):
-            m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
-            with m.If(step):
-                m.d.sync += index.eq(index + 1)
-                with m.If(run_end):
-                    m.d.sync += in_run.eq(1)
-                with m.Else():
-                    m.d.sync += [in_run.eq(in_run + 1), before_run.eq(before_run)]
+        with m.Elif(load_base):
+            m.d.sync += before_run.eq(before_run + cmd.base[:bits])
+        with m.Elif(step):
+            m.d.sync += index.eq(index + 1)
+            with m.If(run_end):
+                m.d.sync += [in_run.eq(1), before_run.eq(before_run + cmd.stride)]
+            with m.Else():
+                m.d.sync += in_run.eq(in_run + 1)
 
         m.d.comb += [
             self.read_addr.eq(index),
