@@ -100,14 +100,15 @@ class WriteWalker(wiring.Component):
         m.d.comb += address.eq(before_run + in_run)
         with m.If(clear):
             m.d.sync += [before_run.eq(-1), in_run.eq(1), index.eq(0)]
-        with m.Elif(load_base):
-            m.d.sync += before_run.eq(before_run + cmd.base[:bits])
-        with m.Elif(step):
-            m.d.sync += index.eq(index + 1)
-            with m.If(run_end):
-                m.d.sync += [in_run.eq(1), before_run.eq(before_run + cmd.stride)]
-            with m.Else():
-                m.d.sync += in_run.eq(in_run + 1)
+        with m.Elif(load_base | step):
+            # One adder: the base, then a stride at a run's end.
+            m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
+            with m.If(step):
+                m.d.sync += index.eq(index + 1)
+                with m.If(run_end):
+                    m.d.sync += in_run.eq(1)
+                with m.Else():
+                    m.d.sync += [in_run.eq(in_run + 1), before_run.eq(before_run)]
 
         m.d.comb += [
             self.read_addr.eq(index),
