@@ -31,9 +31,9 @@ class WriteWalker(wiring.Component):
     first pass checks one address a cycle and stops at the first one out of range; the
     second reads the data bytes from the frame buffer and writes them, one every two
     cycles while the memories accept them (a byte arrives every 240 cycles at 1 Mbaud:
-    nothing here needs to be faster). The walk relies on the request checker's rules
-    (:class:`~tritile.hw.request_checker.RequestChecker`): a data length of 1 to
-    ``max_data`` bytes, and a stride of at least the run length.
+    nothing here needs to be faster). Every address is checked, so of the request
+    checker's rules (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs
+    only a data length of 1 to ``max_data`` bytes, for which its counters are sized.
 
     Parameters
     ----------
