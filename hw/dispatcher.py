@@ -1,16 +1,17 @@
 """The dispatcher: acts on checked requests and asks for exactly one response to each."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 from tritile.sw.protocol import Opcode, Status
 
 from .program_sequencer import PROGRAM_DONE_LAYOUT, PROGRAM_RUN_LAYOUT
-from .request_checker import PROBLEM_LAYOUT, checked_layout, request_args
+from .request_checker import PROBLEM_LAYOUT, CHECKED_LAYOUT, request_args
 from .responder import Source, response_layout
-from .write_walker import walk_layout
+from .write_walker import WALK_LAYOUT
 
 __all__ = ["Dispatcher"]
 
@@ -35,12 +36,17 @@ class Dispatcher(wiring.Component):
     program_mode : bool
         The device runs programs (RUN_PROGRAM); without it, the states that serve them are
         left out (the checker refuses every RUN_PROGRAM).
+    dim_limits : tuple of int
+        The largest M, K and N of a RUN (``max_m``, ``max_k``, ``max_n``; by default
+        none below 2**16): ``problem`` holds each dimension in the bits of its limit + 1,
+        a larger one saturated (still above its limit, so the shape check refuses it just
+        the same).
 
     Members
     -------
-    checked : In(stream.Signature(checked_layout(addr_bits)))
+    checked : In(stream.Signature(CHECKED_LAYOUT))
         Checked requests.
-    walk : Out(stream.Signature(walk_layout(addr_bits)))
+    walk : Out(stream.Signature(WALK_LAYOUT))
         A WRITE to carry out; ``walk_refused`` when it is taken.
     walk_refused : In(1)
     shape : Out(stream.Signature(PROBLEM_LAYOUT))
@@ -66,12 +72,14 @@ class Dispatcher(wiring.Component):
         No request is being served and no RUN is in progress.
     """
 
-    def __init__(self, capability_size, addr_bits, program_mode=False):
+    def __init__(self, capability_size, addr_bits, program_mode=False,
+                 dim_limits=(0xffff, 0xffff, 0xffff)):
         self.capability_size = capability_size
         self.program_mode = program_mode
+        self.dim_limits = tuple(dim_limits)
         super().__init__({
-            "checked": In(stream.Signature(checked_layout(addr_bits))),
-            "walk": Out(stream.Signature(walk_layout(addr_bits))),
+            "checked": In(stream.Signature(CHECKED_LAYOUT)),
+            "walk": Out(stream.Signature(WALK_LAYOUT)),
             "walk_refused": In(1),
             "shape": Out(stream.Signature(PROBLEM_LAYOUT)),
             "shape_bad": In(1),
@@ -95,14 +103,25 @@ class Dispatcher(wiring.Component):
         layers = request_args(Opcode.RUN_PROGRAM, req.args)
         resp = self.response.payload
         run_seq = Signal(8)             # the RUN in progress, answered when it finishes
+        # Saturated at 2**bits - 1 > limit: no dimension above its limit passes for one
+        # below it.
+        dims = {name: Signal(min(bits_for(limit + 1), 16), name=f"problem_{name}")
+                for name, limit in zip("mkn", self.dim_limits)}
+        m.d.comb += [self.problem[name].eq(dim) for name, dim in dims.items()]
+        # A response's data length: a READ's count (at most MAX_DATA, the checker says),
+        # the capability ROM, the counters, or 8 bytes a layer of a program.
+        layers_bits = Shape.cast(PROGRAM_DONE_LAYOUT.members["layers"]).width
+        data_length = Signal(max(bits_for(max(protocol.MAX_DATA, self.capability_size,
+                                              4 * len(protocol.STATS_FIELDS))),
+                                  layers_bits + 3))
+        m.d.comb += resp.length.eq(data_length)
 
         m.d.comb += [
             self.walk.payload.target.eq(write.target),
             self.walk.payload.base.eq(write.addr),
             self.walk.payload.run.eq(write.run),
             self.walk.payload.stride.eq(write.stride),
-            self.walk.payload.length.eq(req.length - protocol.ARGS_SIZE[Opcode.WRITE]),
-            self.walk.payload.size.eq(self.checked.payload.size),
+            self.walk.payload.last.eq(req.length - (protocol.ARGS_SIZE[Opcode.WRITE] + 1)),
             self.shape.payload.eq(self.problem),
             self.start.payload.eq(self.problem),
             resp.opcode.eq(req.opcode),
@@ -114,14 +133,14 @@ class Dispatcher(wiring.Component):
         ]
 
         def respond(status, length=0, source=Source.CAPABILITY):
-            m.d.sync += [resp.status.eq(status), resp.length.eq(length),
+            m.d.sync += [resp.status.eq(status), data_length.eq(length),
                          resp.source.eq(source)]
             m.next = "RESPOND"
 
         def answer_busy(state):
             """Answer a request that arrived while a RUN or a program is in progress."""
             m.d.sync += [resp.status.eq(Mux(verdict == Status.OK, Status.BUSY, verdict)),
-                         resp.length.eq(0)]
+                         data_length.eq(0)]
             m.next = state
 
         with m.FSM():
@@ -131,7 +150,7 @@ class Dispatcher(wiring.Component):
                     with m.If(verdict != Status.OK):
                         respond(verdict)
                     with m.Else():
-                        self._dispatch(m, req, respond)
+                        self._dispatch(m, req, respond, dims)
             with m.State("WRITE"):
                 m.d.comb += self.walk.valid.eq(1)
                 with m.If(self.walk.ready):
@@ -158,11 +177,11 @@ class Dispatcher(wiring.Component):
                     answer_busy("RESPOND_BUSY")
                 with m.Elif(~self.engine_busy):
                     m.d.comb += self.run_done.eq(1)
-                    m.d.sync += [resp.status.eq(Status.OK), resp.length.eq(8),
+                    m.d.sync += [resp.status.eq(Status.OK), data_length.eq(8),
                                  resp.source.eq(Source.CYCLES)]
                     m.next = "RESPOND_RUN"
             if self.program_mode:
-                self._program_states(m, req, run_seq, answer_busy)
+                self._program_states(m, req, run_seq, answer_busy, data_length)
             program_states = ((("RESPOND_PROGRAM", Opcode.RUN_PROGRAM),)
                               if self.program_mode else ())
             for state, opcode in (("RESPOND_RUN", Opcode.RUN), *program_states):
@@ -185,7 +204,7 @@ class Dispatcher(wiring.Component):
                         m.next = next_state
         return m
 
-    def _dispatch(self, m, req, respond):
+    def _dispatch(self, m, req, respond, dims):
         """Act on a request the checker passed: answer it, or go to its state."""
         read = request_args(Opcode.READ, req.args)
         run = request_args(Opcode.RUN, req.args)
@@ -207,13 +226,15 @@ class Dispatcher(wiring.Component):
                     self.program.eq(0),
                     problem.engine.eq(run.engine), problem.raw.eq(run.flags[0]),
                     problem.relu.eq(run.flags[1]),
-                    problem.m.eq(run.m), problem.k.eq(run.k), problem.n.eq(run.n),
                 ]
+                for name, dim in dims.items():
+                    value = run[name]
+                    m.d.sync += dim.eq(Mux(value[len(dim):].any(), -1, value[:len(dim)]))
                 m.next = "SHAPE"
             with m.Default():       # PING
                 respond(Status.OK)
 
-    def _program_states(self, m, req, run_seq, answer_busy):
+    def _program_states(self, m, req, run_seq, answer_busy, data_length):
         """The states of a RUN_PROGRAM: start the sequencer, wait for the program's end."""
         done = self.program_done.payload
         resp = self.response.payload
@@ -230,6 +251,6 @@ class Dispatcher(wiring.Component):
                 m.d.comb += self.program_done.ready.eq(1)
                 ok = done.status == Status.OK
                 m.d.sync += [resp.status.eq(done.status),
-                             resp.length.eq(Mux(ok, done.layers << 3, 0)),
+                             data_length.eq(Mux(ok, done.layers << 3, 0)),
                              resp.source.eq(Source.PROGRAM)]
                 m.next = "RESPOND_PROGRAM"

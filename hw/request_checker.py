@@ -12,9 +12,10 @@ from amaranth.utils import bits_for
 from tritile.sw import protocol
 from tritile.sw.protocol import Opcode, Status
 
+from .constant_compare import exceeds
 from .frame import REQUEST_LAYOUT, FrameError
 
-__all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "checked_layout",
+__all__ = ["args_layout", "request_args", "STATUS_SHAPE", "PROBLEM_LAYOUT", "CHECKED_LAYOUT",
            "RequestChecker"]
 
 #: Enough bits for every :class:`~tritile.sw.protocol.Status`.
@@ -40,10 +41,8 @@ def request_args(opcode, args):
     return data.View(layout, args[:layout.size])
 
 
-def checked_layout(addr_bits):
-    """Return the layout of a checked request: the request, its verdict, its target's size."""
-    return data.StructLayout({"request": REQUEST_LAYOUT, "status": STATUS_SHAPE,
-                              "size": unsigned(addr_bits)})
+#: A checked request: the request and its verdict.
+CHECKED_LAYOUT = data.StructLayout({"request": REQUEST_LAYOUT, "status": STATUS_SHAPE})
 
 
 class RequestChecker(wiring.Component):
@@ -76,8 +75,8 @@ class RequestChecker(wiring.Component):
     -------
     request : In(stream.Signature(REQUEST_LAYOUT))
         From the parser; taken when ``checked`` is taken.
-    checked : Out(stream.Signature(checked_layout(addr_bits)))
-        The request with its ``status`` (``OK`` or the refusal) and its target's ``size``.
+    checked : Out(stream.Signature(CHECKED_LAYOUT))
+        The request with its ``status`` (``OK`` or the refusal).
     frame_ok : Out(1)
         Pulses once per request with a good CRC and the right length for its opcode.
     length_error : Out(1)
@@ -93,7 +92,7 @@ class RequestChecker(wiring.Component):
         self.addr_bits = max(bits_for(max(self.sizes.values())), 16)
         super().__init__({
             "request": In(stream.Signature(REQUEST_LAYOUT)),
-            "checked": Out(stream.Signature(checked_layout(self.addr_bits))),
+            "checked": Out(stream.Signature(CHECKED_LAYOUT)),
             "frame_ok": Out(1),
             "length_error": Out(1),
         })
@@ -117,39 +116,46 @@ class RequestChecker(wiring.Component):
                      self.request.ready.eq(self.checked.ready & decided),
                      self.checked.payload.request.eq(req)]
 
-        expected = Const(0, 16)
-        for op, size in protocol.ARGS_SIZE.items():
-            expected = Mux(req.opcode == op, size, expected)
         # WRITE's and READ's target and address share their place in the argument block.
         target, base = write.target, write.addr
-        size = Const(0, self.addr_bits)
-        for t, t_size in self.sizes.items():
-            size = Mux(target == t, t_size, size)
-        m.d.comb += self.checked.payload.size.eq(size)
         far = base[self.addr_bits:].any()
 
         def one_of(value, choices):
             return Cat(*(value == c for c in choices)).any()
 
+        # Every limit but a WRITE's run length is a constant: each comparison with one is a
+        # few LUTs (`exceeds`), not a carry chain.
+        write_args = protocol.ARGS_SIZE[Opcode.WRITE]
+        length_fits = Mux(req.opcode == Opcode.WRITE,
+                          exceeds(req.length, write_args)
+                          & ~exceeds(req.length, write_args + self.max_data), 0)
+        for op, args_size in protocol.ARGS_SIZE.items():
+            if op != Opcode.WRITE:
+                length_fits |= (req.opcode == op) & (req.length == args_size)
+        # A READ is of a readable target (else BAD_TARGET): only their sizes matter.
+        end = base[:self.addr_bits] + read.count
+        read_inside = Const(0)
+        for t in protocol.READABLE_TARGETS:
+            read_inside |= (target == t) & ~exceeds(end, self.sizes[t])
+        program_fits = (~exceeds(layers.first + layers.count, self.max_layers)
+                        if self.max_layers else Const(0))
+
         length_ok, known, writable, readable = Signal(), Signal(), Signal(), Signal()
         strides_ok, read_ok, present, program_ok = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [
-            length_ok.eq(Mux(req.opcode == Opcode.WRITE,
-                             (req.length > expected)
-                             & (req.length <= expected + self.max_data),
-                             req.length == expected)),
+            length_ok.eq(length_fits),
             known.eq(one_of(req.opcode, Opcode)),
-            writable.eq(one_of(target, protocol.WRITABLE_TARGETS) & (size != 0)),
+            writable.eq(one_of(target, [t for t in protocol.WRITABLE_TARGETS
+                                        if self.sizes[t]])),
             readable.eq(one_of(target, protocol.READABLE_TARGETS)),
             # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
             strides_ok.eq(Mux(write.run != 0,
                               (write.stride >= write.run) & (write.stride != 0),
                               write.stride == 0)),
-            read_ok.eq((read.count != 0) & (read.count <= protocol.MAX_DATA) & ~far
-                       & (base[:self.addr_bits] + read.count <= size)),
+            read_ok.eq((read.count != 0) & ~exceeds(read.count, protocol.MAX_DATA) & ~far
+                       & read_inside),
             present.eq(one_of(run.engine, self.engines)),
-            program_ok.eq((layers.count != 0)
-                          & (layers.first + layers.count <= self.max_layers)),
+            program_ok.eq((layers.count != 0) & program_fits),
         ]
 
         status = self.checked.payload.status

@@ -85,8 +85,9 @@ class RequestPath(wiring.Component):
         self.parser = FrameParser(timeout, max_data)
         self.checker = RequestChecker(sizes, engines, max_data, config.max_layers)
         self.addr_bits = bits = self.checker.addr_bits
-        self.dispatcher = Dispatcher(capability_size, bits, bool(config.max_layers))
-        self.walker = WriteWalker(bits, max_data)
+        self.dispatcher = Dispatcher(capability_size, bits, bool(config.max_layers),
+                                     (config.max_m, config.max_k, config.max_n))
+        self.walker = WriteWalker(sizes, bits, max_data)
         self.shapes = ShapeChecker(config, weight_limits)
         self.sequencer = (ProgramSequencer(config.max_layers, engines)
                           if config.max_layers else None)

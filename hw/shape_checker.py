@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .constant_compare import exceeds
 from .dsp import SerialMultiplier
 from .request_checker import PROBLEM_LAYOUT
 
@@ -18,7 +19,8 @@ class ShapeChecker(wiring.Component):
     (unless the problem is a program's layer, which reads its map ``in_place``), M*N
     the output memory and K*N the engine's weight memory. The products come from one
     :class:`~tritile.hw.dsp.SerialMultiplier`, one after the other, with narrow factors
-    (a dimension above its limit fails anyway).
+    (a dimension above its limit fails anyway); every limit is a constant, so each
+    comparison is a few LUTs (:func:`~tritile.hw.constant_compare.exceeds`).
 
     Parameters
     ----------
@@ -54,9 +56,10 @@ class ShapeChecker(wiring.Component):
         def multiply(a, b):
             m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b), multiplier.start.eq(1)]
 
-        weight_limit = 0
+        weights_exceeded = 0
         for engine, limit in self.weight_limits.items():
-            weight_limit = Mux(p.engine == engine, limit, weight_limit)
+            weights_exceeded = Mux(p.engine == engine, exceeds(product, limit),
+                                   weights_exceeded)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -66,18 +69,18 @@ class ShapeChecker(wiring.Component):
             with m.State("LIMITS"):
                 for dim, limit in ((p.m, config.max_m), (p.k, config.max_k),
                                    (p.n, config.max_n)):
-                    with m.If((dim == 0) | (dim > limit)):
+                    with m.If((dim == 0) | exceeds(dim, limit)):
                         m.d.sync += self.bad.eq(1)
                 multiply(p.m, p.k)
                 m.next = "ACT"
             # Each product was started in the state before: M*K, then M*N, then K*N.
-            for state, limit, factors, next_state in (
-                    ("ACT", config.act_depth, (p.m, p.n), "OUT"),
-                    ("OUT", config.out_depth, (p.k, p.n), "WEIGHTS"),
-                    ("WEIGHTS", weight_limit, None, "DONE")):
+            for state, exceeded, factors, next_state in (
+                    ("ACT", exceeds(product, config.act_depth), (p.m, p.n), "OUT"),
+                    ("OUT", exceeds(product, config.out_depth), (p.k, p.n), "WEIGHTS"),
+                    ("WEIGHTS", weights_exceeded, None, "DONE")):
                 with m.State(state):
                     with m.If(multiplier.done):
-                        too_big = product > limit
+                        too_big = exceeded
                         if state == "ACT":
                             too_big &= ~p.in_place
                         with m.If(too_big):

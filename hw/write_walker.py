@@ -1,19 +1,19 @@
 """The WRITE walker: checks every address of a WRITE, then writes its data bytes."""
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw import protocol
 
-__all__ = ["walk_layout", "byte_write_layout", "WriteWalker"]
+from .constant_compare import exceeds
 
+__all__ = ["WALK_LAYOUT", "byte_write_layout", "WriteWalker"]
 
-def walk_layout(addr_bits):
-    """Return the layout of a WRITE to walk: its arguments, data length and target's size."""
-    return data.StructLayout({"target": unsigned(8), "base": unsigned(24),
-                              "run": unsigned(16), "stride": unsigned(16),
-                              "length": unsigned(16), "size": unsigned(addr_bits)})
+#: A WRITE to walk: its arguments and the index of its last data byte (data length - 1).
+WALK_LAYOUT = data.StructLayout({"target": unsigned(8), "base": unsigned(24),
+                                 "run": unsigned(16), "stride": unsigned(16),
+                                 "last": unsigned(16)})
 
 
 def byte_write_layout(addr_bits):
@@ -25,13 +25,21 @@ def byte_write_layout(addr_bits):
 class WriteWalker(wiring.Component):
     """Walk a WRITE's addresses twice: check them all, then write the data bytes.
 
-    Nothing is written unless every address lies inside the target: addresses only grow
-    (stride >= run length, which the :class:`~tritile.hw.request_checker.RequestChecker`
-    ensures), so the last byte of each run decides, two cycles per run. The data bytes
-    then go out one per cycle while the memories accept them.
+    Nothing is written unless every address lies inside the target. Both passes step
+    through the same addresses with the same logic: a byte's address is its run's start
+    plus its place in the run, and a run's end moves the start on by the stride. The
+    first pass checks one address a cycle and stops at the first one out of range; the
+    second reads the data bytes from the frame buffer and writes them, one every two
+    cycles while the memories accept them (a byte arrives every 240 cycles at 1 Mbaud:
+    nothing here needs to be faster). Every address is checked, so of the request
+    checker's rules (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs
+    only a data length of 1 to ``max_data`` bytes, for which its counters are sized.
 
     Parameters
     ----------
+    sizes : dict of Target to int
+        Byte size of every target (0 for a target this device lacks): each is a
+        constant, so an address is checked against its target's size in a few LUTs.
     addr_bits : int
         Bits of an address inside any target (a base with higher bits set is out of
         range at once).
@@ -40,7 +48,7 @@ class WriteWalker(wiring.Component):
 
     Members
     -------
-    command : In(stream.Signature(walk_layout(addr_bits)))
+    command : In(stream.Signature(WALK_LAYOUT))
         The WRITE, held until it is taken: when the walk is over.
     refused : Out(1)
         In the cycle ``command`` is taken: an address was out of range, nothing written.
@@ -52,10 +60,12 @@ class WriteWalker(wiring.Component):
         Bytes for the target's memory.
     """
 
-    def __init__(self, addr_bits, max_data=protocol.MAX_DATA):
+    def __init__(self, sizes, addr_bits, max_data=protocol.MAX_DATA):
+        self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
         self.addr_bits = addr_bits
+        self.max_data = max_data
         super().__init__({
-            "command": In(stream.Signature(walk_layout(addr_bits))),
+            "command": In(stream.Signature(WALK_LAYOUT)),
             "refused": Out(1),
             "read_addr": Out(range(max_data)),
             "read_data": In(8),
@@ -65,19 +75,40 @@ class WriteWalker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cmd = self.command.payload
-        # Wide enough that address + stride never wraps while every earlier address was in
-        # range (both below 2**addr_bits); after the first address out of range nothing
-        # is written, so later wraps do not matter.
-        address = Signal(self.addr_bits + 1)
-        index = Signal(16)
-        in_run = Signal(16)
+        bits = self.addr_bits
+        # One more bit than a target's addresses, so that no byte's address wraps while
+        # every earlier address was in range (each below 2**bits, a stride below
+        # 2**16 <= 2**bits); the first address out of range ends the walk, so later wraps
+        # do not matter. `before_run` is the address before the run's first byte: it
+        # starts at -1 (a synchronous clear to any constant costs nothing on iCE40) and
+        # takes the base, then a stride at each run's end; `in_run` counts the run's bytes
+        # from 1, so that neither counter's increment feeds a comparison (each increment
+        # then shares its logic cells with its register).
+        before_run = Signal(bits + 1)
+        in_run = Signal(range(self.max_data + 1))   # a run may be longer than the data
+        index = Signal(range(self.max_data))        # the data byte
+        address = Signal(bits + 1)
+        writing = Signal()                          # the second pass
         out_of_range = Signal()
-        # Registered once per WRITE, so that no path chains several adders: bytes the
-        # check pass has still to walk, the current run's bytes, the step from a run's
-        # last byte to the next run, the index of the last byte in a run and in the data.
-        left, run_bytes, gap = Signal(16), Signal(16), Signal(16)
-        run_last, last_index = Signal(16), Signal(16)
-        run_end = (cmd.run != 0) & (in_run == run_last)
+        run_end = in_run == cmd.run                 # never for a contiguous WRITE (run 0)
+        last = index == cmd.last[:len(index)]
+        load_base, step, clear = Signal(), Signal(), Signal()
+        outside = Const(1)                          # a target of size 0 included
+        for target, size in self.sizes.items():
+            if size:
+                outside = Mux(cmd.target == target, exceeds(address, size - 1), outside)
+        m.d.comb += address.eq(before_run + in_run)
+        with m.If(clear):
+            m.d.sync += [before_run.eq(-1), in_run.eq(1), index.eq(0)]
+        with m.Elif(load_base | step):
+            # One adder: the base, then a stride at a run's end.
+            m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
+            with m.If(step):
+                m.d.sync += index.eq(index + 1)
+                with m.If(run_end):
+                    m.d.sync += in_run.eq(1)
+                with m.Else():
+                    m.d.sync += [in_run.eq(in_run + 1), before_run.eq(before_run)]
 
         m.d.comb += [
             self.read_addr.eq(index),
@@ -89,47 +120,42 @@ class WriteWalker(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += clear.eq(1)
+                m.d.sync += [writing.eq(0),
+                             out_of_range.eq(cmd.base[bits:].any())]
                 with m.If(self.command.valid):
-                    m.d.sync += [index.eq(0), in_run.eq(0), address.eq(cmd.base),
-                                 out_of_range.eq(cmd.base[self.addr_bits:].any()),
-                                 left.eq(cmd.length), last_index.eq(cmd.length - 1),
-                                 run_last.eq(cmd.run - 1),
-                                 gap.eq(cmd.stride - cmd.run + 1)]
-                    m.next = "SPLIT"
-            with m.State("SPLIT"):
-                m.d.sync += run_bytes.eq(Mux((cmd.run == 0) | (left < cmd.run), left, cmd.run))
-                m.next = "CHECK"
-            with m.State("CHECK"):
-                with m.If(address + run_bytes > cmd.size):
-                    m.d.sync += out_of_range.eq(1)
-                m.d.sync += [left.eq(left - run_bytes), address.eq(address + cmd.stride)]
-                with m.If(left == run_bytes):
-                    m.next = "DECIDE"
-                with m.Else():
-                    m.next = "SPLIT"
-            with m.State("DECIDE"):
-                m.d.sync += [index.eq(0), in_run.eq(0), address.eq(cmd.base)]
+                    m.next = "BASE"
+            with m.State("BASE"):
+                m.d.comb += load_base.eq(1)
                 with m.If(out_of_range):
-                    m.d.comb += self.command.ready.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
+                    m.next = "DONE"
+                with m.Elif(writing):
                     m.next = "FETCH"
+                with m.Else():
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(outside):
+                    m.d.sync += out_of_range.eq(1)
+                    m.next = "DONE"
+                with m.Elif(last):
+                    m.d.sync += writing.eq(1)
+                    m.next = "REWIND"
+                with m.Else():
+                    m.d.comb += step.eq(1)
+            with m.State("REWIND"):
+                m.d.comb += clear.eq(1)
+                m.next = "BASE"
             with m.State("FETCH"):
                 # The frame buffer shows byte `index` in the next cycle.
                 m.next = "PUT"
             with m.State("PUT"):
                 m.d.comb += self.write.valid.eq(1)
                 with m.If(self.write.ready):
-                    m.d.sync += [
-                        index.eq(index + 1),
-                        address.eq(Mux(run_end, address + gap, address + 1)),
-                        in_run.eq(Mux(run_end, 0, in_run + 1)),
-                    ]
-                    with m.If(index == last_index):
+                    m.d.comb += step.eq(1)
+                    with m.If(last):
                         m.next = "DONE"
                     with m.Else():
-                        # Fetch the next byte now: one byte per cycle while accepted.
-                        m.d.comb += self.read_addr.eq(index + 1)
+                        m.next = "FETCH"
             with m.State("DONE"):
                 m.d.comb += self.command.ready.eq(1)
                 m.next = "IDLE"

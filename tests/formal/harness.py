@@ -116,7 +116,7 @@ def dispatch_harness():
     m.submodules.checker = checker = RequestChecker(
         sizes, [Engine.SYSTOLIC, Engine.TERNARY], MAX_DATA)
     m.submodules.dispatcher = dispatcher = Dispatcher(4, checker.addr_bits)
-    m.submodules.walker = walker = WriteWalker(checker.addr_bits, MAX_DATA)
+    m.submodules.walker = walker = WriteWalker(sizes, checker.addr_bits, MAX_DATA)
     m.submodules.shapes = shapes = ShapeChecker(CONFIG, weight_limits(CONFIG))
     wiring.connect(m, checker.checked, dispatcher.checked)
     wiring.connect(m, dispatcher.walk, walker.command)
