@@ -110,14 +110,13 @@ class Responder(wiring.Component):
         # The RAM: the capability ROM from address 0, the STATS fields from `stats_base`,
         # a multiple of 32 past it, so that a STATS byte's address is its index with the
         # base's bits set (no adder). The cycle counter's low byte lives in logic: its
-        # carries count in the RAM one byte up, into the field's bytes 1-3 (and one byte
-        # past the field, where the counter's top byte wraps unseen).
-        stats_bytes = 4 * len(fields)
+        # carries count in the RAM one byte up, into the field's bytes 1-3 and one byte
+        # past it (the counter's top byte, unseen; `cycles` is the last field).
         stats_base = -(-len(self.capability) // 32) * 32
-        cycles_field = stats_base + 4 * fields.index("cycles")
+        cycles_index = 4 * fields.index("cycles")
         names = list(EVENTS_LAYOUT.members)
         sources = [stats_base + 4 * fields.index(_COUNTER_OF.get(name, name)) for name in names]
-        sources += [stats_base + 4 * fields.index("overruns"), cycles_field + 1]
+        sources += [stats_base + 4 * fields.index("overruns"), stats_base + cycles_index + 1]
         m.submodules.counters = counters = EventCounters(
             max(sources) + 4, sources, init=self.capability)
         cycles_low = Signal(8)
@@ -134,7 +133,7 @@ class Responder(wiring.Component):
             self.counter_addr.eq(index[2:]),
             self.output.addr.eq(Mux(resp.output8, byte_addr, byte_addr[2:])),
         ]
-        stats_byte = Mux(index == stats_bytes - 4, cycles_low, counters.read_data)
+        stats_byte = Mux(index == cycles_index, cycles_low, counters.read_data)
         out_word = self.output.data
         out_byte = Mux(resp.output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
         fetched = Signal(8)
