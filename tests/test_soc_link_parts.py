@@ -151,11 +151,15 @@ def test_responder_sends_each_source():
     async def produce(ctx):
         ctx.set(dut.busy_cycles, 0x01020304)
         ctx.set(dut.mac_cycles, 0x0A0B0C0D)
-        for _ in range(3):              # three frames counted before STATS is read
+        for i in range(3):              # three frames and two overruns before STATS
             ctx.set(dut.events.frames, 1)
+            ctx.set(dut.overrun, i < 2)
             await ctx.tick()
             ctx.set(dut.events.frames, 0)
+            ctx.set(dut.overrun, 0)
             await ctx.tick().repeat(8)
+        # Past the cycle counter's low byte: its carries count in the RAM.
+        await ctx.tick().repeat(1000)
         for source, length, base, output8 in ((Source.CAPABILITY, 10, 0, 0),
                                               (Source.CYCLES, 8, 0, 0),
                                               (Source.OUTPUT, 6, 5, 0),
@@ -179,7 +183,9 @@ def test_responder_sends_each_source():
     assert frames[:4] == [capability, bytes.fromhex("040302010d0c0b0a"), words[5:11],
                           bytes(words[i * 4] for i in range(2, 5))]
     stats = protocol.parse_stats(frames[4])
-    assert stats["frames"] == 3 and stats["bad_crc"] == 0 and stats["cycles"] > 0
+    assert (stats["frames"], stats["overruns"], stats["bad_crc"]) == (3, 2, 0)
+    # The STATS bytes are read over a few dozen cycles after about 1100 cycles.
+    assert 1000 < stats["cycles"] < 2000
     assert not violations, violations[:3]
 
 
