@@ -56,7 +56,8 @@ class BlockRAM(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth,
-                                              init=self.init, attrs={"no_rw_check": 1})
+                                              init=self.init,
+                                              attrs={"no_rw_check": 1, "ram_style": "block"})
         write = memory.write_port()
         read = memory.read_port(domain="comb")
         m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),
