@@ -1,16 +1,19 @@
-"""Event counters kept in a block RAM, incremented one byte at a time.
+"""Event counters kept in a block RAM, incremented one byte at a time, next to constant bytes.
 
-A 32-bit counter in logic costs 32 logic cells plus its share of the read-out multiplexer;
-on the iCE40UP5K the SoC's link counters took about 430 LUTs that way. Counters of rare
-events (a frame, a CRC error) need not be fast: :class:`EventCounters` keeps them in one
-block RAM as little-endian bytes and increments them with an 8-bit adder, one byte per
-cycle, stopping at the first byte that does not wrap.
+A 32-bit counter in logic costs 32 logic cells plus its share of the read-out multiplexer,
+and a read-only table in logic (the capability ROM) several LUTs per byte. Counters of
+rare events (a frame, a CRC error, a lost byte, the carry of a cycle prescaler) need not be
+fast: :class:`EventCounters` keeps them in a block RAM as little-endian bytes and
+increments them with an 8-bit adder, one byte per cycle, stopping at the first byte that
+does not wrap. The RAM's other bytes hold a table given at construction, read through the
+same port.
 """
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+
+from .block_ram import BlockRAM
 
 __all__ = ["EventCounters"]
 
@@ -18,93 +21,93 @@ _BYTES = 4      # 32-bit counters
 
 
 class EventCounters(wiring.Component):
-    """32-bit counters of rare events, in one block RAM, read a byte at a time.
+    """32-bit counters of rare events and constant bytes in one block RAM, read a byte at
+    a time.
 
     Each cycle's events are noted in one pending flag per source and counted a few cycles
-    later (one source at a time, 2 to 5 cycles each). A source must not fire again before
-    its last event is counted: within ``2 + 5 * len(sources)`` cycles, longer while
-    ``hold`` is high. The SoC's frame-level events are that rare.
+    later (one source at a time, 2 cycles each, up to 5 when a carry ripples to the top
+    byte). A source must not fire again before its last event is counted: within
+    ``2 + 5 * len(sources)`` cycles. A read waits until every noted event is counted.
 
     Parameters
     ----------
-    counters : int
-        Number of counters; counter ``c`` is bytes ``4c .. 4c + 3`` (little-endian).
+    depth : int
+        Bytes of the RAM.
     sources : tuple of int
-        Counter that each event input increments (several inputs may share one).
+        Byte address of the counter that each event input increments (several inputs may
+        share one); a counter is the 4 bytes from its address, little-endian, starting at 0.
+    init : bytes
+        The RAM's first bytes (a table read through ``read_data``; bytes past it start at
+        0); the counters must not overlap it.
 
     Members
     -------
     event : In(len(sources))
         Bit ``i`` high for one cycle: one more event of source ``i``.
-    read_addr : In(range(4 * counters))
+    read_addr : In(range(depth))
         Byte to read.
     read_en : In(1)
         Read ``read_addr``; served in a cycle in which ``read_ready`` is high.
     read_ready : Out(1)
         Every event noted so far is counted and the RAM port is free.
     read_data : Out(8)
-        The byte of the last served read, from the cycle after it; it holds while
-        ``hold`` is high.
-    hold : In(1)
-        Count nothing (the reader still uses ``read_data``).
+        The byte of a read served in the previous cycle (only in that cycle: counting may
+        use the port afterwards).
     """
 
-    def __init__(self, counters, sources):
-        if counters < 1 or any(not 0 <= s < counters for s in sources) or not sources:
-            raise ValueError(f"sources must name counters 0 to {counters - 1}, not "
-                             f"{sources!r}")
-        self.counters = counters
+    def __init__(self, depth, sources, init=b""):
+        init = bytes(init)
+        if (not sources or len(init) > depth or
+                any(not len(init) <= s <= depth - _BYTES for s in sources)):
+            raise ValueError(f"sources must be counter addresses from {len(init)} to "
+                             f"{depth - _BYTES}, not {sources!r}")
+        self.depth = depth
         self.sources = tuple(sources)
+        self.init = init
         super().__init__({
             "event": In(len(self.sources)),
-            "read_addr": In(range(_BYTES * counters)),
+            "read_addr": In(range(depth)),
             "read_en": In(1),
             "read_ready": Out(1),
             "read_data": Out(8),
-            "hold": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.ram = ram = Memory(shape=8, depth=_BYTES * self.counters, init=[])
-        read = ram.read_port(transparent_for=())
-        write = ram.write_port()
-        m.d.comb += self.read_data.eq(read.data)
+        # A counter reads the byte after the one it writes: no read-during-write.
+        m.submodules.ram = ram = BlockRAM(8, self.depth, self.init)
+        m.d.comb += self.read_data.eq(ram.read_data)
 
         pending = Signal(len(self.sources))
         taken = Signal(len(self.sources))
         m.d.sync += pending.eq((pending & ~taken) | self.event)
 
-        counter = Signal(range(self.counters))
-        byte = Signal(range(_BYTES))
-        address = Signal.like(self.read_addr)
-        m.d.comb += address.eq(counter * _BYTES + byte)
+        address = Signal.like(self.read_addr)     # the byte being incremented
+        byte = Signal(range(_BYTES))               # ... and its place in its counter
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.read_ready.eq(~pending.any())
-                with m.If(pending.any() & ~self.hold):
+                with m.If(pending.any()):
                     # The lowest pending source first.
                     for i in reversed(range(len(self.sources))):
                         with m.If(pending[i]):
-                            m.d.comb += [taken.eq(1 << i), read.addr.eq(self.sources[i] * _BYTES)]
-                            m.d.sync += [counter.eq(self.sources[i]), byte.eq(0)]
-                    m.d.comb += read.en.eq(1)
+                            m.d.comb += [taken.eq(1 << i), ram.read_addr.eq(self.sources[i])]
+                            m.d.sync += address.eq(self.sources[i])
+                    m.d.sync += byte.eq(0)
+                    m.d.comb += ram.read_en.eq(1)
                     m.next = "INCREMENT"
-                with m.Elif(self.read_en & ~pending.any()):
-                    m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(1)]
                 with m.Else():
-                    # A read port's `en` is 1 unless driven: keep the last byte read.
-                    m.d.comb += read.en.eq(0)
+                    m.d.comb += [ram.read_addr.eq(self.read_addr), ram.read_en.eq(self.read_en)]
             with m.State("INCREMENT"):
-                # `read.data` is byte `byte` of `counter`: write it back plus one, and go
+                # `ram.read_data` is byte `byte` of the counter: write it back plus one, and go
                 # on to the next byte only if this one wrapped.
-                m.d.comb += [write.addr.eq(address), write.data.eq(read.data + 1),
-                             write.en.eq(1)]
-                with m.If((read.data == 0xFF) & (byte != _BYTES - 1)):
-                    m.d.comb += [read.addr.eq(address + 1), read.en.eq(1)]
-                    m.d.sync += byte.eq(byte + 1)
+                m.d.comb += [ram.write_addr.eq(address), ram.write_data.eq(ram.read_data + 1),
+                             ram.write_en.eq(1)]
+                with m.If((ram.read_data == 0xFF) & (byte != _BYTES - 1)):
+                    m.d.comb += [ram.read_addr.eq(address + 1), ram.read_en.eq(1)]
+                    m.d.sync += [address.eq(address + 1), byte.eq(byte + 1)]
                 with m.Else():
-                    m.d.comb += read.en.eq(0)
+                    m.d.comb += ram.read_en.eq(0)
                     m.next = "IDLE"
         return m

@@ -9,10 +9,11 @@ change device state. The :class:`ResponseWriter` frames a status and data bytes.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw import protocol
+
+from .block_ram import BlockRAM
 
 __all__ = ["crc16_next", "FrameError", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "FrameParser",
            "ResponseWriter"]
@@ -135,25 +136,24 @@ class FrameParser(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = Memory(shape=8, depth=self.max_data, init=[])
-        write = buffer.write_port()
-        read = buffer.read_port(transparent_for=())
-        m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(read.data)]
+        # Written while a frame arrives, read only while its request waits on `request`.
+        m.submodules.buffer = buffer = BlockRAM(8, self.max_data)
+        m.d.comb += [buffer.read_addr.eq(self.read_addr), self.read_data.eq(buffer.read_data)]
 
         req = self.request.payload
         byte = self.bytes.payload
         take = Signal()
         crc = Signal(16, init=0xFFFF)
-        index = Signal(16)
         silence = Signal(range(self.timeout + 1))
-        received = Signal(8)     # the low CRC byte
+        crc_low_ok = Signal()    # the CRC's low byte matched
         args_size = Signal(range(protocol.MAX_ARGS + 1))
-        # Counters instead of arithmetic on `index`, so that no path from a received byte
-        # chains an adder into a comparison: argument bytes still to come, the data
-        # byte's buffer address, the index of the payload's last byte.
-        args_left = Signal.like(args_size)
+        # Counters instead of arithmetic on a byte index, so that no path from a received
+        # byte chains an adder into a comparison: the argument byte's place, the data
+        # byte's buffer address, the payload bytes still to come (a frame longer than
+        # MAX_ARGS + max_data is refused before it is counted).
+        arg_index = Signal.like(args_size)
         data_index = Signal(range(self.max_data + 1))
-        last = Signal(16)
+        remaining = Signal(range(protocol.MAX_ARGS + self.max_data + 1))
 
         absorb = Signal()      # this byte belongs to the CRC-covered body
         m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
@@ -166,8 +166,8 @@ class FrameParser(wiring.Component):
             m.d.sync += crc.eq(crc16_next(crc, byte))
 
         m.d.comb += [
-            write.addr.eq(data_index),
-            write.data.eq(byte),
+            buffer.write_addr.eq(data_index),
+            buffer.write_data.eq(byte),
         ]
 
         def receive(next_state=None, body=True):
@@ -202,8 +202,8 @@ class FrameParser(wiring.Component):
                 receive()
                 length = req.length[:8] | (byte << 8)     # the high byte arrives now
                 with m.If(take):
-                    m.d.sync += [req.length[8:].eq(byte), index.eq(0), last.eq(length - 1),
-                                 args_left.eq(args_size), data_index.eq(0)]
+                    m.d.sync += [req.length[8:].eq(byte), remaining.eq(length),
+                                 arg_index.eq(0), data_index.eq(0)]
                     with m.If(length > protocol.MAX_ARGS + self.max_data):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
                                      self.bad_length.eq(1)]
@@ -215,23 +215,23 @@ class FrameParser(wiring.Component):
             with m.State("PAYLOAD"):
                 receive()
                 with m.If(take):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(args_left != 0):
-                        m.d.sync += [req.args.word_select(index[:3], 8).eq(byte),
-                                     args_left.eq(args_left - 1)]
+                    m.d.sync += remaining.eq(remaining - 1)
+                    with m.If(arg_index != args_size):
+                        m.d.sync += [req.args.word_select(arg_index[:3], 8).eq(byte),
+                                     arg_index.eq(arg_index + 1)]
                     with m.Elif(data_index != self.max_data):
-                        m.d.comb += write.en.eq(1)
+                        m.d.comb += buffer.write_en.eq(1)
                         m.d.sync += data_index.eq(data_index + 1)
-                    with m.If(index == last):
+                    with m.If(remaining == 1):
                         m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
                 receive("CRC_HIGH", body=False)
                 with m.If(take):
-                    m.d.sync += received.eq(byte)
+                    m.d.sync += crc_low_ok.eq(byte == crc[:8])
             with m.State("CRC_HIGH"):
                 receive(body=False)
                 with m.If(take):
-                    with m.If((received | (byte << 8)) == crc):
+                    with m.If(crc_low_ok & (byte == crc[8:])):
                         m.d.sync += req.error.eq(FrameError.NONE)
                     with m.Else():
                         m.d.sync += [req.error.eq(FrameError.BAD_CRC), self.bad_crc.eq(1)]
@@ -250,10 +250,12 @@ class ResponseWriter(wiring.Component):
     Members
     -------
     header : In(stream.Signature(RESPONSE_LAYOUT))
-        Starts a response to ``opcode`` (the writer sets the response bit). ``length``
-        counts the data bytes after the status byte.
+        A response to ``opcode`` (the writer sets the response bit). ``length`` counts the
+        data bytes after the status byte, at most
+        :data:`~tritile.sw.protocol.MAX_RESPONSE_DATA`. The writer reads the header while it
+        sends the frame and takes it after the frame's last byte.
     data : In(stream.Signature(8))
-        The response's data bytes, taken after the header has been sent.
+        The response's data bytes, taken after the status byte has been sent.
     bytes : Out(stream.Signature(8))
         The frame, byte by byte, to the transmitter.
     """
@@ -264,17 +266,19 @@ class ResponseWriter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        head = Signal(RESPONSE_LAYOUT)
+        head = self.header.payload
         crc = Signal(16)
-        remaining = Signal(16)
+        remaining = Signal(range(protocol.MAX_RESPONSE_DATA + 1))
         sent = Signal()
-        payload_length = Signal(16)
         absorb = Signal()      # this byte belongs to the CRC-covered body
 
-        m.d.comb += [sent.eq(self.bytes.valid & self.bytes.ready),
-                     payload_length.eq(head.length + 1)]
+        m.d.comb += sent.eq(self.bytes.valid & self.bytes.ready)
         with m.If(sent & absorb):
             m.d.sync += crc.eq(crc16_next(crc, self.bytes.payload))
+        # The status byte and the data bytes, at most MAX_RESPONSE_DATA + 1: counted in
+        # fewer bits than the field's 16.
+        payload_length = Signal(16)
+        m.d.comb += payload_length.eq(head.length[:len(remaining)] + 1)
 
         def emit(value, next_state, body=True):
             m.d.comb += [self.bytes.payload.eq(value), self.bytes.valid.eq(1),
@@ -284,14 +288,11 @@ class ResponseWriter(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.header.ready.eq(1)
+                m.d.sync += [crc.eq(0xFFFF), remaining.eq(head.length)]
                 with m.If(self.header.valid):
-                    m.d.sync += [head.eq(self.header.payload),
-                                 remaining.eq(self.header.payload.length)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 emit(protocol.SYNC, "OPCODE", body=False)
-                m.d.sync += crc.eq(0xFFFF)     # the sync byte is outside the CRC
             with m.State("OPCODE"):
                 emit(head.opcode | protocol.RESPONSE_BIT, "SEQ")
             with m.State("SEQ"):
@@ -299,10 +300,10 @@ class ResponseWriter(wiring.Component):
             with m.State("LENGTH_LOW"):
                 emit(payload_length[:8], "LENGTH_HIGH")
             with m.State("LENGTH_HIGH"):
-                emit(payload_length[8:], "STATUS")
+                emit(payload_length[8:16], "STATUS")
             with m.State("STATUS"):
                 emit(head.status, "DATA")
-                with m.If(self.bytes.ready & (head.length == 0)):
+                with m.If(self.bytes.ready & (remaining == 0)):
                     m.next = "CRC_LOW"
             with m.State("DATA"):
                 m.d.comb += [self.bytes.payload.eq(self.data.payload),
@@ -316,4 +317,5 @@ class ResponseWriter(wiring.Component):
                 emit(crc[:8], "CRC_HIGH", body=False)
             with m.State("CRC_HIGH"):
                 emit(crc[8:], "IDLE", body=False)
+                m.d.comb += self.header.ready.eq(self.bytes.ready)
         return m

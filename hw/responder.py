@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import Memory, ReadPort
+from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -43,10 +43,12 @@ def response_layout(addr_bits):
 class Responder(wiring.Component):
     """Send a response: its header, then ``length`` data bytes from its source.
 
-    The sources are the capability ROM, the link counters (frame-level events in
-    :class:`~tritile.hw.event_counters.EventCounters`, overruns and a free-running cycle
-    counter in logic), the last RUN's cycle counters, the output memory and the last
-    program's per-layer counters.
+    The sources are the capability ROM and the link counters, in one block RAM
+    (:class:`~tritile.hw.event_counters.EventCounters`: frame-level events, overruns and
+    the carries of the cycle counter's low byte, which is kept in logic), the last RUN's
+    cycle counters, the output memory and the last program's per-layer counters. Each data
+    byte is fetched, registered and offered; the header is offered from the response's
+    arrival until the writer has sent the whole frame, and the response is taken with it.
 
     Parameters
     ----------
@@ -62,9 +64,11 @@ class Responder(wiring.Component):
     Members
     -------
     response : In(stream.Signature(response_layout(addr_bits)))
-        The response, held until it is taken: when its last byte has gone to ``data``.
+        The response, held until it is taken: when the writer takes its header.
+        ``length`` is at most :data:`~tritile.sw.protocol.MAX_RESPONSE_DATA`.
     header : Out(stream.Signature(RESPONSE_LAYOUT))
-        To the :class:`~tritile.hw.frame.ResponseWriter`.
+        To the :class:`~tritile.hw.frame.ResponseWriter`, which takes it when the frame
+        is sent.
     data : Out(stream.Signature(8))
         The data bytes, to the writer.
     output : In(ReadPort.Signature(addr_width, 32))
@@ -102,88 +106,78 @@ class Responder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         resp = self.response.payload
-        m.submodules.capability = capability = Memory(
-            shape=8, depth=len(self.capability), init=self.capability)
-        cap_read = capability.read_port(transparent_for=())
-
-        # Frame-level events are counted in a block RAM (they happen at most once per
-        # frame, and never while a response is being sent); overruns (any time) and
-        # cycles (every cycle) in logic. The RAM holds a slot for every STATS field, in
-        # the protocol's order, so a STATS byte index is its address.
         fields = protocol.STATS_FIELDS
+        # The RAM: the capability ROM from address 0, the STATS fields from `stats_base`,
+        # a multiple of 32 past it, so that a STATS byte's address is its index with the
+        # base's bits set (no adder). The cycle counter's low byte lives in logic: its
+        # carries count in the RAM one byte up, into the field's bytes 1-3 and one byte
+        # past it (the counter's top byte, unseen; `cycles` is the last field).
+        stats_base = -(-len(self.capability) // 32) * 32
+        cycles_index = 4 * fields.index("cycles")
         names = list(EVENTS_LAYOUT.members)
+        sources = [stats_base + 4 * fields.index(_COUNTER_OF.get(name, name)) for name in names]
+        sources += [stats_base + 4 * fields.index("overruns"), stats_base + cycles_index + 1]
         m.submodules.counters = counters = EventCounters(
-            len(fields), [fields.index(_COUNTER_OF.get(name, name)) for name in names])
-        m.d.comb += counters.event.eq(Cat(*(self.events[name] for name in names)))
-        overruns, cycles = Signal(32), Signal(32)
-        m.d.sync += [overruns.eq(overruns + self.overrun), cycles.eq(cycles + 1)]
+            max(sources) + 4, sources, init=self.capability)
+        cycles_low = Signal(8)
+        m.d.sync += cycles_low.eq(cycles_low + 1)
+        m.d.comb += counters.event.eq(Cat(*(self.events[name] for name in names),
+                                          self.overrun, cycles_low == 0xFF))
 
-        index = Signal(16)
-        last = Signal(16)               # index of the last data byte
+        index = Signal(range(protocol.MAX_RESPONSE_DATA + 1))
         byte_addr = Signal(self.addr_bits)   # READ checked base + count against the size
+        stats = resp.source == Source.STATS
         m.d.comb += [
             byte_addr.eq(resp.base + index),
-            cap_read.addr.eq(index),
-            counters.read_addr.eq(index),
+            counters.read_addr.eq(Mux(stats, index | stats_base, index)),
             self.counter_addr.eq(index[2:]),
             self.output.addr.eq(Mux(resp.output8, byte_addr, byte_addr[2:])),
         ]
-        stats_field = index[2:5]
-        stats_byte = Mux(stats_field == fields.index("overruns"),
-                         overruns.word_select(index[:2], 8),
-                         Mux(stats_field == fields.index("cycles"),
-                             cycles.word_select(index[:2], 8), counters.read_data))
+        stats_byte = Mux(index == cycles_index, cycles_low, counters.read_data)
         out_word = self.output.data
         out_byte = Mux(resp.output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
+        fetched = Signal(8)
         with m.Switch(resp.source):
             with m.Case(Source.CAPABILITY):
-                m.d.comb += self.data.payload.eq(cap_read.data)
+                m.d.comb += fetched.eq(counters.read_data)
             with m.Case(Source.STATS):
-                m.d.comb += self.data.payload.eq(stats_byte)
+                m.d.comb += fetched.eq(stats_byte)
             with m.Case(Source.CYCLES):
-                m.d.comb += self.data.payload.eq(
+                m.d.comb += fetched.eq(
                     Cat(self.busy_cycles, self.mac_cycles).word_select(index[:3], 8))
             with m.Case(Source.OUTPUT):
-                m.d.comb += self.data.payload.eq(out_byte)
+                m.d.comb += fetched.eq(out_byte)
             if self.program_mode:
                 with m.Case(Source.PROGRAM):
-                    m.d.comb += self.data.payload.eq(
-                        self.counter_data.word_select(index[:2], 8))
+                    m.d.comb += fetched.eq(self.counter_data.word_select(index[:2], 8))
         m.d.comb += [
+            self.header.valid.eq(self.response.valid),
             self.header.payload.opcode.eq(resp.opcode),
             self.header.payload.seq.eq(resp.seq),
             self.header.payload.status.eq(resp.status),
             self.header.payload.length.eq(resp.length),
+            self.response.ready.eq(self.header.ready),
         ]
 
         with m.FSM():
-            with m.State("HEADER"):
-                m.d.comb += self.header.valid.eq(self.response.valid)
-                m.d.sync += [last.eq(resp.length - 1), index.eq(0)]
-                with m.If(self.response.valid & self.header.ready):
-                    with m.If(resp.length == 0):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "FETCH"
             with m.State("FETCH"):
-                # Memory sources show byte `index` in the next cycle; the counters once
-                # every event so far is counted.
-                with m.If(resp.source == Source.STATS):
-                    m.d.comb += counters.read_en.eq(1)
-                    with m.If(counters.read_ready):
-                        m.next = "SEND"
-                with m.Else():
-                    m.next = "SEND"
+                # The RAM is read once every event so far is counted; memory sources show
+                # byte `index` in the next cycle.
+                with m.If(self.response.valid & (index != resp.length)):
+                    with m.If((resp.source == Source.CAPABILITY) | stats):
+                        m.d.comb += counters.read_en.eq(1)
+                        with m.If(counters.read_ready):
+                            m.next = "LATCH"
+                    with m.Else():
+                        m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.sync += self.data.payload.eq(fetched)
+                m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += [self.data.valid.eq(1),
-                             counters.hold.eq(resp.source == Source.STATS)]
+                m.d.comb += self.data.valid.eq(1)
                 with m.If(self.data.ready):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index == last):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "FETCH"
-            with m.State("DONE"):
-                m.d.comb += self.response.ready.eq(1)
-                m.next = "HEADER"
+                    m.next = "FETCH"
+        with m.If(self.header.valid & self.header.ready):
+            m.d.sync += index.eq(0)
         return m

@@ -105,7 +105,7 @@ class SoC(wiring.Component):
             wiring.connect(m, wiring.flipped(self.host_rx), link.host_rx)
             wiring.connect(m, link.host_tx, wiring.flipped(self.host_tx))
             m.d.comb += [link.use_byte_port.eq(self.use_byte_port),
-                         self.idle.eq(requests.idle & writer.header.ready)]
+                         self.idle.eq(requests.idle & ~writer.header.valid)]
 
         # Requests in: writes and starts to the engines.
         wiring.connect(m, link.rx, requests.bytes)

@@ -123,13 +123,14 @@ def test_response_writer_frames_status_and_data(py_rng):
             ctx.set(dut.header.payload, {"opcode": opcode, "seq": seq, "status": status,
                                          "length": len(data)})
             ctx.set(dut.header.valid, 1)
-            await ctx.tick().until(dut.header.ready)
-            ctx.set(dut.header.valid, 0)
             for byte in data:
                 ctx.set(dut.data.payload, byte)
                 ctx.set(dut.data.valid, 1)
                 await ctx.tick().until(dut.data.ready)
                 ctx.set(dut.data.valid, 0)
+            # The header is read while the frame goes out and taken after its CRC.
+            await ctx.tick().until(dut.header.ready)
+            ctx.set(dut.header.valid, 0)
         for _ in range(40):
             await ctx.tick()
         finished["produce"] = True

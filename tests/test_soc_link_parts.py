@@ -1,18 +1,20 @@
 """The SoC's link components around the request path, in Amaranth's simulator: the host
 link (UART pins and byte port), the result placer and the responder."""
 
+import random
+
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from tritile.hw.host_link import HostLink
+from tritile.hw.host_link import HostLink, ReceiveFIFO
 from tritile.hw.responder import Responder, Source
 from tritile.hw.result_placer import ResultPlacer
 from tritile.sw import protocol
 from tritile.sw.engines import ENGINES
 
-from helpers import simulate, stream_get, stream_put, watch_stream
+from helpers import seed, simulate, stream_get, stream_get_many, stream_put, watch_stream
 from test_device import TEST_CONFIG
 
 
@@ -49,6 +51,30 @@ def test_host_link_carries_bytes_both_ways_over_uart_and_byte_port():
 
     simulate(dut, bench, loopback, processes=[watch_stream(dut.rx, "rx", violations)])
     assert received == data + [0x42, 0x24] and not violations
+
+
+def test_receive_fifo_keeps_order_through_full_and_empty():
+    rng = random.Random(seed())
+    dut = ReceiveFIFO(8)
+    data = [rng.randrange(256) for _ in range(60)]
+    received, violations = [], []
+
+    async def produce(ctx):
+        for byte in data:
+            await stream_put(ctx, dut.w_stream, byte)
+
+    async def consume(ctx):
+        # Nothing taken: full after 9 bytes (8 in the RAM, 1 on offer).
+        await ctx.tick().repeat(40)
+        assert ctx.get(dut.r_stream.valid) and not ctx.get(dut.w_stream.ready)
+        # Slow (the FIFO stays full), then fast (it runs empty).
+        received.extend(await stream_get_many(ctx, dut.r_stream, 30, rng, ready_share=0.1))
+        received.extend(await stream_get_many(ctx, dut.r_stream, 30, rng, ready_share=0.9))
+
+    simulate(dut, produce, consume, processes=[watch_stream(dut.r_stream, "r", violations)])
+    assert received == data and not violations
+    with pytest.raises(ValueError, match="depth must be a power of 2"):
+        ReceiveFIFO(6)
 
 
 def _placer_layer(ctx, placer, **fields):
@@ -125,11 +151,15 @@ def test_responder_sends_each_source():
     async def produce(ctx):
         ctx.set(dut.busy_cycles, 0x01020304)
         ctx.set(dut.mac_cycles, 0x0A0B0C0D)
-        for _ in range(3):              # three frames counted before STATS is read
+        for i in range(3):              # three frames and two overruns before STATS
             ctx.set(dut.events.frames, 1)
+            ctx.set(dut.overrun, i < 2)
             await ctx.tick()
             ctx.set(dut.events.frames, 0)
+            ctx.set(dut.overrun, 0)
             await ctx.tick().repeat(8)
+        # Past the cycle counter's low byte: its carries count in the RAM.
+        await ctx.tick().repeat(1000)
         for source, length, base, output8 in ((Source.CAPABILITY, 10, 0, 0),
                                               (Source.CYCLES, 8, 0, 0),
                                               (Source.OUTPUT, 6, 5, 0),
@@ -140,10 +170,11 @@ def test_responder_sends_each_source():
                 "base": base, "output8": output8})
 
     async def consume(ctx):
+        # As the writer does: data bytes while the header is offered, then the header.
         for length in (10, 8, 6, 3, 28):
+            frames.append(bytes([await stream_get(ctx, dut.data) for _ in range(length)]))
             header = await stream_get(ctx, dut.header)
             assert header.length == length
-            frames.append(bytes([await stream_get(ctx, dut.data) for _ in range(length)]))
 
     simulate(m, produce, consume, processes=[watch_stream(dut.data, "data", violations),
                                              watch_stream(dut.header, "header", violations)])
@@ -152,7 +183,9 @@ def test_responder_sends_each_source():
     assert frames[:4] == [capability, bytes.fromhex("040302010d0c0b0a"), words[5:11],
                           bytes(words[i * 4] for i in range(2, 5))]
     stats = protocol.parse_stats(frames[4])
-    assert stats["frames"] == 3 and stats["bad_crc"] == 0 and stats["cycles"] > 0
+    assert (stats["frames"], stats["overruns"], stats["bad_crc"]) == (3, 2, 0)
+    # The STATS bytes are read over a few dozen cycles after about 1100 cycles.
+    assert 1000 < stats["cycles"] < 2000
     assert not violations, violations[:3]
 
 
@@ -172,10 +205,10 @@ def test_responder_sends_a_programs_counter_words():
                                              "length": 24, "source": Source.PROGRAM})
 
     async def consume(ctx):
-        header = await stream_get(ctx, dut.header)
-        assert header.length == 24
         for _ in range(24):
             sent.append(await stream_get(ctx, dut.data))
+        header = await stream_get(ctx, dut.header)
+        assert header.length == 24
 
     simulate(m, produce, consume)
     assert protocol.parse_program_run(bytes(sent), 3) == [

@@ -1,0 +1,67 @@
+"""A simple dual-port block RAM whose read of a byte being written is undefined.
+
+An Amaranth read port promises the old data when the same cycle writes its address; the
+iCE40's RAM does not, so yosys adds registers and multiplexers around each such port to
+emulate it (about 25 logic cells per RAM, more with wider data). The link's RAMs never
+read an address in the cycle it is written (a FIFO reads only what an earlier cycle
+wrote, the frame buffer is read only between frames, a counter reads the byte after the
+one it writes), so :class:`BlockRAM` gives up the promise: an asynchronous read with a
+register behind it and the ``no_rw_check`` attribute, which yosys merges into the RAM's
+own read register with a don't-care collision.
+"""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["BlockRAM"]
+
+
+class BlockRAM(wiring.Component):
+    """A RAM with one write port and one registered read port, no read-during-write.
+
+    Parameters
+    ----------
+    width : int
+        Bits of a word.
+    depth : int
+        Words.
+    init : iterable of int
+        The first words' initial values (the others start at 0).
+
+    Members
+    -------
+    write_addr : In(range(depth))
+    write_data : In(width)
+    write_en : In(1)
+        Write ``write_data`` at ``write_addr``.
+    read_addr : In(range(depth))
+    read_en : In(1, init=1)
+        Read ``read_addr``: ``read_data`` shows its word from the next cycle, undefined
+        if this cycle writes that address; it holds while ``read_en`` is low.
+    read_data : Out(width)
+    """
+
+    def __init__(self, width, depth, init=()):
+        self.width = width
+        self.depth = depth
+        self.init = list(init)
+        super().__init__({
+            "write_addr": In(range(depth)), "write_data": In(width), "write_en": In(1),
+            "read_addr": In(range(depth)), "read_en": In(1, init=1),
+            "read_data": Out(width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth,
+                                              init=self.init,
+                                              attrs={"no_rw_check": 1, "ram_style": "block"})
+        write = memory.write_port()
+        read = memory.read_port(domain="comb")
+        m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),
+                     write.en.eq(self.write_en), read.addr.eq(self.read_addr)]
+        with m.If(self.read_en):
+            m.d.sync += self.read_data.eq(read.data)
+        return m
