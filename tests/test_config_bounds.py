@@ -36,6 +36,6 @@ def test_preset_figures_are_fixed():
         "sim-small": ("84708a86", 16, 64),
         "icebreaker": ("451465ef", 12, 0),
         "icebreaker-ternary": ("6b06146e", 0, 32),
-        "ulx3s-85f": ("5a2dbfaf", 144, 512),
+        "ulx3s-85f": ("03d2cfba", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),
     }
