@@ -106,7 +106,7 @@ def build(builds, args):
         board = BOARDS[name]
         config = load_config(config) if config else PRESETS[board.preset]
         point = SweepPoint(config, board.name, "pnr", 1,
-                           tool_versions(flow_tools(board.family)), attempts=ATTEMPTS)
+                           tool_versions(flow_tools(board.family)), attempts=args.attempts)
         entries.append(SweepEntry({"build": build}, point))
     records = run_sweep(entries, ResultStore(args.out), scheduler=args.scheduler,
                         workers=args.workers,
@@ -128,6 +128,9 @@ def main():
     parser.add_argument("--workers", type=int, default=1,
                         help="workers of the local cluster (default 1)")
     parser.add_argument("--scheduler", help="address of a Dask scheduler to build on")
+    parser.add_argument("--attempts", type=int, default=ATTEMPTS,
+                        help=f"placement seeds a build tries until its clock is met "
+                             f"(default {ATTEMPTS})")
     parser.add_argument("--docs", default="docs/boards.md")
     parser.add_argument("--reports", nargs="+", metavar="REPORT",
                         help="tabulate these report.json files instead of building")

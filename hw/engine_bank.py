@@ -14,7 +14,6 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.engines import ENGINES, engine
 from tritile.sw.protocol import Target
 
-from .dsp import shift_add_product
 from .facts import START_FIELDS, WALK_FIELDS
 from .program_sequencer import LAYER_LAYOUT
 from .request_checker import PROBLEM_LAYOUT
@@ -22,7 +21,7 @@ from .requantizer import RESULT_LAYOUT, Requantizer
 from .write_walker import byte_write_layout
 
 __all__ = ["ACT_WRITE_LAYOUT", "engine_names", "target_sizes", "weight_limits",
-           "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
+           "times_const", "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
 
 #: One int8 result written into an engine's activation memory, at a word and a byte of it.
 ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24),
@@ -57,6 +56,18 @@ def weight_limits(config):
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
 
 
+def times_const(value, constant):
+    """Return ``value * constant`` for an unsigned ``value`` and a constant: one shifted
+    copy of ``value`` per set bit of ``constant``, summed as a balanced tree, so the path
+    is ``ceil(log2 ones)`` adders, not one per bit."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
+    return terms[0]
+
+
 def floor_div_const(value, divisor):
     """Return ``value // divisor`` for an unsigned ``value`` and a constant ``divisor``.
 
@@ -69,7 +80,7 @@ def floor_div_const(value, divisor):
         return value >> (divisor.bit_length() - 1)
     shift = len(value) + 1 + divisor.bit_length()
     reciprocal = -(-(1 << shift) // divisor)
-    return shift_add_product(Const(reciprocal), value) >> shift
+    return times_const(value, reciprocal) >> shift
 
 
 def divmod_const(value, divisor):
@@ -77,7 +88,7 @@ def divmod_const(value, divisor):
     quotient = floor_div_const(value, divisor)
     if divisor & (divisor - 1) == 0:
         return quotient, value[:divisor.bit_length() - 1]
-    remainder = (value - shift_add_product(quotient, Const(divisor)))[:len(value)]
+    remainder = (value - times_const(quotient, divisor))[:len(value)]
     return quotient, remainder[:max(1, (divisor - 1).bit_length())]
 
 
@@ -112,9 +123,12 @@ class EngineBank(wiring.Component):
     Members
     -------
     write : In(stream.Signature(byte_write_layout(addr_bits)))
-        Bytes for the engines' memories and the parameters.
+        Bytes for the engines' memories and the parameters; each is held in a register
+        for a cycle (or until its core takes it) on its way in.
     start : In(stream.Signature(PROBLEM_LAYOUT))
-        Starts a problem on engine ``start.payload.engine`` (which must be present).
+        Starts a problem on engine ``start.payload.engine`` (which must be present). The
+        core takes it from its second cycle offered, and never before the last write has
+        reached the core.
     layer : In(LAYER_LAYOUT)
         The layer running or last run: its ``engine`` (the core whose results and counters
         are routed out), ``param_base``, and (with ``program``) walk and weight base.
@@ -146,14 +160,17 @@ class EngineBank(wiring.Component):
         })
 
     @staticmethod
-    def _dense_start(problem, chunk):
+    def _dense_start(m, problem, chunk):
         """Yield ``(field, value)`` of a core's start for the dense ``problem`` of a RUN.
 
         The dense walk is the 1 x 1 window over a 1 x M map of ``CT = ceil(K / chunk)``
         words a pixel (:meth:`tritile.sw.engines.EngineSpec.walk`): every step is CT and the
-        origin 0, so no multiplier sits between the request and the core.
+        origin 0, so no multiplier sits between the request and the core. CT is
+        registered (a chunk that is not a power of two divides by a tree of adders): the
+        start reaches the core one cycle after it is offered (see :meth:`elaborate`).
         """
-        chunks = ceil_div_const(problem.k, chunk)
+        chunks = Signal(START_FIELDS["chunks"], name=f"dense_chunks_{chunk}")
+        m.d.sync += chunks.eq(ceil_div_const(problem.k, chunk))
         values = {"m": problem.m, "k": problem.k, "n": problem.n, "raw": problem.raw,
                   "relu": problem.relu, "in_h": 1, "in_w": problem.m, "chunks": chunks,
                   "out_h": 1, "out_w": problem.m, "kernel_w": 1, "stride_y": 1,
@@ -167,12 +184,24 @@ class EngineBank(wiring.Component):
         m = Module()
         m.submodules.requantizer = requantizer = Requantizer(self.config)
         wiring.connect(m, requantizer.out, wiring.flipped(self.results))
-        write = self.write.payload
+        # Writes are registered on their way in, so no path runs from the link's frame
+        # buffer into a core's write logic (the base-3 decoder, the memories' enables).
+        write = Signal.like(self.write.payload, name="write_held")
+        write_valid = Signal()
+        write_taken = Signal()          # the held write leaves this cycle
+        m.d.comb += [write_taken.eq(1), self.write.ready.eq(~write_valid | write_taken)]
+        with m.If(self.write.ready):
+            m.d.sync += [write.eq(self.write.payload), write_valid.eq(self.write.valid)]
         start = self.start.payload
         layer = self.layer
         place = self.place.payload
-        m.d.comb += [self.write.ready.eq(1), self.place.ready.eq(1),
-                     requantizer.param_base.eq(layer.param_base)]
+        m.d.comb += [self.place.ready.eq(1), requantizer.param_base.eq(layer.param_base)]
+        # A start is passed on from its second cycle offered, when the registers of the
+        # dense walk hold its payload's (a stream's payload holds while it is offered),
+        # and once the held write has reached its core.
+        settled = Signal()
+        m.d.sync += settled.eq(self.start.valid & ~self.start.ready)
+        passed = settled & ~write_valid
 
         for name in self.engines:
             spec = engine(name)
@@ -200,31 +229,32 @@ class EngineBank(wiring.Component):
                 *(core.start.payload[field].eq(
                     Mux(self.program, layer[field], value) if field in _LAYER_START
                     else value)
-                  for field, value in self._dense_start(start, spec.chunk(self.config))),
+                  for field, value in self._dense_start(m, start, spec.chunk(self.config))),
             ]
             with m.If(Cat(*(write.target == t for t in spec.targets)).any()):
-                m.d.comb += [core.write.valid.eq(self.write.valid),
-                             self.write.ready.eq(core.write.ready)]
+                m.d.comb += [core.write.valid.eq(write_valid),
+                             write_taken.eq(core.write.ready)]
             # A placed byte: word `w`, byte `b` of the activation memory is byte address
             # w * stride + b of its target (strides are powers of two).
             _, stride = spec.act_runs(self.config)
             with m.If(self.place.valid & (place.engine == spec.protocol_id)):
                 m.d.comb += [
                     core.write.valid.eq(1),
+                    write_taken.eq(0),
                     core.write.payload.target.eq(spec.core_target(spec.targets[0])),
                     core.write.payload.addr.eq(
                         Cat(place.byte[:(stride - 1).bit_length()], place.word)),
                     core.write.payload.data.eq(place.data),
                 ]
             with m.If(start.engine == spec.protocol_id):
-                m.d.comb += [core.start.valid.eq(self.start.valid),
-                             self.start.ready.eq(core.start.ready)]
+                m.d.comb += [core.start.valid.eq(self.start.valid & passed),
+                             self.start.ready.eq(core.start.ready & passed)]
 
         # A PARAMS record is collected byte by byte and written as its last byte arrives.
         record = Signal(64)
         param_write = requantizer.param_write
         complete = Cat(record[:56], write.data)
-        with m.If(self.write.valid & (write.target == Target.PARAMS)):
+        with m.If(write_valid & (write.target == Target.PARAMS)):
             m.d.sync += record.word_select(write.addr[:3], 8).eq(write.data)
             m.d.comb += param_write.valid.eq(write.addr[:3] == 7)
         m.d.comb += [

@@ -24,8 +24,7 @@ from tritile.sw.engines import ENGINES
 from tritile.sw.numerics import MULT_BITS
 from tritile.sw.protocol import LayerPool
 
-from .dsp import shift_add_product
-from .engine_bank import divmod_const
+from .engine_bank import divmod_const, times_const
 from .requantizer import RESULT_LAYOUT
 
 __all__ = ["POOL_LAYOUT", "Pooling", "pool_layer"]
@@ -84,7 +83,7 @@ class Pooling(wiring.Component):
     """
 
     #: Cycles from a result on ``results`` to its pooled value on ``pooled``.
-    LATENCY = 7
+    LATENCY = 8
 
     @classmethod
     def for_engines(cls, config, engines):
@@ -117,11 +116,19 @@ class Pooling(wiring.Component):
         accepted = self.results.valid
 
         entry_shape = range(self.depth)
+        # The result's slot in its pooled pixel's entries, beside the pixel: dividing the
+        # column by a tile that is not a power of two is a chain of adders of its own.
+        slot = Const(0, 1)
+        for engine, tile in self.tiles.items():
+            _, remainder = divmod_const(result.col, tile)
+            slot = Mux(layer.engine == engine, remainder, slot)
         s1 = Signal(data.StructLayout({
             "valid": 1, "col": unsigned(16), "value": signed(32), "row": unsigned(16),
-            "px": unsigned(16), "fresh": 1, "final": 1, "keep": 1}))
+            "px": unsigned(16), "slot": range(self.tile), "fresh": 1, "final": 1,
+            "keep": 1}))
         m.d.sync += [
             s1.valid.eq(accepted), s1.col.eq(result.col), s1.value.eq(result.value),
+            s1.slot.eq(slot),
             s1.row.eq(Mux(pooling, after.row_base + after.px, result.row)),
             s1.px.eq(after.px),
             s1.fresh.eq(~pooling | ((after.wx == 0) & (after.wy == 0))),
@@ -133,13 +140,8 @@ class Pooling(wiring.Component):
         m.submodules.line = line = Memory(shape=signed(32), depth=self.depth, init=[])
         write = line.write_port()
         read = line.read_port(transparent_for=(write,))
-        slot = Const(0, 1)
-        for engine, tile in self.tiles.items():
-            _, remainder = divmod_const(s1.col, tile)
-            slot = Mux(layer.engine == engine, remainder, slot)
         entry = Signal(entry_shape)
-        m.d.comb += [entry.eq(shift_add_product(s1.px[:bits_for(self.depth)],
-                                                 Const(self.tile)) + slot),
+        m.d.comb += [entry.eq(times_const(s1.px[:bits_for(self.depth)], self.tile) + s1.slot),
                      read.addr.eq(entry), read.en.eq(1)]
         entry_layout = data.StructLayout({
             "valid": 1, "col": unsigned(16), "value": signed(32), "row": unsigned(16),
@@ -175,24 +177,32 @@ class Pooling(wiring.Component):
         m.d.sync += [s4.valid.eq(s3.valid & s3.final), s4.row.eq(s3.row), s4.col.eq(s3.col),
                      s5_value.eq(combined)]
 
-        # -- stages 4 to 6: the average's requantization (see Requantizer) --------------
+        # -- stages 4 to 7: the average's requantization (see Requantizer) --------------
+        # The 32 x 15-bit product is taken as two 16-bit halves' products, each one
+        # multiplier block with nothing after it, and summed in the next cycle.
         average = layer.mode == LayerPool.AVERAGE
-        s5, s6 = Signal(tag), Signal(tag)
+        s5, s6, s7 = Signal(tag), Signal(tag), Signal(tag)
+        mult = layer.mult[:MULT_BITS]
+        low = Signal(unsigned(16 + MULT_BITS))
+        high = Signal(signed(16 + MULT_BITS + 1))
         product = Signal(signed(32 + MULT_BITS + 1))
         shift_m1 = Signal(8)
         t = Signal(signed(32 + MULT_BITS + 1))
-        passed5, passed6 = Signal(signed(32)), Signal(signed(32))
+        passed5, passed6, passed7 = (Signal(signed(32), name=f"passed{i}") for i in (5, 6, 7))
         m.d.sync += [
-            s5.eq(s4), s6.eq(s5), passed5.eq(s5_value), passed6.eq(passed5),
-            product.eq(s5_value * layer.mult[:MULT_BITS]),
+            s5.eq(s4), s6.eq(s5), s7.eq(s6),
+            passed5.eq(s5_value), passed6.eq(passed5), passed7.eq(passed6),
+            low.eq(s5_value[:16] * mult),
+            high.eq(s5_value[16:].as_signed() * mult),
+            product.eq(low + (high << 16)),
             shift_m1.eq(layer.shift - 1),
             t.eq(product >> shift_m1),
         ]
         out = self.pooled.payload
-        m.d.sync += [self.pooled.valid.eq(s6.valid), out.row.eq(s6.row), out.col.eq(s6.col)]
+        m.d.sync += [self.pooled.valid.eq(s7.valid), out.row.eq(s7.row), out.col.eq(s7.col)]
         # (t + 1) >> 1 is above 127 when t >= 255, below -128 when t < -257.
         with m.If(~average):
-            m.d.sync += out.value.eq(passed6)
+            m.d.sync += out.value.eq(passed7)
         with m.Elif(t >= 255):
             m.d.sync += out.value.eq(127)
         with m.Elif(t < -257):
@@ -200,7 +210,7 @@ class Pooling(wiring.Component):
         with m.Else():
             m.d.sync += out.value.eq((t[:10].as_signed() + 1) >> 1)
         m.d.comb += self.busy.eq(s1.valid | s2.valid | s3.valid | s4.valid | s5.valid
-                                 | s6.valid | self.pooled.valid)
+                                 | s6.valid | s7.valid | self.pooled.valid)
         return m
 
 

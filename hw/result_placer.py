@@ -1,6 +1,6 @@
 """Placement of a layer's results: the output memory, or a feature map in an activation memory."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
@@ -41,7 +41,7 @@ class ResultPlacer(wiring.Component):
     chunk`` (``chunk`` of that engine), the value's low byte (an int8). ``row * width``
     takes two steps: the products of the low and the high half of the row's bits are
     registered, then their sum plus the base and ``col'`` is the address (narrow factors,
-    ``row < max_m``; a chain of adders per row bit would limit the clock). Output words
+    ``row < max_m``). A result reaches its memory three cycles after it arrived. Output words
     past the memory are dropped, as are activation words past the engine's memory (by
     the core), and results outside the problem (``row >= m`` or ``col >= n``).
 
@@ -91,36 +91,52 @@ class ResultPlacer(wiring.Component):
             chosen = layer.dest_engine == engine
             word_col, byte = Mux(chosen, quotient, word_col), Mux(chosen, remainder, byte)
 
+        # Three stages, each with one adder or multiplier chain at most: the column's
+        # word and byte and the operands (a tile that is not a power of two divides by
+        # a chain of adders); the two halves of `row * width` and the column's word; their
+        # sum, the address (a chain of adders per row bit would limit the clock).
         row_bits, width_bits = bits_for(config.max_m - 1), bits_for(config.max_n)
         half = (row_bits + 1) // 2
-        width = Mux(layer.to_output, layer.n, layer.dest_chunks)[:width_bits]
-        part_lo = Signal(half + width_bits)
-        part_hi = Signal(row_bits - half + width_bits)
-        part_col = Signal(24)
-        part_byte = Signal(8)
-        part_value = Signal(32)
+        taken = Signal(data.StructLayout({
+            "valid": 1, "row": unsigned(row_bits), "col": unsigned(col_bits),
+            "word_col": unsigned(col_bits), "byte": unsigned(8), "value": signed(32)}))
         m.d.comb += self.results.ready.eq(1)
         m.d.sync += [
-            self.pending.eq(self.results.valid & (result.row < layer.m)
-                            & (result.col < layer.n)),
-            part_lo.eq(shift_add_product(result.row[:half], width)),
-            part_hi.eq(shift_add_product(result.row[half:row_bits], width)),
-            part_col.eq(Mux(layer.to_output, layer.out_base + col,
-                            layer.dest_base + word_col)),
-            part_byte.eq(byte),
-            part_value.eq(result.value),
+            taken.valid.eq(self.results.valid & (result.row < layer.m)
+                           & (result.col < layer.n)),
+            taken.row.eq(result.row), taken.col.eq(col), taken.word_col.eq(word_col),
+            taken.byte.eq(byte), taken.value.eq(result.value),
         ]
-        # The sum goes straight to the memory's address (two adders, no register).
-        address = Signal(25)
+        width = Mux(layer.to_output, layer.n, layer.dest_chunks)[:width_bits]
+        parts = Signal(data.StructLayout({
+            "valid": 1, "lo": unsigned(half + width_bits),
+            "hi": unsigned(row_bits - half + width_bits), "col": unsigned(24),
+            "byte": unsigned(8), "value": signed(32)}))
+        m.d.sync += [
+            parts.valid.eq(taken.valid),
+            parts.lo.eq(shift_add_product(taken.row[:half], width)),
+            parts.hi.eq(shift_add_product(taken.row[half:row_bits], width)),
+            parts.col.eq(Mux(layer.to_output, layer.out_base + taken.col,
+                             layer.dest_base + taken.word_col)),
+            parts.byte.eq(taken.byte), parts.value.eq(taken.value),
+        ]
+        placed = Signal(data.StructLayout({
+            "valid": 1, "address": unsigned(25), "byte": unsigned(8), "value": signed(32)}))
+        m.d.sync += [
+            placed.valid.eq(parts.valid),
+            placed.address.eq(parts.lo + (parts.hi << half) + parts.col),
+            placed.byte.eq(parts.byte), placed.value.eq(parts.value),
+        ]
         m.d.comb += [
-            address.eq(part_lo + (part_hi << half) + part_col),
-            self.write.addr.eq(address),
-            self.write.data.eq(part_value),
-            self.write.en.eq(self.pending & layer.to_output & (address < config.out_depth)),
-            self.act.valid.eq(self.pending & ~layer.to_output),
+            self.pending.eq(taken.valid | parts.valid | placed.valid),
+            self.write.addr.eq(placed.address),
+            self.write.data.eq(placed.value),
+            self.write.en.eq(placed.valid & layer.to_output
+                             & (placed.address < config.out_depth)),
+            self.act.valid.eq(placed.valid & ~layer.to_output),
             self.act.payload.engine.eq(layer.dest_engine),
-            self.act.payload.word.eq(address),
-            self.act.payload.byte.eq(part_byte),
-            self.act.payload.data.eq(part_value[:8]),
+            self.act.payload.word.eq(placed.address),
+            self.act.payload.byte.eq(placed.byte),
+            self.act.payload.data.eq(placed.value[:8]),
         ]
         return m

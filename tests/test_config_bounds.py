@@ -40,6 +40,6 @@ def test_preset_figures_are_fixed():
         "icebreaker-int8": ("94cdd712", 16, 0),
         "icebreaker-both": ("aa5175b9", 16, 64),
         "icebreaker-ternary": ("1097cf75", 0, 32),
-        "ulx3s-85f": ("b84dbd6a", 144, 512),
+        "ulx3s-85f": ("03d2cfba", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),
     }

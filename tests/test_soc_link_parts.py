@@ -96,7 +96,9 @@ def test_result_placer_writes_row_major_and_drops_results_outside_the_problem():
         for row, col, value in results:
             await stream_put(ctx, placer.results, {"row": row, "col": col, "value": value})
             assert not ctx.get(placer.act.valid)
-        await ctx.tick().repeat(3)
+        while ctx.get(placer.pending):
+            await ctx.tick()
+        await ctx.tick()
         for address in range(TEST_CONFIG.out_depth):
             ctx.set(read.addr, address)
             index = address - base
@@ -122,7 +124,9 @@ def test_result_placer_writes_feature_maps_in_the_destination_engines_chunks(des
                       dest_base=base, dest_chunks=dest_chunks)
         for row, col, value in results:
             await stream_put(ctx, placer.results, {"row": row, "col": col, "value": value})
-        await ctx.tick().repeat(3)
+        while ctx.get(placer.pending):
+            await ctx.tick()
+        await ctx.tick()
 
     async def collect(ctx):
         async for _, _, valid, payload, write_en in ctx.tick().sample(
