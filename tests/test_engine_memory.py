@@ -61,7 +61,7 @@ def test_a_single_port_memory_is_sprams_side_by_side_on_ice40():
 def test_the_presets_put_their_large_memories_in_the_four_sprams():
     assert single_port_memories(PRESETS["icebreaker"]) == {"systolic_act": 2,
                                                           "systolic_weights": 2}
-    assert single_port_memories(PRESETS["icebreaker-ternary"]) == {"ternary_weights": 4}
+    assert single_port_memories(PRESETS["icebreaker-ternary"]) == {"ternary_act": 4}
 
 
 def test_program_mode_keeps_the_activation_memories_two_ported():

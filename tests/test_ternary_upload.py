@@ -1,6 +1,6 @@
 """Ternary weight uploads on the simulated board for a config whose L*P is no multiple of 5.
 
-icebreaker-ternary holds 4 x 8 = 32 trits a word, so the base-3 stream crosses word ends at
+icebreaker-ternary holds 8 x 8 = 64 trits a word, so the base-3 stream crosses word ends at
 every phase of its bytes; the results of both packings are bit-exact against the golden
 model, and the base-3 upload is the stream of the whole image at 1.6 bits per trit.
 """
