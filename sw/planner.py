@@ -11,7 +11,8 @@ import dataclasses
 from .arith import ceil_div
 from .config import AcceleratorConfig
 
-__all__ = ["EnginePlan", "plan_gemm", "plan_ternary", "plan_conv", "check_problem"]
+__all__ = ["EnginePlan", "plan_gemm", "plan_ternary", "plan_conv", "plan_in_place",
+           "check_problem"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,5 +217,17 @@ def plan_conv(config, engine, window, images, height, width, channels, n):
     if max(window.stride) > ceil_div(config.max_k, chunk):
         raise ValueError(f"stride {window.stride} must be at most ceil(max_k / {chunk}) = "
                          f"{ceil_div(config.max_k, chunk)} (the walk's register width)")
+    return plan_in_place(config, engine, m, k, n)
+
+
+def plan_in_place(config, engine, m, k, n):
+    """Return the :class:`EnginePlan` of an M x K x N GEMM on ``engine`` ("systolic" or
+    "ternary") whose activations are read in place.
+
+    The schedule of :func:`plan_gemm` / :func:`plan_ternary` without RUN's rules on the
+    problem (``m*k <= act_depth``, the limits): a convolution or a program's layer reads
+    its map where it lies, which the caller checks (:func:`plan_conv`,
+    :func:`tritile.sw.program_model.descriptor_problems`). The weights must fit.
+    """
     plan = _systolic_plan if engine == "systolic" else _ternary_plan
     return plan(config, m, k, n)

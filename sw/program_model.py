@@ -35,10 +35,10 @@ from .arith import ceil_div
 from .engines import ENGINES, engine
 from .numerics import requantize
 from .packing import unpack_trits_2bit
-from .ternary_layout import base3_write, ternary_geometry
-from .planner import _systolic_plan, _ternary_plan
+from .planner import plan_in_place
 from .protocol import (LAYER_SIZE, PARAM_RECORD, WRITABLE_TARGETS, Engine, LayerFlag,
                        LayerPool, ProtocolError, Status, Target, decode_layer, target_size)
+from .ternary_layout import base3_write, ternary_geometry
 
 __all__ = ["ProgramModelError", "ProgramMachine", "param_capacity", "act_words",
            "weight_words", "layer_weight_words", "layer_cycles", "descriptor_problems",
@@ -92,9 +92,7 @@ def layer_cycles(config, spec, m, k, n):
     The planner's schedule without RUN's ``m*k <= act_depth`` rule: a layer reads its
     map in place, whose size :func:`descriptor_problems` checks instead.
     """
-    spec = engine(spec)
-    plan = _systolic_plan if spec.name == "systolic" else _ternary_plan
-    return plan(config, m, k, n).cycles
+    return plan_in_place(config, engine(spec).name, m, k, n).cycles
 
 
 def descriptor_problems(config, fields):
