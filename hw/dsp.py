@@ -11,8 +11,8 @@ from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "DUAL_MUL8_SB_MAC16",
-           "ice40_dual_mul8_restore"]
+__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "is_ice40",
+           "DUAL_MUL8_SB_MAC16", "ice40_dual_mul8_restore"]
 
 #: The SB_MAC16 configuration of :class:`DualMul8` on iCE40: 8 x 8 mode,
 #: F = A[15:8] * B[15:8] on O[31:16], G = A[7:0] * B[7:0] on O[15:0], both signed; no
@@ -55,6 +55,18 @@ def shift_add_product(a, b):
     for bit in range(len(a)):
         total = total + Mux(a[bit], b << bit, 0)
     return total
+
+
+def times_const(value, constant):
+    """Return ``value * constant`` for an unsigned ``value`` and a constant: one shifted
+    copy of ``value`` per set bit of ``constant``, summed as a balanced tree, so the path
+    is ``ceil(log2 ones)`` adders, not one per bit."""
+    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
+    return terms[0]
 
 
 class SerialMultiplier(wiring.Component):
@@ -100,7 +112,8 @@ class SerialMultiplier(wiring.Component):
         return m
 
 
-def _is_ice40(platform):
+def is_ice40(platform):
+    """Return whether ``platform`` is an iCE40 (SiliconBlue) platform."""
     from amaranth.vendor import SiliconBluePlatform
 
     return isinstance(platform, SiliconBluePlatform)
@@ -126,7 +139,7 @@ class DualMul8(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if platform is None or not _is_ice40(platform):
+        if platform is None or not is_ice40(platform):
             m.d.comb += [self.p0.eq(self.a0 * self.b0), self.p1.eq(self.a1 * self.b1)]
             return m
         out = Signal(32)

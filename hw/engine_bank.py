@@ -7,13 +7,14 @@ its core (``spec.make_core``), and here the routing of writes, starts and result
 from the running core.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw.engines import ENGINES, engine
 from tritile.sw.protocol import Target
 
+from .dsp import times_const
 from .facts import START_FIELDS, WALK_FIELDS
 from .program_sequencer import LAYER_LAYOUT
 from .request_checker import PROBLEM_LAYOUT
@@ -21,7 +22,7 @@ from .requantizer import RESULT_LAYOUT, Requantizer
 from .write_walker import byte_write_layout
 
 __all__ = ["ACT_WRITE_LAYOUT", "engine_names", "target_sizes", "weight_limits",
-           "times_const", "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
+           "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
 
 #: One int8 result written into an engine's activation memory, at a word and a byte of it.
 ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24),
@@ -54,18 +55,6 @@ def target_sizes(config, engines):
 def weight_limits(config):
     """Return the weight capacity (the bound on a RUN's K*N) of every engine, by protocol id."""
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
-
-
-def times_const(value, constant):
-    """Return ``value * constant`` for an unsigned ``value`` and a constant: one shifted
-    copy of ``value`` per set bit of ``constant``, summed as a balanced tree, so the path
-    is ``ceil(log2 ones)`` adders, not one per bit."""
-    terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
-    return terms[0]
 
 
 def floor_div_const(value, divisor):

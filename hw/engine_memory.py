@@ -25,7 +25,7 @@ from tritile.sw.config import ConfigError
 from tritile.sw.systolic_layout import systolic_geometry
 from tritile.sw.ternary_layout import ternary_geometry
 
-from .dsp import _is_ice40
+from .dsp import is_ice40
 
 __all__ = ["SPRAM_WORDS", "SPRAM_WIDTH", "UP5K_SPRAMS", "EngineMemory",
            "single_port_memories", "spram_count", "check_ice40_memories"]
@@ -160,7 +160,7 @@ class EngineMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         writing = self.write_en.any()
-        if self.single_port and platform is not None and _is_ice40(platform):
+        if self.single_port and platform is not None and is_ice40(platform):
             self._sprams(m, writing)
             return m
         m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,

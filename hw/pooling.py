@@ -18,13 +18,14 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2
+from amaranth.utils import bits_for
 
 from tritile.sw.engines import ENGINES
 from tritile.sw.numerics import MULT_BITS
 from tritile.sw.protocol import LayerPool
 
-from .engine_bank import divmod_const, times_const
+from .dsp import times_const
+from .engine_bank import divmod_const
 from .requantizer import RESULT_LAYOUT
 
 __all__ = ["POOL_LAYOUT", "Pooling", "pool_layer"]
