@@ -122,6 +122,12 @@ class EngineMemory(wiring.Component):
         whatever the platform; on iCE40 it is ``ceil(width / 16)`` SB_SPRAM256KA side by
         side, and ``depth`` must be at most 16384. Otherwise a write and a read can share
         a cycle (block RAM), the read giving the word before the write.
+    read_during_write : bool
+        Of a two-port memory: a read of the word written in the same cycle gives the old
+        word (the default). ``False`` when its user never reads a word in the cycle it
+        writes it (or discards such a read): that read is then undefined on hardware, and
+        yosys maps the memory onto block RAM without the registers and multiplexers that
+        emulate the promise (docs/ternary.md gives what they cost).
 
     Members
     -------
@@ -139,7 +145,7 @@ class EngineMemory(wiring.Component):
         The bytes to write.
     """
 
-    def __init__(self, width, depth, *, single_port):
+    def __init__(self, width, depth, *, single_port, read_during_write=True):
         if not isinstance(width, int) or width <= 0 or width % 8:
             raise ValueError(f"Width must be a positive multiple of 8, not {width!r}")
         if not isinstance(depth, int) or depth <= 0:
@@ -148,6 +154,7 @@ class EngineMemory(wiring.Component):
             raise ValueError(f"Depth of a single-port memory must be at most {SPRAM_WORDS} "
                              f"(one SB_SPRAM256KA), not {depth}")
         self.width, self.depth, self.single_port = width, depth, single_port
+        self.read_during_write = read_during_write
         super().__init__({
             "read_addr": In(range(depth)),
             "read_en": In(1),
@@ -163,17 +170,26 @@ class EngineMemory(wiring.Component):
         if self.single_port and platform is not None and is_ice40(platform):
             self._sprams(m, writing)
             return m
-        m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
-                                              init=[])
-        write = memory.write_port(granularity=8)
-        read = memory.read_port(transparent_for=())
         read_en = self.read_en & ~writing if self.single_port else self.read_en
-        m.d.comb += [
-            write.addr.eq(self.write_addr), write.en.eq(self.write_en),
-            write.data.eq(self.write_data),
-            read.addr.eq(self.read_addr), read.en.eq(read_en),
-            self.read_data.eq(read.data),
-        ]
+        # Without the promise, yosys' `no_rw_check` leaves out the logic that emulates it.
+        attrs = {} if self.read_during_write or self.single_port else {"no_rw_check": 1}
+        m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
+                                              init=[], attrs=attrs)
+        write = memory.write_port(granularity=8)
+        m.d.comb += [write.addr.eq(self.write_addr), write.en.eq(self.write_en),
+                     write.data.eq(self.write_data)]
+        if attrs:
+            # An asynchronous read and a register behind it, which yosys merges into the
+            # RAM's read register with a don't-care collision (hw/block_ram.py).
+            read = memory.read_port(domain="comb")
+            data = Signal(self.width, reset_less=True)
+            m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(data)]
+            with m.If(read_en):
+                m.d.sync += data.eq(read.data)
+        else:
+            read = memory.read_port(transparent_for=())
+            m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(read_en),
+                         self.read_data.eq(read.data)]
         return m
 
     def _sprams(self, m, writing):

@@ -22,6 +22,7 @@ stalls the whole pipeline.
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 
+from tritile.sw.arith import ceil_div
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.ternary_layout import TARGET_ACTIVATIONS, ternary_geometry
 
@@ -110,7 +111,8 @@ class TernaryUnit(wiring.Component):
 
         # `start` waits for the memories' write register to empty, and an offered `start`
         # holds writes back, so every write reaches its memory before the first read.
-        m.submodules.memories = memories = TernaryMemories(geo, single_port_memories(config))
+        m.submodules.memories = memories = TernaryMemories(
+            geo, single_port_memories(config), program_mode=bool(config.max_layers))
         idle = ~self.busy
         starting = Signal()
         wiring.connect(m, wiring.flipped(self.write), memories.write)
@@ -198,7 +200,6 @@ class TernaryUnit(wiring.Component):
                 issuing.eq((start.m != 0) & (start.k != 0) & (start.n != 0)),
                 running.eq(1),
                 self.busy_cycles.eq(0),
-                self.mac_cycles.eq(0),
             ]
         return dims, issuing, walker, weight_base
 
@@ -218,6 +219,11 @@ class TernaryUnit(wiring.Component):
         # `single_row`: the problem has one K group, one row.
         last_k, last_row, last_tile = Signal(), Signal(), Signal()
         single_k, single_row = Signal(), Signal()
+        # A problem issues at most tiles x rows x groups of the limits: the count needs
+        # no more bits (a 32-bit counter with its clear took about 60 cells more on iCE40).
+        mac_cycles = Signal(range(ceil_div(config.max_n, lanes) * config.max_m
+                                  * ceil_div(config.max_k, fan_in) + 1))
+        m.d.comb += self.mac_cycles.eq(mac_cycles)
 
         # Tags carry no row or column: results leave in issue order, so the output bank
         # counts them itself.
@@ -230,12 +236,12 @@ class TernaryUnit(wiring.Component):
             first_row = (start.m <= 1) | (config.max_m <= 1)
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
             m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), trit_addr.eq(0),
-                         tile_trit_base.eq(0),
+                         tile_trit_base.eq(0), mac_cycles.eq(0),
                          last_k.eq(first_k), single_k.eq(first_k),
                          last_row.eq(first_row), single_row.eq(first_row),
                          last_tile.eq((start.n <= lanes) | (config.max_n <= lanes))]
         with m.Elif(issuing & advance):
-            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
+            m.d.sync += mac_cycles.eq(mac_cycles + 1)
             with m.If(~last_k):
                 m.d.comb += walker.k_step.eq(KStep.NEXT)
                 m.d.sync += [k_base.eq(k_base + fan_in), trit_addr.eq(trit_addr + 1),

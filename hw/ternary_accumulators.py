@@ -6,7 +6,7 @@ while the next row computes; a row that finishes while the bank still drains sta
 unit's whole pipeline (``stall``), so no sum is lost.
 """
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,6 +78,11 @@ class TernaryAccumulators(wiring.Component):
         # synchronous reset of their flip-flops, not a multiplexer in front of each adder.
         row_done = self.valid & self.last & advance
         clear_acc = row_done | self.clear
+        out = self.acc
+        sending = out.valid & out.ready
+        # A row ends only into an empty bank (it stalls otherwise), so `draining`, one
+        # flip-flop, picks between taking the totals and shifting a lane out: one LUT a
+        # bit, where the row's end (four signals) and a total needed two.
         for lane in range(lanes):
             acc = Signal(signed(acc_bits), name=f"acc{lane}", reset_less=True)
             total = Signal(signed(acc_bits), name=f"total{lane}")
@@ -86,15 +91,15 @@ class TernaryAccumulators(wiring.Component):
                 m.d.sync += acc.eq(0)
             with m.Elif(self.valid & advance):
                 m.d.sync += acc.eq(total)
-            with m.If(row_done):
-                m.d.sync += bank[lane].eq(total)
+            shifted = bank[lane + 1] if lane + 1 < lanes else bank[lane]
+            with m.If(row_done | sending):
+                m.d.sync += bank[lane].eq(Mux(self.draining, shifted, total))
 
         next_row = Signal(range(config.max_m))
         next_col = Signal(range(config.max_n))
         bank_row = Signal.like(next_row)
         bank_col = Signal.like(next_col)
         bank_lane = Signal(range(lanes + 1))
-        out = self.acc
         m.d.comb += [
             out.valid.eq(self.draining),
             out.payload.row.eq(bank_row),
@@ -110,8 +115,7 @@ class TernaryAccumulators(wiring.Component):
                 m.d.sync += [next_row.eq(0), next_col.eq(next_col + lanes)]
             with m.Else():
                 m.d.sync += next_row.eq(next_row + 1)
-        with m.Elif(out.valid & out.ready):
-            m.d.sync += [bank[i].eq(bank[i + 1]) for i in range(lanes - 1)]
+        with m.Elif(sending):
             m.d.sync += [bank_col.eq(bank_col + 1), bank_lane.eq(bank_lane + 1)]
             with m.If((bank_lane == lanes - 1) | (bank_col + 1 >= self.n)):
                 m.d.sync += self.draining.eq(0)

@@ -44,6 +44,11 @@ class TernaryMemories(wiring.Component):
     single_port : set of str
         ``ternary_act`` and/or ``ternary_weights``: the memories with one port
         (:func:`tritile.hw.engine_memory.single_port_memories`); none by default.
+    program_mode : bool
+        Results are placed into the activation memory while the unit reads it, so a
+        two-port activation memory keeps the read-during-write promise (the old word).
+        Otherwise neither memory is written while the unit reads, and neither makes it:
+        on iCE40 the promise costs a register and a multiplexer per bit of the word.
 
     Members
     -------
@@ -68,9 +73,10 @@ class TernaryMemories(wiring.Component):
         The weight word in the 2-bit code, trit ``l * P + j`` in bits ``2t .. 2t + 1``.
     """
 
-    def __init__(self, geometry, single_port=frozenset()):
+    def __init__(self, geometry, single_port=frozenset(), program_mode=False):
         self.geometry = geometry
         self.single_port = single_port
+        self.program_mode = program_mode
         super().__init__({
             "write": In(stream.Signature(WRITE_LAYOUT)),
             "accept": In(1),
@@ -87,10 +93,12 @@ class TernaryMemories(wiring.Component):
         geo = self.geometry
         m.submodules.act_mem = act_mem = EngineMemory(
             8 * geo.act_word_bytes, geo.act_words,
-            single_port="ternary_act" in self.single_port)
+            single_port="ternary_act" in self.single_port,
+            read_during_write=self.program_mode)
+        # Weights are written only while the unit is idle, when reads go unused.
         m.submodules.weight_mem = weight_mem = EngineMemory(
             8 * geo.weight_word_bytes, geo.weight_words,
-            single_port="ternary_weights" in self.single_port)
+            single_port="ternary_weights" in self.single_port, read_during_write=False)
 
         request = Signal(WRITE_LAYOUT)
         m.submodules.decode_base3 = decoder = TritBase3Decoder()
