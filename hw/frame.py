@@ -108,7 +108,9 @@ class FrameParser(wiring.Component):
         A complete request (or an error report); the dispatcher takes it (``ready``) when
         it has finished with the frame buffer, and the parser then receives the next one.
     read_addr : In(range(max_data))
-        Frame buffer address; ``read_data`` shows its byte one cycle later.
+        Frame buffer address; ``read_data`` shows its byte two cycles later (the buffer's
+        read is registered twice, so that no path runs from the block RAM's output into
+        the logic that uses the byte).
     read_data : Out(8)
     bad_crc, bad_length, timed_out : Out(1)
         One-cycle pulses for the dispatcher's counters.
@@ -137,7 +139,7 @@ class FrameParser(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Written while a frame arrives, read only while its request waits on `request`.
-        m.submodules.buffer = buffer = BlockRAM(8, self.max_data)
+        m.submodules.buffer = buffer = BlockRAM(8, self.max_data, output_register=True)
         m.d.comb += [buffer.read_addr.eq(self.read_addr), self.read_data.eq(buffer.read_data)]
 
         req = self.request.payload

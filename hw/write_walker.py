@@ -29,9 +29,9 @@ class WriteWalker(wiring.Component):
     through the same addresses with the same logic: a byte's address is its run's start
     plus its place in the run, and a run's end moves the start on by the stride. The
     first pass checks one address a cycle and stops at the first one out of range; the
-    second reads the data bytes from the frame buffer and writes them, one every two
-    cycles while the memories accept them (a byte arrives every 240 cycles at 1 Mbaud:
-    nothing here needs to be faster). Every address is checked, so of the request
+    second reads the data bytes from the frame buffer and writes them, one every three
+    cycles (a read takes two) while the memories accept them (a byte arrives every 240
+    cycles at 1 Mbaud: nothing here needs to be faster). Every address is checked, so of the request
     checker's rules (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs
     only a data length of 1 to ``max_data`` bytes, for which its counters are sized.
 
@@ -55,7 +55,7 @@ class WriteWalker(wiring.Component):
     read_addr : Out(range(max_data))
         Frame buffer address of the next data byte.
     read_data : In(8)
-        The frame buffer's byte at ``read_addr`` of the previous cycle.
+        The frame buffer's byte at ``read_addr`` of two cycles before.
     write : Out(stream.Signature(byte_write_layout(addr_bits)))
         Bytes for the target's memory.
     """
@@ -146,7 +146,9 @@ class WriteWalker(wiring.Component):
                 m.d.comb += clear.eq(1)
                 m.next = "BASE"
             with m.State("FETCH"):
-                # The frame buffer shows byte `index` in the next cycle.
+                # The frame buffer shows byte `index` two cycles later.
+                m.next = "FETCHED"
+            with m.State("FETCHED"):
                 m.next = "PUT"
             with m.State("PUT"):
                 m.d.comb += self.write.valid.eq(1)
