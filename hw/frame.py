@@ -56,8 +56,9 @@ class FrameError(enum.Enum, shape=2):
     BAD_LENGTH = 2
 
 
-#: A received request. ``length`` is the payload length; ``args`` holds the argument block
-#: in its first :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
+#: A received request. ``length`` is the payload length (its low bits only in a
+#: ``BAD_LENGTH`` report); ``args`` holds the argument block in its first
+#: :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
 REQUEST_LAYOUT = data.StructLayout({
     "opcode": unsigned(8),
     "seq": unsigned(8),
@@ -204,7 +205,10 @@ class FrameParser(wiring.Component):
                 receive()
                 length = req.length[:8] | (byte << 8)     # the high byte arrives now
                 with m.If(take):
-                    m.d.sync += [req.length[8:].eq(byte), remaining.eq(length),
+                    # Only the bits of the longest payload are kept: a longer one is
+                    # reported as BAD_LENGTH, whose length nothing reads.
+                    m.d.sync += [req.length[8:max(8, len(remaining))].eq(byte),
+                                 remaining.eq(length),
                                  arg_index.eq(0), data_index.eq(0)]
                     with m.If(length > protocol.MAX_ARGS + self.max_data):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
