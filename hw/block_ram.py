@@ -30,9 +30,10 @@ class BlockRAM(wiring.Component):
     init : iterable of int
         The first words' initial values (the others start at 0).
     output_register : bool
-        A second register behind the RAM's (on ECP5 the DP16KD's output register): a read
-        shows its word two cycles after its address, and no path runs from the RAM's
-        slow clock-to-output into the logic that uses the word.
+        A second register behind the RAM's: a read shows its word two cycles after its
+        address, and no path runs from the RAM's slow clock-to-output into the logic that
+        uses the word (yosys keeps it in flip-flops next to the RAM: on ECP5 the DP16KD's
+        own output register stays unused, ``REGMODE`` ``NOREG``).
 
     Members
     -------
