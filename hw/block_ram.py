@@ -10,7 +10,7 @@ register behind it and the ``no_rw_check`` attribute, which yosys merges into th
 own read register with a don't-care collision.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -29,6 +29,11 @@ class BlockRAM(wiring.Component):
         Words.
     init : iterable of int
         The first words' initial values (the others start at 0).
+    output_register : bool
+        A second register behind the RAM's: a read shows its word two cycles after its
+        address, and no path runs from the RAM's slow clock-to-output into the logic that
+        uses the word (yosys keeps it in flip-flops next to the RAM: on ECP5 the DP16KD's
+        own output register stays unused, ``REGMODE`` ``NOREG``).
 
     Members
     -------
@@ -38,15 +43,17 @@ class BlockRAM(wiring.Component):
         Write ``write_data`` at ``write_addr``.
     read_addr : In(range(depth))
     read_en : In(1, init=1)
-        Read ``read_addr``: ``read_data`` shows its word from the next cycle, undefined
-        if this cycle writes that address; it holds while ``read_en`` is low.
+        Read ``read_addr``: ``read_data`` shows its word from the next cycle (the one
+        after with ``output_register``), undefined if this cycle writes that address; it
+        holds while ``read_en`` is low (both registers hold).
     read_data : Out(width)
     """
 
-    def __init__(self, width, depth, init=()):
+    def __init__(self, width, depth, init=(), *, output_register=False):
         self.width = width
         self.depth = depth
         self.init = list(init)
+        self.output_register = output_register
         super().__init__({
             "write_addr": In(range(depth)), "write_data": In(width), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1, init=1),
@@ -63,5 +70,9 @@ class BlockRAM(wiring.Component):
         m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),
                      write.en.eq(self.write_en), read.addr.eq(self.read_addr)]
         with m.If(self.read_en):
-            m.d.sync += self.read_data.eq(read.data)
+            if self.output_register:
+                word = Signal(self.width)
+                m.d.sync += [word.eq(read.data), self.read_data.eq(word)]
+            else:
+                m.d.sync += self.read_data.eq(read.data)
         return m

@@ -165,12 +165,13 @@ class Dispatcher(wiring.Component):
             with m.State("START"):
                 m.d.comb += self.start.valid.eq(1)
                 with m.If(self.start.ready):
-                    # The problem is held here: the request can go.
-                    m.d.comb += self.checked.ready.eq(1)
                     m.d.sync += run_seq.eq(req.seq)
                     m.next = "RUN_STARTED"
             with m.State("RUN_STARTED"):
-                # A core raises `busy` the cycle after it accepted `start`.
+                # The problem is held here: the request can go, a cycle after the start
+                # was taken, so that no path runs from the engines' readiness into the
+                # parser. A core raises `busy` the cycle after it accepted `start`.
+                m.d.comb += self.checked.ready.eq(1)
                 m.next = "RUNNING"
             with m.State("RUNNING"):
                 with m.If(self.checked.valid):

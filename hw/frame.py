@@ -56,8 +56,9 @@ class FrameError(enum.Enum, shape=2):
     BAD_LENGTH = 2
 
 
-#: A received request. ``length`` is the payload length; ``args`` holds the argument block
-#: in its first :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
+#: A received request. ``length`` is the payload length (its low bits only in a
+#: ``BAD_LENGTH`` report); ``args`` holds the argument block in its first
+#: :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
 REQUEST_LAYOUT = data.StructLayout({
     "opcode": unsigned(8),
     "seq": unsigned(8),
@@ -108,7 +109,9 @@ class FrameParser(wiring.Component):
         A complete request (or an error report); the dispatcher takes it (``ready``) when
         it has finished with the frame buffer, and the parser then receives the next one.
     read_addr : In(range(max_data))
-        Frame buffer address; ``read_data`` shows its byte one cycle later.
+        Frame buffer address; ``read_data`` shows its byte two cycles later (the buffer's
+        read is registered twice, so that no path runs from the block RAM's output into
+        the logic that uses the byte).
     read_data : Out(8)
     bad_crc, bad_length, timed_out : Out(1)
         One-cycle pulses for the dispatcher's counters.
@@ -137,7 +140,7 @@ class FrameParser(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Written while a frame arrives, read only while its request waits on `request`.
-        m.submodules.buffer = buffer = BlockRAM(8, self.max_data)
+        m.submodules.buffer = buffer = BlockRAM(8, self.max_data, output_register=True)
         m.d.comb += [buffer.read_addr.eq(self.read_addr), self.read_data.eq(buffer.read_data)]
 
         req = self.request.payload
@@ -202,7 +205,10 @@ class FrameParser(wiring.Component):
                 receive()
                 length = req.length[:8] | (byte << 8)     # the high byte arrives now
                 with m.If(take):
-                    m.d.sync += [req.length[8:].eq(byte), remaining.eq(length),
+                    # Only the bits of the longest payload are kept: a longer one is
+                    # reported as BAD_LENGTH, whose length nothing reads.
+                    m.d.sync += [req.length[8:max(8, len(remaining))].eq(byte),
+                                 remaining.eq(length),
                                  arg_index.eq(0), data_index.eq(0)]
                     with m.If(length > protocol.MAX_ARGS + self.max_data):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),

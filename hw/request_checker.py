@@ -53,9 +53,9 @@ class RequestChecker(wiring.Component):
     that is not writable or strides that break the rules, a READ of a target that is not
     readable or past its end, a RUN of an engine this device lacks, or a RUN_PROGRAM on a
     device without program mode or of layers past ``max_layers`` (``count`` 0 included).
-    The verdict takes one cycle (the checks are registered, so no path runs through all
-    of them); the request then passes on with it, and is released to the parser when it
-    is taken.
+    The verdict takes two cycles (the checks are registered, then the verdict, so no
+    path runs from the request through the checks into the dispatcher); the request then
+    passes on with it, and is released to the parser when it is taken.
     Address ranges of a WRITE and the shape of a RUN are checked further on
     (:class:`~tritile.hw.write_walker.WriteWalker`, :class:`~tritile.hw.shape_checker.
     ShapeChecker`).
@@ -105,13 +105,15 @@ class RequestChecker(wiring.Component):
         run = request_args(Opcode.RUN, req.args)
         layers = request_args(Opcode.RUN_PROGRAM, req.args)
 
-        decided = Signal()      # the checks below hold this request's values
+        held = Signal()         # the checks below hold this request's values
         fresh = Signal()        # ... and have held them since this cycle
-        m.d.sync += fresh.eq(self.request.valid & ~decided)
+        decided = Signal()      # the checked status holds its verdict
+        m.d.sync += [fresh.eq(self.request.valid & ~held),
+                     decided.eq(self.request.valid & held & ~self.request.ready)]
         with m.If(self.request.valid & self.request.ready):
-            m.d.sync += decided.eq(0)
+            m.d.sync += held.eq(0)
         with m.Elif(self.request.valid):
-            m.d.sync += decided.eq(1)
+            m.d.sync += held.eq(1)
         m.d.comb += [self.checked.valid.eq(self.request.valid & decided),
                      self.request.ready.eq(self.checked.ready & decided),
                      self.checked.payload.request.eq(req)]
@@ -158,7 +160,8 @@ class RequestChecker(wiring.Component):
             program_ok.eq((layers.count != 0) & program_fits),
         ]
 
-        status = self.checked.payload.status
+        status = Signal.like(self.checked.payload.status)
+        m.d.sync += self.checked.payload.status.eq(status)
         framed = (req.error == FrameError.NONE) & known & length_ok
         m.d.comb += [self.frame_ok.eq(fresh & framed),
                      self.length_error.eq(fresh & (req.error == FrameError.NONE) & known

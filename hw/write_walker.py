@@ -28,12 +28,13 @@ class WriteWalker(wiring.Component):
     Nothing is written unless every address lies inside the target. Both passes step
     through the same addresses with the same logic: a byte's address is its run's start
     plus its place in the run, and a run's end moves the start on by the stride. The
-    first pass checks one address a cycle and stops at the first one out of range; the
-    second reads the data bytes from the frame buffer and writes them, one every two
-    cycles while the memories accept them (a byte arrives every 240 cycles at 1 Mbaud:
-    nothing here needs to be faster). Every address is checked, so of the request
-    checker's rules (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs
-    only a data length of 1 to ``max_data`` bytes, for which its counters are sized.
+    first pass checks one address a cycle (each check registered) and stops a cycle
+    after the first one out of range; the second reads the data bytes from the frame
+    buffer and writes them, one every three cycles (a read takes two) while the memories
+    accept them (a byte arrives every 240 cycles at 1 Mbaud: nothing here needs to be
+    faster). Every address is checked, so of the request checker's rules
+    (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs only a data
+    length of 1 to ``max_data`` bytes, for which its counters are sized.
 
     Parameters
     ----------
@@ -55,7 +56,7 @@ class WriteWalker(wiring.Component):
     read_addr : Out(range(max_data))
         Frame buffer address of the next data byte.
     read_data : In(8)
-        The frame buffer's byte at ``read_addr`` of the previous cycle.
+        The frame buffer's byte at ``read_addr`` of two cycles before.
     write : Out(stream.Signature(byte_write_layout(addr_bits)))
         Bytes for the target's memory.
     """
@@ -90,8 +91,11 @@ class WriteWalker(wiring.Component):
         address = Signal(bits + 1)
         writing = Signal()                          # the second pass
         out_of_range = Signal()
+        flagged = Signal()                          # the last cycle's address was outside
         run_end = in_run == cmd.run                 # never for a contiguous WRITE (run 0)
-        last = index == cmd.last[:len(index)]
+        # Registered like the address check: `index` of the last cycle was the last byte.
+        last = Signal()
+        m.d.sync += last.eq(index == cmd.last[:len(index)])
         load_base, step, clear = Signal(), Signal(), Signal()
         outside = Const(1)                          # a target of size 0 included
         for target, size in self.sizes.items():
@@ -127,6 +131,7 @@ class WriteWalker(wiring.Component):
                     m.next = "BASE"
             with m.State("BASE"):
                 m.d.comb += load_base.eq(1)
+                m.d.sync += [flagged.eq(0), last.eq(0)]
                 with m.If(out_of_range):
                     m.next = "DONE"
                 with m.Elif(writing):
@@ -134,7 +139,12 @@ class WriteWalker(wiring.Component):
                 with m.Else():
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(outside):
+                # Each address's check, and whether it was the last, is registered and
+                # acted on a cycle later (this pass writes nothing, so the step past the
+                # address is harmless): no path runs from the address adder or the
+                # index through a comparison into the counters.
+                m.d.sync += flagged.eq(outside)
+                with m.If(flagged):
                     m.d.sync += out_of_range.eq(1)
                     m.next = "DONE"
                 with m.Elif(last):
@@ -146,7 +156,9 @@ class WriteWalker(wiring.Component):
                 m.d.comb += clear.eq(1)
                 m.next = "BASE"
             with m.State("FETCH"):
-                # The frame buffer shows byte `index` in the next cycle.
+                # The frame buffer shows byte `index` two cycles later.
+                m.next = "FETCHED"
+            with m.State("FETCHED"):
                 m.next = "PUT"
             with m.State("PUT"):
                 m.d.comb += self.write.valid.eq(1)

@@ -50,7 +50,7 @@ def _parse(chunks, rng, gap_prob=0.3):
             buffered = bytearray()
             for addr in range(data_len if req.error == FrameError.NONE else 0):
                 ctx.set(dut.read_addr, addr)
-                await ctx.tick()
+                await ctx.tick().repeat(2)      # the buffer's read is registered twice
                 buffered.append(ctx.get(dut.read_data))
             requests.append((req.opcode, req.seq, req.length, bytes(args), req.error,
                              bytes(buffered)))

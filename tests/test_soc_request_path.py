@@ -143,6 +143,9 @@ REFUSALS = {
         Target.SYSTOLIC_WEIGHT, 0, 1)), Status.BAD_TARGET),
     "write_past_the_end": (request(Opcode.WRITE, 5, protocol.write_args(
         Target.SYSTOLIC_WEIGHT, _SIZE - 3), bytes(4)), Status.BAD_ADDRESS),
+    # The first address out of range is not the last one (the walk stops at it).
+    "write_running_past_the_end": (request(Opcode.WRITE, 5, protocol.write_args(
+        Target.SYSTOLIC_WEIGHT, _SIZE - 1), bytes(3)), Status.BAD_ADDRESS),
     "strided_write_past_the_end": (request(Opcode.WRITE, 5, protocol.write_args(
         Target.SYSTOLIC_WEIGHT, 0, 2, _SIZE // 2), bytes(5)), Status.BAD_ADDRESS),
     "write_far_out": (request(Opcode.WRITE, 5, protocol.write_args(

@@ -1,0 +1,54 @@
+"""BlockRAM's read latency (one register, or two with ``output_register``) and its hold."""
+
+import pytest
+
+from tritile.hw.block_ram import BlockRAM
+
+from helpers import simulate
+
+
+@pytest.mark.parametrize("output_register,latency", [(False, 1), (True, 2)])
+def test_a_read_shows_its_word_after_the_latency_and_holds_without_read_en(
+        output_register, latency, py_rng):
+    words = [py_rng.randrange(256) for _ in range(16)]
+    dut = BlockRAM(8, 16, init=words, output_register=output_register)
+    seen = []
+
+    async def bench(ctx):
+        # Addresses one a cycle: the word of address a shows `latency` cycles later.
+        addresses = [py_rng.randrange(16) for _ in range(12)]
+        for address in addresses:
+            ctx.set(dut.read_addr, address)
+            await ctx.tick()
+            seen.append(ctx.get(dut.read_data))
+        for _ in range(latency - 1):
+            await ctx.tick()
+            seen.append(ctx.get(dut.read_data))
+        assert seen[latency - 1:] == [words[a] for a in addresses]
+        # With read_en low, neither register moves, whatever the address.
+        held = ctx.get(dut.read_data)
+        ctx.set(dut.read_en, 0)
+        ctx.set(dut.read_addr, (addresses[-1] + 1) % 16)
+        await ctx.tick().repeat(3)
+        assert ctx.get(dut.read_data) == held
+
+    simulate(dut, bench, name="block_ram")
+
+
+def test_a_written_word_is_read_back_with_the_output_register(py_rng):
+    dut = BlockRAM(8, 8, output_register=True)
+    data = [py_rng.randrange(256) for _ in range(8)]
+
+    async def bench(ctx):
+        ctx.set(dut.write_en, 1)
+        for address, byte in enumerate(data):
+            ctx.set(dut.write_addr, address)
+            ctx.set(dut.write_data, byte)
+            await ctx.tick()
+        ctx.set(dut.write_en, 0)
+        for address, byte in enumerate(data):
+            ctx.set(dut.read_addr, address)
+            await ctx.tick().repeat(2)
+            assert ctx.get(dut.read_data) == byte
+
+    simulate(dut, bench, name="block_ram_write")
