@@ -181,6 +181,18 @@ def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(conv_walk,
         assert dones == 1
 
 
+def test_engine_with_one_array_row_adds_k_tiles_in_consecutive_cycles(rng):
+    # One row: every K tile of a block adds to the word the cycle before wrote.
+    config = _config(1, 2)
+    Xq = rng.integers(-128, 128, (3, 5)).astype(np.int8)
+    Wq = rng.integers(-128, 128, (5, 3)).astype(np.int8)
+    bias = rng.integers(-5000, 5000, 3).astype(np.int32)
+    [(results, busy, _, _)] = _run_engine(config, [(Xq, Wq, bias, None, None, False)])
+    got = np.array([[results[(row, col)] for col in range(3)] for row in range(3)])
+    np.testing.assert_array_equal(got, gemm_int8(Xq, Wq, bias))
+    assert busy == plan_gemm(config, 3, 5, 3).cycles
+
+
 @pytest.mark.parametrize("m,k,n", [(0, 2, 2), (2, 0, 2), (2, 2, 0), (13, 2, 2),
                                    (2, 21, 2), (2, 2, 13)])
 def test_engine_drops_an_illegal_start_without_output(m, k, n):
