@@ -15,13 +15,13 @@ stage.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS
 
+from .block_ram import BlockRAM
 from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS, requantizer_interval
 
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
@@ -118,16 +118,16 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self.config.param_entries
-        m.submodules.params = params = Memory(shape=_ENTRY, depth=depth, init=[])
-
-        write = params.write_port()
+        # Parameters are written while no beats are in flight, so a read never meets a
+        # write of its entry: a BlockRAM, without the read-during-write emulation.
+        m.submodules.params = params = BlockRAM(_ENTRY.size, depth)
+        entry = _ENTRY(params.read_data)
+        payload = self.param_write.payload
         m.d.comb += [
             self.param_write.ready.eq(1),
-            write.addr.eq(self.param_write.payload.col),
-            write.data.bias.eq(self.param_write.payload.bias),
-            write.data.mult.eq(self.param_write.payload.mult),
-            write.data.shift.eq(self.param_write.payload.shift),
-            write.en.eq(self.param_write.valid & (self.param_write.payload.col < depth)),
+            params.write_addr.eq(payload.col),
+            params.write_data.eq(Cat(payload.bias, payload.mult, payload.shift)),
+            params.write_en.eq(self.param_write.valid & (payload.col < depth)),
         ]
 
         # One enable for every stage: the pipeline moves unless a result waits on `out`.
@@ -149,8 +149,8 @@ class Requantizer(wiring.Component):
             with m.Elif(advance & (gap != 0)):
                 m.d.sync += gap.eq(gap - 1)
 
-        read = params.read_port()
-        m.d.comb += [read.addr.eq(self.acc.payload.col + self.param_base), read.en.eq(advance)]
+        m.d.comb += [params.read_addr.eq(self.acc.payload.col + self.param_base),
+                     params.read_en.eq(advance)]
 
         def stage(name, **fields):
             valid = Signal(name=f"{name}_valid")
@@ -194,11 +194,11 @@ class Requantizer(wiring.Component):
             with m.If(v1 if serial else 1):
                 m.d.sync += [s2[k].eq(s1[k]) for k in tag]
                 m.d.sync += [
-                    s2["sum"].eq(s1["acc"] + read.data.bias),
-                    s2["mult"].eq(Mux(s1["raw"], 2, read.data.mult)),
+                    s2["sum"].eq(s1["acc"] + entry.bias),
+                    s2["mult"].eq(Mux(s1["raw"], 2, entry.mult)),
                     # Shift 0 is illegal (never written by a correct host); it wraps
                     # harmlessly.
-                    s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
+                    s2["shift_m1"].eq(Mux(s1["raw"], 0, entry.shift - 1)),
                 ]
             with m.If(v2 if serial else 1):
                 m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
