@@ -176,8 +176,10 @@ class Requantizer(wiring.Component):
         # equals ``(p + (1 << (shift - 1))) >> shift`` for every integer p: no rounding
         # term decoded from the shift. It compares t itself with the int8 limits of the
         # rounded value and adds the 1 only to t's low bits, so no path has a wide shifter
-        # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1.
-        v4, s4 = stage("s4", **tag, t=signed(33 + MULT_BITS))
+        # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1: stage 4
+        # holds p's low 33 bits for it; otherwise t saturated to 11 bits, which decides
+        # every comparison as t does (:func:`_shift_saturated`).
+        v4, s4 = stage("s4", **tag, t=signed(33))
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
@@ -203,16 +205,16 @@ class Requantizer(wiring.Component):
             with m.If(v2 if serial else 1):
                 m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
             m.d.sync += [
-                # Arithmetic shifts of signed values floor, as docs/numerics.md requires.
-                s4["t"].eq(product >> s3["shift_m1"]),
+                s4["t"].eq(Mux(s3["raw"], product[:33],
+                               _shift_saturated(product, s3["shift_m1"], _T_BITS))),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
             # (t + 1) >> 1 is above 127 when t >= 255, below 0 when t < -1, below -128
             # when t < -257; in between it fits 10 bits of t.
-            t = s4["t"]
+            t = s4["t"][:_T_BITS].as_signed()
             with m.If(s4["raw"]):
-                m.d.sync += self.out.payload.value.eq(t[1:33].as_signed())
+                m.d.sync += self.out.payload.value.eq(s4["t"][1:33].as_signed())
             with m.Elif(t >= 255):
                 m.d.sync += self.out.payload.value.eq(127)
             with m.Elif(s4["relu"] & (t < -1)):
@@ -264,6 +266,36 @@ class Requantizer(wiring.Component):
             m.d.sync += [high.eq(total[bits:]), low.eq(Cat(pending[bits:digits], total[:bits])),
                          left.eq(Mux(first, interval - 1, left - 1))]
         return product, complete
+
+
+# Bits of the shifted product the output stage compares: its limits -257 and 255 and the
+# 10 bits it rounds fit 11.
+_T_BITS = 11
+
+
+def _shift_saturated(value, amount, width):
+    """Return ``value >> amount`` (arithmetic, so it floors as docs/numerics.md requires)
+    clamped to a signed ``width``-bit value.
+
+    A barrel shifter, largest step first, that keeps after each step only the bits the
+    smaller steps can still bring into the result: ``width + 2**i - 1`` bits before the
+    steps below ``2**i``. A value that does not fit them is outside the result's range
+    whatever the smaller steps do, so a flag records it and the result saturates, by the
+    sign (which every step keeps). On iCE40 that is 123 multiplexers for a 48-bit product
+    where the full shift takes 288.
+    """
+    value = value.as_signed()
+    negative = value[-1]
+    outside = Const(0)
+    for step in reversed(range(len(amount))):
+        value = Mux(amount[step], value >> (1 << step), value)
+        keep = width + (1 << step) - 1
+        if keep < len(value):
+            top = value[keep - 1:]
+            outside = outside | ~((top == 0) | (top == (1 << len(top)) - 1))
+            value = value[:keep].as_signed()
+    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+    return Mux(outside, limit, value)
 
 
 def _counters():
