@@ -86,8 +86,9 @@ class Requantizer(wiring.Component):
         Entry of channel 0's parameters: channel ``col`` uses entry ``param_base + col``
         (a program's layers keep theirs side by side; a RUN uses 0).
     acc : In(stream.Signature(ACC_LAYOUT))
-        Accumulator beats of an engine core; ``row`` is below ``max_m`` and ``col`` below
-        ``max_n`` (the pipeline carries no more bits of them).
+        Accumulator beats of an engine core; ``row`` is below ``max_m``, ``col`` below
+        ``max_n`` and ``acc`` fits ``acc_width`` bits (the pipeline carries no more bits
+        of them).
     raw : In(1)
         Per-problem mode, sampled with each accepted beat: 1 returns ``acc + bias`` as
         int32 (wrapping, as the int32 contract never overflows for legal problems),
@@ -164,7 +165,7 @@ class Requantizer(wiring.Component):
                "col": unsigned(bits_for(self.config.max_n - 1)), "raw": 1, "relu": 1}
 
         # Stage 1: the beat waits for its channel's parameters from the synchronous read.
-        v1, s1 = stage("s1", **tag, acc=signed(32))
+        v1, s1 = stage("s1", **tag, acc=signed(self.config.acc_width))
         # Stage 2: bias added (33 bits, exact), and ``shift - 1`` (see stage 4). A raw beat
         # takes the same path as ``(sum * 2 + 1) >> 1 == sum``, so no stage carries the
         # sum beside the product and the output needs no second source.

@@ -98,8 +98,9 @@ class SystolicAccumulators(wiring.Component):
         # complete blocks), so they are BlockRAMs: no emulation of a read-during-write
         # promise (on iCE40 a register and a multiplexer per bit of each read).
         line = data.ArrayLayout(signed(config.acc_width), cols)
-        m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows)
-        m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows)
+        # A few words: yosys picks the RAM (distributed on ECP5, block RAM on iCE40).
+        m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
+        m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
         base = Array(Const(b * rows, range(buffers * rows)) for b in range(buffers))
         blocks = Signal(data.ArrayLayout(block_layout(config), buffers))
         set_pending = Signal(buffers)
