@@ -178,9 +178,11 @@ class Requantizer(wiring.Component):
         # term decoded from the shift. It compares t itself with the int8 limits of the
         # rounded value and adds the 1 only to t's low bits, so no path has a wide shifter
         # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1: stage 4
-        # holds p's low 33 bits for it; otherwise t saturated to 11 bits, which decides
-        # every comparison as t does (:func:`_shift_saturated`).
-        v4, s4 = stage("s4", **tag, t=signed(33))
+        # holds p's low 33 bits for it; otherwise t's low 11 bits and whether t is outside
+        # their range (:func:`_shift_narrowed`), which, saturated by p's sign, decide every
+        # comparison as t does. The saturation is the output stage's, so that the shift's
+        # path ends at a register.
+        v4, s4 = stage("s4", **tag, t=signed(33), outside=1, negative=1)
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
@@ -205,15 +207,18 @@ class Requantizer(wiring.Component):
                 ]
             with m.If(v2 if serial else 1):
                 m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
+            narrowed, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS)
             m.d.sync += [
-                s4["t"].eq(Mux(s3["raw"], product[:33],
-                               _shift_saturated(product, s3["shift_m1"], _T_BITS))),
+                s4["t"].eq(Mux(s3["raw"], product[:33], narrowed)),
+                s4["outside"].eq(~s3["raw"] & outside),
+                s4["negative"].eq(product[-1]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
             # (t + 1) >> 1 is above 127 when t >= 255, below 0 when t < -1, below -128
             # when t < -257; in between it fits 10 bits of t.
-            t = s4["t"][:_T_BITS].as_signed()
+            limit = Mux(s4["negative"], -(1 << (_T_BITS - 1)), (1 << (_T_BITS - 1)) - 1)
+            t = Mux(s4["outside"], limit, s4["t"][:_T_BITS].as_signed())
             with m.If(s4["raw"]):
                 m.d.sync += self.out.payload.value.eq(s4["t"][1:33].as_signed())
             with m.Elif(t >= 255):
@@ -274,19 +279,19 @@ class Requantizer(wiring.Component):
 _T_BITS = 11
 
 
-def _shift_saturated(value, amount, width):
-    """Return ``value >> amount`` (arithmetic, so it floors as docs/numerics.md requires)
-    clamped to a signed ``width``-bit value.
+def _shift_narrowed(value, amount, width):
+    """Return ``(t, outside)``: the low ``width`` bits of ``t = value >> amount``
+    (arithmetic, so it floors as docs/numerics.md requires) and whether ``t`` is outside
+    the signed ``width``-bit range (then it has ``value``'s sign; at its lower end
+    ``outside`` may also be set).
 
     A barrel shifter, largest step first, that keeps after each step only the bits the
     smaller steps can still bring into the result: ``width + 2**i - 1`` bits before the
     steps below ``2**i``. A value that does not fit them is outside the result's range
-    whatever the smaller steps do, so a flag records it and the result saturates, by the
-    sign (which every step keeps). On iCE40 that is 123 multiplexers for a 48-bit product
-    where the full shift takes 288.
+    whatever the smaller steps do, and a flag records it. On iCE40 that is 123
+    multiplexers for a 48-bit product where the full shift takes 288.
     """
     value = value.as_signed()
-    negative = value[-1]
     outside = Const(0)
     for step in reversed(range(len(amount))):
         value = Mux(amount[step], value >> (1 << step), value)
@@ -295,8 +300,7 @@ def _shift_saturated(value, amount, width):
             top = value[keep - 1:]
             outside = outside | ~((top == 0) | (top == (1 << len(top)) - 1))
             value = value[:keep].as_signed()
-    limit = Mux(negative, -(1 << (width - 1)), (1 << (width - 1)) - 1)
-    return Mux(outside, limit, value)
+    return value, outside
 
 
 def _counters():
