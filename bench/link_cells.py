@@ -6,6 +6,11 @@ object: the logic cells of each component of the link and the request path (``li
 ``requests.*``, ``responder``, ``writer``), their sums per group and in all, and the
 preset. Usage:
     python bench/link_cells.py [--board icebreaker] [--config PRESET|FILE] [--out DIR]
+                               [--no-fit-check]
+It also gives every component's logic cells (``all_components``) and the design's
+resources (``design``: the components' sum and the flat build's, logic cells, block RAMs
+and the rest). With ``--no-fit-check`` a config that does not fit the board is measured
+all the same (the fit check does not stop the synthesis), to show where its cells go.
 """
 
 import argparse
@@ -28,17 +33,23 @@ def main(argv=None):
     parser.add_argument("--config", help="a preset name or a JSON file (default: the "
                                          "board's preset)")
     parser.add_argument("--out", type=Path, default=Path("build/link_cells"))
+    parser.add_argument("--no-fit-check", action="store_true",
+                        help="measure a config that does not fit the board")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
     config = load_config(args.config) if args.config else PRESETS[board.preset]
     start = time.monotonic()
-    report = build_board(board, config, args.out / args.board, stage="synth")
+    report = build_board(board, config, args.out / args.board, stage="synth",
+                         fit_check=not args.no_fit_check)
     cells = {name: costs["logic"] for name, costs in report["components"]["modules"].items()
              if name.split(".")[0] in GROUPS}
     groups = {group: sum(c for name, c in cells.items() if name.split(".")[0] == group)
               for group in GROUPS}
     json.dump({"board": board.name, "config_id": config.config_id, "unit": "logic cells",
                "components": cells, "groups": groups, "total": sum(cells.values()),
+               "all_components": {name: costs["logic"] for name, costs
+                                  in report["components"]["modules"].items()},
+               "design": {key: report["components"][key] for key in ("total", "flat")},
                "seconds": round(time.monotonic() - start, 1)}, sys.stdout, indent=2)
     print()
 

@@ -175,13 +175,14 @@ NETLIST_SUFFIX = ".netlist.v"
 
 
 def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
-               progress=None):
+               progress=None, fit_check=True):
     """Synthesize ``top`` for ``platform`` into ``out_dir``; return the cell usage.
 
     Amaranth writes the RTLIL, yosys script and constraints; yosys synthesizes, writes
     cell statistics, the Verilog of the mapped netlist (``<name>.netlist.v``) and the
     JSON netlist nextpnr reads; the fit check compares the statistics with ``device``
-    (raising :class:`FitError` with ``advice``).
+    (raising :class:`FitError` with ``advice``) unless ``fit_check`` is false (to measure a
+    design that does not fit).
     """
     progress = progress or _stderr
     out_dir = Path(out_dir)
@@ -203,7 +204,8 @@ def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over
     usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
                        device.family)
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
-    check_fit(usage, device, advice)
+    if fit_check:
+        check_fit(usage, device, advice)
     return usage
 
 
@@ -236,7 +238,7 @@ def _stderr(message):
 
 def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: "",
              seed=1, attempts=1, progress=None, stage="pnr", after_synthesis=None,
-             component_root=None):
+             component_root=None, fit_check=True):
     """Build ``top`` for ``platform`` into ``out_dir``; return the report dict.
 
     Steps: :func:`synthesize` (with its fit check); with ``component_root`` (the name of
@@ -248,7 +250,8 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     ``attempts`` seeds are tried (the last one's result is kept); icepack/ecppack write
     the bitstream. With ``stage="synth"`` the flow
     stops after the fit check (and ``after_synthesis``): its resources are the synthesis
-    estimate, and it has no clocks and no bitstream.
+    estimate, and it has no clocks and no bitstream. ``fit_check`` false skips the fit
+    check (for ``stage="synth"``: measuring a design that does not fit).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
@@ -257,7 +260,7 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     started = time.monotonic()
     tools = {n: _tool(n) for n in flow_tools(device.family, stage)}
     usage = synthesize(platform, top, device, out_dir, name=name, advice=advice,
-                       progress=progress)
+                       progress=progress, fit_check=fit_check)
     components = {}
     if component_root is not None:
         components = {"components": measure_components(

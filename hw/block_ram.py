@@ -34,6 +34,9 @@ class BlockRAM(wiring.Component):
         address, and no path runs from the RAM's slow clock-to-output into the logic that
         uses the word (yosys keeps it in flip-flops next to the RAM: on ECP5 the DP16KD's
         own output register stays unused, ``REGMODE`` ``NOREG``).
+    ram_style : str or None
+        yosys' ``ram_style`` attribute: ``"block"`` (default) for block RAM; ``None`` lets
+        yosys choose (on ECP5, distributed RAM for a memory of a few words).
 
     Members
     -------
@@ -49,11 +52,12 @@ class BlockRAM(wiring.Component):
     read_data : Out(width)
     """
 
-    def __init__(self, width, depth, init=(), *, output_register=False):
+    def __init__(self, width, depth, init=(), *, output_register=False, ram_style="block"):
         self.width = width
         self.depth = depth
         self.init = list(init)
         self.output_register = output_register
+        self.ram_style = ram_style
         super().__init__({
             "write_addr": In(range(depth)), "write_data": In(width), "write_en": In(1),
             "read_addr": In(range(depth)), "read_en": In(1, init=1),
@@ -62,9 +66,11 @@ class BlockRAM(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        attrs = {"no_rw_check": 1}
+        if self.ram_style is not None:
+            attrs["ram_style"] = self.ram_style
         m.submodules.memory = memory = Memory(shape=self.width, depth=self.depth,
-                                              init=self.init,
-                                              attrs={"no_rw_check": 1, "ram_style": "block"})
+                                              init=self.init, attrs=attrs)
         write = memory.write_port()
         read = memory.read_port(domain="comb")
         m.d.comb += [write.addr.eq(self.write_addr), write.data.eq(self.write_data),

@@ -88,7 +88,7 @@ def synthesize_board(board, config, out_dir, *, progress=None):
 
 
 def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, stage="pnr",
-                after_synthesis=None, components=True):
+                after_synthesis=None, components=True, fit_check=True):
     """Build ``config`` (default: the board's preset) for ``board``; return the report.
 
     Placement starts from ``seed`` and tries up to ``attempts`` seeds until the clock is
@@ -98,6 +98,7 @@ def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, st
     :func:`~tritile.hw.bitstream.run_flow`). ``stage="synth"`` stops after synthesis and the
     fit check. With ``components``, the report's ``components`` gives the cells of each
     SoC component (:func:`~tritile.hw.bitstream.measure_components`, a second synthesis).
+    ``fit_check`` false skips the fit check (see :func:`~tritile.hw.bitstream.run_flow`).
     The report is also written to ``out_dir/report.json``.
     """
     config = _check_config(board, config)
@@ -107,7 +108,8 @@ def build_board(board, config, out_dir, *, seed=1, attempts=3, progress=None, st
     flow = run_flow(board.make_platform(), BoardTop(board, config), device, out_dir,
                     advice=_advice(board, config), seed=seed, attempts=attempts,
                     progress=progress, stage=stage, after_synthesis=after_synthesis,
-                    component_root=SOC_MODULE if components else None)
+                    component_root=SOC_MODULE if components else None,
+                    fit_check=fit_check)
     fmax = min((c["fmax_mhz"] for c in flow["clocks"].values()), default=0.0)
     # Without place-and-route there is no fmax: the rates are at the target clock.
     clock_mhz = config.clock_hz / 1e6 if stage == "synth" else min(fmax, config.clock_hz / 1e6)

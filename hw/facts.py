@@ -9,8 +9,9 @@ functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/syst
 """
 
 __all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
-           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS", "WRITE_FIELDS",
-           "requantizer_interval", "requantizer_latency"]
+           "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS",
+           "WRITE_FIELDS", "systolic_array_latency", "requantizer_interval",
+           "requantizer_latency"]
 
 #: Cycles from a beat accepted on the :class:`~tritile.hw.requantizer.Requantizer`'s
 #: ``acc`` to its result valid on ``out`` (no stall): its five named stages.
@@ -39,12 +40,22 @@ def requantizer_latency(config):
 #: Systolic core: cycles from the accepted start to the first row fed into the array
 #: (the start is registered).
 SYSTOLIC_START = 1
+
+
+def systolic_array_latency(rows):
+    """Return the cycles from a row fed into a systolic array of ``rows`` rows to its
+    column sums: the skew of the last row (``rows - 1``), its activation register and its
+    partial-sum register (:class:`~tritile.hw.systolic_array.SystolicArray`). The
+    columns add nothing: a row's activation reaches all of them at once."""
+    return rows + 1
+
+
 #: Systolic core: cycles from a block's last row fed to its first accumulator entering the
-#: output stage, beyond the array's R + C: the activation memory read, the accumulator
-#: write and the block-complete flag.
+#: output stage, beyond the array's latency (:func:`systolic_array_latency`): the
+#: activation memory read, the accumulator write and the block-complete flag.
 SYSTOLIC_ACCUMULATE = 3
 #: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
-#: (R * C cycles) and the pipeline latency (R + C + SYSTOLIC_ACCUMULATE) hide behind the
+#: (R * C cycles) and the pipeline latency (R + 1 + SYSTOLIC_ACCUMULATE) hide behind the
 #: compute of the next two blocks.
 SYSTOLIC_ACC_BUFFERS = 3
 

@@ -15,13 +15,13 @@ stage.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS
 
+from .block_ram import BlockRAM
 from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS, requantizer_interval
 
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
@@ -86,8 +86,9 @@ class Requantizer(wiring.Component):
         Entry of channel 0's parameters: channel ``col`` uses entry ``param_base + col``
         (a program's layers keep theirs side by side; a RUN uses 0).
     acc : In(stream.Signature(ACC_LAYOUT))
-        Accumulator beats of an engine core; ``row`` is below ``max_m`` and ``col`` below
-        ``max_n`` (the pipeline carries no more bits of them).
+        Accumulator beats of an engine core; ``row`` is below ``max_m``, ``col`` below
+        ``max_n`` and ``acc`` fits ``acc_width`` bits (the pipeline carries no more bits
+        of them).
     raw : In(1)
         Per-problem mode, sampled with each accepted beat: 1 returns ``acc + bias`` as
         int32 (wrapping, as the int32 contract never overflows for legal problems),
@@ -118,16 +119,16 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         depth = self.config.param_entries
-        m.submodules.params = params = Memory(shape=_ENTRY, depth=depth, init=[])
-
-        write = params.write_port()
+        # Parameters are written while no beats are in flight, so a read never meets a
+        # write of its entry: a BlockRAM, without the read-during-write emulation.
+        m.submodules.params = params = BlockRAM(_ENTRY.size, depth)
+        entry = _ENTRY(params.read_data)
+        payload = self.param_write.payload
         m.d.comb += [
             self.param_write.ready.eq(1),
-            write.addr.eq(self.param_write.payload.col),
-            write.data.bias.eq(self.param_write.payload.bias),
-            write.data.mult.eq(self.param_write.payload.mult),
-            write.data.shift.eq(self.param_write.payload.shift),
-            write.en.eq(self.param_write.valid & (self.param_write.payload.col < depth)),
+            params.write_addr.eq(payload.col),
+            params.write_data.eq(Cat(payload.bias, payload.mult, payload.shift)),
+            params.write_en.eq(self.param_write.valid & (payload.col < depth)),
         ]
 
         # One enable for every stage: the pipeline moves unless a result waits on `out`.
@@ -149,8 +150,8 @@ class Requantizer(wiring.Component):
             with m.Elif(advance & (gap != 0)):
                 m.d.sync += gap.eq(gap - 1)
 
-        read = params.read_port()
-        m.d.comb += [read.addr.eq(self.acc.payload.col + self.param_base), read.en.eq(advance)]
+        m.d.comb += [params.read_addr.eq(self.acc.payload.col + self.param_base),
+                     params.read_en.eq(advance)]
 
         def stage(name, **fields):
             valid = Signal(name=f"{name}_valid")
@@ -164,7 +165,7 @@ class Requantizer(wiring.Component):
                "col": unsigned(bits_for(self.config.max_n - 1)), "raw": 1, "relu": 1}
 
         # Stage 1: the beat waits for its channel's parameters from the synchronous read.
-        v1, s1 = stage("s1", **tag, acc=signed(32))
+        v1, s1 = stage("s1", **tag, acc=signed(self.config.acc_width))
         # Stage 2: bias added (33 bits, exact), and ``shift - 1`` (see stage 4). A raw beat
         # takes the same path as ``(sum * 2 + 1) >> 1 == sum``, so no stage carries the
         # sum beside the product and the output needs no second source.
@@ -176,8 +177,12 @@ class Requantizer(wiring.Component):
         # equals ``(p + (1 << (shift - 1))) >> shift`` for every integer p: no rounding
         # term decoded from the shift. It compares t itself with the int8 limits of the
         # rounded value and adds the 1 only to t's low bits, so no path has a wide shifter
-        # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1.
-        v4, s4 = stage("s4", **tag, t=signed(33 + MULT_BITS))
+        # and a wide adder in a row. A raw beat (p = 2 * sum, shift 1) is t >> 1: stage 4
+        # holds p's low 33 bits for it; otherwise t's low 11 bits and whether t is outside
+        # their range (:func:`_shift_narrowed`), which, saturated by p's sign, decide every
+        # comparison as t does. The saturation is the output stage's, so that the shift's
+        # path ends at a register.
+        v4, s4 = stage("s4", **tag, t=signed(33), outside=1, negative=1)
 
         m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
 
@@ -194,25 +199,28 @@ class Requantizer(wiring.Component):
             with m.If(v1 if serial else 1):
                 m.d.sync += [s2[k].eq(s1[k]) for k in tag]
                 m.d.sync += [
-                    s2["sum"].eq(s1["acc"] + read.data.bias),
-                    s2["mult"].eq(Mux(s1["raw"], 2, read.data.mult)),
+                    s2["sum"].eq(s1["acc"] + entry.bias),
+                    s2["mult"].eq(Mux(s1["raw"], 2, entry.mult)),
                     # Shift 0 is illegal (never written by a correct host); it wraps
                     # harmlessly.
-                    s2["shift_m1"].eq(Mux(s1["raw"], 0, read.data.shift - 1)),
+                    s2["shift_m1"].eq(Mux(s1["raw"], 0, entry.shift - 1)),
                 ]
             with m.If(v2 if serial else 1):
                 m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
+            narrowed, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS)
             m.d.sync += [
-                # Arithmetic shifts of signed values floor, as docs/numerics.md requires.
-                s4["t"].eq(product >> s3["shift_m1"]),
+                s4["t"].eq(Mux(s3["raw"], product[:33], narrowed)),
+                s4["outside"].eq(~s3["raw"] & outside),
+                s4["negative"].eq(product[-1]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
             # (t + 1) >> 1 is above 127 when t >= 255, below 0 when t < -1, below -128
             # when t < -257; in between it fits 10 bits of t.
-            t = s4["t"]
+            limit = Mux(s4["negative"], -(1 << (_T_BITS - 1)), (1 << (_T_BITS - 1)) - 1)
+            t = Mux(s4["outside"], limit, s4["t"][:_T_BITS].as_signed())
             with m.If(s4["raw"]):
-                m.d.sync += self.out.payload.value.eq(t[1:33].as_signed())
+                m.d.sync += self.out.payload.value.eq(s4["t"][1:33].as_signed())
             with m.Elif(t >= 255):
                 m.d.sync += self.out.payload.value.eq(127)
             with m.Elif(s4["relu"] & (t < -1)):
@@ -264,6 +272,35 @@ class Requantizer(wiring.Component):
             m.d.sync += [high.eq(total[bits:]), low.eq(Cat(pending[bits:digits], total[:bits])),
                          left.eq(Mux(first, interval - 1, left - 1))]
         return product, complete
+
+
+# Bits of the shifted product the output stage compares: its limits -257 and 255 and the
+# 10 bits it rounds fit 11.
+_T_BITS = 11
+
+
+def _shift_narrowed(value, amount, width):
+    """Return ``(t, outside)``: the low ``width`` bits of ``t = value >> amount``
+    (arithmetic, so it floors as docs/numerics.md requires) and whether ``t`` is outside
+    the signed ``width``-bit range (then it has ``value``'s sign; at its lower end
+    ``outside`` may also be set).
+
+    A barrel shifter, largest step first, that keeps after each step only the bits the
+    smaller steps can still bring into the result: ``width + 2**i - 1`` bits before the
+    steps below ``2**i``. A value that does not fit them is outside the result's range
+    whatever the smaller steps do, and a flag records it. On iCE40 that is 123
+    multiplexers for a 48-bit product where the full shift takes 288.
+    """
+    value = value.as_signed()
+    outside = Const(0)
+    for step in reversed(range(len(amount))):
+        value = Mux(amount[step], value >> (1 << step), value)
+        keep = width + (1 << step) - 1
+        if keep < len(value):
+            top = value[keep - 1:]
+            outside = outside | ~((top == 0) | (top == (1 << len(top)) - 1))
+            value = value[:keep].as_signed()
+    return value, outside
 
 
 def _counters():

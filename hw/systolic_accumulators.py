@@ -1,18 +1,18 @@
 """The systolic core's accumulator buffers and their read-out.
 
 The array's column sums of each issued row are added into one of
-``SYSTOLIC_ACC_BUFFERS`` buffers of R x C accumulators (one memory, buffer ``b``'s row
-``s`` at word ``b * R + s``): the first K tile of a block writes its sums, the others add
-to what the buffer holds (read one cycle before the sums arrive). A buffer whose block
+``SYSTOLIC_ACC_BUFFERS`` buffers of R x C accumulators (buffer ``b``'s row ``s`` at
+word ``b * R + s`` of a memory): the first K tile of a block writes its sums, the others
+add to what the buffer holds (read one cycle before the sums arrive). A buffer whose block
 is complete is read out, one accumulator per cycle, as ``acc`` beats, while the
 sequencer fills the next ones; a buffer is free again once its block has been sent.
 """
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .block_ram import BlockRAM
 from .facts import SYSTOLIC_ACC_BUFFERS
 from .requantizer import ACC_LAYOUT
 
@@ -93,9 +93,14 @@ class SystolicAccumulators(wiring.Component):
         m = Module()
         config = self.config
         rows, cols, buffers = config.systolic_rows, config.systolic_cols, SYSTOLIC_ACC_BUFFERS
-        m.submodules.acc_mem = acc_mem = Memory(
-            shape=data.ArrayLayout(signed(config.acc_width), cols), depth=buffers * rows,
-            init=[])
+        # Two copies written alike, one for the read-modify-write and one for the read-out.
+        # Neither reads a word in the cycle it is written (below; the read-out reads only
+        # complete blocks), so they are BlockRAMs: no emulation of a read-during-write
+        # promise (on iCE40 a register and a multiplexer per bit of each read).
+        line = data.ArrayLayout(signed(config.acc_width), cols)
+        # A few words: yosys picks the RAM (distributed on ECP5, block RAM on iCE40).
+        m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
+        m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
         base = Array(Const(b * rows, range(buffers * rows)) for b in range(buffers))
         blocks = Signal(data.ArrayLayout(block_layout(config), buffers))
         set_pending = Signal(buffers)
@@ -111,30 +116,43 @@ class SystolicAccumulators(wiring.Component):
             m.d.sync += stage.eq(chain[-1])
             chain.append(stage)
         at_read, at_write = chain[-2], chain[-1]
-        acc_write = acc_mem.write_port()
-        rmw_read = acc_mem.read_port(transparent_for=(acc_write,))
-        m.d.comb += [rmw_read.addr.eq(base[at_read.buf] + at_read.row), rmw_read.en.eq(1),
-                     acc_write.addr.eq(base[at_write.buf] + at_write.row),
-                     acc_write.en.eq(at_write.valid)]
+        write_addr = base[at_write.buf] + at_write.row
+        write_data = Signal(line)
+        for memory in (rmw_mem, out_mem):
+            m.d.comb += [memory.write_addr.eq(write_addr), memory.write_data.eq(write_data),
+                         memory.write_en.eq(at_write.valid)]
+        read_addr = base[at_read.buf] + at_read.row
+        m.d.comb += rmw_mem.read_addr.eq(read_addr)
+        stored = Signal(line)
+        if rows == 1:
+            # One array row: a block's K tiles add to the same word in consecutive
+            # cycles, so the word written in the read's cycle is forwarded. With more
+            # rows that word is always the previous row's.
+            written = Signal(line)
+            forward = Signal()
+            m.d.sync += [written.eq(write_data),
+                         forward.eq(at_write.valid & (write_addr == read_addr))]
+            m.d.comb += stored.eq(Mux(forward, written, rmw_mem.read_data))
+        else:
+            m.d.comb += stored.eq(rmw_mem.read_data)
         for c in range(cols):
-            m.d.comb += acc_write.data[c].eq(
-                Mux(at_write.first, 0, rmw_read.data[c]) + self.psum[c])
+            m.d.comb += write_data[c].eq(Mux(at_write.first, 0, stored[c]) + self.psum[c])
         filled = Signal(buffers)    # buffer b's block is complete and may be read out
         set_filled = Signal(buffers)
         with m.If(at_write.block_end):
             m.d.comb += set_filled.eq(1 << at_write.buf)
 
-        clear = self._read_out(m, acc_mem, base, blocks, filled)
+        clear = self._read_out(m, out_mem, line, base, blocks, filled)
         m.d.sync += [self.pending.eq((self.pending | set_pending) & ~clear),
                      filled.eq((filled | set_filled) & ~clear)]
         return m
 
-    def _read_out(self, m, acc_mem, base, blocks, filled):
+    def _read_out(self, m, out_mem, line, base, blocks, filled):
         """Send the complete buffers' blocks in turn; return the buffers freed this cycle."""
         rows, cols = self.config.systolic_rows, self.config.systolic_cols
-        out_read = acc_mem.read_port()
+        out_line = line(out_mem.read_data)
         drain_buf = Signal(range(SYSTOLIC_ACC_BUFFERS))  # the buffer being sent
-        line_valid = Signal()       # out_read.data holds row `out_row` of `drain_buf`
+        line_valid = Signal()       # out_line holds row `out_row` of `drain_buf`
         out_row = Signal(range(rows))
         out_col = Signal(range(cols))
         block = blocks[drain_buf]
@@ -144,16 +162,16 @@ class SystolicAccumulators(wiring.Component):
             self.acc.valid.eq(line_valid),
             self.acc.payload.row.eq(block.row0 + out_row),
             self.acc.payload.col.eq(block.col0 + out_col),
-            self.acc.payload.acc.eq(out_read.data[out_col]),
+            self.acc.payload.acc.eq(out_line[out_col]),
         ]
         accepted = self.acc.valid & self.acc.ready
         row_done = accepted & (out_col == block.cols - 1)
         clear = Signal(SYSTOLIC_ACC_BUFFERS)
-        m.d.comb += out_read.en.eq(0)
+        m.d.comb += out_mem.read_en.eq(0)
         with m.If(~line_valid | row_done):
             with m.If(line_valid & (out_row != block.rows - 1)):
-                m.d.comb += [out_read.en.eq(1),
-                             out_read.addr.eq(base[drain_buf] + out_row + 1)]
+                m.d.comb += [out_mem.read_en.eq(1),
+                             out_mem.read_addr.eq(base[drain_buf] + out_row + 1)]
                 m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0)]
             with m.Else():
                 # The block is sent (or none was being sent): free its buffer, go on to
@@ -164,7 +182,7 @@ class SystolicAccumulators(wiring.Component):
                     m.d.sync += drain_buf.eq(next_buf)
                 m.d.sync += [out_row.eq(0), out_col.eq(0)]
                 with m.If(filled.bit_select(next_buf, 1)):
-                    m.d.comb += [out_read.en.eq(1), out_read.addr.eq(base[next_buf])]
+                    m.d.comb += [out_mem.read_en.eq(1), out_mem.read_addr.eq(base[next_buf])]
                     m.d.sync += line_valid.eq(1)
                 with m.Else():
                     m.d.sync += line_valid.eq(0)

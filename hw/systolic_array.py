@@ -1,11 +1,19 @@
-"""The weight-stationary systolic array: processing elements, input skew, output deskew.
+"""The weight-stationary systolic array: processing elements, input skew.
 
 Row ``r`` of the array reduces over index ``r`` of a K tile, column ``c`` produces output
-channel ``c`` of an N tile. Activations move right, partial sums move down. Each PE holds
-two weights: the *active* one it multiplies by, and a *shadow* one that the next tile's
+channel ``c`` of an N tile. Each row's activation is registered once and goes to every
+PE of the row; partial sums move down. Row ``r`` sees its activations ``r`` cycles late,
+so the partial sum from the row above meets the activation it belongs to; the columns
+need no skew, and the column sums leave the last row together. Each PE holds two
+weights: the *active* one it multiplies by, and a *shadow* one that the next tile's
 weights are loaded into while the current tile computes. The ``swap`` flag travels with
-the first activation of a tile, so every PE switches to the new weights exactly when that
+the first activation of a tile, so a row switches to the new weights exactly when that
 activation reaches it and tiles follow each other without a bubble.
+
+A row's activation fans out to C multipliers rather than passing from PE to PE: for the
+arrays an FPGA holds (C up to 12 on an ECP5-85F) that is a short net, and it saves each
+PE an activation register and the array the column skew of its weights and the deskew
+of its sums (on iCE40 each of those bits is a logic cell).
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -13,6 +21,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dsp import DualMul8
+from .facts import systolic_array_latency
 
 __all__ = ["ProcessingElement", "SystolicArray"]
 
@@ -20,12 +29,11 @@ __all__ = ["ProcessingElement", "SystolicArray"]
 class ProcessingElement(wiring.Component):
     """One multiply-accumulate cell of a weight-stationary array.
 
-    Every cycle the PE registers the activation arriving from the left (passing it on to
-    the right) and adds ``activation * active weight`` of the activation it registered
-    the cycle before to the partial sum arriving from above. A ``swap`` arriving with an
-    activation makes the shadow weight active for that activation and the ones after it.
-    The product comes from outside (``mul_a * mul_b`` returned on ``mul_p``), so that the
-    array can share one DSP block between two PEs where the FPGA allows it.
+    Every cycle the PE adds ``activation * active weight`` to the partial sum arriving
+    from above and registers it. The activation is its row's register, held by the array,
+    which also multiplies (``mul_p`` is the row's activation times ``mul_b``), so that it
+    can share one DSP block between two PEs where the FPGA allows it. A ``swap`` at an
+    edge makes the shadow weight active from that edge on.
 
     Parameters
     ----------
@@ -34,12 +42,8 @@ class ProcessingElement(wiring.Component):
 
     Members
     -------
-    a_in : In(signed(8))
-        Activation from the left.
-    swap_in : In(1)
-        ``a_in`` is the first activation of a new tile.
-    a_out, swap_out : Out(signed(8)), Out(1)
-        The registered activation and flag, to the PE on the right.
+    swap : In(1)
+        The row's activation registered at this edge is the first of a new tile.
     psum_in : In(signed(psum_width))
         Partial sum from the PE above (0 for the top row).
     psum_out : Out(signed(psum_width))
@@ -48,33 +52,28 @@ class ProcessingElement(wiring.Component):
         Weight for the shadow register.
     weight_load : In(1)
         Write ``weight_in`` to the shadow register this cycle.
-    mul_a, mul_b : Out(signed(8))
-        The registered activation and the active weight, to be multiplied.
+    mul_b : Out(signed(8))
+        The active weight, to be multiplied by the row's activation.
     mul_p : In(signed(16))
-        ``mul_a * mul_b``, combinationally.
+        The row's activation times ``mul_b``, combinationally.
     """
 
     def __init__(self, psum_width):
         super().__init__({
-            "a_in": In(signed(8)), "swap_in": In(1),
-            "a_out": Out(signed(8)), "swap_out": Out(1),
+            "swap": In(1),
             "psum_in": In(signed(psum_width)), "psum_out": Out(signed(psum_width)),
             "weight_in": In(signed(8)), "weight_load": In(1),
-            "mul_a": Out(signed(8)), "mul_b": Out(signed(8)), "mul_p": In(signed(16)),
+            "mul_b": Out(signed(8)), "mul_p": In(signed(16)),
         })
 
     def elaborate(self, platform):
         m = Module()
         active = Signal(signed(8))
         shadow = Signal(signed(8))
-        m.d.comb += [self.mul_a.eq(self.a_out), self.mul_b.eq(active)]
-        m.d.sync += [
-            self.a_out.eq(self.a_in),
-            self.swap_out.eq(self.swap_in),
-            self.psum_out.eq(self.psum_in + self.mul_p),
-        ]
+        m.d.comb += self.mul_b.eq(active)
+        m.d.sync += self.psum_out.eq(self.psum_in + self.mul_p)
         # Swap and load may happen on the same edge: the old shadow becomes active.
-        with m.If(self.swap_in):
+        with m.If(self.swap):
             m.d.sync += active.eq(shadow)
         with m.If(self.weight_load):
             m.d.sync += shadow.eq(self.weight_in)
@@ -82,7 +81,7 @@ class ProcessingElement(wiring.Component):
 
 
 class SystolicArray(wiring.Component):
-    """An R x C grid of :class:`ProcessingElement` with skewed inputs and deskewed sums.
+    """An R x C grid of :class:`ProcessingElement` with skewed rows.
 
     Feed one row of a tile's activations per cycle, unskewed; :data:`latency` cycles later
     ``psum`` holds the C column sums ``sum_r act[r] * W[r, c]`` of that row, aligned.
@@ -132,7 +131,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self):
         """Cycles from a row on ``act`` to its sums on ``psum``."""
-        return self.rows + self.cols
+        return systolic_array_latency(self.rows)
 
     def elaborate(self, platform):
         m = Module()
@@ -142,17 +141,6 @@ class SystolicArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        # Products two at a time: one SB_MAC16 per pair on iCE40, one multiply each elsewhere.
-        flat = [pe for row in pes for pe in row]
-        for i in range(0, len(flat), 2):
-            m.submodules[f"mul_{i // 2}"] = mul = DualMul8()
-            first, *second = flat[i:i + 2]
-            m.d.comb += [mul.a0.eq(first.mul_a), mul.b0.eq(first.mul_b),
-                         first.mul_p.eq(mul.p0)]
-            if second:
-                m.d.comb += [mul.a1.eq(second[0].mul_a), mul.b1.eq(second[0].mul_b),
-                             second[0].mul_p.eq(mul.p1)]
-
         def delayed(value, cycles, name):
             for i in range(cycles):
                 reg = Signal.like(value, name=f"{name}_d{i + 1}")
@@ -160,31 +148,32 @@ class SystolicArray(wiring.Component):
                 value = reg
             return value
 
-        # Input skew: row r sees its activation (and the tile's swap) r cycles late.
+        # Input skew: row r registers its activation (and the tile's swap) r cycles late.
+        row_act = [Signal(signed(8), name=f"row_act{r}") for r in range(rows)]
         for r in range(rows):
-            m.d.comb += [
-                pes[r][0].a_in.eq(delayed(self.act[r], r, f"act{r}")),
-                pes[r][0].swap_in.eq(delayed(self.swap, r, f"swap{r}")),
-            ]
-            for c in range(1, cols):
-                m.d.comb += [pes[r][c].a_in.eq(pes[r][c - 1].a_out),
-                             pes[r][c].swap_in.eq(pes[r][c - 1].swap_out)]
+            swap = delayed(self.swap, r, f"swap{r}")
+            m.d.sync += row_act[r].eq(delayed(self.act[r], r, f"act{r}"))
+            for c in range(cols):
+                m.d.comb += [
+                    pes[r][c].swap.eq(swap),
+                    pes[r][c].weight_in.eq(self.weight_row[c]),
+                    pes[r][c].weight_load.eq(self.weight_load & (self.weight_index == r)),
+                ]
 
-        # Weights skew the same way along columns, so PE (r, c) is written no earlier than
-        # the swap that retires its shadow weight (see the class docstring).
-        for c in range(cols):
-            weight = delayed(self.weight_row[c], c, f"weight{c}")
-            index = delayed(self.weight_index, c, f"index{c}")
-            load = delayed(self.weight_load, c, f"load{c}")
-            for r in range(rows):
-                m.d.comb += [pes[r][c].weight_in.eq(weight),
-                             pes[r][c].weight_load.eq(load & (index == r))]
+        # Products two at a time: one SB_MAC16 per pair on iCE40, one multiply each elsewhere.
+        flat = [(row_act[r], pes[r][c]) for r in range(rows) for c in range(cols)]
+        for i in range(0, len(flat), 2):
+            m.submodules[f"mul_{i // 2}"] = mul = DualMul8()
+            (act0, pe0), *second = flat[i:i + 2]
+            m.d.comb += [mul.a0.eq(act0), mul.b0.eq(pe0.mul_b), pe0.mul_p.eq(mul.p0)]
+            if second:
+                (act1, pe1), = second
+                m.d.comb += [mul.a1.eq(act1), mul.b1.eq(pe1.mul_b), pe1.mul_p.eq(mul.p1)]
 
-        # Partial sums flow down; column c finishes c cycles after column 0, so deskew.
+        # Partial sums flow down; the last row's are the column sums.
         for c in range(cols):
             m.d.comb += pes[0][c].psum_in.eq(0)
             for r in range(1, rows):
                 m.d.comb += pes[r][c].psum_in.eq(pes[r - 1][c].psum_out)
-            m.d.comb += self.psum[c].eq(
-                delayed(pes[rows - 1][c].psum_out, cols - 1 - c, f"psum{c}"))
+            m.d.comb += self.psum[c].eq(pes[rows - 1][c].psum_out)
         return m

@@ -132,7 +132,8 @@ def _systolic_plan(config, m, k, n):
         for m0 in range(0, m, rows):
             start = max(issue, finished[0] + 1)
             issue = start + feed
-            first = max(issue - 1 + rows + cols + facts.SYSTOLIC_ACCUMULATE,
+            first = max(issue - 1 + facts.systolic_array_latency(rows)
+                        + facts.SYSTOLIC_ACCUMULATE,
                         finished[-1] + interval)
             last = first + (min(rows, m - m0) * min(cols, n - n0) - 1) * interval
             finished = finished[1:] + [last]
