@@ -25,13 +25,19 @@ Prints one JSON object with three parts:
 One command measures the program mode on a running simulated board (``tritile sim-board``)
 or a board: ``python bench/conv.py --device socket://HOST:PORT`` (its ``demo`` part).
 
+With ``--docs docs/conv.md`` the tables go into that document between their markers (the
+prose around them is kept): the layers and the presets always, the demo table only from a
+run on a device (``--device sim`` or a board), whose counters it shows.
+
 Usage: python bench/conv.py [--device golden|sim|URL] [--config NAME|FILE] [--samples N]
+                            [--docs docs/conv.md]
 """
 
 import argparse
 import json
 
 import numpy as np
+from doc_table import write_table
 
 from tritile.sw.compiler import CompileError, compile_model
 from tritile.sw.config import PRESETS, AcceleratorConfig, load_config
@@ -73,14 +79,14 @@ def layer_figures(config=BENCH_CONFIG):
         oh, ow = window.output_size(h, w)
         m, k = oh * ow, kernel * kernel * c
         row = {"layer": name, "m": m, "k": k, "n": n}
-        for engine, plan, chunk in (("systolic", plan_gemm, config.systolic_rows),
-                                    ("ternary", plan_ternary, config.ternary_fan_in)):
+        for engine_name, plan, chunk in (("systolic", plan_gemm, config.systolic_rows),
+                                         ("ternary", plan_ternary, config.ternary_fan_in)):
             k_padded = kernel * kernel * -(-c // chunk) * chunk
             result = plan(config, m, k_padded, n)
-            row[engine] = {"k_padded": k_padded, "cycles": result.cycles,
-                           "utilization": result.utilization,
-                           "useful_utilization": m * k * n / (result.peak_macs_per_cycle
-                                                              * result.cycles)}
+            row[engine_name] = {"k_padded": k_padded, "cycles": result.cycles,
+                                "utilization": result.utilization,
+                                "useful_utilization": m * k * n / (result.peak_macs_per_cycle
+                                                                   * result.cycles)}
         rows.append(row)
     return rows
 
@@ -100,7 +106,9 @@ def _target_bytes(program):
 
 
 def _program_config(config):
-    return config if config.max_layers else config.replace(max_layers=PROGRAM_LAYERS)
+    # Program mode walks conv layers in place, so it comes with the im2col walk.
+    return (config if config.max_layers
+            else config.replace(max_layers=PROGRAM_LAYERS, conv_walk=1))
 
 
 def demo_figures(device, samples, split, config):
@@ -187,6 +195,69 @@ def preset_figures(split):
     return rows
 
 
+TABLES = {part: (f"<!-- table: bench/conv.py {part} -->", "<!-- /table -->")
+          for part in ("layers", "demo", "presets")}
+
+
+def _percent(value):
+    return f"{100 * value:.1f} %"
+
+
+def layers_markdown(rows):
+    lines = ["| layer | M | K | N | systolic K padded | systolic cycles | systolic utilization "
+             "(useful) | ternary K padded | ternary cycles | ternary utilization (useful) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        cells = [row["layer"], row["m"], row["k"], row["n"]]
+        for engine_name in ("systolic", "ternary"):
+            e = row[engine_name]
+            cells += [e["k_padded"], e["cycles"], f"{_percent(e['utilization'])} "
+                      f"({_percent(e['useful_utilization'])})"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def demo_markdown(rows):
+    lines = ["| model | engine | mode | cycles / inference | link bytes / inference "
+             "| one-time upload (bytes) | target (in + out) x 1.1 + 128 |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        link = f"{row['link_bytes_per_inference']:.0f}"
+        if row["mode"] == "program" and row["link_bytes_per_inference"] <= row["target_bytes"]:
+            link = f"**{link}**"
+        upload = row["upload_wire_bytes"] if row["mode"] == "program" else "-"
+        lines.append(f"| {row['model'].upper()} | {row['engine']} | {row['mode']} | "
+                     f"{row['cycles_per_inference']:.1f} | {link} | {upload} | "
+                     f"{row['target_bytes']:.0f} |")
+    return "\n".join(lines)
+
+
+def presets_markdown(rows):
+    lines = ["| preset | clock, baud | model | engine | layer by layer: compute / link (µs) "
+             "| inferences/s | program: compute cycles, µs / link bytes, µs | inferences/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        head = (f"| {row['preset']} | {row['clock_hz'] / 1e6:g} MHz, {row['baud'] / 1e6:g} Mbaud"
+                f" | {row['model'].upper()} | {row['engine']} |")
+        if "skipped" in row:
+            lines.append(f"{head} {row['skipped']} | | | |")
+            continue
+        layered = (f" {1e6 * row['layer_by_layer_compute_seconds']:.1f} / "
+                   f"{1e6 * row['layer_by_layer_link_seconds']:.0f} | "
+                   f"{row['inferences_per_second_layer_by_layer']:.0f} |")
+        if "program" in row:
+            lines.append(f"{head}{layered} {row['program']} | |")
+            continue
+        segments = (f" ({row['program_segments']} segments)"
+                    if row["program_segments"] > 1 else "")
+        lines.append(f"{head}{layered} {row['program_compute_cycles']}, "
+                     f"{1e6 * row['program_compute_seconds']:.1f} / "
+                     f"{row['program_link_bytes']}{segments}, "
+                     f"{1e6 * row['program_link_seconds']:.0f} | "
+                     f"{row['inferences_per_second_program']:.0f} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="golden",
@@ -195,6 +266,7 @@ def main():
                         help="config the golden model runs (a device reports its own)")
     parser.add_argument("--samples", type=int, default=50,
                         help="held-out images the demo models run on --device (default 50)")
+    parser.add_argument("--docs", help="write the tables into this Markdown document")
     args = parser.parse_args()
     split = load_digits_split()
     report = {"bench_config": {"config_id": BENCH_CONFIG.config_id,
@@ -205,6 +277,13 @@ def main():
                                    load_config(args.config)),
               "presets": preset_figures(split)}
     print(json.dumps(report, indent=2, default=lambda value: np.asarray(value).tolist()))
+    if args.docs:
+        tables = {"layers": layers_markdown(report["layers"]),
+                  "presets": presets_markdown(report["presets"])}
+        if args.device != GOLDEN:
+            tables["demo"] = demo_markdown(report["demo"])
+        for part, table in tables.items():
+            write_table(args.docs, *TABLES[part], table, "Convolutions")
 
 
 if __name__ == "__main__":

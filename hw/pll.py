@@ -156,9 +156,13 @@ class _ResetSync(Elaboratable):
         m.domains.por = ClockDomain("por", reset_less=True, local=True)
         m.d.comb += ClockSignal("por").eq(self.domain.clk)
         count = Signal(4)
+        # The reset reaches every flip-flop of the design: it comes from a register, so
+        # that nextpnr routes it from one driver, with no LUT on its way.
+        reset = Signal(init=1)
         with m.If(~self.locked):
             m.d.por += count.eq(0)
         with m.Elif(count != 15):
             m.d.por += count.eq(count + 1)
-        m.d.comb += self.domain.rst.eq(count != 15)
+        m.d.por += reset.eq(count != 15)
+        m.d.comb += self.domain.rst.eq(reset)
         return m

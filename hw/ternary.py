@@ -145,12 +145,18 @@ class TernaryUnit(wiring.Component):
         # A padding position reads a word whose data is replaced by zeros.
         pad = self._stage(m, walker.pad, advance, "pad_read")
         weight_word, activations = memories.weight_data, memories.act_data
-        for stage in range(config.ternary_read_stages):
+        stages = config.ternary_read_stages
+        for stage in range(stages):
+            if stage == stages - 1:
+                # The last read stage registers the zeros: the flag then drives that
+                # stage's register inputs, not every lane's selects (ABC folds the zeroing
+                # into them: on the ECP5-85F the flag was the SoC's most congested net).
+                activations = Mux(pad, 0, activations)
             weight_word, activations, pad = (self._stage(m, word, advance, f"{name}_s{stage}")
                                              for word, name in ((weight_word, "weights"),
                                                                 (activations, "acts"),
                                                                 (pad, "pad")))
-        m.d.comb += [lanes.activations.eq(Mux(pad, 0, activations)),
+        m.d.comb += [lanes.activations.eq(activations if stages else Mux(pad, 0, activations)),
                      lanes.codes.eq(weight_word), lanes.advance.eq(advance)]
 
         final_tag = tags[-1]
