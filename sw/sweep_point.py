@@ -116,18 +116,18 @@ def build_point(request):
     The tools are checked first: a worker whose tools differ from those the point was
     planned with would build another point than its key says.
     """
-    from .sweep_store import SweepPoint, tool_versions
+    from .sweep_store import BASE_TOOLS, SweepPoint, tool_versions
     from .toolchain import ToolError
 
     point = SweepPoint.from_request(request)
     try:
-        here = tool_versions(name for name in point.tools if name != "amaranth")
+        here = tool_versions(name for name in point.tools if name not in BASE_TOOLS)
     except ToolError as exc:
         return point.record("failed", str(exc))
     if here != point.tools:
-        differ = ", ".join(f"{name} {here.get(name)} here, {version} asked"
-                           for name, version in point.tools.items()
-                           if here.get(name) != version)
+        differ = ", ".join(f"{name} {here.get(name)} here, {point.tools.get(name)} asked"
+                           for name in {**point.tools, **here}
+                           if here.get(name) != point.tools.get(name))
         return point.record("failed", f"the worker's tools differ: {differ}")
     module, _, function = point.builder.partition(":")
     return getattr(importlib.import_module(module), function)(point, request["build_dir"])

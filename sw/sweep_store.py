@@ -1,8 +1,9 @@
 """The results of a sweep on disk: one JSON record per built point.
 
 A point is keyed by what decides its result: the config (its canonical JSON, so its
-``config_id``), the board, the stage, the placement seed and the versions of the tools
-that build it (Amaranth, yosys and, for place-and-route, nextpnr and the packer). A
+``config_id``), the board, the stage, the placement seed and the versions of what builds
+it (tritile's own sources, Amaranth, yosys and, for place-and-route, nextpnr and the
+packer). A
 record whose status is ``ok`` (built) or ``unfit`` (the fit check refused it) is final
 and is reused by every later sweep with the same key; a ``failed`` record (a tool
 crashed, the worker died) is built again. Records are written atomically, each as soon
@@ -24,7 +25,8 @@ from pathlib import Path
 from .config import AcceleratorConfig
 from .toolchain import ToolError, find_tool
 
-__all__ = ["SweepPoint", "ResultStore", "FINAL", "BOARD_BUILDER", "tool_versions"]
+__all__ = ["SweepPoint", "ResultStore", "FINAL", "BOARD_BUILDER", "tool_versions",
+           "source_version"]
 
 #: The function that builds a point unless the point names another: ``tritile build``'s.
 BOARD_BUILDER = "tritile.sw.sweep_point:build_board_point"
@@ -32,8 +34,31 @@ BOARD_BUILDER = "tritile.sw.sweep_point:build_board_point"
 #: Record statuses that are final: a later sweep reuses them instead of building again.
 FINAL = ("ok", "unfit")
 
+#: tritile's packages: their sources generate the design a point builds.
+PACKAGE_DIRS = tuple(Path(__file__).resolve().parent.parent / name
+                     for name in ("hw", "sw", "sim"))
+
+#: The entries of :func:`tool_versions` that every point has, beside its flow's tools.
+BASE_TOOLS = ("tritile", "amaranth")
+
+
+def source_version(directories=PACKAGE_DIRS):
+    """Return a hash of the Python sources under ``directories`` (tritile's by default).
+
+    Any change to the code that generates the gateware gives points a new key, so a
+    sweep never reuses a build of other code.
+    """
+    digest = hashlib.sha256()
+    for directory in directories:
+        for path in sorted(Path(directory).rglob("*.py")):
+            digest.update(f"{path.relative_to(directory.parent)}\0".encode())
+            digest.update(path.read_bytes())
+    return f"sources {digest.hexdigest()[:16]}"
+
 
 def _version(name):
+    if name == "tritile":
+        return source_version()
     if name == "amaranth":
         return importlib.metadata.version("amaranth")
     tool = find_tool(name)
@@ -46,12 +71,12 @@ def _version(name):
 
 
 def tool_versions(names):
-    """Return tool name -> version for Amaranth and the tools ``names``.
+    """Return name -> version for tritile's sources, Amaranth and the tools ``names``.
 
-    YoWASP tools are named by their wheel's version; a system tool (``$YOSYS``, ...) by
-    the path and the version it prints.
+    tritile is named by :func:`source_version`; YoWASP tools by their wheel's version; a
+    system tool (``$YOSYS``, ...) by the path and the version it prints.
     """
-    return {name: _version(name) for name in ("amaranth", *names)}
+    return {name: _version(name) for name in (*BASE_TOOLS, *names)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ from tritile.sw.sweep_point import build_point
 from tritile.sw.sweep_report import markdown_table, pareto_front, sweep_rows, write_report
 from tritile.sw.sweep_spec import (ModelCost, SweepError, expand_spec, load_model,
                                    load_spec, model_cost)
-from tritile.sw.sweep_store import ResultStore, SweepPoint
+from tritile.sw.sweep_store import ResultStore, SweepPoint, source_version, tool_versions
 
 TOOLS = {"amaranth": "0.5.4", "yosys": "0.70"}
 
@@ -241,12 +241,25 @@ def test_point_key_follows_everything_that_decides_the_result():
 
 def test_build_process_refuses_a_point_planned_with_other_tools(tmp_path):
     point = SweepPoint(PRESETS["icebreaker"], "icebreaker", "synth", None,
-                       {"amaranth": "0.4.0"})
+                       {"tritile": source_version(), "amaranth": "0.4.0"})
     record = build_point(point.request(tmp_path))
     here = importlib.metadata.version("amaranth")
     assert record == point.record("failed", f"the worker's tools differ: amaranth {here} "
                                             f"here, 0.4.0 asked")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_source_version_follows_the_generator_code(tmp_path):
+    package = tmp_path / "hw"
+    (package / "sub").mkdir(parents=True)
+    (package / "soc.py").write_text("WIDTH = 8\n")
+    (package / "sub" / "pe.py").write_text("LATENCY = 1\n")
+    before = source_version([package])
+    assert source_version([package]) == before
+    (package / "sub" / "pe.py").write_text("LATENCY = 2\n")
+    assert source_version([package]) != before
+    # tritile's own sources name every point's build, beside the flow's tools.
+    assert tool_versions([])["tritile"] == source_version()
 
 
 def _row(board, logic, gmacs, status="ok"):
