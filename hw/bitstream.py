@@ -243,7 +243,8 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
 
     Steps: :func:`synthesize` (with its fit check); with ``component_root`` (the name of
     a submodule of ``top``), :func:`measure_components` of it, the report's
-    ``components``; ``after_synthesis(out_dir)``, when given, whose dict joins the report
+    ``components`` (or, if that synthesis fails, ``components_error`` and the build goes
+    on); ``after_synthesis(out_dir)``, when given, whose dict joins the report
     (``tritile build --verify`` simulates the netlist there, before place-and-route is
     spent on it); nextpnr places and routes against the clock constraints and writes its
     JSON report, with placement seeds ``seed``, ``seed + 1``, ... until timing is met or
@@ -263,8 +264,15 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
                        progress=progress, fit_check=fit_check)
     components = {}
     if component_root is not None:
-        components = {"components": measure_components(
-            out_dir, device.family, component_root, name=name, progress=progress)}
+        try:
+            components = {"components": measure_components(
+                out_dir, device.family, component_root, name=name, progress=progress)}
+        except BuildError as exc:
+            # The table comes from a second synthesis beside the build's: when yosys fails
+            # there (an internal error on one kept module), the build goes on without it.
+            reason = str(exc).splitlines()[0]
+            progress(f"cells per component unavailable: {reason}")
+            components = {"components_error": reason}
     checked = after_synthesis(out_dir) if after_synthesis is not None else {}
     if stage == "synth":
         resources = {r: {"used": usage.get(r, 0), "available": available}

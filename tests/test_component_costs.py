@@ -9,6 +9,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from tritile.hw.bitstream import DEVICES, run_flow
 from tritile.hw.component_costs import component_rows, costs_script, module_costs
 from tritile.sw.commands.build import format_components
+from tritile.sw.toolchain import find_tool
 
 
 def _cell(kind, **ports):
@@ -145,3 +146,22 @@ def test_component_table_of_a_real_synthesis_adds_up_to_the_flat_build(tmp_path)
     lines = format_components(components)
     assert any(line.split()[:2] == ["counter", str(modules["counter"]["logic"])]
                for line in lines)
+
+
+def test_a_failed_component_synthesis_costs_the_table_not_the_build(tmp_path, monkeypatch):
+    # yosys (the real one, behind a wrapper) fails on the second synthesis only, as
+    # YoWASP yosys 0.70 did with an internal error on one kept module of ulx3s-85f.
+    real = find_tool("yosys").path
+    wrapper = tmp_path / "yosys"
+    wrapper.write_text(f"#!/bin/sh\ncase \"$*\" in *components.ys*) "
+                       f"echo 'ERROR: Assert failed' >&2; exit 1;; esac\nexec '{real}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(wrapper))
+    messages = []
+    report = run_flow(ICEBreakerPlatform(), _Top(), DEVICES["iCE40UP5K-SG48"],
+                      tmp_path / "build", stage="synth", component_root="chip",
+                      progress=messages.append)
+    assert "components" not in report
+    assert report["components_error"].startswith("yosys failed (exit 1)")
+    assert report["synthesis_estimate"]["bram"] == 1
+    assert any(m.startswith("cells per component unavailable") for m in messages)

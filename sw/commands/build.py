@@ -92,6 +92,8 @@ def format_report(report):
                      f"({report['netlist_seconds']:.0f} s)")
     if "components" in report:
         lines += format_components(report["components"])
+    elif "components_error" in report:
+        lines.append(f"  cells per component unavailable: {report['components_error']}")
     seeds = report.get("seeds_tried", [])
     placed = f" (placement seed {seeds[-1]['seed']}, {len(seeds)} tried)" if seeds else ""
     lines.append(f"  built in {report['build_seconds']:.0f} s{placed}")
