@@ -203,10 +203,15 @@ def _percent(value):
     return f"{100 * value:.1f} %"
 
 
+def _head(*columns):
+    """The header and separator lines of a Markdown table."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def layers_markdown(rows):
-    lines = ["| layer | M | K | N | systolic K padded | systolic cycles | systolic utilization "
-             "(useful) | ternary K padded | ternary cycles | ternary utilization (useful) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = _head("layer", "M", "K", "N", "systolic K padded", "systolic cycles",
+                  "systolic utilization (useful)", "ternary K padded", "ternary cycles",
+                  "ternary utilization (useful)")
     for row in rows:
         cells = [row["layer"], row["m"], row["k"], row["n"]]
         for engine_name in ("systolic", "ternary"):
@@ -218,9 +223,8 @@ def layers_markdown(rows):
 
 
 def demo_markdown(rows):
-    lines = ["| model | engine | mode | cycles / inference | link bytes / inference "
-             "| one-time upload (bytes) | target (in + out) x 1.1 + 128 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = _head("model", "engine", "mode", "cycles / inference", "link bytes / inference",
+                  "one-time upload (bytes)", "target (in + out) x 1.1 + 128")
     for row in rows:
         link = f"{row['link_bytes_per_inference']:.0f}"
         if row["mode"] == "program" and row["link_bytes_per_inference"] <= row["target_bytes"]:
@@ -233,9 +237,9 @@ def demo_markdown(rows):
 
 
 def presets_markdown(rows):
-    lines = ["| preset | clock, baud | model | engine | layer by layer: compute / link (µs) "
-             "| inferences/s | program: compute cycles, µs / link bytes, µs | inferences/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = _head("preset", "clock, baud", "model", "engine",
+                  "layer by layer: compute / link (µs)", "inferences/s",
+                  "program: compute cycles, µs / link bytes, µs", "inferences/s")
     for row in rows:
         head = (f"| {row['preset']} | {row['clock_hz'] / 1e6:g} MHz, {row['baud'] / 1e6:g} Mbaud"
                 f" | {row['model'].upper()} | {row['engine']} |")
