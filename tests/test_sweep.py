@@ -286,7 +286,7 @@ def _report(logic, seconds=20.0):
 
 
 def test_report_rows_table_and_plot(tmp_path):
-    base = PRESETS["icebreaker"]
+    base = PRESETS["icebreaker"].replace(clock_hz=24_000_000)
     entries = [_entry(base.replace(systolic_rows=r), {"systolic_rows": r}) for r in (1, 2, 3, 4)]
     small, large, failed, missing = (e.point for e in entries)
     records = {small.key: small.record("ok", report=_report(2800)),
@@ -312,7 +312,7 @@ def test_report_rows_table_and_plot(tmp_path):
 
 
 def test_with_a_model_the_front_is_of_predicted_inferences_per_second(tmp_path):
-    base = PRESETS["icebreaker"]
+    base = PRESETS["icebreaker"].replace(clock_hz=24_000_000)
     # Fewer MACs but fewer cycles for the model (say, less tiling waste): the model
     # decides the front, not the peak GMAC/s.
     entries = [sweep.SweepEntry({"systolic_rows": r}, SweepPoint(
