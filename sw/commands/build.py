@@ -30,6 +30,11 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def _unverified(out_dir):
+    """The report's entry of a build without ``--verify``."""
+    return {"netlist_verified": False}
+
+
 def run(args):
     from tritile.hw.bitstream import BuildError, FitError
     from tritile.hw.board_build import build_board
@@ -44,10 +49,7 @@ def run(args):
     if args.attempts < 1:
         raise CommandError(f"--attempts must be at least 1, not {args.attempts}")
 
-    def verify(out_dir):
-        return {"netlist_verified": False}
-
-    mismatch = ()
+    verify, mismatch = _unverified, ()
     if args.verify:
         from tritile.sim.netlist import NetlistError
         from tritile.sim.netlist_check import NetlistMismatchError, verify_netlist
