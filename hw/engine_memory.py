@@ -25,6 +25,7 @@ from tritile.sw.config import ConfigError
 from tritile.sw.systolic_layout import systolic_geometry
 from tritile.sw.ternary_layout import ternary_geometry
 
+from .block_ram import BlockRAM
 from .dsp import is_ice40
 
 __all__ = ["SPRAM_WORDS", "SPRAM_WIDTH", "UP5K_SPRAMS", "EngineMemory",
@@ -171,25 +172,24 @@ class EngineMemory(wiring.Component):
             self._sprams(m, writing)
             return m
         read_en = self.read_en & ~writing if self.single_port else self.read_en
-        # Without the promise, yosys' `no_rw_check` leaves out the logic that emulates it.
-        attrs = {} if self.read_during_write or self.single_port else {"no_rw_check": 1}
+        if not (self.read_during_write or self.single_port):
+            # Without the promise: a BlockRAM, which yosys maps without the logic that
+            # emulates it.
+            m.submodules.ram = memory = BlockRAM(self.width, self.depth, granularity=8,
+                                                 ram_style=None)
+            m.d.comb += [memory.write_addr.eq(self.write_addr),
+                         memory.write_en.eq(self.write_en),
+                         memory.write_data.eq(self.write_data),
+                         memory.read_addr.eq(self.read_addr), memory.read_en.eq(read_en),
+                         self.read_data.eq(memory.read_data)]
+            return m
         m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
-                                              init=[], attrs=attrs)
+                                              init=[])
         write = memory.write_port(granularity=8)
+        read = memory.read_port(transparent_for=())
         m.d.comb += [write.addr.eq(self.write_addr), write.en.eq(self.write_en),
-                     write.data.eq(self.write_data)]
-        if attrs:
-            # An asynchronous read and a register behind it, which yosys merges into the
-            # RAM's read register with a don't-care collision (hw/block_ram.py).
-            read = memory.read_port(domain="comb")
-            data = Signal(self.width, reset_less=True)
-            m.d.comb += [read.addr.eq(self.read_addr), self.read_data.eq(data)]
-            with m.If(read_en):
-                m.d.sync += data.eq(read.data)
-        else:
-            read = memory.read_port(transparent_for=())
-            m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(read_en),
-                         self.read_data.eq(read.data)]
+                     write.data.eq(self.write_data), read.addr.eq(self.read_addr),
+                     read.en.eq(read_en), self.read_data.eq(read.data)]
         return m
 
     def _sprams(self, m, writing):

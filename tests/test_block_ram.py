@@ -52,3 +52,33 @@ def test_a_written_word_is_read_back_with_the_output_register(py_rng):
             assert ctx.get(dut.read_data) == byte
 
     simulate(dut, bench, name="block_ram_write")
+
+
+def test_a_write_with_granularity_writes_only_the_enabled_parts(py_rng):
+    dut = BlockRAM(16, 4, granularity=8)
+    old = [py_rng.randrange(1 << 16) for _ in range(4)]
+    new = [py_rng.randrange(1 << 16) for _ in range(4)]
+    enables = [0b00, 0b01, 0b10, 0b11]
+
+    async def bench(ctx):
+        for en, words in ((0b11, old), (None, new)):
+            for address, word in enumerate(words):
+                ctx.set(dut.write_en, en if en is not None else enables[address])
+                ctx.set(dut.write_addr, address)
+                ctx.set(dut.write_data, word)
+                await ctx.tick()
+        ctx.set(dut.write_en, 0)
+        for address in range(4):
+            mask = sum(0xff << (8 * i) for i in range(2) if enables[address] >> i & 1)
+            ctx.set(dut.read_addr, address)
+            await ctx.tick()
+            assert ctx.get(dut.read_data) == (new[address] & mask) | (old[address] & ~mask)
+
+    simulate(dut, bench, name="block_ram_granularity")
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("granularity", [0, 3, 7.5])
+def test_a_granularity_that_does_not_divide_the_width_is_refused(granularity):
+    with pytest.raises(ValueError, match="Granularity must be a positive divisor"):
+        BlockRAM(16, 4, granularity=granularity)
