@@ -41,6 +41,8 @@ def main(argv=None):
     start = time.monotonic()
     report = build_board(board, config, args.out / args.board, stage="synth",
                          fit_check=not args.no_fit_check)
+    if "components" not in report:
+        sys.exit(f"link_cells: no component table: {report['components_error']}")
     cells = {name: costs["logic"] for name, costs in report["components"]["modules"].items()
              if name.split(".")[0] in GROUPS}
     groups = {group: sum(c for name, c in cells.items() if name.split(".")[0] == group)
