@@ -9,6 +9,7 @@ place-and-route and nextpnr writes a machine-readable report. Tools come from
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -217,19 +218,60 @@ def measure_components(out_dir, family, root, *, name="top", progress=None):
     touched. The result has ``modules`` (costs per component), ``total`` (their sum) and
     ``flat`` (the same counts on the build's flat netlist), so the table says how far its
     sum is from what was built.
+
+    When yosys fails on one kept module (YoWASP yosys 0.70 fails an assertion in ABC9 on
+    the ulx3s-85f's ternary core, kept beside the other components, not alone), that
+    module is measured apart: a run without it kept (its cells then count in its
+    parent's) gives every other row; a run keeping only it, its parts and its ancestors
+    gives its row, which is taken out of its parent's own cells. ``apart`` names it.
     """
     progress = progress or _stderr
     out_dir = Path(out_dir)
-    script = costs_script((out_dir / f"{name}.ys").read_text(),
-                          (out_dir / f"{name}.il").read_text(), root,
-                          f"{name}.components.json")
-    (out_dir / f"{name}.components.ys").write_text(script)
     progress("cells per component: a second synthesis, with the hierarchy kept")
-    _run([_tool("yosys").path, "-q", f"{name}.components.ys"], out_dir,
-         "yosys-components.log", progress=progress)
-    costs = component_costs(out_dir / f"{name}.components.json", family, name, root)
+    try:
+        costs = _component_run(out_dir, family, root, name, "components", progress)
+    except BuildError:
+        failed = _failed_module(out_dir / "yosys-components.log", f"{name}.{root}")
+        if failed is None:
+            raise
+        progress(f"yosys failed on {failed} among the kept components: measuring it apart")
+        costs = _component_run(out_dir, family, root, name, "components-without", progress,
+                               keep=lambda path: path != failed)
+        alone = _component_run(out_dir, family, root, name, "components-alone", progress,
+                               keep=lambda path: _related(path, failed))
+        modules, row = costs["modules"], alone["modules"][failed]
+        parent = failed.rpartition(".")[0] or root
+        modules[parent] = {r: max(0, count - row[r]) for r, count in modules[parent].items()}
+        modules[failed] = row
+        costs["total"] = {r: sum(m[r] for m in modules.values()) for r in row}
+        costs["apart"] = [failed]
     flat = json.loads((out_dir / f"{name}.json").read_text())["modules"][name]
     return {**costs, "flat": module_costs(flat, family)}
+
+
+def _component_run(out_dir, family, root, name, stem, progress, keep=None):
+    """Run one statistics synthesis (``<name>.<stem>.ys``); return its component table."""
+    script = costs_script((out_dir / f"{name}.ys").read_text(),
+                          (out_dir / f"{name}.il").read_text(), root,
+                          f"{name}.{stem}.json", keep=keep)
+    (out_dir / f"{name}.{stem}.ys").write_text(script)
+    # Not quiet: the log names the module yosys was working on when it failed.
+    _run([_tool("yosys").path, f"{name}.{stem}.ys"], out_dir, f"yosys-{stem}.log",
+         progress=progress)
+    return component_costs(out_dir / f"{name}.{stem}.json", family, name, root)
+
+
+def _failed_module(log, prefix):
+    """Return the path below ``prefix`` of the module a failed yosys log worked on last."""
+    modules = re.findall(r"from module `([^']+)'", Path(log).read_text(errors="replace"))
+    if not modules or not modules[-1].startswith(prefix + "."):
+        return None
+    return modules[-1][len(prefix) + 1:]
+
+
+def _related(path, module):
+    """Whether ``path`` is ``module``, one of its parts or one of its ancestors."""
+    return path == module or module.startswith(path + ".") or path.startswith(module + ".")
 
 
 def _stderr(message):

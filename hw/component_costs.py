@@ -54,7 +54,7 @@ def _resource(cell_type, family):
     return None
 
 
-def costs_script(synth_script, rtlil, root, netlist, depth=2):
+def costs_script(synth_script, rtlil, root, netlist, depth=2, keep=None):
     """Return the yosys script of the statistics run, from the real build's script.
 
     ``synth_script`` is the build's yosys script (Amaranth's ``<name>.ys``) and ``rtlil``
@@ -62,7 +62,11 @@ def costs_script(synth_script, rtlil, root, netlist, depth=2):
     command, before which ``keep_hierarchy`` is set on ``<top>.<root>`` and its
     submodules down to ``depth`` levels; the command runs in two parts, with yosys'
     ``opt_hier`` (constants and unused signals across module boundaries) between its
-    ``begin`` and ``coarse`` steps; ``write_json netlist`` follows.
+    ``begin`` and ``coarse`` steps; ``write_json netlist`` follows. ``keep``, when
+    given, chooses among those submodules: it is called with each one's path below the
+    root (``engines.ternary_core``) and those for which it is false are flattened into
+    their parents (:func:`tritile.hw.bitstream.measure_components` measures a module
+    yosys fails on apart).
     """
     lines = synth_script.splitlines()
     synth = next((i for i, line in enumerate(lines) if line.strip().startswith("synth_")),
@@ -76,6 +80,8 @@ def costs_script(synth_script, rtlil, root, netlist, depth=2):
                                   name.count(".") - prefix.count(".") <= depth)]
     if prefix not in kept:
         raise ValueError(f"the design has no module {prefix}")
+    if keep is not None:
+        kept = [name for name in kept if name == prefix or keep(name[len(prefix) + 1:])]
     command = lines[synth].strip()
     return "\n".join([*lines[:synth],
                        "setattr -mod -set keep_hierarchy 1 " + " ".join(kept),

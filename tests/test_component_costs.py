@@ -165,3 +165,35 @@ def test_a_failed_component_synthesis_costs_the_table_not_the_build(tmp_path, mo
     assert report["components_error"].startswith("yosys failed (exit 1)")
     assert report["synthesis_estimate"]["bram"] == 1
     assert any(m.startswith("cells per component unavailable") for m in messages)
+
+
+def test_a_module_yosys_fails_on_among_the_others_is_measured_apart(tmp_path, monkeypatch):
+    # The real yosys behind a wrapper that fails as YoWASP yosys 0.70 does on ulx3s-85f's
+    # ternary core: on one module kept beside the others, not when it is kept alone.
+    real = find_tool("yosys").path
+    wrapper = tmp_path / "yosys"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "for arg; do script=$arg; done\n"
+        "if grep -q 'keep_hierarchy.*top.chip.counter.*top.chip.table ' \"$script\"; then\n"
+        "  echo \"Extracted 42 AND gates and 0 wires from module \\`top.chip.table'\"\n"
+        "  echo \"ERROR: Assert \\`wire' failed in abc_ops_reintegrate.cc:596.\"; exit 1\n"
+        f"fi\nexec '{real}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    expected = run_flow(ICEBreakerPlatform(), _Top(), DEVICES["iCE40UP5K-SG48"],
+                        tmp_path / "real", stage="synth", component_root="chip",
+                        progress=lambda message: None)["components"]
+    monkeypatch.setenv("YOSYS", str(wrapper))
+    messages = []
+    report = run_flow(ICEBreakerPlatform(), _Top(), DEVICES["iCE40UP5K-SG48"],
+                      tmp_path / "build", stage="synth", component_root="chip",
+                      progress=messages.append)
+    components = report["components"]
+    assert components["apart"] == ["table"]
+    assert "yosys failed on table among the kept components: measuring it apart" in messages
+    # Nothing crosses the table's boundary here, so measured apart it costs the same.
+    assert components["modules"] == expected["modules"]
+    assert components["total"] == expected["total"]
+    assert format_components(components)[-1] == (
+        "    (table: measured in a synthesis of its own, yosys failed on it beside the "
+        "others)")

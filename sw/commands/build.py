@@ -115,4 +115,7 @@ def format_components(components):
         lines.append(f"    {label:<28}" + "".join(f"{costs[c]:>7}" for c in columns))
     for label, costs in (("sum", total), ("flat build", flat)):
         lines.append(f"    {label:<28}" + "".join(f"{costs[c]:>7}" for c in columns))
+    for module in components.get("apart", ()):
+        lines.append(f"    ({module}: measured in a synthesis of its own, yosys failed on "
+                     f"it beside the others)")
     return lines
