@@ -255,14 +255,25 @@ def _component_run(out_dir, family, root, name, stem, progress, keep=None):
                           (out_dir / f"{name}.il").read_text(), root,
                           f"{name}.{stem}.json", keep=keep)
     (out_dir / f"{name}.{stem}.ys").write_text(script)
-    # Not quiet: the log names the module yosys was working on when it failed.
-    _run([_tool("yosys").path, f"{name}.{stem}.ys"], out_dir, f"yosys-{stem}.log",
-         progress=progress)
+    # yosys' own log (-l) is written line by line; what the WebAssembly build prints on
+    # its standard output is lost when it aborts. The log names the module yosys was
+    # working on and the error.
+    log = out_dir / f"yosys-{stem}.log"
+    try:
+        _run([_tool("yosys").path, "-q", "-l", log.name, f"{name}.{stem}.ys"], out_dir,
+             f"yosys-{stem}.out", progress=progress)
+    except BuildError as exc:
+        last = log.read_text(errors="replace").strip().splitlines()[-1:] \
+            if log.exists() else []
+        failed = str(exc).splitlines()[0].split("; log ")[0]
+        raise BuildError(f"{failed}; log {log}: {' '.join(last)}") from None
     return component_costs(out_dir / f"{name}.{stem}.json", family, name, root)
 
 
 def _failed_module(log, prefix):
     """Return the path below ``prefix`` of the module a failed yosys log worked on last."""
+    if not Path(log).exists():
+        return None
     modules = re.findall(r"from module `([^']+)'", Path(log).read_text(errors="replace"))
     if not modules or not modules[-1].startswith(prefix + "."):
         return None
