@@ -11,7 +11,8 @@ from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "is_ice40",
+__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "balanced_sum",
+           "is_ice40",
            "DUAL_MUL8_SB_MAC16", "ice40_dual_mul8_restore"]
 
 #: The SB_MAC16 configuration of :class:`DualMul8` on iCE40: 8 x 8 mode,
@@ -62,8 +63,12 @@ def times_const(value, constant):
     copy of ``value`` per set bit of ``constant``, summed as a balanced tree, so the path
     is ``ceil(log2 ones)`` adders, not one per bit."""
     terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
-    if not terms:
-        return Const(0, 1)
+    return balanced_sum(terms) if terms else Const(0, 1)
+
+
+def balanced_sum(terms):
+    """Return the sum of ``terms`` (a non-empty list) as a balanced tree of adders: the
+    path is ``ceil(log2 len(terms))`` adders."""
     while len(terms) > 1:
         terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
     return terms[0]
