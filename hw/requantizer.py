@@ -206,14 +206,20 @@ class Requantizer(wiring.Component):
             with m.If(advance):
                 m.d.sync += product.eq(s2["sum"] * s2["mult"])
             complete = Const(1)
-        m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v4 | self.out.valid)
+        # With the multiply in logic the shift takes two stages: its steps of 32, 16 and 8
+        # into stage 3b (a raw beat's p there as it is), those of 4, 2 and 1 into stage 4,
+        # as the shift's narrowing and range checks are 8 LUTs deep in all (the critical
+        # path of the iCEBreaker's int8 preset once the multiply was split).
+        v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
+        if not serial:
+            v3b = Const(0)
+        m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
 
         with m.If(advance):
             m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(entering | (v3 & ~complete)),
-                         v4.eq(v3 & complete), self.out.valid.eq(v4)]
+                         v4.eq(v3b if serial else v3 & complete), self.out.valid.eq(v4)]
             m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
             m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
-            m.d.sync += [s4[k].eq(s3[k]) for k in tag]
             with m.If(v1 if serial else 1):
                 m.d.sync += [s2[k].eq(s1[k]) for k in tag]
                 m.d.sync += [
@@ -226,11 +232,25 @@ class Requantizer(wiring.Component):
                     m.d.sync += s2["mult"].eq(multiplier)
             with m.If(entering if serial else 1):
                 m.d.sync += [s3[k].eq(source[k]) for k in (*tag, "shift_m1")]
-            narrowed, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS)
+            if serial:
+                coarse, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS,
+                                                  steps=range(3, 6))
+                m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
+                             s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
+                             s3b["outside"].eq(~s3["raw"] & outside),
+                             s3b["negative"].eq(product[-1]),
+                             s3b["shift_low"].eq(s3["shift_m1"][:3])]
+                source, value, amount = s3b, s3b["t"][:_T_BITS + 7], s3b["shift_low"]
+                raw_t, earlier, negative = s3b["t"], s3b["outside"], s3b["negative"]
+            else:
+                source, value, amount = s3, product, s3["shift_m1"]
+                raw_t, earlier, negative = product[:33], 0, product[-1]
+            narrowed, outside = _shift_narrowed(value, amount, _T_BITS)
+            m.d.sync += [s4[k].eq(source[k]) for k in tag]
             m.d.sync += [
-                s4["t"].eq(Mux(s3["raw"], product[:33], narrowed)),
-                s4["outside"].eq(~s3["raw"] & outside),
-                s4["negative"].eq(product[-1]),
+                s4["t"].eq(Mux(source["raw"], raw_t, narrowed)),
+                s4["outside"].eq(~source["raw"] & (outside | earlier)),
+                s4["negative"].eq(negative),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
@@ -341,11 +361,12 @@ class Requantizer(wiring.Component):
 _T_BITS = 11
 
 
-def _shift_narrowed(value, amount, width):
+def _shift_narrowed(value, amount, width, steps=None):
     """Return ``(t, outside)``: the low ``width`` bits of ``t = value >> amount``
     (arithmetic, so it floors as docs/numerics.md requires) and whether ``t`` is outside
     the signed ``width``-bit range (then it has ``value``'s sign; at its lower end
-    ``outside`` may also be set).
+    ``outside`` may also be set). With ``steps``, only the steps of those bits of
+    ``amount``: their ``t`` keeps the bits the steps below can still bring down.
 
     A barrel shifter, largest step first, that keeps after each step only the bits the
     smaller steps can still bring into the result: ``width + 2**i - 1`` bits before the
@@ -355,7 +376,7 @@ def _shift_narrowed(value, amount, width):
     """
     value = value.as_signed()
     outside = Const(0)
-    for step in reversed(range(len(amount))):
+    for step in reversed(range(len(amount)) if steps is None else steps):
         value = Mux(amount[step], value >> (1 << step), value)
         keep = width + (1 << step) - 1
         if keep < len(value):
