@@ -210,8 +210,9 @@ class Requantizer(wiring.Component):
         # into stage 3b (a raw beat's p there as it is), those of 4, 2 and 1 into stage 4,
         # as the shift's narrowing and range checks are 8 LUTs deep in all (the critical
         # path of the iCEBreaker's int8 preset once the multiply was split).
-        v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
-        if not serial:
+        if serial:
+            v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
+        else:
             v3b = Const(0)
         m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
 
