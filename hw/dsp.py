@@ -11,7 +11,8 @@ from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "is_ice40",
+__all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "balanced_sum",
+           "is_ice40",
            "DUAL_MUL8_SB_MAC16", "ice40_dual_mul8_restore"]
 
 #: The SB_MAC16 configuration of :class:`DualMul8` on iCE40: 8 x 8 mode,
@@ -28,6 +29,11 @@ DUAL_MUL8_SB_MAC16 = {
 }
 # The attribute that marks DualMul8's SB_MAC16 cells for ice40_dual_mul8_restore.
 _DUAL_MUL8_ATTRIBUTE = "tritile_dual_mul8"
+# What ice40_dual_mul8_restore sets back: the two 8 x 8 products. The registers are
+# ice40_dsp's: it moves the flip-flops in front of A and B into the cell (A_REG, B_REG,
+# CLK, BHOLD), which is where DualMul8(registered=True) wants them.
+_DUAL_MUL8_PRODUCTS = {name: value for name, value in DUAL_MUL8_SB_MAC16.items()
+                       if not name.endswith("_REG") and "MULT_REG" not in name}
 
 
 def ice40_dual_mul8_restore():
@@ -40,7 +46,7 @@ def ice40_dual_mul8_restore():
     << 8`` on top of ``a0 * b0``. The netlist simulation of ``tritile build --verify``
     found this (docs/boards.md); it runs after synthesis, before the netlist is written.
     """
-    sets = " ".join(f"-set {name} {value}" for name, value in DUAL_MUL8_SB_MAC16.items())
+    sets = " ".join(f"-set {name} {value}" for name, value in _DUAL_MUL8_PRODUCTS.items())
     return f"setparam {sets} a:{_DUAL_MUL8_ATTRIBUTE}"
 
 
@@ -62,8 +68,12 @@ def times_const(value, constant):
     copy of ``value`` per set bit of ``constant``, summed as a balanced tree, so the path
     is ``ceil(log2 ones)`` adders, not one per bit."""
     terms = [value << bit for bit in range(constant.bit_length()) if constant >> bit & 1]
-    if not terms:
-        return Const(0, 1)
+    return balanced_sum(terms) if terms else Const(0, 1)
+
+
+def balanced_sum(terms):
+    """Return the sum of ``terms`` (a non-empty list) as a balanced tree of adders: the
+    path is ``ceil(log2 len(terms))`` adders."""
     while len(terms) > 1:
         terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) & ~1:]
     return terms[0]
@@ -120,34 +130,55 @@ def is_ice40(platform):
 
 
 class DualMul8(wiring.Component):
-    """Two independent signed 8 x 8 -> 16 products, combinational.
+    """Two independent signed 8 x 8 -> 16 products.
+
+    Parameters
+    ----------
+    registered : bool
+        False: the products of the operands, combinationally. True: of operands held in
+        registers, ``a0`` and ``a1`` taken at every clock edge, ``b0`` and ``b1`` at an
+        edge with ``b_load``; the registers have no reset, so that on iCE40 yosys'
+        ``ice40_dsp`` moves them into the SB_MAC16 (its A and B input registers), where
+        they take no logic cell.
 
     Members
     -------
     a0, b0, a1, b1 : In(signed(8))
         Operands.
+    b_load : In(1)
+        With ``registered``: take ``b0`` and ``b1`` at this edge.
     p0, p1 : Out(signed(16))
-        ``a0 * b0`` and ``a1 * b1``.
+        ``a0 * b0`` and ``a1 * b1`` (of the held operands with ``registered``).
     """
 
-    a0: In(signed(8))
-    b0: In(signed(8))
-    a1: In(signed(8))
-    b1: In(signed(8))
-    p0: Out(signed(16))
-    p1: Out(signed(16))
+    def __init__(self, registered=False):
+        self.registered = registered
+        super().__init__({
+            "a0": In(signed(8)), "b0": In(signed(8)), "a1": In(signed(8)),
+            "b1": In(signed(8)), **({"b_load": In(1)} if registered else {}),
+            "p0": Out(signed(16)), "p1": Out(signed(16)),
+        })
 
     def elaborate(self, platform):
         m = Module()
+        # A and B as the SB_MAC16 takes them: each one register (ice40_dsp moves a
+        # register into the cell only whole).
+        a, b = Cat(self.a0, self.a1), Cat(self.b0, self.b1)
+        if self.registered:
+            held_a, held_b = Signal(16, reset_less=True), Signal(16, reset_less=True)
+            m.d.sync += held_a.eq(a)
+            with m.If(self.b_load):
+                m.d.sync += held_b.eq(b)
+            a, b = held_a, held_b
         if platform is None or not is_ice40(platform):
-            m.d.comb += [self.p0.eq(self.a0 * self.b0), self.p1.eq(self.a1 * self.b1)]
+            m.d.comb += [self.p0.eq(a[:8].as_signed() * b[:8].as_signed()),
+                         self.p1.eq(a[8:].as_signed() * b[8:].as_signed())]
             return m
         out = Signal(32)
         m.submodules.mac = Instance(
             "SB_MAC16", **{f"a_{_DUAL_MUL8_ATTRIBUTE}": 1},
             **{f"p_{name}": value for name, value in DUAL_MUL8_SB_MAC16.items()},
-            i_CLK=0, i_CE=1,
-            i_A=Cat(self.a0, self.a1), i_B=Cat(self.b0, self.b1), i_C=0, i_D=0,
+            i_CLK=0, i_CE=1, i_A=a, i_B=b, i_C=0, i_D=0,
             i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
             i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
             i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,

@@ -45,14 +45,12 @@ class EventCounters(wiring.Component):
     event : In(len(sources))
         Bit ``i`` high for one cycle: one more event of source ``i``.
     read_addr : In(range(depth))
-        Byte to read.
-    read_en : In(1)
-        Read ``read_addr``; served in a cycle in which ``read_ready`` is high.
+        Byte to read: a cycle in which ``read_ready`` is high reads it.
     read_ready : Out(1)
         Every event noted so far is counted and the RAM port is free.
     read_data : Out(8)
-        The byte of a read served in the previous cycle (only in that cycle: counting may
-        use the port afterwards).
+        The byte read in the previous cycle (only in that cycle: counting may use the port
+        afterwards).
     """
 
     def __init__(self, depth, sources, init=b""):
@@ -67,14 +65,15 @@ class EventCounters(wiring.Component):
         super().__init__({
             "event": In(len(self.sources)),
             "read_addr": In(range(depth)),
-            "read_en": In(1),
             "read_ready": Out(1),
             "read_data": Out(8),
         })
 
     def elaborate(self, platform):
         m = Module()
-        # A counter reads the byte after the one it writes: no read-during-write.
+        # A counter reads the byte after the one it writes: no read-during-write. The RAM
+        # reads every cycle: no enable runs from the state into its read register (on
+        # iCE40 that path was critical).
         m.submodules.ram = ram = BlockRAM(8, self.depth, self.init)
         m.d.comb += self.read_data.eq(ram.read_data)
 
@@ -95,19 +94,17 @@ class EventCounters(wiring.Component):
                             m.d.comb += [taken.eq(1 << i), ram.read_addr.eq(self.sources[i])]
                             m.d.sync += address.eq(self.sources[i])
                     m.d.sync += byte.eq(0)
-                    m.d.comb += ram.read_en.eq(1)
                     m.next = "INCREMENT"
                 with m.Else():
-                    m.d.comb += [ram.read_addr.eq(self.read_addr), ram.read_en.eq(self.read_en)]
+                    m.d.comb += ram.read_addr.eq(self.read_addr)
             with m.State("INCREMENT"):
                 # `ram.read_data` is byte `byte` of the counter: write it back plus one, and go
                 # on to the next byte only if this one wrapped.
                 m.d.comb += [ram.write_addr.eq(address), ram.write_data.eq(ram.read_data + 1),
                              ram.write_en.eq(1)]
                 with m.If((ram.read_data == 0xFF) & (byte != _BYTES - 1)):
-                    m.d.comb += [ram.read_addr.eq(address + 1), ram.read_en.eq(1)]
+                    m.d.comb += ram.read_addr.eq(address + 1)
                     m.d.sync += [address.eq(address + 1), byte.eq(byte + 1)]
                 with m.Else():
-                    m.d.comb += ram.read_en.eq(0)
                     m.next = "IDLE"
         return m

@@ -33,9 +33,12 @@ def requantizer_interval(config):
 
 def requantizer_latency(config):
     """Return the cycles from a beat accepted by the requantizer of ``config`` to its
-    result on ``out`` (no stall): :data:`REQUANTIZER_LATENCY` with a one-cycle multiply,
-    plus the extra cycles of a multi-cycle one."""
-    return REQUANTIZER_LATENCY - 1 + requantizer_interval(config)
+    result on ``out`` (no stall): :data:`REQUANTIZER_LATENCY` with the multiply on DSP
+    blocks; in logic, one cycle more per step, one for the register between a step's
+    partial product and its sum and one for the shift's second stage."""
+    if not config.requant_serial:
+        return REQUANTIZER_LATENCY
+    return REQUANTIZER_LATENCY + requantizer_interval(config) + 1
 
 #: Systolic core: cycles from the accepted start to the first row fed into the array
 #: (the start is registered).

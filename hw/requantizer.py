@@ -22,6 +22,7 @@ from tritile.sw.config import AcceleratorConfig
 from tritile.sw.numerics import MULT_BITS
 
 from .block_ram import BlockRAM
+from .dsp import balanced_sum
 from .facts import REQUANTIZER_LATENCY, START_FIELDS, WRITE_FIELDS, requantizer_interval
 
 __all__ = ["Requantizer", "StandaloneEngine", "core_members", "PARAM_LAYOUT", "ACC_LAYOUT",
@@ -169,8 +170,9 @@ class Requantizer(wiring.Component):
         # Stage 2: bias added (33 bits, exact), and ``shift - 1`` (see stage 4). A raw beat
         # takes the same path as ``(sum * 2 + 1) >> 1 == sum``, so no stage carries the
         # sum beside the product and the output needs no second source.
-        v2, s2 = stage("s2", **tag, sum=signed(33), mult=unsigned(MULT_BITS),
-                       shift_m1=unsigned(6))
+        serial = bool(self.config.requant_serial)
+        v2, s2 = stage("s2", **tag, sum=signed(33), shift_m1=unsigned(6),
+                       **({} if serial else {"mult": unsigned(MULT_BITS)}))
         # Stage 3: product with the multiplier (exact), held until it is complete.
         v3, s3 = stage("s3", **tag, shift_m1=unsigned(6))
         # Stage 4: t = p >> (shift - 1). The output stage rounds, as ``(t + 1) >> 1``, which
@@ -184,34 +186,72 @@ class Requantizer(wiring.Component):
         # path ends at a register.
         v4, s4 = stage("s4", **tag, t=signed(33), outside=1, negative=1)
 
-        m.d.comb += self.busy.eq(v1 | v2 | v3 | v4 | self.out.valid)
-
         # A multiply in logic reads stage 2's sum in every step: stage 2 then takes only
         # beats, and keeps one until the next arrives (`interval` cycles at the earliest).
-        serial = bool(self.config.requant_serial)
-        product, complete = self._multiply(m, advance, v2, s2["sum"], s2["mult"])
+        multiplier = Mux(s1["raw"], 2, entry.mult)
+        if serial:
+            product, complete, entering, inside = self._serial_multiply(
+                m, advance, v1, multiplier, v2, s2["sum"])
+            # Stage 3 takes the tags when the product's first step is summed, a cycle after
+            # stage 2 took the beat's first step, so that it holds them until the product
+            # is complete. With one step a beat the next beat is in stage 2 by then: the
+            # tags wait a cycle in a register of their own.
+            source = s2
+            if interval == 1:
+                _, source = stage("s2b", **tag, shift_m1=unsigned(6))
+                with m.If(advance):
+                    m.d.sync += [source[k].eq(s2[k]) for k in source]
+        else:
+            product, entering, inside, source = Signal(signed(33 + MULT_BITS)), v2, 0, s2
+            with m.If(advance):
+                m.d.sync += product.eq(s2["sum"] * s2["mult"])
+            complete = Const(1)
+        # With the multiply in logic the shift takes two stages: its steps of 32, 16 and 8
+        # into stage 3b (a raw beat's p there as it is), those of 4, 2 and 1 into stage 4,
+        # as the shift's narrowing and range checks are 8 LUTs deep in all (the critical
+        # path of the iCEBreaker's int8 preset once the multiply was split).
+        if serial:
+            v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
+        else:
+            v3b = Const(0)
+        m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
+
         with m.If(advance):
-            m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(v2 | (v3 & ~complete)),
-                         v4.eq(v3 & complete), self.out.valid.eq(v4)]
+            m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(entering | (v3 & ~complete)),
+                         v4.eq(v3b if serial else v3 & complete), self.out.valid.eq(v4)]
             m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
             m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
-            m.d.sync += [s4[k].eq(s3[k]) for k in tag]
             with m.If(v1 if serial else 1):
                 m.d.sync += [s2[k].eq(s1[k]) for k in tag]
                 m.d.sync += [
                     s2["sum"].eq(s1["acc"] + entry.bias),
-                    s2["mult"].eq(Mux(s1["raw"], 2, entry.mult)),
                     # Shift 0 is illegal (never written by a correct host); it wraps
                     # harmlessly.
                     s2["shift_m1"].eq(Mux(s1["raw"], 0, entry.shift - 1)),
                 ]
-            with m.If(v2 if serial else 1):
-                m.d.sync += [s3[k].eq(s2[k]) for k in (*tag, "shift_m1")]
-            narrowed, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS)
+                if not serial:
+                    m.d.sync += s2["mult"].eq(multiplier)
+            with m.If(entering if serial else 1):
+                m.d.sync += [s3[k].eq(source[k]) for k in (*tag, "shift_m1")]
+            if serial:
+                coarse, outside = _shift_narrowed(product, s3["shift_m1"], _T_BITS,
+                                                  steps=range(3, 6))
+                m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
+                             s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
+                             s3b["outside"].eq(~s3["raw"] & outside),
+                             s3b["negative"].eq(product[-1]),
+                             s3b["shift_low"].eq(s3["shift_m1"][:3])]
+                source, value, amount = s3b, s3b["t"][:_T_BITS + 7], s3b["shift_low"]
+                raw_t, earlier, negative = s3b["t"], s3b["outside"], s3b["negative"]
+            else:
+                source, value, amount = s3, product, s3["shift_m1"]
+                raw_t, earlier, negative = product[:33], 0, product[-1]
+            narrowed, outside = _shift_narrowed(value, amount, _T_BITS)
+            m.d.sync += [s4[k].eq(source[k]) for k in tag]
             m.d.sync += [
-                s4["t"].eq(Mux(s3["raw"], product[:33], narrowed)),
-                s4["outside"].eq(~s3["raw"] & outside),
-                s4["negative"].eq(product[-1]),
+                s4["t"].eq(Mux(source["raw"], raw_t, narrowed)),
+                s4["outside"].eq(~source["raw"] & (outside | earlier)),
+                s4["negative"].eq(negative),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
@@ -231,47 +271,90 @@ class Requantizer(wiring.Component):
                 m.d.sync += self.out.payload.value.eq((t[:10].as_signed() + 1) >> 1)
         return m
 
-    def _multiply(self, m, advance, first, multiplicand, multiplier):
-        """Multiply stage 2's ``multiplicand * multiplier``; return ``(product, complete)``.
+    def _serial_multiply(self, m, advance, load, multiplier, first, multiplicand):
+        """Multiply in logic, ``requant_serial`` multiplier bits a step, one step a cycle;
+        return ``(product, complete, entering, inside)``.
 
-        ``first``: stage 2 holds a new pair (stage 3 is then empty or complete). With
-        ``requant_serial`` 0 the product is one registered multiply, which yosys maps to
-        DSP blocks, complete a cycle later. With ``requant_serial`` k it is a shift-add
-        multiply in logic, least significant bits first, ``interval`` steps from
-        ``first`` on: each adds the multiplicand (held by stage 2) times the next k
-        multiplier bits to the partial sum, whose low k bits are then final and shift into
-        the multiplier's register as its used bits shift out. One set of k adders serves
-        every step; the first starts from a zero sum and stage 2's multiplier.
+        ``load``: stage 2 takes a beat at this edge, whose multiplier is ``multiplier``;
+        ``first``: stage 2 holds a new beat, whose ``multiplicand`` it keeps for the
+        ``interval`` steps. ``entering``: the product's first step is summed at this edge;
+        ``complete``: the product is final; ``inside``: a step is between the two stages.
+
+        Each step forms the multiplicand x times the step's k multiplier bits as radix-4
+        Booth digits (pairs of bits, a radix-2 digit on top when k is odd): a digit in -2
+        to 2 selects 0, x or 2x, inverted when negative, a few LUTs deep, so k = 4 takes
+        one adder for its two terms, and registers the step's *partial product*. The next
+        cycle adds that to the running sum, whose low k bits are then final and shift out.
+        So no path has more than one wide carry chain (the k adders in a row of a step were
+        the iCEBreaker's critical path), at one cycle more latency and the same rate. A
+        negative digit's term is the one's complement, one short: the missing ones, at
+        the digits' places, are bits of the multiplier, and start the running sum.
         """
-        width = 33 + MULT_BITS
-        product = Signal(signed(width))
         bits = self.config.requant_serial
-        if not bits:
-            with m.If(advance):
-                m.d.sync += product.eq(multiplicand * multiplier)
-            return product, Const(1)
-
         interval = requantizer_interval(self.config)
-        digits = interval * bits
-        # |partial sum| < |multiplicand| * 2**(bits taken), so the part above the final
-        # bits fits the multiplicand's width.
-        high = Signal(signed(len(multiplicand)))
-        low = Signal(digits)            # multiplier bits not yet taken, then final bits
-        # Steps still to do (a bit at least: Verilog has no zero-width vector).
-        left = Signal(range(max(interval, 2)))
-        complete = Signal()
-        m.d.comb += [complete.eq(left == 0),
-                     product.eq(Cat(low, high)[:width].as_signed())]
+        # The Booth digits up to a place stand for the multiplier's bits below it minus
+        # 2**place times the bit below the place: within +-2**place. So a running sum (the
+        # product so far over 2**(bits shifted out)) is below |x| * 2**(k - 1), a partial
+        # product below |x| * 2**k, plus the few missing ones: signed, |x|'s bits + k.
+        width = len(multiplicand) + bits
+        groups = [(offset, min(2, bits - offset)) for offset in range(0, bits, 2)]
+        # Booth digits of an unsigned multiplier span one place more than its bits. When
+        # the steps end at its top bit (k divides 15), the last step's top digit, radix 2
+        # (b13 - b14), also takes the missing place (2 * b14): b13 + b14, not negative.
+        extended = interval * bits == MULT_BITS
+        to_form = Signal(range(max(interval, 2)))     # steps still to form after this one
+        last = (to_form == 1) if interval > 1 else Const(1)
 
-        partial = Mux(first, 0, high)
-        pending = Mux(first, multiplier, low)      # zero-extended to `digits` bits
-        total = partial
-        for bit in range(bits):
-            total = total + Mux(pending[bit], multiplicand << bit, 0)
-        with m.If(advance & (first | ~complete)):
-            m.d.sync += [high.eq(total[bits:]), low.eq(Cat(pending[bits:digits], total[:bits])),
-                         left.eq(Mux(first, interval - 1, left - 1))]
-        return product, complete
+        # The multiplier with a 0 below it (bit i + 1 is multiplier bit i), shifted down k
+        # bits a step: the window of a step is its k bits and the one below.
+        pending = Signal(MULT_BITS + 1)
+        window = Cat(pending, Const(0, bits))[:bits + 1]
+        terms = []
+        for offset, size in groups:
+            below, low_bit, top = window[offset], window[offset + 1], window[offset + size]
+            one = below ^ low_bit
+            if size == 2:
+                negative, two = top, ~one & (top ^ low_bit)
+            elif extended:
+                negative, two = ~last & low_bit, last & below & low_bit
+            else:
+                negative, two = low_bit, Const(0)
+            magnitude = Mux(one, multiplicand, Mux(two, multiplicand << 1, 0))
+            terms.append(Mux(negative, ~magnitude, magnitude) << offset)
+        ones = [Const(0)] * MULT_BITS
+        for step in range(interval):
+            for offset, size in groups:
+                place, top = step * bits + offset, step * bits + offset + size - 1
+                if top < MULT_BITS and not (extended and top == MULT_BITS - 1):
+                    ones[place] = pending[top + 1]
+
+        partial = Signal(signed(width))
+        init = Signal(MULT_BITS)
+        stepped, entering = Signal(), Signal()
+        # Steps still to sum (a bit at least: Verilog has no zero-width vector).
+        to_sum = Signal(range(max(interval, 2)))
+        forming = first | (to_form != 0)
+        high = Signal(signed(width))
+        # The final low bits, as they shift out (none with one step).
+        low = Signal((interval - 1) * bits) if interval > 1 else Const(0, 0)
+        with m.If(advance):
+            m.d.sync += [stepped.eq(forming), entering.eq(first)]
+            with m.If(forming):
+                m.d.sync += [partial.eq(balanced_sum(terms)),
+                             to_form.eq(Mux(first, interval - 1, to_form - 1))]
+            with m.If(load):
+                m.d.sync += pending.eq(Cat(0, multiplier))
+            with m.Elif(forming):
+                m.d.sync += pending.eq(pending >> bits)
+            with m.If(first):
+                m.d.sync += init.eq(Cat(*ones))
+            with m.If(stepped):
+                m.d.sync += [high.eq(Mux(entering, init, high >> bits) + partial),
+                             to_sum.eq(Mux(entering, interval - 1, to_sum - 1))]
+                if interval > 1:
+                    m.d.sync += low.eq(Cat(low[bits:], high[:bits]))
+        product = Cat(low, high)[:len(multiplicand) + MULT_BITS].as_signed()
+        return product, to_sum == 0, entering, stepped
 
 
 # Bits of the shifted product the output stage compares: its limits -257 and 255 and the
@@ -279,11 +362,12 @@ class Requantizer(wiring.Component):
 _T_BITS = 11
 
 
-def _shift_narrowed(value, amount, width):
+def _shift_narrowed(value, amount, width, steps=None):
     """Return ``(t, outside)``: the low ``width`` bits of ``t = value >> amount``
     (arithmetic, so it floors as docs/numerics.md requires) and whether ``t`` is outside
     the signed ``width``-bit range (then it has ``value``'s sign; at its lower end
-    ``outside`` may also be set).
+    ``outside`` may also be set). With ``steps``, only the steps of those bits of
+    ``amount``: their ``t`` keeps the bits the steps below can still bring down.
 
     A barrel shifter, largest step first, that keeps after each step only the bits the
     smaller steps can still bring into the result: ``width + 2**i - 1`` bits before the
@@ -293,7 +377,7 @@ def _shift_narrowed(value, amount, width):
     """
     value = value.as_signed()
     outside = Const(0)
-    for step in reversed(range(len(amount))):
+    for step in reversed(range(len(amount)) if steps is None else steps):
         value = Mux(amount[step], value >> (1 << step), value)
         keep = width + (1 << step) - 1
         if keep < len(value):

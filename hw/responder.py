@@ -165,7 +165,6 @@ class Responder(wiring.Component):
                 # byte `index` in the next cycle.
                 with m.If(self.response.valid & (index != resp.length)):
                     with m.If((resp.source == Source.CAPABILITY) | stats):
-                        m.d.comb += counters.read_en.eq(1)
                         with m.If(counters.read_ready):
                             m.next = "LATCH"
                     with m.Else():

@@ -20,13 +20,13 @@ gets one response. Everything engine-specific is in :mod:`tritile.hw.engine_bank
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tritile.sw import protocol
 from tritile.sw.config import AcceleratorConfig
 from tritile.sw.engines import ENGINES
 
+from .block_ram import BlockRAM
 from .engine_bank import EngineBank, engine_names, target_sizes, weight_limits
 from .frame import ResponseWriter
 from .host_link import RX_FIFO_DEPTH, HostLink
@@ -98,7 +98,11 @@ class SoC(wiring.Component):
         m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth,
                                                        program_mode=bool(config.max_layers))
         m.submodules.writer = writer = ResponseWriter()
-        m.submodules.output = output = Memory(shape=32, depth=config.out_depth, init=[])
+        # The host reads the output memory only while the engines and the placer are idle
+        # (the dispatcher answers BUSY), so no read meets a write: a BlockRAM, without the
+        # read-during-write emulation (on iCE40 its compare of the two addresses was the
+        # critical path, from the request path into the placer's write).
+        m.submodules.output = output = BlockRAM(32, config.out_depth)
 
         m.d.comb += [link.uart_rx.eq(self.uart_rx), self.uart_tx.eq(link.uart_tx)]
         if self.byte_port:
@@ -123,7 +127,9 @@ class SoC(wiring.Component):
             m.d.comb += pool_layer(pooling.layer, layer)
         else:
             wiring.connect(m, engines.results, placer.results)
-        wiring.connect(m, placer.write, output.write_port())
+        m.d.comb += [output.write_addr.eq(placer.write.addr),
+                     output.write_data.eq(placer.write.data),
+                     output.write_en.eq(placer.write.en)]
         wiring.connect(m, placer.act, engines.place)
         m.d.comb += place_layer(placer.layer, layer)
         m.d.comb += [
@@ -135,7 +141,9 @@ class SoC(wiring.Component):
         ]
         # Responses out, with the counters of the link's events.
         wiring.connect(m, requests.response, responder.response)
-        wiring.connect(m, responder.output, output.read_port(transparent_for=()))
+        m.d.comb += [output.read_addr.eq(responder.output.addr),
+                     output.read_en.eq(responder.output.en),
+                     responder.output.data.eq(output.read_data)]
         wiring.connect(m, responder.header, writer.header)
         wiring.connect(m, responder.data, writer.data)
         wiring.connect(m, writer.bytes, link.tx)

@@ -177,6 +177,7 @@ class SystolicCore(wiring.Component):
                 running.eq(legal), rejected.eq(~legal),
                 tiles.ld_valid.eq(1), tiles.ld_k0.eq(0), tiles.ld_m0.eq(0), tiles.ld_n0.eq(0),
                 tiles.ld_wbase.eq(0), tiles.cp_valid.eq(0), tiles.slot.eq(0),
+                tiles.start_at.eq(0),
                 tiles.fill.eq(0),
                 self.busy_cycles.eq(0), self.mac_cycles.eq(0),
             ]
@@ -238,18 +239,19 @@ class SystolicCore(wiring.Component):
         with m.If(issue):
             with m.If(t.row_valid):
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + t.cp_macs)
-            m.d.sync += t.slot.eq(t.slot + 1)
+            m.d.sync += [t.slot.eq(t.slot + 1), t.start_at.eq(0)]
             with m.If(t.slot == rows - 1):
+                fill = Mux(t.cp_valid & t.cp_last_k, next_buffer(t.fill), t.fill)
+                at_fill = Const(1, SYSTOLIC_ACC_BUFFERS) << fill
                 m.d.sync += [
-                    t.slot.eq(0),
+                    t.slot.eq(0), t.fill.eq(fill),
+                    t.start_at.eq(Mux(t.ld_valid & (t.ld_k0 == 0), at_fill, 0)),
                     t.cp_valid.eq(t.ld_valid), t.cp_m0.eq(t.ld_m0), t.cp_n0.eq(t.ld_n0),
                     t.cp_first_k.eq(t.ld_k0 == 0),
                     t.cp_last_k.eq(t.ld_last_k), t.cp_last_m.eq(t.ld_last_m),
                     t.cp_rows.eq(t.ld_rows), t.cp_cols.eq(t.ld_nc),
                     t.cp_macs.eq(shift_add_product(t.ld_kr, t.ld_nc)),
                 ]
-                with m.If(t.cp_valid & t.cp_last_k):
-                    m.d.sync += t.fill.eq(next_buffer(t.fill))
                 with m.If(~t.ld_valid):
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
@@ -302,8 +304,13 @@ class _Tiles:
         self.ld_nc = Mux(self.ld_last_n, self.size_n - self.ld_n0, cols)[:ceil_log2(cols + 1)]
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
-        self.block_start = self.cp_valid & self.cp_first_k & (self.slot == 0)
-        self.stall = self.block_start & self.pending.bit_select(self.fill, 1)
+        # The buffer (one-hot) whose block starts with this cycle's row, if one does:
+        # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
+        # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
+        # fan-out into the walker was the critical path).
+        self.start_at = Signal(SYSTOLIC_ACC_BUFFERS)
+        self.block_start = self.start_at.any()
+        self.stall = (self.start_at & self.pending).any()
         self.row_valid = self.cp_valid & (self.cp_m0 + self.slot < self.size_m)
 
 

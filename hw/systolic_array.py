@@ -13,7 +13,10 @@ activation reaches it and tiles follow each other without a bubble.
 A row's activation fans out to C multipliers rather than passing from PE to PE: for the
 arrays an FPGA holds (C up to 12 on an ECP5-85F) that is a short net, and it saves each
 PE an activation register and the array the column skew of its weights and the deskew
-of its sums (on iCE40 each of those bits is a logic cell).
+of its sums (on iCE40 each of those bits is a logic cell). With C even, the two PEs that
+share a multiplier block sit in one row and swap together, so the block's own input
+registers hold the row's activation and the PEs' active weights (on iCE40, 8 flip-flops
+a PE and 8 a row fewer in logic).
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -39,6 +42,9 @@ class ProcessingElement(wiring.Component):
     ----------
     psum_width : int
         Width of the signed partial sums.
+    weight_in_multiplier : bool
+        The multiplier holds the active weight, taking ``mul_b`` (then the shadow weight)
+        at a ``swap``; the PE has no register of its own for it.
 
     Members
     -------
@@ -53,12 +59,14 @@ class ProcessingElement(wiring.Component):
     weight_load : In(1)
         Write ``weight_in`` to the shadow register this cycle.
     mul_b : Out(signed(8))
-        The active weight, to be multiplied by the row's activation.
+        The active weight, to be multiplied by the row's activation (the shadow weight
+        with ``weight_in_multiplier``).
     mul_p : In(signed(16))
         The row's activation times ``mul_b``, combinationally.
     """
 
-    def __init__(self, psum_width):
+    def __init__(self, psum_width, weight_in_multiplier=False):
+        self.weight_in_multiplier = weight_in_multiplier
         super().__init__({
             "swap": In(1),
             "psum_in": In(signed(psum_width)), "psum_out": Out(signed(psum_width)),
@@ -68,13 +76,16 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        active = Signal(signed(8))
         shadow = Signal(signed(8))
-        m.d.comb += self.mul_b.eq(active)
         m.d.sync += self.psum_out.eq(self.psum_in + self.mul_p)
         # Swap and load may happen on the same edge: the old shadow becomes active.
-        with m.If(self.swap):
-            m.d.sync += active.eq(shadow)
+        if self.weight_in_multiplier:
+            m.d.comb += self.mul_b.eq(shadow)
+        else:
+            active = Signal(signed(8))
+            m.d.comb += self.mul_b.eq(active)
+            with m.If(self.swap):
+                m.d.sync += active.eq(shadow)
         with m.If(self.weight_load):
             m.d.sync += shadow.eq(self.weight_in)
         return m
@@ -136,7 +147,10 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, cols = self.rows, self.cols
-        pes = [[ProcessingElement(self.psum_width) for _ in range(cols)] for _ in range(rows)]
+        # With C even, a multiplier block's two PEs are in one row: it holds their operands.
+        held = cols % 2 == 0
+        pes = [[ProcessingElement(self.psum_width, weight_in_multiplier=held)
+                for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -148,26 +162,32 @@ class SystolicArray(wiring.Component):
                 value = reg
             return value
 
-        # Input skew: row r registers its activation (and the tile's swap) r cycles late.
-        row_act = [Signal(signed(8), name=f"row_act{r}") for r in range(rows)]
+        # Input skew: row r registers its activation (and the tile's swap) r cycles late,
+        # in a register of its own or in its multiplier blocks.
+        row_act = [delayed(self.act[r], r, f"act{r}") for r in range(rows)]
+        row_swap = [delayed(self.swap, r, f"swap{r}") for r in range(rows)]
+        if not held:
+            row_act = [delayed(act, 1, f"row_act{r}") for r, act in enumerate(row_act)]
         for r in range(rows):
-            swap = delayed(self.swap, r, f"swap{r}")
-            m.d.sync += row_act[r].eq(delayed(self.act[r], r, f"act{r}"))
             for c in range(cols):
                 m.d.comb += [
-                    pes[r][c].swap.eq(swap),
+                    pes[r][c].swap.eq(row_swap[r]),
                     pes[r][c].weight_in.eq(self.weight_row[c]),
                     pes[r][c].weight_load.eq(self.weight_load & (self.weight_index == r)),
                 ]
 
         # Products two at a time: one SB_MAC16 per pair on iCE40, one multiply each elsewhere.
-        flat = [(row_act[r], pes[r][c]) for r in range(rows) for c in range(cols)]
+        flat = [(r, pes[r][c]) for r in range(rows) for c in range(cols)]
         for i in range(0, len(flat), 2):
-            m.submodules[f"mul_{i // 2}"] = mul = DualMul8()
-            (act0, pe0), *second = flat[i:i + 2]
+            m.submodules[f"mul_{i // 2}"] = mul = DualMul8(registered=held)
+            (row, pe0), *second = flat[i:i + 2]
+            act0 = row_act[row]
+            if held:
+                m.d.comb += mul.b_load.eq(row_swap[row])
             m.d.comb += [mul.a0.eq(act0), mul.b0.eq(pe0.mul_b), pe0.mul_p.eq(mul.p0)]
             if second:
-                (act1, pe1), = second
+                (row1, pe1), = second
+                act1 = row_act[row1]
                 m.d.comb += [mul.a1.eq(act1), mul.b1.eq(pe1.mul_b), pe1.mul_p.eq(mul.p1)]
 
         # Partial sums flow down; the last row's are the column sums.

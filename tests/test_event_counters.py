@@ -15,11 +15,9 @@ async def _read(ctx, dut, address, count=4):
     value = 0
     for byte in range(count):
         ctx.set(dut.read_addr, address + byte)
-        ctx.set(dut.read_en, 1)
         while not ctx.get(dut.read_ready):
             await ctx.tick()
         await ctx.tick()
-        ctx.set(dut.read_en, 0)
         value |= ctx.get(dut.read_data) << (8 * byte)
     return value
 
@@ -60,16 +58,13 @@ def test_a_read_waits_for_pending_events():
         ctx.set(dut.event, 0)
         # The event is pending: a read issued now must wait and then see it.
         ctx.set(dut.read_addr, 4)
-        ctx.set(dut.read_en, 1)
         assert not ctx.get(dut.read_ready)
         assert await _read(ctx, dut, 4) == 1
         # An event in the cycle a read is served is counted after it.
         ctx.set(dut.read_addr, 4)
-        ctx.set(dut.read_en, 1)
         ctx.set(dut.event, 1)
         await ctx.tick()
         ctx.set(dut.event, 0)
-        ctx.set(dut.read_en, 0)
         assert ctx.get(dut.read_data) == 1
         assert await _read(ctx, dut, 4) == 2
         assert await _read(ctx, dut, 0) == 0

@@ -55,7 +55,7 @@ def test_pe_swaps_in_the_shadow_weight_with_the_first_activation():
     assert sums[1:] == [100 + 3 * -7, -128 * -7, -1 + 2 * 5]
 
 
-@pytest.mark.parametrize("rows,cols", [(1, 1), (3, 2), (4, 4)])
+@pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (3, 2), (4, 4)])
 def test_array_streams_tiles_back_to_back(rows, cols, rng):
     array = SystolicArray(rows, cols, psum_width=32)
     tiles = [(rng.integers(-128, 128, (rows + int(rng.integers(0, 3)), rows)),
