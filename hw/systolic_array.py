@@ -68,10 +68,13 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        active = Signal(signed(8))
-        shadow = Signal(signed(8))
-        m.d.comb += self.mul_b.eq(active)
-        m.d.sync += self.psum_out.eq(self.psum_in + self.mul_p)
+        # Datapath registers without a reset: the controls that travel with the rows say
+        # when they hold a value, and the reset net then reaches only the controls.
+        active = Signal(signed(8), reset_less=True)
+        shadow = Signal(signed(8), reset_less=True)
+        psum = Signal.like(self.psum_out, reset_less=True)
+        m.d.comb += [self.mul_b.eq(active), self.psum_out.eq(psum)]
+        m.d.sync += psum.eq(self.psum_in + self.mul_p)
         # Swap and load may happen on the same edge: the old shadow becomes active.
         with m.If(self.swap):
             m.d.sync += active.eq(shadow)
@@ -141,18 +144,18 @@ class SystolicArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        def delayed(value, cycles, name):
+        def delayed(value, cycles, name, reset_less=False):
             for i in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{i + 1}")
+                reg = Signal.like(value, name=f"{name}_d{i + 1}", reset_less=reset_less)
                 m.d.sync += reg.eq(value)
                 value = reg
             return value
 
         # Input skew: row r registers its activation (and the tile's swap) r cycles late.
-        row_act = [Signal(signed(8), name=f"row_act{r}") for r in range(rows)]
+        row_act = [Signal(signed(8), name=f"row_act{r}", reset_less=True) for r in range(rows)]
         for r in range(rows):
             swap = delayed(self.swap, r, f"swap{r}")
-            m.d.sync += row_act[r].eq(delayed(self.act[r], r, f"act{r}"))
+            m.d.sync += row_act[r].eq(delayed(self.act[r], r, f"act{r}", reset_less=True))
             for c in range(cols):
                 m.d.comb += [
                     pes[r][c].swap.eq(swap),
