@@ -55,8 +55,9 @@ def systolic_array_latency(rows):
 
 #: Systolic core: cycles from a block's last row fed to its first accumulator entering the
 #: output stage, beyond the array's latency (:func:`systolic_array_latency`): the
-#: activation memory read, the accumulator write and the block-complete flag.
-SYSTOLIC_ACCUMULATE = 3
+#: activation memory read, the accumulator's sum register, its write and the block-complete
+#: flag.
+SYSTOLIC_ACCUMULATE = 4
 #: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
 #: (R * C cycles) and the pipeline latency (R + 1 + SYSTOLIC_ACCUMULATE) hide behind the
 #: compute of the next two blocks.

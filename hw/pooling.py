@@ -158,7 +158,9 @@ class Pooling(wiring.Component):
         # entry, its new value replaces the memory's (a result two ahead wrote in the
         # cycle of this one's read, which the read port passes through).
         s3 = Signal(entry_layout)
-        old = Signal(signed(32))
+        # The datapath's registers need no reset: the valid bits beside them say when
+        # they hold a value (the reset net then reaches only the controls).
+        old = Signal(signed(32), reset_less=True)
         combined = Signal(signed(32))
         writing = s3.valid & s3.keep
         m.d.sync += [s3.eq(s2), old.eq(Mux(writing & (s3.entry == s2.entry), combined,
@@ -174,7 +176,7 @@ class Pooling(wiring.Component):
         m.d.comb += [write.addr.eq(s3.entry), write.data.eq(combined), write.en.eq(writing)]
         tag = data.StructLayout({"valid": 1, "row": unsigned(16), "col": unsigned(16)})
         s4 = Signal(tag)
-        s5_value = Signal(signed(32))
+        s5_value = Signal(signed(32), reset_less=True)
         m.d.sync += [s4.valid.eq(s3.valid & s3.final), s4.row.eq(s3.row), s4.col.eq(s3.col),
                      s5_value.eq(combined)]
 
@@ -184,12 +186,13 @@ class Pooling(wiring.Component):
         average = layer.mode == LayerPool.AVERAGE
         s5, s6, s7 = Signal(tag), Signal(tag), Signal(tag)
         mult = layer.mult[:MULT_BITS]
-        low = Signal(unsigned(16 + MULT_BITS))
-        high = Signal(signed(16 + MULT_BITS + 1))
-        product = Signal(signed(32 + MULT_BITS + 1))
-        shift_m1 = Signal(8)
-        t = Signal(signed(32 + MULT_BITS + 1))
-        passed5, passed6, passed7 = (Signal(signed(32), name=f"passed{i}") for i in (5, 6, 7))
+        low = Signal(unsigned(16 + MULT_BITS), reset_less=True)
+        high = Signal(signed(16 + MULT_BITS + 1), reset_less=True)
+        product = Signal(signed(32 + MULT_BITS + 1), reset_less=True)
+        shift_m1 = Signal(8, reset_less=True)
+        t = Signal(signed(32 + MULT_BITS + 1), reset_less=True)
+        passed5, passed6, passed7 = (Signal(signed(32), name=f"passed{i}", reset_less=True)
+                                     for i in (5, 6, 7))
         m.d.sync += [
             s5.eq(s4), s6.eq(s5), s7.eq(s6),
             passed5.eq(s5_value), passed6.eq(passed5), passed7.eq(passed6),

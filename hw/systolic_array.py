@@ -76,13 +76,17 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        shadow = Signal(signed(8))
-        m.d.sync += self.psum_out.eq(self.psum_in + self.mul_p)
+        # Datapath registers without a reset: the controls that travel with the rows say
+        # when they hold a value, and the reset net then reaches only the controls.
+        shadow = Signal(signed(8), reset_less=True)
+        psum = Signal.like(self.psum_out, reset_less=True)
+        m.d.comb += self.psum_out.eq(psum)
+        m.d.sync += psum.eq(self.psum_in + self.mul_p)
         # Swap and load may happen on the same edge: the old shadow becomes active.
         if self.weight_in_multiplier:
             m.d.comb += self.mul_b.eq(shadow)
         else:
-            active = Signal(signed(8))
+            active = Signal(signed(8), reset_less=True)
             m.d.comb += self.mul_b.eq(active)
             with m.If(self.swap):
                 m.d.sync += active.eq(shadow)
@@ -155,19 +159,20 @@ class SystolicArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        def delayed(value, cycles, name):
+        def delayed(value, cycles, name, reset_less=False):
             for i in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{i + 1}")
+                reg = Signal.like(value, name=f"{name}_d{i + 1}", reset_less=reset_less)
                 m.d.sync += reg.eq(value)
                 value = reg
             return value
 
         # Input skew: row r registers its activation (and the tile's swap) r cycles late,
         # in a register of its own or in its multiplier blocks.
-        row_act = [delayed(self.act[r], r, f"act{r}") for r in range(rows)]
+        row_act = [delayed(self.act[r], r, f"act{r}", reset_less=True) for r in range(rows)]
         row_swap = [delayed(self.swap, r, f"swap{r}") for r in range(rows)]
         if not held:
-            row_act = [delayed(act, 1, f"row_act{r}") for r, act in enumerate(row_act)]
+            row_act = [delayed(act, 1, f"row_act{r}", reset_less=True)
+                       for r, act in enumerate(row_act)]
         for r in range(rows):
             for c in range(cols):
                 m.d.comb += [

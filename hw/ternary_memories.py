@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from tritile.sw.ternary_layout import (TARGET_ACTIVATIONS, TARGET_WEIGHTS_2BIT,
                                       TARGET_WEIGHTS_BASE3)
 
+from .constant_compare import exceeds
 from .engine_memory import EngineMemory
 from .requantizer import WRITE_LAYOUT
 from .trit_decoder import Base3Transcoder, TritBase3Decoder, two_bit_codes
@@ -27,11 +28,20 @@ from .trit_decoder import Base3Transcoder, TritBase3Decoder, two_bit_codes
 __all__ = ["TernaryMemories"]
 
 
+def _first_past(space):
+    """Return the first base-3 byte ``b`` whose 2-bit byte ``A = b + b // 4`` is at least
+    ``space`` (the 2-bit bytes of the weight memory)."""
+    b = max(0, 4 * space // 5 - 4)
+    while b + b // 4 < space:
+        b += 1
+    return b
+
+
 def _word_and_byte(write, depth, stride):
     """Split a write's address into (word, byte within the word, word in range)."""
     byte_bits = (stride - 1).bit_length()
     word, byte = write.addr[byte_bits:], write.addr[:byte_bits]
-    return word, byte, word < depth
+    return word, byte, ~exceeds(word, depth - 1)
 
 
 class TernaryMemories(wiring.Component):
@@ -170,8 +180,9 @@ class TernaryMemories(wiring.Component):
         second_byte = Signal(byte_bits + 1)        # = stride: A + 1 is in the next word
         m.d.comb += second_byte.eq(first_byte + 1)
         is_base3_target = incoming.target == TARGET_WEIGHTS_BASE3
-        in_base3 = (is_base3_target & (incoming.addr[addr_bits:] == 0)
-                    & (first_word < depth))
+        # A grows with b, so "A's word is in the memory" is "b is below the first byte
+        # whose A lies past it": a compare with a constant, no adder before the enables.
+        in_base3 = is_base3_target & ~exceeds(incoming.addr, _first_past(depth * stride) - 1)
         taken = self.write.valid & self.write.ready
 
         next_addr = Signal(addr_bits + 1)          # where the stream goes on

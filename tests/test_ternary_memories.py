@@ -77,12 +77,16 @@ def test_both_packings_store_the_2bit_words(lanes, fan_in, packing, rng):
 
 def test_writes_outside_a_memory_or_to_target_3_change_nothing(rng):
     geo = ternary_geometry(CONFIG)
+    space = geo.weight_words * geo.weight_stride           # 2-bit bytes
+    # The first base-3 byte b whose trit 0 (2-bit byte b + b // 4) lies past the memory.
+    past = min(b for b in range(space) if b + b // 4 >= space)
     q = rng.integers(-128, 128, (4, 9)).astype(np.int8)
     T = rng.integers(-1, 2, (9, 6)).astype(np.int8)
     stray = [(TARGET_ACTIVATIONS, geo.act_words * geo.act_stride, 0x55),
              (TARGET_ACTIVATIONS, geo.act_word_bytes, 0x55),         # past a word's bytes
              (TARGET_WEIGHTS_2BIT, geo.weight_words * geo.weight_stride, 0x55),
              (TARGET_WEIGHTS_2BIT, geo.weight_word_bytes, 0x55),
+             (TARGET_WEIGHTS_BASE3, past, 0x55),
              (TARGET_WEIGHTS_BASE3, geo.weight_words * geo.weight_stride, 0x55),
              (TARGET_WEIGHTS_BASE3, 1 << 23, 0x55),
              (3, 0, 0x55)]
