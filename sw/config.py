@@ -280,18 +280,18 @@ PRESETS = {
     "icebreaker": AcceleratorConfig(
         systolic_rows=4, systolic_cols=3, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=48768,
-        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=35_000_000,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=34_000_000,
         baud=1_000_000, conv_walk=0),
     # iCE40UP5K, the int8 engine alone on all 8 SB_MAC16: a 4 x 4 array (16 int8 products)
     # with the requantizer's multiply in logic, 4 bits a cycle (4 cycles a result: the
     # array's 16 results per K pass keep up from K = 64; at 2 bits, 8 cycles, only from
-    # K = 128 = max_k), its memories in the SPRAMs; at the 35 MHz it meets, not yet the
+    # K = 128 = max_k), its memories in the SPRAMs; at the 32 MHz it meets, not yet the
     # 40 MHz of the boards issue (docs/boards.md, "Toward 40 MHz": the int8 accumulators'
     # read-out, the request path and the event counters are each about 30 ns).
     "icebreaker-int8": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=65024,
-        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=35_000_000,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=32_000_000,
         baud=1_000_000, conv_walk=0, requant_serial=4),
     # iCE40UP5K, the ternary unit alone: 8 lanes x 8 inputs (64 MACs a cycle, 2.3 GMAC/s
     # at 36 MHz; 85 % of the logic cells, docs/boards.md), no DSP for the array.
