@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from tritile.sw.toolchain import ToolError, find_tool
 
-from .component_costs import component_costs, costs_script, module_costs
+from .component_costs import component_costs, costs_script, module_costs, totals
 from .dsp import ice40_dual_mul8_restore
 
 __all__ = ["Device", "DEVICES", "STAGES", "FitError", "BuildError", "NETLIST_SUFFIX",
@@ -33,7 +34,16 @@ class FitError(RuntimeError):
 
 
 class BuildError(RuntimeError):
-    """A tool of the flow failed; the message ends with the tail of its log."""
+    """A tool of the flow failed; the message ends with the tail of its log.
+
+    ``summary`` says the same in one line: the tool, its exit status, its log and the
+    log's last line (for a report's field).
+    """
+
+    def __init__(self, tool, returncode, log, tail):
+        head = f"{tool} failed (exit {returncode}); log {log}"
+        self.summary = f"{head}: {tail[-1]}" if tail else head
+        super().__init__("\n".join([f"{head}:", *tail]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +134,10 @@ def _over_capacity(line):
         return False
 
 
-def _run(argv, cwd, log_name, env=None, progress=None):
+def _run(argv, cwd, log_name, env=None, progress=None, tail_log=None):
+    """Run ``argv`` in ``cwd`` with its output in ``log_name``; raise :class:`BuildError`
+    quoting the end of ``tail_log`` (a log the tool writes itself), or of its output,
+    if it fails."""
     if progress:
         progress(f"{Path(argv[0]).name} ...")
     start = time.monotonic()
@@ -132,9 +145,10 @@ def _run(argv, cwd, log_name, env=None, progress=None):
         result = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
     if result.returncode != 0:
-        tail = "\n".join((cwd / log_name).read_text().splitlines()[-15:])
-        raise BuildError(f"{Path(argv[0]).name} failed (exit {result.returncode}); "
-                         f"log {cwd / log_name}:\n{tail}")
+        log = cwd / (tail_log or log_name)
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:] \
+            if log.exists() else []
+        raise BuildError(Path(argv[0]).name, result.returncode, log, tail)
     if progress:
         progress(f"{Path(argv[0]).name} done in {time.monotonic() - start:.0f} s")
 
@@ -161,6 +175,49 @@ def _place_and_route(argv, out_dir, device, advice, progress):
                            f"({'; '.join(over)}). {advice(['logic'])}") from None
         raise
     return json.loads((out_dir / "nextpnr-report.json").read_text())
+
+
+def _place_seeds(pnr, out_dir, device, advice, progress, seeds, placed):
+    """Place and route with each of ``seeds`` until one meets every clock.
+
+    Return the kept seed, its clocks and the list of seeds tried. The kept seed is the
+    first that meets timing, or else the one with the highest fmax, whose ``placed``
+    files (the placed design, nextpnr's report and log) are put back in ``out_dir``.
+    """
+    best = out_dir / "best-seed"
+    tried, kept = [], None
+    for seed in seeds:
+        nextpnr = _place_and_route(pnr + ["--seed", str(seed)], out_dir, device, advice,
+                                   progress)
+        clocks = {}
+        for clock, entry in nextpnr.get("fmax", {}).items():
+            clocks[clock.removeprefix("$glbnet$")] = {
+                "fmax_mhz": entry["achieved"], "target_mhz": entry["constraint"],
+                "met": entry["achieved"] >= entry["constraint"]}
+        fmax = min((c["fmax_mhz"] for c in clocks.values()), default=0.0)
+        tried.append({"seed": seed, "fmax_mhz": fmax, "timing_met": _all_met(clocks)})
+        if tried[-1]["timing_met"]:
+            return seed, clocks, tried
+        if kept is None or fmax > kept[1]:
+            kept = (seed, fmax, clocks)
+            if seed != seeds[-1]:
+                best.mkdir(exist_ok=True)
+                for name in placed:
+                    shutil.copy2(out_dir / name, best / name)
+        if seed != seeds[-1]:
+            progress(f"timing not met with seed {seed} (fmax {fmax:.1f} MHz); "
+                     f"placing again with seed {seed + 1}")
+    seed, fmax, clocks = kept
+    if seed != seeds[-1]:
+        progress(f"timing not met with any seed: keeping seed {seed} (fmax {fmax:.1f} MHz)")
+        for name in placed:
+            shutil.copy2(best / name, out_dir / name)
+    shutil.rmtree(best, ignore_errors=True)
+    return seed, clocks, tried
+
+
+def _all_met(clocks):
+    return bool(clocks) and all(c["met"] for c in clocks.values())
 
 
 def flow_tools(family, stage="pnr"):
@@ -201,7 +258,7 @@ def synthesize(platform, top, device, out_dir, *, name="top", advice=lambda over
                             script_after_synth="\n".join(after_synth))
     plan.extract(str(out_dir))
     _run([_tool("yosys").path, "-q", "-l", f"{name}.rpt", f"{name}.ys"], out_dir,
-         "yosys.log", progress=progress)
+         "yosys.log", progress=progress, tail_log=f"{name}.rpt")
     usage = cell_usage(json.loads((out_dir / f"{name}.stat.json").read_text()),
                        device.family)
     progress(f"synthesized: {', '.join(f'{k} {v}' for k, v in usage.items())}")
@@ -243,7 +300,7 @@ def measure_components(out_dir, family, root, *, name="top", progress=None):
         parent = failed.rpartition(".")[0] or root
         modules[parent] = {r: max(0, count - row[r]) for r, count in modules[parent].items()}
         modules[failed] = row
-        costs["total"] = {r: sum(m[r] for m in modules.values()) for r in row}
+        costs["total"] = totals(modules.values(), row)
         costs["apart"] = [failed]
     flat = json.loads((out_dir / f"{name}.json").read_text())["modules"][name]
     return {**costs, "flat": module_costs(flat, family)}
@@ -258,15 +315,9 @@ def _component_run(out_dir, family, root, name, stem, progress, keep=None):
     # yosys' own log (-l) is written line by line; what the WebAssembly build prints on
     # its standard output is lost when it aborts. The log names the module yosys was
     # working on and the error.
-    log = out_dir / f"yosys-{stem}.log"
-    try:
-        _run([_tool("yosys").path, "-q", "-l", log.name, f"{name}.{stem}.ys"], out_dir,
-             f"yosys-{stem}.out", progress=progress)
-    except BuildError as exc:
-        last = log.read_text(errors="replace").strip().splitlines()[-1:] \
-            if log.exists() else []
-        failed = str(exc).splitlines()[0].split("; log ")[0]
-        raise BuildError(f"{failed}; log {log}: {' '.join(last)}") from None
+    log = f"yosys-{stem}.log"
+    _run([_tool("yosys").path, "-q", "-l", log, f"{name}.{stem}.ys"], out_dir,
+         f"yosys-{stem}.out", progress=progress, tail_log=log)
     return component_costs(out_dir / f"{name}.{stem}.json", family, name, root)
 
 
@@ -301,7 +352,8 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
     (``tritile build --verify`` simulates the netlist there, before place-and-route is
     spent on it); nextpnr places and routes against the clock constraints and writes its
     JSON report, with placement seeds ``seed``, ``seed + 1``, ... until timing is met or
-    ``attempts`` seeds are tried (the last one's result is kept); icepack/ecppack write
+    ``attempts`` seeds are tried (the first that meets it is kept, else the one with the
+    highest fmax: the report's ``seed``); icepack/ecppack write
     the bitstream. With ``stage="synth"`` the flow
     stops after the fit check (and ``after_synthesis``): its resources are the synthesis
     estimate, and it has no clocks and no bitstream. ``fit_check`` false skips the fit
@@ -323,9 +375,8 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         except BuildError as exc:
             # The table comes from a second synthesis beside the build's: when yosys fails
             # there (an internal error on one kept module), the build goes on without it.
-            reason = str(exc).splitlines()[0]
-            progress(f"cells per component unavailable: {reason}")
-            components = {"components_error": reason}
+            progress(f"cells per component unavailable: {exc.summary}")
+            components = {"components_error": exc.summary}
     checked = after_synthesis(out_dir) if after_synthesis is not None else {}
     if stage == "synth":
         resources = {r: {"used": usage.get(r, 0), "available": available}
@@ -342,30 +393,18 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
            # the user sees the achieved fmax and decides.
            "--timing-allow-fail"]
     if device.family == "ice40":
-        pnr += ["--pcf", f"{name}.pcf", "--asc", f"{name}.asc"]
-        pack = [tools["icepack"].path, f"{name}.asc", f"{name}.bin"]
-        bitstream = f"{name}.bin"
+        placed, bitstream = f"{name}.asc", f"{name}.bin"
+        pnr += ["--pcf", f"{name}.pcf", "--asc", placed]
+        pack = [tools["icepack"].path, placed, bitstream]
     else:
-        pnr += ["--lpf", f"{name}.lpf", "--textcfg", f"{name}.config"]
-        pack = [tools["ecppack"].path, "--compress", f"{name}.config", f"{name}.bit"]
-        bitstream = f"{name}.bit"
-    tried = []
-    for attempt_seed in range(seed, seed + attempts):
-        nextpnr = _place_and_route(pnr + ["--seed", str(attempt_seed)], out_dir, device,
-                                   advice, progress)
-        clocks = {}
-        for clock, entry in nextpnr.get("fmax", {}).items():
-            clock = clock.removeprefix("$glbnet$")
-            clocks[clock] = {"fmax_mhz": entry["achieved"], "target_mhz": entry["constraint"],
-                             "met": entry["achieved"] >= entry["constraint"]}
-        timing_met = bool(clocks) and all(c["met"] for c in clocks.values())
-        fmax = min((c["fmax_mhz"] for c in clocks.values()), default=0.0)
-        tried.append({"seed": attempt_seed, "fmax_mhz": fmax, "timing_met": timing_met})
-        if timing_met:
-            break
-        if attempt_seed + 1 < seed + attempts:
-            progress(f"timing not met with seed {attempt_seed} (fmax {fmax:.1f} MHz); "
-                     f"placing again with seed {attempt_seed + 1}")
+        placed, bitstream = f"{name}.config", f"{name}.bit"
+        pnr += ["--lpf", f"{name}.lpf", "--textcfg", placed]
+        pack = [tools["ecppack"].path, "--compress", placed, bitstream]
+    kept, clocks, tried = _place_seeds(pnr, out_dir, device, advice, progress,
+                                       range(seed, seed + attempts),
+                                       [placed, "nextpnr-report.json", "nextpnr.log"])
+    nextpnr = json.loads((out_dir / "nextpnr-report.json").read_text())
+    timing_met = _all_met(clocks)
     _run(pack, out_dir, "pack.log", progress=progress)
     resources = {}
     for key, resource in _NEXTPNR[device.family].items():
@@ -380,6 +419,7 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         "synthesis_estimate": usage,
         "clocks": clocks,
         "timing_met": timing_met,
+        "seed": kept,
         "seeds_tried": tried,
         "tools": {n: t.source for n, t in tools.items()},
         **components,

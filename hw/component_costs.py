@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 __all__ = ["METHOD", "COLUMNS", "costs_script", "module_costs", "component_costs",
-           "component_rows"]
+           "component_rows", "totals"]
 
 #: How the table is made, as the report says it.
 METHOD = ("yosys synthesis of the build's RTLIL with the build's synth command and the "
@@ -170,8 +170,13 @@ def component_costs(netlist, family, top, root):
         else:
             continue
         modules[label] = module_costs(module, family)
-    total = {r: sum(m[r] for m in modules.values()) for r in COLUMNS[family]}
-    return {"method": METHOD, "root": root, "modules": modules, "total": total}
+    return {"method": METHOD, "root": root, "modules": modules,
+            "total": totals(modules.values(), COLUMNS[family])}
+
+
+def totals(costs, columns):
+    """Return the sum of ``costs`` (rows of :func:`module_costs`) in each of ``columns``."""
+    return {column: sum(row[column] for row in costs) for column in columns}
 
 
 def component_rows(modules, root):
@@ -185,8 +190,8 @@ def component_rows(modules, root):
         if not parts:
             rows.append((name, modules[name]))
             continue
-        rows.append((name, {r: modules[name][r] + sum(modules[p][r] for p in parts)
-                            for r in modules[name]}))
+        rows.append((name, totals([modules[name], *(modules[p] for p in parts)],
+                                  modules[name])))
         if any(modules[name].values()):
             rows.append((f"  {name} (own)", modules[name]))
         rows += [(f"  {p}", modules[p]) for p in parts]

@@ -153,8 +153,10 @@ def test_a_failed_component_synthesis_costs_the_table_not_the_build(tmp_path, mo
     # YoWASP yosys 0.70 did with an internal error on one kept module of ulx3s-85f.
     real = find_tool("yosys").path
     wrapper = tmp_path / "yosys"
+    # yosys writes the error into its own log (-l), the flow's report quotes it.
     wrapper.write_text(f"#!/bin/sh\ncase \"$*\" in *components.ys*) "
-                       f"echo 'ERROR: Assert failed' >&2; exit 1;; esac\nexec '{real}' \"$@\"\n")
+                       f"echo 'ERROR: Assert failed' >$3; exit 1;; esac\n"
+                       f"exec '{real}' \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setenv("YOSYS", str(wrapper))
     messages = []
@@ -162,7 +164,9 @@ def test_a_failed_component_synthesis_costs_the_table_not_the_build(tmp_path, mo
                       tmp_path / "build", stage="synth", component_root="chip",
                       progress=messages.append)
     assert "components" not in report
-    assert report["components_error"].startswith("yosys failed (exit 1)")
+    assert report["components_error"] == (
+        f"yosys failed (exit 1); log {tmp_path / 'build' / 'yosys-components.log'}: "
+        "ERROR: Assert failed")
     assert report["synthesis_estimate"]["bram"] == 1
     assert any(m.startswith("cells per component unavailable") for m in messages)
 

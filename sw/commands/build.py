@@ -21,7 +21,8 @@ def register(subparsers):
     parser.add_argument("--out", help="output directory (default: build/BOARD)")
     parser.add_argument("--seed", type=int, default=1, help="first nextpnr placement seed")
     parser.add_argument("--attempts", type=int, default=3,
-                        help="seeds to try until the clock is met (default 3)")
+                        help="seeds to try until the clock is met (default 3); if none "
+                             "meets it, the one with the highest fmax is kept")
     parser.add_argument("--verify", action="store_true",
                         help="after synthesis, run the device checks on the synthesized "
                              "netlist in Verilator (vendor cell models, PLL bypassed) and "
@@ -97,7 +98,7 @@ def format_report(report):
     elif "components_error" in report:
         lines.append(f"  cells per component unavailable: {report['components_error']}")
     seeds = report.get("seeds_tried", [])
-    placed = f" (placement seed {seeds[-1]['seed']}, {len(seeds)} tried)" if seeds else ""
+    placed = f" (placement seed {report['seed']}, {len(seeds)} tried)" if seeds else ""
     lines.append(f"  built in {report['build_seconds']:.0f} s{placed}")
     return "\n".join(lines)
 
