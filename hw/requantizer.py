@@ -234,8 +234,9 @@ class Requantizer(wiring.Component):
             with m.If(entering if serial else 1):
                 m.d.sync += [s3[k].eq(source[k]) for k in (*tag, "shift_m1")]
             if serial:
-                coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, steps=range(3, 6))
-                outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, range(3, 6))
+                coarse_steps = range(3, 6)
+                coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, coarse_steps)
+                outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, coarse_steps)
                 m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
                              s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
                              s3b["outside"].eq(~s3["raw"] & outside),
