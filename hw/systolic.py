@@ -97,6 +97,7 @@ class SystolicCore(wiring.Component):
         m.submodules.walker = walker = Im2colAddress(
             **engine_walk_limits(config, rows, geometry.act_words))
         tiles = _Tiles(config, geometry, walker)
+        tiles.look_ahead(m)
         m.d.comb += walker.walk.eq(tiles.walk)
 
         running = Signal()      # the sequencer still issues rows
@@ -129,7 +130,7 @@ class SystolicCore(wiring.Component):
             accumulators.entry.row.eq(tiles.slot),
             accumulators.entry.first.eq(tiles.cp_first_k),
             accumulators.entry.block_end.eq(issue & tiles.cp_valid & tiles.cp_last_k
-                                            & (tiles.slot == rows - 1)),
+                                            & tiles.last_slot),
             accumulators.psum.eq(array.psum),
         ]
         wiring.connect(m, accumulators.acc, wiring.flipped(self.acc))
@@ -177,6 +178,7 @@ class SystolicCore(wiring.Component):
                 running.eq(legal), rejected.eq(~legal),
                 tiles.ld_valid.eq(1), tiles.ld_k0.eq(0), tiles.ld_m0.eq(0), tiles.ld_n0.eq(0),
                 tiles.ld_wbase.eq(0), tiles.cp_valid.eq(0), tiles.slot.eq(0),
+                tiles.last_slot.eq(config.systolic_rows == 1),
                 tiles.start_at.eq(0),
                 tiles.fill.eq(0),
                 self.busy_cycles.eq(0), self.mac_cycles.eq(0),
@@ -194,7 +196,7 @@ class SystolicCore(wiring.Component):
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.m_mark.eq(1),
                          walker.k_step.eq(KStep.RESET)]
         with m.Elif(issue):
-            with m.If(tiles.slot != self.config.systolic_rows - 1):
+            with m.If(~tiles.last_slot):
                 m.d.comb += walker.m_step.eq(MStep.NEXT)
             with m.Elif(~tiles.cp_last_k):
                 m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
@@ -229,7 +231,7 @@ class SystolicCore(wiring.Component):
 
     def _next_tile(self, m, tiles, running, issue, accumulators):
         """Count the slots of each issued K tile; at a tile's end, move both tiles on."""
-        rows, cols = self.config.systolic_rows, self.config.systolic_cols
+        rows = self.config.systolic_rows
         t = tiles
         m.d.comb += [accumulators.open.eq(issue & t.block_start),
                      accumulators.fill.eq(t.fill),
@@ -239,31 +241,26 @@ class SystolicCore(wiring.Component):
         with m.If(issue):
             with m.If(t.row_valid):
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + t.cp_macs)
-            m.d.sync += [t.slot.eq(t.slot + 1), t.start_at.eq(0)]
-            with m.If(t.slot == rows - 1):
+            m.d.sync += [t.slot.eq(t.slot + 1), t.start_at.eq(0),
+                         t.last_slot.eq(t.slot == rows - 2)]
+            with m.If(t.last_slot):
                 fill = Mux(t.cp_valid & t.cp_last_k, next_buffer(t.fill), t.fill)
                 at_fill = Const(1, SYSTOLIC_ACC_BUFFERS) << fill
                 m.d.sync += [
-                    t.slot.eq(0), t.fill.eq(fill),
-                    t.start_at.eq(Mux(t.ld_valid & (t.ld_k0 == 0), at_fill, 0)),
+                    t.slot.eq(0), t.last_slot.eq(rows == 1), t.fill.eq(fill),
+                    t.start_at.eq(Mux(t.ld_valid & t.ld_first_k, at_fill, 0)),
                     t.cp_valid.eq(t.ld_valid), t.cp_m0.eq(t.ld_m0), t.cp_n0.eq(t.ld_n0),
-                    t.cp_first_k.eq(t.ld_k0 == 0),
+                    t.cp_first_k.eq(t.ld_first_k),
                     t.cp_last_k.eq(t.ld_last_k), t.cp_last_m.eq(t.ld_last_m),
                     t.cp_rows.eq(t.ld_rows), t.cp_cols.eq(t.ld_nc),
-                    t.cp_macs.eq(shift_add_product(t.ld_kr, t.ld_nc)),
+                    t.cp_macs.eq(t.ld_macs),
                 ]
-                with m.If(~t.ld_valid):
+                with m.If(t.ld_valid):
+                    m.d.sync += [getattr(t, name).eq(value)
+                                 for name, value in t.ld_next.items()]
+                with m.Else():
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
-                with m.Elif(~t.ld_last_k):
-                    m.d.sync += [t.ld_k0.eq(t.ld_k0 + rows)]
-                with m.Elif(~t.ld_last_m):
-                    m.d.sync += [t.ld_k0.eq(0), t.ld_m0.eq(t.ld_m0 + rows)]
-                with m.Elif(~t.ld_last_n):
-                    m.d.sync += [t.ld_k0.eq(0), t.ld_m0.eq(0), t.ld_n0.eq(t.ld_n0 + cols),
-                                 t.ld_wbase.eq(t.ld_wbase + t.size_k)]
-                with m.Else():
-                    m.d.sync += t.ld_valid.eq(0)
 
 
 class _Tiles:
@@ -294,16 +291,32 @@ class _Tiles:
         self.cp_rows, self.cp_cols = Signal(range(rows + 1)), Signal(range(cols + 1))
         self.cp_macs = Signal(range(rows * cols + 1))
         self.slot = Signal(range(rows))
+        self.last_slot = Signal(init=rows == 1)          # slot == rows - 1, as a register
         self.fill = Signal(range(SYSTOLIC_ACC_BUFFERS))   # the buffer being filled
         self.pending = Signal(SYSTOLIC_ACC_BUFFERS)       # the accumulators' pending flags
 
+        self.rows = rows
         self.ld_last_k = self.ld_k0 + rows >= self.size_k
         self.ld_last_m = self.ld_m0 + rows >= self.size_m
         self.ld_last_n = self.ld_n0 + cols >= self.size_n
-        self.ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0, rows)[:ceil_log2(rows + 1)]
+        self.ld_first_k = self.ld_k0 == 0
+        ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0, rows)[:ceil_log2(rows + 1)]
         self.ld_nc = Mux(self.ld_last_n, self.size_n - self.ld_n0, cols)[:ceil_log2(cols + 1)]
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
+        self.ld_macs = shift_add_product(ld_kr, self.ld_nc)
+        # The load tile after this one: the next K tile, else the next row block, else
+        # the next N tile, else none.
+        last_km = self.ld_last_k & self.ld_last_m
+        self.ld_next = {
+            "ld_k0": Mux(self.ld_last_k, 0, self.ld_k0 + rows),
+            "ld_m0": Mux(self.ld_last_k, Mux(self.ld_last_m, 0, self.ld_m0 + rows),
+                         self.ld_m0),
+            "ld_n0": Mux(last_km & ~self.ld_last_n, self.ld_n0 + cols, self.ld_n0),
+            "ld_wbase": Mux(last_km & ~self.ld_last_n, self.ld_wbase + self.size_k,
+                            self.ld_wbase),
+            "ld_valid": ~(last_km & self.ld_last_n),
+        }
         # The buffer (one-hot) whose block starts with this cycle's row, if one does:
         # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
         # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
@@ -311,7 +324,31 @@ class _Tiles:
         self.start_at = Signal(SYSTOLIC_ACC_BUFFERS)
         self.block_start = self.start_at.any()
         self.stall = (self.start_at & self.pending).any()
-        self.row_valid = self.cp_valid & (self.cp_m0 + self.slot < self.size_m)
+        # cp_m0 + slot < size_m, as cp_rows is min(R, size_m - cp_m0).
+        self.row_valid = self.cp_valid & (self.slot < self.cp_rows)
+
+    def look_ahead(self, m):
+        """Keep the load tile's facts that the end of a compute tile takes as registers.
+
+        They are read only at the end of a compute tile, its R-th issued row, and the load
+        tile's registers change only there and at a start: from R = 2 on, a fact
+        registered a cycle after its tile's registers changed is current when it is
+        read, and the end of a tile (the moves of both tiles) is then a few LUTs from
+        registers, not behind the tile's adders and compares (on iCE40 the issue's
+        path into the load tile's counters was among the longest).
+        """
+        if self.rows == 1:
+            return
+
+        def held(fact, name):
+            register = Signal.like(fact, name=f"{name}_held")
+            m.d.sync += register.eq(fact)
+            return register
+
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_nc", "ld_rows", "ld_macs"):
+            setattr(self, name, held(getattr(self, name), name))
+        self.ld_next = {name: held(value, f"{name}_next")
+                        for name, value in self.ld_next.items()}
 
 
 class SystolicEngine(StandaloneEngine):

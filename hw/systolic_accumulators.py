@@ -186,6 +186,11 @@ class SystolicAccumulators(wiring.Component):
         line_valid = Signal()       # out_line holds row `out_row` of `drain_buf`
         out_row = Signal(range(rows))
         out_col = Signal(range(cols))
+        # Whether `out_col` and `out_row` are the block's last, kept as registers: they
+        # depend on the counters and the block, not on the requantizer's `ready`, which
+        # comes late and decides every move of the read-out (with them computed after
+        # it, the path into `filled` was 11 LUTs, the iCEBreaker's critical path).
+        last_col, last_row = Signal(), Signal()
         block = blocks[drain_buf]
         with m.If(self.restart):
             m.d.sync += drain_buf.eq(0)
@@ -195,28 +200,33 @@ class SystolicAccumulators(wiring.Component):
             self.acc.payload.col.eq(block.col0 + out_col),
             self.acc.payload.acc.eq(out_line[out_col]),
         ]
-        accepted = self.acc.valid & self.acc.ready
-        row_done = accepted & (out_col == block.cols - 1)
+        # Everything below but the final choice is computed from registers alone.
+        next_buf = Mux(line_valid, next_buffer(drain_buf), drain_buf)
+        next_block = blocks[next_buf]
+        next_filled = filled.bit_select(next_buf, 1)
+        row_addr = base[drain_buf] + out_row + 1
         clear = Signal(SYSTOLIC_ACC_BUFFERS)
         m.d.comb += out_mem.read_en.eq(0)
-        with m.If(~line_valid | row_done):
-            with m.If(line_valid & (out_row != block.rows - 1)):
-                m.d.comb += [out_mem.read_en.eq(1),
-                             out_mem.read_addr.eq(base[drain_buf] + out_row + 1)]
-                m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0)]
+        with m.If(~line_valid | (self.acc.ready & last_col)):
+            with m.If(line_valid & ~last_row):
+                m.d.comb += [out_mem.read_en.eq(1), out_mem.read_addr.eq(row_addr)]
+                m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0),
+                             last_col.eq(block.cols == 1),
+                             last_row.eq(out_row + 1 == block.rows - 1)]
             with m.Else():
                 # The block is sent (or none was being sent): free its buffer, go on to
-                # the next buffer as soon as its block is complete.
-                next_buf = Mux(line_valid, next_buffer(drain_buf), drain_buf)
+                # the next buffer as soon as its block is complete. While none is sent
+                # the tests follow the buffer waited for, a cycle late: its block was
+                # recorded when it opened, many cycles before it is complete.
                 with m.If(line_valid):
                     m.d.comb += clear.eq(1 << drain_buf)
                     m.d.sync += drain_buf.eq(next_buf)
-                m.d.sync += [out_row.eq(0), out_col.eq(0)]
-                with m.If(filled.bit_select(next_buf, 1)):
+                m.d.sync += [out_row.eq(0), out_col.eq(0), line_valid.eq(next_filled),
+                             last_col.eq(next_block.cols == 1),
+                             last_row.eq(next_block.rows == 1)]
+                with m.If(next_filled):
                     m.d.comb += [out_mem.read_en.eq(1), out_mem.read_addr.eq(base[next_buf])]
-                    m.d.sync += line_valid.eq(1)
-                with m.Else():
-                    m.d.sync += line_valid.eq(0)
-        with m.Elif(accepted):
-            m.d.sync += out_col.eq(out_col + 1)
+        with m.Elif(self.acc.ready):
+            m.d.sync += [out_col.eq(out_col + 1),
+                         last_col.eq(out_col + 1 == block.cols - 1)]
         return clear
