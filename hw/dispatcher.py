@@ -121,7 +121,7 @@ class Dispatcher(wiring.Component):
             self.walk.payload.base.eq(write.addr),
             self.walk.payload.run.eq(write.run),
             self.walk.payload.stride.eq(write.stride),
-            self.walk.payload.last.eq(req.length - (protocol.ARGS_SIZE[Opcode.WRITE] + 1)),
+            self.walk.payload.data_length.eq(req.data_length),
             self.shape.payload.eq(self.problem),
             self.start.payload.eq(self.problem),
             resp.opcode.eq(req.opcode),
