@@ -97,8 +97,9 @@ class WriteWalker(wiring.Component):
         # (compared through the counter's own increment, in its bits: a full buffer's
         # length is 0 there, and any length ends the walk within max_data bytes).
         last = Signal()
-        bits_index = len(index)
-        m.d.sync += last.eq((index + 1)[:bits_index] == cmd.data_length[:bits_index])
+        next_index = Signal.like(index)
+        m.d.comb += next_index.eq(index + 1)
+        m.d.sync += last.eq(next_index == cmd.data_length[:len(index)])
         load_base, step, clear = Signal(), Signal(), Signal()
         outside = Const(1)                          # a target of size 0 included
         for target, size in self.sizes.items():
@@ -111,7 +112,7 @@ class WriteWalker(wiring.Component):
             # One adder: the base, then a stride at a run's end.
             m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
             with m.If(step):
-                m.d.sync += index.eq(index + 1)
+                m.d.sync += index.eq(next_index)
                 with m.If(run_end):
                     m.d.sync += in_run.eq(1)
                 with m.Else():
