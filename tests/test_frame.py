@@ -10,10 +10,10 @@ from helpers import simulate
 TIMEOUT = 40
 
 
-def _parse(chunks, rng, gap_prob=0.3):
+def _parse(chunks, rng, gap_prob=0.3, ordered=None):
     """Feed ``chunks`` (bytes, or an int = that many idle cycles) to a parser; return the
     requests [(opcode, seq, args_missing, args, error, buffered data)] and the pulse
-    counts."""
+    counts; ``ordered``, a list, gets each request's ``ordered`` bit."""
     dut = FrameParser(TIMEOUT)
     requests = []
     pulses = {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
@@ -55,6 +55,8 @@ def _parse(chunks, rng, gap_prob=0.3):
                 buffered.append(ctx.get(dut.read_data))
             requests.append((req.opcode, req.seq, req.args_missing, bytes(args), req.error,
                              bytes(buffered)))
+            if ordered is not None:
+                ordered.append(req.ordered)
             ctx.set(dut.request.ready, 1)
             await ctx.tick()
             ctx.set(dut.request.ready, 0)
@@ -110,6 +112,19 @@ def test_parser_abandons_truncated_frame_after_timeout(py_rng):
 def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(py_rng):
     requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], py_rng)
     assert requests == [(0x7E, 8, 0, b"", FrameError.NONE, b"xyz")]
+
+
+def test_parser_compares_a_writes_stride_with_its_run_as_the_bytes_arrive(py_rng):
+    pairs = [(4, 2), (2, 4), (7, 7), (0x100, 0xFF), (0x1FF, 0x200), (0x1234, 0x1234),
+             (0x1235, 0x1234), (0, 0), (0xFFFF, 0xFFFF)]
+    pairs += [(py_rng.randrange(1 << 16), py_rng.randrange(1 << 16)) for _ in range(8)]
+    # Raw argument blocks: protocol.write_args refuses stride < run.
+    frames = [encode_request(Opcode.WRITE, seq, bytes(4) + run.to_bytes(2, "little")
+                             + stride.to_bytes(2, "little"), b"x")
+              for seq, (run, stride) in enumerate(pairs)]
+    ordered = []
+    _parse(frames, py_rng, ordered=ordered)
+    assert ordered == [stride >= run for run, stride in pairs]
 
 
 def test_parser_counts_a_payload_into_its_argument_block_and_data(py_rng):
