@@ -164,11 +164,8 @@ class FrameParser(wiring.Component):
         byte = self.bytes.payload
         take = Signal()
         crc = Signal(16, init=0xFFFF)
-        # Silent cycles, counted up from 2**n - timeout: the top bit is the timeout, with
-        # no comparison (a constant load costs nothing on the flip-flops' set and reset).
-        silence_bits = bits_for(self.timeout)
-        silence = Signal(silence_bits + 1)
-        expired = silence[silence_bits]
+        silence = Signal(range(self.timeout + 1))
+        expired = silence == self.timeout
         crc_low_ok = Signal()    # the CRC's low byte matched
         # Counters instead of arithmetic on a byte index, so that no path from a received
         # byte chains an adder into a comparison: the argument bytes still to come, the
@@ -184,7 +181,7 @@ class FrameParser(wiring.Component):
         m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
         m.d.sync += [self.bad_crc.eq(0), self.bad_length.eq(0), self.timed_out.eq(0)]
         with m.If(take):
-            m.d.sync += silence.eq((1 << silence_bits) - self.timeout)
+            m.d.sync += silence.eq(0)
         with m.Elif(~expired):
             m.d.sync += silence.eq(silence + 1)
         with m.If(take & absorb):
