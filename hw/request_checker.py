@@ -36,7 +36,8 @@ def args_layout(opcode):
 
 
 def request_args(opcode, args):
-    """Return a view of the ``args`` field of a request as ``opcode``'s argument block."""
+    """Return a view of the ``args`` field of a request as ``opcode``'s argument block
+    (its last bytes: the parser shifts the block in from the top)."""
     layout = args_layout(opcode)
     return data.View(layout, args[len(args) - layout.size:])
 
