@@ -121,7 +121,7 @@ class Dispatcher(wiring.Component):
             self.walk.payload.base.eq(write.addr),
             self.walk.payload.run.eq(write.run),
             self.walk.payload.stride.eq(write.stride),
-            self.walk.payload.last.eq(req.length - (protocol.ARGS_SIZE[Opcode.WRITE] + 1)),
+            self.walk.payload.data_length.eq(req.data_length),
             self.shape.payload.eq(self.problem),
             self.start.payload.eq(self.problem),
             resp.opcode.eq(req.opcode),
@@ -147,10 +147,7 @@ class Dispatcher(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.checked.valid):
-                    with m.If(verdict != Status.OK):
-                        respond(verdict)
-                    with m.Else():
-                        self._dispatch(m, req, respond, dims)
+                    self._dispatch(m, req, verdict, data_length, dims)
             with m.State("WRITE"):
                 m.d.comb += self.walk.valid.eq(1)
                 with m.If(self.walk.ready):
@@ -158,9 +155,10 @@ class Dispatcher(wiring.Component):
             with m.State("SHAPE"):
                 m.d.comb += self.shape.valid.eq(1)
                 with m.If(self.shape.ready):
-                    with m.If(self.shape_bad):
-                        respond(Status.BAD_SHAPE)
-                    with m.Else():
+                    # Written either way (a RUN's response sets them again when it is
+                    # done), so that their enables do not wait on the verdict.
+                    respond(Mux(self.shape_bad, Status.BAD_SHAPE, Status.OK))
+                    with m.If(~self.shape_bad):
                         m.next = "START"
             with m.State("START"):
                 m.d.comb += self.start.valid.eq(1)
@@ -205,18 +203,31 @@ class Dispatcher(wiring.Component):
                         m.next = next_state
         return m
 
-    def _dispatch(self, m, req, respond, dims):
-        """Act on a request the checker passed: answer it, or go to its state."""
+    def _dispatch(self, m, req, verdict, data_length, dims):
+        """Act on a checked request: answer it (a refusal, or its data), or go to its state.
+
+        The response's status, length and source are written for every request, whatever
+        its opcode (a WRITE, a RUN and a program set them again when they are done), so
+        that no decoding of the opcode lies on their registers' enables: on iCE40 that
+        path, from the request through the opcode's decode into the enables, was the
+        longest of the request path.
+        """
         read = request_args(Opcode.READ, req.args)
         run = request_args(Opcode.RUN, req.args)
+        resp = self.response.payload
         problem = self.problem
-        with m.Switch(req.opcode):
-            with m.Case(Opcode.INFO):
-                respond(Status.OK, self.capability_size, Source.CAPABILITY)
-            with m.Case(Opcode.STATS):
-                respond(Status.OK, 4 * len(protocol.STATS_FIELDS), Source.STATS)
-            with m.Case(Opcode.READ):
-                respond(Status.OK, read.count, Source.OUTPUT)
+        ok = verdict == Status.OK
+        length, source = 0, Source.CAPABILITY
+        for opcode, size, its_source in (
+                (Opcode.INFO, self.capability_size, Source.CAPABILITY),
+                (Opcode.STATS, 4 * len(protocol.STATS_FIELDS), Source.STATS),
+                (Opcode.READ, read.count, Source.OUTPUT)):
+            length = Mux(req.opcode == opcode, size, length)
+            source = Mux(req.opcode == opcode, its_source, source)
+        m.d.sync += [resp.status.eq(verdict), data_length.eq(Mux(ok, length, 0)),
+                     resp.source.eq(source)]
+        m.next = "RESPOND"
+        with m.If(ok), m.Switch(req.opcode):
             with m.Case(Opcode.WRITE):
                 m.next = "WRITE"
             if self.program_mode:
@@ -232,8 +243,6 @@ class Dispatcher(wiring.Component):
                     value = run[name]
                     m.d.sync += dim.eq(Mux(value[len(dim):].any(), -1, value[:len(dim)]))
                 m.next = "SHAPE"
-            with m.Default():       # PING
-                respond(Status.OK)
 
     def _program_states(self, m, req, run_seq, answer_busy, data_length):
         """The states of a RUN_PROGRAM: start the sequencer, wait for the program's end."""

@@ -7,16 +7,17 @@ whole frame has arrived and its CRC matched, so a corrupted or truncated frame c
 change device state. The :class:`ResponseWriter` frames a status and data bytes.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from tritile.sw import protocol
 
 from .block_ram import BlockRAM
 
-__all__ = ["crc16_next", "FrameError", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "FrameParser",
-           "ResponseWriter"]
+__all__ = ["crc16_next", "FrameError", "REQUEST_LAYOUT", "RESPONSE_LAYOUT", "DATA_LAYOUT",
+           "FrameParser", "ResponseWriter"]
 
 
 def _crc16_equations():
@@ -56,14 +57,21 @@ class FrameError(enum.Enum, shape=2):
     BAD_LENGTH = 2
 
 
-#: A received request. ``length`` is the payload length (its low bits only in a
-#: ``BAD_LENGTH`` report); ``args`` holds the argument block in its first
-#: :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields).
+#: A received request. ``args`` holds the argument block in its last
+#: :data:`~tritile.sw.protocol.ARGS_SIZE` bytes (little-endian fields; the bytes are
+#: shifted in from the top); ``args_missing`` counts the bytes of the block the payload
+#: lacked; ``data_length`` counts the data bytes after the block (those past the frame
+#: buffer's end are dropped): the payload length is right for the opcode when no argument
+#: byte is missing and the data length is 0 (1 or more for a WRITE). ``ordered``: the
+#: block's last 16-bit field is at least the one before it (a WRITE's ``stride >= run``),
+#: compared a byte at a time as they arrive.
 REQUEST_LAYOUT = data.StructLayout({
     "opcode": unsigned(8),
     "seq": unsigned(8),
-    "length": unsigned(16),
     "args": unsigned(8 * protocol.MAX_ARGS),
+    "args_missing": range(protocol.MAX_ARGS + 1),
+    "data_length": range(protocol.MAX_DATA + 1),
+    "ordered": unsigned(1),
     "error": FrameError,
 })
 
@@ -74,6 +82,15 @@ RESPONSE_LAYOUT = data.StructLayout({
     "status": unsigned(8),
     "length": unsigned(16),
 })
+
+#: A response's data byte, and whether it is the last (the writer then sends the CRC).
+DATA_LAYOUT = data.StructLayout({"byte": unsigned(8), "last": unsigned(1)})
+
+
+# The parser compares each argument byte with the one two before it, low bytes where an
+# even count of argument bytes is left: every block is whole 16-bit fields from its end.
+if any(size % 2 for size in protocol.ARGS_SIZE.values()):
+    raise ValueError(f"argument blocks must have even sizes, not {protocol.ARGS_SIZE}")
 
 
 def _args_size(opcode):
@@ -148,22 +165,24 @@ class FrameParser(wiring.Component):
         take = Signal()
         crc = Signal(16, init=0xFFFF)
         silence = Signal(range(self.timeout + 1))
+        expired = silence == self.timeout
         crc_low_ok = Signal()    # the CRC's low byte matched
-        args_size = Signal(range(protocol.MAX_ARGS + 1))
         # Counters instead of arithmetic on a byte index, so that no path from a received
-        # byte chains an adder into a comparison: the argument byte's place, the data
-        # byte's buffer address, the payload bytes still to come (a frame longer than
-        # MAX_ARGS + max_data is refused before it is counted).
-        arg_index = Signal.like(args_size)
-        data_index = Signal(range(self.max_data + 1))
-        remaining = Signal(range(protocol.MAX_ARGS + self.max_data + 1))
+        # byte chains an adder into a comparison: the argument bytes still to come, the
+        # data byte's buffer address (the data length when the frame is over), the
+        # payload bytes still to come (a frame longer than MAX_ARGS + max_data is refused
+        # before it is counted).
+        args_left = req.args_missing
+        data_index = req.data_length
+        # (at least 8 bits: the length's low byte waits here for its high byte)
+        remaining = Signal(max(8, bits_for(protocol.MAX_ARGS + self.max_data)))
 
         absorb = Signal()      # this byte belongs to the CRC-covered body
         m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
         m.d.sync += [self.bad_crc.eq(0), self.bad_length.eq(0), self.timed_out.eq(0)]
         with m.If(take):
             m.d.sync += silence.eq(0)
-        with m.Elif(silence != self.timeout):
+        with m.Elif(~expired):
             m.d.sync += silence.eq(silence + 1)
         with m.If(take & absorb):
             m.d.sync += crc.eq(crc16_next(crc, byte))
@@ -179,7 +198,7 @@ class FrameParser(wiring.Component):
             if next_state is not None:
                 with m.If(take):
                     m.next = next_state
-            with m.If(~take & (silence == self.timeout)):
+            with m.If(~take & expired):
                 m.d.sync += self.timed_out.eq(1)
                 m.next = "HUNT"
 
@@ -192,24 +211,22 @@ class FrameParser(wiring.Component):
             with m.State("OPCODE"):
                 receive("SEQ")
                 with m.If(take):
-                    m.d.sync += [req.opcode.eq(byte), req.args.eq(0)]
+                    m.d.sync += req.opcode.eq(byte)
             with m.State("SEQ"):
                 receive("LENGTH_LOW")
                 with m.If(take):
-                    m.d.sync += [req.seq.eq(byte), args_size.eq(_args_size(req.opcode))]
+                    m.d.sync += [req.seq.eq(byte), args_left.eq(_args_size(req.opcode))]
             with m.State("LENGTH_LOW"):
                 receive("LENGTH_HIGH")
                 with m.If(take):
-                    m.d.sync += req.length[:8].eq(byte)
+                    m.d.sync += remaining[:8].eq(byte)
             with m.State("LENGTH_HIGH"):
                 receive()
-                length = req.length[:8] | (byte << 8)     # the high byte arrives now
+                length = Cat(remaining[:8], byte)     # the high byte arrives now
                 with m.If(take):
                     # Only the bits of the longest payload are kept: a longer one is
-                    # reported as BAD_LENGTH, whose length nothing reads.
-                    m.d.sync += [req.length[8:max(8, len(remaining))].eq(byte),
-                                 remaining.eq(length),
-                                 arg_index.eq(0), data_index.eq(0)]
+                    # reported as BAD_LENGTH at once.
+                    m.d.sync += [remaining.eq(length), data_index.eq(0)]
                     with m.If(length > protocol.MAX_ARGS + self.max_data):
                         m.d.sync += [req.error.eq(FrameError.BAD_LENGTH),
                                      self.bad_length.eq(1)]
@@ -222,9 +239,17 @@ class FrameParser(wiring.Component):
                 receive()
                 with m.If(take):
                     m.d.sync += remaining.eq(remaining - 1)
-                    with m.If(arg_index != args_size):
-                        m.d.sync += [req.args.word_select(arg_index[:3], 8).eq(byte),
-                                     arg_index.eq(arg_index + 1)]
+                    with m.If(args_left != 0):
+                        m.d.sync += [req.args.eq(Cat(req.args[8:], byte)),
+                                     args_left.eq(args_left - 1)]
+                        # `byte` against the byte two before it, as one 16-bit comparison
+                        # over a field's two bytes: the carry of byte - earlier (an 8-bit
+                        # adder), starting at 1 for a low byte (an even count of argument
+                        # bytes left: every block has an even size) and at the low byte's
+                        # result for a high byte.
+                        earlier = req.args[-16:-8]
+                        carry_in = Mux(args_left[0], req.ordered, 1)
+                        m.d.sync += req.ordered.eq((byte + (~earlier)[:8] + carry_in)[8])
                     with m.Elif(data_index != self.max_data):
                         m.d.comb += buffer.write_en.eq(1)
                         m.d.sync += data_index.eq(data_index + 1)
@@ -260,21 +285,21 @@ class ResponseWriter(wiring.Component):
         data bytes after the status byte, at most
         :data:`~tritile.sw.protocol.MAX_RESPONSE_DATA`. The writer reads the header while it
         sends the frame and takes it after the frame's last byte.
-    data : In(stream.Signature(8))
-        The response's data bytes, taken after the status byte has been sent.
+    data : In(stream.Signature(DATA_LAYOUT))
+        The response's data bytes, taken after the status byte has been sent; the one
+        marked ``last`` ends them (the source counts them, not the writer).
     bytes : Out(stream.Signature(8))
         The frame, byte by byte, to the transmitter.
     """
 
     header: In(stream.Signature(RESPONSE_LAYOUT))
-    data: In(stream.Signature(8))
+    data: In(stream.Signature(DATA_LAYOUT))
     bytes: Out(stream.Signature(8))
 
     def elaborate(self, platform):
         m = Module()
         head = self.header.payload
         crc = Signal(16)
-        remaining = Signal(range(protocol.MAX_RESPONSE_DATA + 1))
         sent = Signal()
         absorb = Signal()      # this byte belongs to the CRC-covered body
 
@@ -283,8 +308,9 @@ class ResponseWriter(wiring.Component):
             m.d.sync += crc.eq(crc16_next(crc, self.bytes.payload))
         # The status byte and the data bytes, at most MAX_RESPONSE_DATA + 1: counted in
         # fewer bits than the field's 16.
+        data_bits = Shape.cast(range(protocol.MAX_RESPONSE_DATA + 1)).width
         payload_length = Signal(16)
-        m.d.comb += payload_length.eq(head.length[:len(remaining)] + 1)
+        m.d.comb += payload_length.eq(head.length[:data_bits] + 1)
 
         def emit(value, next_state, body=True):
             m.d.comb += [self.bytes.payload.eq(value), self.bytes.valid.eq(1),
@@ -294,7 +320,7 @@ class ResponseWriter(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [crc.eq(0xFFFF), remaining.eq(head.length)]
+                m.d.sync += crc.eq(0xFFFF)
                 with m.If(self.header.valid):
                     m.next = "SYNC"
             with m.State("SYNC"):
@@ -309,16 +335,14 @@ class ResponseWriter(wiring.Component):
                 emit(payload_length[8:16], "STATUS")
             with m.State("STATUS"):
                 emit(head.status, "DATA")
-                with m.If(self.bytes.ready & (remaining == 0)):
+                with m.If(self.bytes.ready & (head.length[:data_bits] == 0)):
                     m.next = "CRC_LOW"
             with m.State("DATA"):
-                m.d.comb += [self.bytes.payload.eq(self.data.payload),
+                m.d.comb += [self.bytes.payload.eq(self.data.payload.byte),
                              self.bytes.valid.eq(self.data.valid), absorb.eq(1),
                              self.data.ready.eq(self.bytes.ready)]
-                with m.If(sent):
-                    m.d.sync += remaining.eq(remaining - 1)
-                    with m.If(remaining == 1):
-                        m.next = "CRC_LOW"
+                with m.If(sent & self.data.payload.last):
+                    m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
                 emit(crc[:8], "CRC_HIGH", body=False)
             with m.State("CRC_HIGH"):

@@ -36,9 +36,10 @@ def args_layout(opcode):
 
 
 def request_args(opcode, args):
-    """Return a view of the ``args`` field of a request as ``opcode``'s argument block."""
+    """Return a view of the ``args`` field of a request as ``opcode``'s argument block
+    (its last bytes: the parser shifts the block in from the top)."""
     layout = args_layout(opcode)
-    return data.View(layout, args[:layout.size])
+    return data.View(layout, args[len(args) - layout.size:])
 
 
 #: A checked request: the request and its verdict.
@@ -89,7 +90,7 @@ class RequestChecker(wiring.Component):
         self.sizes = {protocol.Target(t): s for t, s in sizes.items()}
         self.engines = tuple(protocol.Engine(e) for e in engines)
         #: Bits of an address within any target (and of a run length or stride).
-        self.addr_bits = max(bits_for(max(self.sizes.values())), 16)
+        self.addr_bits = max(bits_for(max(self.sizes.values()) - 1), 16)
         super().__init__({
             "request": In(stream.Signature(REQUEST_LAYOUT)),
             "checked": Out(stream.Signature(CHECKED_LAYOUT)),
@@ -118,27 +119,25 @@ class RequestChecker(wiring.Component):
                      self.request.ready.eq(self.checked.ready & decided),
                      self.checked.payload.request.eq(req)]
 
-        # WRITE's and READ's target and address share their place in the argument block.
-        target, base = write.target, write.addr
-        far = base[self.addr_bits:].any()
+        # A READ's base is inside the largest readable target, or the read is refused:
+        # its end needs an adder only as wide as that target's addresses.
+        read_bits = bits_for(max(self.sizes[t] for t in protocol.READABLE_TARGETS) - 1)
+        far = read.addr[read_bits:].any()
 
         def one_of(value, choices):
             return Cat(*(value == c for c in choices)).any()
 
-        # Every limit but a WRITE's run length is a constant: each comparison with one is a
-        # few LUTs (`exceeds`), not a carry chain.
-        write_args = protocol.ARGS_SIZE[Opcode.WRITE]
-        length_fits = Mux(req.opcode == Opcode.WRITE,
-                          exceeds(req.length, write_args)
-                          & ~exceeds(req.length, write_args + self.max_data), 0)
-        for op, args_size in protocol.ARGS_SIZE.items():
-            if op != Opcode.WRITE:
-                length_fits |= (req.opcode == op) & (req.length == args_size)
+        # Every limit is a constant (the parser compared a WRITE's stride and run): each
+        # comparison with one is a few LUTs (`exceeds`), not a carry chain. The parser
+        # counted the payload into the argument block and the data after it.
+        has_data = (req.data_length != 0) & ~exceeds(req.data_length, self.max_data)
+        length_fits = (req.args_missing == 0) & Mux(req.opcode == Opcode.WRITE, has_data,
+                                                     req.data_length == 0)
         # A READ is of a readable target (else BAD_TARGET): only their sizes matter.
-        end = base[:self.addr_bits] + read.count
+        end = read.addr[:read_bits] + read.count
         read_inside = Const(0)
         for t in protocol.READABLE_TARGETS:
-            read_inside |= (target == t) & ~exceeds(end, self.sizes[t])
+            read_inside |= (read.target == t) & ~exceeds(end, self.sizes[t])
         program_fits = (~exceeds(layers.first + layers.count, self.max_layers)
                         if self.max_layers else Const(0))
 
@@ -147,13 +146,12 @@ class RequestChecker(wiring.Component):
         m.d.sync += [
             length_ok.eq(length_fits),
             known.eq(one_of(req.opcode, Opcode)),
-            writable.eq(one_of(target, [t for t in protocol.WRITABLE_TARGETS
+            writable.eq(one_of(write.target, [t for t in protocol.WRITABLE_TARGETS
                                         if self.sizes[t]])),
-            readable.eq(one_of(target, protocol.READABLE_TARGETS)),
-            # A strided WRITE needs stride >= run length > 0; a contiguous one stride 0.
-            strides_ok.eq(Mux(write.run != 0,
-                              (write.stride >= write.run) & (write.stride != 0),
-                              write.stride == 0)),
+            readable.eq(one_of(read.target, protocol.READABLE_TARGETS)),
+            # A strided WRITE needs stride >= run length > 0 (the parser compared them as
+            # they arrived: `ordered`); a contiguous one stride 0.
+            strides_ok.eq(Mux(write.run != 0, req.ordered, write.stride == 0)),
             read_ok.eq((read.count != 0) & ~exceeds(read.count, protocol.MAX_DATA) & ~far
                        & read_inside),
             present.eq(one_of(run.engine, self.engines)),

@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from tritile.sw import protocol
 
 from .event_counters import EventCounters
-from .frame import RESPONSE_LAYOUT
+from .frame import DATA_LAYOUT, RESPONSE_LAYOUT
 from .request_checker import STATUS_SHAPE
 
 __all__ = ["Source", "EVENTS_LAYOUT", "response_layout", "Responder"]
@@ -69,8 +69,8 @@ class Responder(wiring.Component):
     header : Out(stream.Signature(RESPONSE_LAYOUT))
         To the :class:`~tritile.hw.frame.ResponseWriter`, which takes it when the frame
         is sent.
-    data : Out(stream.Signature(8))
-        The data bytes, to the writer.
+    data : Out(stream.Signature(DATA_LAYOUT))
+        The data bytes, to the writer; the ``length``-th is marked ``last``.
     output : In(ReadPort.Signature(addr_width, 32))
         A read port of the output memory.
     events : In(EVENTS_LAYOUT)
@@ -93,7 +93,7 @@ class Responder(wiring.Component):
         super().__init__({
             "response": In(stream.Signature(response_layout(addr_bits))),
             "header": Out(stream.Signature(RESPONSE_LAYOUT)),
-            "data": Out(stream.Signature(8)),
+            "data": Out(stream.Signature(DATA_LAYOUT)),
             "output": In(ReadPort.Signature(addr_width=addr_width, shape=32)),
             "events": In(EVENTS_LAYOUT),
             "overrun": In(1),
@@ -110,15 +110,15 @@ class Responder(wiring.Component):
         # The RAM: the capability ROM from address 0, the STATS fields from `stats_base`,
         # a multiple of 32 past it, so that a STATS byte's address is its index with the
         # base's bits set (no adder). The cycle counter's low byte lives in logic: its
-        # carries count in the RAM one byte up, into the field's bytes 1-3 and one byte
-        # past it (the counter's top byte, unseen; `cycles` is the last field).
+        # carries count in the RAM one byte up, into the field's bytes 1-3 (a counter ends
+        # with its aligned word).
         stats_base = -(-len(self.capability) // 32) * 32
         cycles_index = 4 * fields.index("cycles")
         names = list(EVENTS_LAYOUT.members)
         sources = [stats_base + 4 * fields.index(_COUNTER_OF.get(name, name)) for name in names]
         sources += [stats_base + 4 * fields.index("overruns"), stats_base + cycles_index + 1]
         m.submodules.counters = counters = EventCounters(
-            max(sources) + 4, sources, init=self.capability)
+            (max(sources) | 3) + 1, sources, init=self.capability)
         cycles_low = Signal(8)
         m.d.sync += cycles_low.eq(cycles_low + 1)
         m.d.comb += counters.event.eq(Cat(*(self.events[name] for name in names),
@@ -133,23 +133,19 @@ class Responder(wiring.Component):
             self.counter_addr.eq(index[2:]),
             self.output.addr.eq(Mux(resp.output8, byte_addr, byte_addr[2:])),
         ]
-        stats_byte = Mux(index == cycles_index, cycles_low, counters.read_data)
-        out_word = self.output.data
-        out_byte = Mux(resp.output8, out_word[:8], out_word.word_select(byte_addr[:2], 8))
-        fetched = Signal(8)
-        with m.Switch(resp.source):
-            with m.Case(Source.CAPABILITY):
-                m.d.comb += fetched.eq(counters.read_data)
-            with m.Case(Source.STATS):
-                m.d.comb += fetched.eq(stats_byte)
-            with m.Case(Source.CYCLES):
-                m.d.comb += fetched.eq(
-                    Cat(self.busy_cycles, self.mac_cycles).word_select(index[:3], 8))
-            with m.Case(Source.OUTPUT):
-                m.d.comb += fetched.eq(out_byte)
-            if self.program_mode:
-                with m.Case(Source.PROGRAM):
-                    m.d.comb += fetched.eq(self.counter_data.word_select(index[:2], 8))
+        # One byte multiplexer for the 32-bit sources: the RUN's counters (the byte is
+        # `index`'s) and the output word (`byte_addr`'s, or the low byte for OUTPUT8).
+        cycles = resp.source == Source.CYCLES
+        word = Mux(cycles, Mux(index[2], self.mac_cycles, self.busy_cycles), self.output.data)
+        lane = Mux(cycles, index[:2], Mux(resp.output8, 0, byte_addr[:2]))
+        if self.program_mode:
+            program = resp.source == Source.PROGRAM
+            word = Mux(program, self.counter_data, word)
+            lane = Mux(program, index[:2], lane)
+        from_ram = (resp.source == Source.CAPABILITY) | stats
+        fetched = Mux(from_ram, Mux(stats & (index == cycles_index), cycles_low,
+                                    counters.read_data),
+                      word.word_select(lane, 8))
         m.d.comb += [
             self.header.valid.eq(self.response.valid),
             self.header.payload.opcode.eq(resp.opcode),
@@ -170,12 +166,13 @@ class Responder(wiring.Component):
                     with m.Else():
                         m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += self.data.payload.eq(fetched)
+                m.d.sync += [self.data.payload.byte.eq(fetched), index.eq(index + 1)]
                 m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += self.data.valid.eq(1)
+                # `index` counts this byte already: the compare FETCH makes marks the last.
+                m.d.comb += [self.data.valid.eq(1),
+                             self.data.payload.last.eq(index == resp.length)]
                 with m.If(self.data.ready):
-                    m.d.sync += index.eq(index + 1)
                     m.next = "FETCH"
         with m.If(self.header.valid & self.header.ready):
             m.d.sync += index.eq(0)

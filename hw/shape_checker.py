@@ -1,6 +1,6 @@
 """The shape check of a RUN: the rules of ``tritile.sw.planner.check_problem``."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -61,16 +61,23 @@ class ShapeChecker(wiring.Component):
             weights_exceeded = Mux(p.engine == engine, exceeds(product, limit),
                                    weights_exceeded)
 
+        # A broken rule is noted in `hit` in the cycle it is found, and gathered into
+        # `broken` a cycle later: no path runs from the multiplier's count through a
+        # state's comparison into the verdict's enable (on iCE40 such a path was the
+        # longest of the request path). `bad` is their OR, final in DONE.
+        hit, broken = Signal(), Signal()
+        m.d.sync += [hit.eq(0), broken.eq(broken | hit)]
+        m.d.comb += self.bad.eq(broken | hit)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.problem.valid):
-                    m.d.sync += self.bad.eq(0)
+                    m.d.sync += broken.eq(0)
                     m.next = "LIMITS"
             with m.State("LIMITS"):
                 for dim, limit in ((p.m, config.max_m), (p.k, config.max_k),
                                    (p.n, config.max_n)):
                     with m.If((dim == 0) | exceeds(dim, limit)):
-                        m.d.sync += self.bad.eq(1)
+                        m.d.sync += hit.eq(1)
                 multiply(p.m, p.k)
                 m.next = "ACT"
             # Each product was started in the state before: M*K, then M*N, then K*N.
@@ -84,7 +91,7 @@ class ShapeChecker(wiring.Component):
                         if state == "ACT":
                             too_big &= ~p.in_place
                         with m.If(too_big):
-                            m.d.sync += self.bad.eq(1)
+                            m.d.sync += hit.eq(1)
                         if factors is not None:
                             multiply(*factors)
                         m.next = next_state

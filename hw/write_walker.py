@@ -10,10 +10,10 @@ from .constant_compare import exceeds
 
 __all__ = ["WALK_LAYOUT", "byte_write_layout", "WriteWalker"]
 
-#: A WRITE to walk: its arguments and the index of its last data byte (data length - 1).
+#: A WRITE to walk: its arguments and the number of its data bytes.
 WALK_LAYOUT = data.StructLayout({"target": unsigned(8), "base": unsigned(24),
                                  "run": unsigned(16), "stride": unsigned(16),
-                                 "last": unsigned(16)})
+                                 "data_length": range(protocol.MAX_DATA + 1)})
 
 
 def byte_write_layout(addr_bits):
@@ -93,9 +93,13 @@ class WriteWalker(wiring.Component):
         out_of_range = Signal()
         flagged = Signal()                          # the last cycle's address was outside
         run_end = in_run == cmd.run                 # never for a contiguous WRITE (run 0)
-        # Registered like the address check: `index` of the last cycle was the last byte.
+        # Registered like the address check: `index` of the last cycle was the last byte
+        # (compared through the counter's own increment, in its bits: a full buffer's
+        # length is 0 there, and any length ends the walk within max_data bytes).
         last = Signal()
-        m.d.sync += last.eq(index == cmd.last[:len(index)])
+        next_index = Signal.like(index)
+        m.d.comb += next_index.eq(index + 1)
+        m.d.sync += last.eq(next_index == cmd.data_length[:len(index)])
         load_base, step, clear = Signal(), Signal(), Signal()
         outside = Const(1)                          # a target of size 0 included
         for target, size in self.sizes.items():
@@ -108,7 +112,7 @@ class WriteWalker(wiring.Component):
             # One adder: the base, then a stride at a run's end.
             m.d.sync += before_run.eq(before_run + Mux(load_base, cmd.base[:bits], cmd.stride))
             with m.If(step):
-                m.d.sync += index.eq(index + 1)
+                m.d.sync += index.eq(next_index)
                 with m.If(run_end):
                     m.d.sync += in_run.eq(1)
                 with m.Else():

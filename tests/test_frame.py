@@ -10,9 +10,10 @@ from helpers import simulate
 TIMEOUT = 40
 
 
-def _parse(chunks, rng, gap_prob=0.3):
+def _parse(chunks, rng, gap_prob=0.3, ordered=None):
     """Feed ``chunks`` (bytes, or an int = that many idle cycles) to a parser; return the
-    requests [(opcode, seq, length, args, error, buffer_prefix)] and the pulse counts."""
+    requests [(opcode, seq, args_missing, args, error, buffered data)] and the pulse
+    counts; ``ordered``, a list, gets each request's ``ordered`` bit."""
     dut = FrameParser(TIMEOUT)
     requests = []
     pulses = {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
@@ -45,15 +46,17 @@ def _parse(chunks, rng, gap_prob=0.3):
             if not ctx.get(dut.request.valid):
                 continue
             req = ctx.get(dut.request.payload)
-            args = req.args.to_bytes(8, "little")[:ARGS_SIZE.get(req.opcode, 0)]
-            data_len = min(req.length - len(args), MAX_DATA)
+            # The argument block is shifted in: it ends at the field's top byte.
+            args = req.args.to_bytes(8, "little")[8 - ARGS_SIZE.get(req.opcode, 0):]
             buffered = bytearray()
-            for addr in range(data_len if req.error == FrameError.NONE else 0):
+            for addr in range(req.data_length if req.error == FrameError.NONE else 0):
                 ctx.set(dut.read_addr, addr)
                 await ctx.tick().repeat(2)      # the buffer's read is registered twice
                 buffered.append(ctx.get(dut.read_data))
-            requests.append((req.opcode, req.seq, req.length, bytes(args), req.error,
+            requests.append((req.opcode, req.seq, req.args_missing, bytes(args), req.error,
                              bytes(buffered)))
+            if ordered is not None:
+                ordered.append(req.ordered)
             ctx.set(dut.request.ready, 1)
             await ctx.tick()
             ctx.set(dut.request.ready, 0)
@@ -70,7 +73,7 @@ def test_parser_delivers_requests_with_args_and_data(py_rng):
         data = py_rng.randbytes(py_rng.randrange(1, 40)) if opcode == Opcode.WRITE else b""
         chunks.append(bytes(py_rng.randrange(256) for _ in range(3)).replace(b"\xa5", b""))
         chunks.append(encode_request(opcode, seq, args, data))
-        sent.append((opcode, seq, len(args) + len(data), args, FrameError.NONE, data))
+        sent.append((opcode, seq, 0, args, FrameError.NONE, data))
     requests, pulses = _parse(chunks, py_rng)
     assert requests == sent
     assert pulses == {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
@@ -80,7 +83,7 @@ def test_parser_fills_the_whole_frame_buffer(py_rng):
     data = py_rng.randbytes(MAX_DATA)
     args = protocol.write_args(protocol.Target.SYSTOLIC_WEIGHT, 5)
     requests, _ = _parse([encode_request(Opcode.WRITE, 9, args, data)], py_rng, gap_prob=0)
-    assert requests == [(Opcode.WRITE, 9, 8 + MAX_DATA, args, FrameError.NONE, data)]
+    assert requests == [(Opcode.WRITE, 9, 0, args, FrameError.NONE, data)]
 
 
 def test_parser_reports_bad_crc_and_bad_length(py_rng):
@@ -108,7 +111,30 @@ def test_parser_abandons_truncated_frame_after_timeout(py_rng):
 
 def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(py_rng):
     requests, _ = _parse([encode_frame(0x7E, 8, b"xyz")], py_rng)
-    assert requests == [(0x7E, 8, 3, b"", FrameError.NONE, b"xyz")]
+    assert requests == [(0x7E, 8, 0, b"", FrameError.NONE, b"xyz")]
+
+
+def test_parser_compares_a_writes_stride_with_its_run_as_the_bytes_arrive(py_rng):
+    pairs = [(4, 2), (2, 4), (7, 7), (0x100, 0xFF), (0x1FF, 0x200), (0x1234, 0x1234),
+             (0x1235, 0x1234), (0, 0), (0xFFFF, 0xFFFF)]
+    pairs += [(py_rng.randrange(1 << 16), py_rng.randrange(1 << 16)) for _ in range(8)]
+    # Raw argument blocks: protocol.write_args refuses stride < run.
+    frames = [encode_request(Opcode.WRITE, seq, bytes(4) + run.to_bytes(2, "little")
+                             + stride.to_bytes(2, "little"), b"x")
+              for seq, (run, stride) in enumerate(pairs)]
+    ordered = []
+    _parse(frames, py_rng, ordered=ordered)
+    assert ordered == [stride >= run for run, stride in pairs]
+
+
+def test_parser_counts_a_payload_into_its_argument_block_and_data(py_rng):
+    # A READ short of two argument bytes, a RUN with two bytes too many, and a STATS whose
+    # payload is all data: the checker refuses each for its length from these counts.
+    requests, _ = _parse([encode_frame(Opcode.READ, 1, b"abcd"),
+                          encode_frame(Opcode.RUN, 2, bytes(range(10))),
+                          encode_frame(Opcode.STATS, 3, b"z")], py_rng)
+    assert [(r[0], r[2], r[5]) for r in requests] == [
+        (Opcode.READ, 2, b""), (Opcode.RUN, 0, bytes([8, 9])), (Opcode.STATS, 0, b"z")]
 
 
 def test_response_writer_frames_status_and_data(py_rng):
@@ -123,8 +149,8 @@ def test_response_writer_frames_status_and_data(py_rng):
             ctx.set(dut.header.payload, {"opcode": opcode, "seq": seq, "status": status,
                                          "length": len(data)})
             ctx.set(dut.header.valid, 1)
-            for byte in data:
-                ctx.set(dut.data.payload, byte)
+            for i, byte in enumerate(data):
+                ctx.set(dut.data.payload, {"byte": byte, "last": i == len(data) - 1})
                 ctx.set(dut.data.valid, 1)
                 await ctx.tick().until(dut.data.ready)
                 ctx.set(dut.data.valid, 0)

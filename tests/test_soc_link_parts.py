@@ -176,7 +176,9 @@ def test_responder_sends_each_source():
     async def consume(ctx):
         # As the writer does: data bytes while the header is offered, then the header.
         for length in (10, 8, 6, 3, 28):
-            frames.append(bytes([await stream_get(ctx, dut.data) for _ in range(length)]))
+            sent = [await stream_get(ctx, dut.data) for _ in range(length)]
+            assert [byte.last for byte in sent] == [0] * (length - 1) + [1]
+            frames.append(bytes(byte.byte for byte in sent))
             header = await stream_get(ctx, dut.header)
             assert header.length == length
 
@@ -210,7 +212,7 @@ def test_responder_sends_a_programs_counter_words():
 
     async def consume(ctx):
         for _ in range(24):
-            sent.append(await stream_get(ctx, dut.data))
+            sent.append((await stream_get(ctx, dut.data)).byte)
         header = await stream_get(ctx, dut.header)
         assert header.length == 24
 

@@ -152,6 +152,9 @@ REFUSALS = {
         Target.SYSTOLIC_WEIGHT, 1 << 23), bytes(1)), Status.BAD_ADDRESS),
     "stride_below_run": (_frame(Opcode.WRITE, bytes([Target.SYSTOLIC_WEIGHT, 0, 0, 0, 4, 0,
                                                      2, 0]) + bytes(4)), Status.BAD_ADDRESS),
+    # Low bytes in order, high bytes not: stride 0x00FF < run 0x0100.
+    "stride_below_run_by_its_high_byte": (_frame(Opcode.WRITE, bytes(
+        [Target.SYSTOLIC_WEIGHT, 0, 0, 0, 0, 1, 0xFF, 0]) + bytes(1)), Status.BAD_ADDRESS),
     "read_past_the_end": (request(Opcode.READ, 5, protocol.read_args(
         Target.OUTPUT8, C.out_depth - 1, 2)), Status.BAD_ADDRESS),
     "read_of_nothing": (_frame(Opcode.READ, bytes([Target.OUTPUT8]) + bytes(5)),
