@@ -39,6 +39,17 @@ POOL_LAYOUT = data.StructLayout({
     "engine": unsigned(8),
 })
 
+#: A result's pixel as the pooling walks the output map: its column and row, its place
+#: in its window, its pooled column and the first pooled row of its window row, the
+#: pooled row ``row_base + px`` it joins, and flags kept beside them, each a fact of
+#: these values: ``*_last`` (``x + 1 == out_w``, ``y + 1 == out_h``, ``wx + 1 == k``,
+#: ``wy + 1 == k``), ``keep`` (``px < pooled_w``), ``fresh`` (``wx == wy == 0``) and
+#: ``final`` (the window's last result).
+_PIXEL = data.StructLayout({
+    "x": unsigned(16), "y": unsigned(16), "wx": unsigned(8), "wy": unsigned(8),
+    "px": unsigned(16), "row_base": unsigned(16), "row": unsigned(16), "x_last": 1,
+    "y_last": 1, "wx_last": 1, "wy_last": 1, "keep": 1, "fresh": 1, "final": 1,
+})
 
 
 def pool_layer(pool, descriptor):
@@ -130,11 +141,11 @@ class Pooling(wiring.Component):
         m.d.sync += [
             s1.valid.eq(accepted), s1.col.eq(result.col), s1.value.eq(result.value),
             s1.slot.eq(slot),
-            s1.row.eq(Mux(pooling, after.row_base + after.px, result.row)),
+            s1.row.eq(Mux(pooling, after.row, result.row)),
             s1.px.eq(after.px),
-            s1.fresh.eq(~pooling | ((after.wx == 0) & (after.wy == 0))),
-            s1.final.eq(~pooling | ((after.wx + 1 == layer.k) & (after.wy + 1 == layer.k))),
-            s1.keep.eq(pooling & (after.px < layer.pooled_w)),
+            s1.fresh.eq(~pooling | after.fresh),
+            s1.final.eq(~pooling | after.final),
+            s1.keep.eq(pooling & after.keep),
         ]
 
         # -- stage 2: the line buffer entry of (px, col) is read ------------------------
@@ -219,34 +230,75 @@ class Pooling(wiring.Component):
 
 
     def _position(self, m):
-        """Return the pixel of the result offered (its x, y, place in its window and
-        pooled column), counted on from the last result's as the engines emit rows."""
+        """Return the pixel of the result offered (its x, y, place in its window, pooled
+        column and row, and the window's flags), counted on from the last result's as the
+        engines emit rows.
+
+        Two pixels are registered: ``here``, the last result's, and ``ahead``, the one
+        after it, stepped a cycle early. The result's pixel is then a choice of three (row
+        0 starts over, the last row stays ``here``, another row is ``ahead``), with no
+        adder or compare of the walk between the result and stage 1.
+        """
         layer = self.layer
-        result = self.results.payload
-        pixel = data.StructLayout({"x": unsigned(16), "y": unsigned(16),
-                                   "wx": unsigned(8), "wy": unsigned(8),
-                                   "px": unsigned(16), "row_base": unsigned(16)})
-        here = Signal(pixel)            # the pixel of the last result
+        row = self.results.payload.row
+        here = Signal(_PIXEL)           # the pixel of the last result
+        ahead = Signal(_PIXEL)          # the pixel after it
         last_row = Signal(16)
-        after = Signal(pixel)           # the pixel of this result
-        m.d.comb += after.eq(here)
-        with m.If(result.row == 0):
-            m.d.comb += after.eq(0)
-        with m.Elif(result.row != last_row):
-            m.d.comb += after.x.eq(here.x + 1)
-            with m.If(here.wx + 1 == layer.k):
-                m.d.comb += [after.wx.eq(0), after.px.eq(here.px + 1)]
-            with m.Else():
-                m.d.comb += after.wx.eq(here.wx + 1)
-            with m.If(here.x + 1 == layer.out_w):
-                m.d.comb += [after.x.eq(0), after.wx.eq(0), after.px.eq(0),
-                             after.y.eq(here.y + 1), after.wy.eq(here.wy + 1)]
-                # A finished row of windows moves the pooled rows on by one.
-                with m.If(here.wy + 1 == layer.k):
-                    m.d.comb += [after.wy.eq(0),
-                                 after.row_base.eq(here.row_base + layer.pooled_w)]
-                with m.If(here.y + 1 == layer.out_h):
-                    m.d.comb += [after.y.eq(0), after.wy.eq(0)]
+        first = Signal(_PIXEL)          # the pixel of row 0
+        m.d.comb += [first.x_last.eq(layer.out_w == 1), first.y_last.eq(layer.out_h == 1),
+                     first.wx_last.eq(layer.k == 1), first.wy_last.eq(layer.k == 1),
+                     first.keep.eq(layer.pooled_w != 0), first.fresh.eq(1),
+                     first.final.eq(layer.k == 1)]
+        after = Signal(_PIXEL)          # the pixel of this result
+        then_ahead = Signal(_PIXEL)     # the pixel after it
+        after_first, after_ahead = self._step(m, first), self._step(m, ahead)
+        with m.If(row == 0):
+            m.d.comb += [after.eq(first), then_ahead.eq(after_first)]
+        with m.Elif(row != last_row):
+            m.d.comb += [after.eq(ahead), then_ahead.eq(after_ahead)]
+        with m.Else():
+            m.d.comb += [after.eq(here), then_ahead.eq(ahead)]
         with m.If(self.results.valid):
-            m.d.sync += [here.eq(after), last_row.eq(result.row)]
+            m.d.sync += [here.eq(after), ahead.eq(then_ahead), last_row.eq(row)]
         return after
+
+    def _step(self, m, p):
+        """Return the pixel after pixel ``p`` (the next column, the next row at the end of
+        one, the next image at the end of a map).
+
+        Each field is one adder or compare of ``p``'s deep: ``p``'s flags say which way
+        it steps, the next flags are compares of ``p``'s values plus two (a window's or
+        map's last place ``v`` is ``v + 1 == size``).
+        """
+        layer = self.layer
+        px_next = Signal(16)
+        wx_next, wy_next = Signal(8), Signal(8)
+        row_base_next = Signal(16)
+        row_done = p.x_last             # the next pixel starts a row
+        window_row_done = row_done & p.wy_last
+        m.d.comb += [
+            px_next.eq(Mux(row_done, 0, Mux(p.wx_last, p.px + 1, p.px))),
+            wx_next.eq(Mux(row_done | p.wx_last, 0, p.wx + 1)),
+            wy_next.eq(Mux(row_done, Mux(p.wy_last | p.y_last, 0, p.wy + 1), p.wy)),
+            row_base_next.eq(Mux(window_row_done, p.row_base + layer.pooled_w, p.row_base)),
+        ]
+        wx_last = Mux(row_done | p.wx_last, layer.k == 1, p.wx + 2 == layer.k)
+        wy_last = Mux(row_done, Mux(p.wy_last | p.y_last, layer.k == 1, p.wy + 2 == layer.k),
+                      p.wy_last)
+        q = Signal(_PIXEL)
+        m.d.comb += [
+            q.x.eq(Mux(row_done, 0, p.x + 1)),
+            q.y.eq(Mux(row_done, Mux(p.y_last, 0, p.y + 1), p.y)),
+            q.wx.eq(wx_next), q.wy.eq(wy_next), q.px.eq(px_next),
+            q.row_base.eq(row_base_next),
+            q.row.eq(Mux(row_done, row_base_next, p.row + p.wx_last)),
+            q.x_last.eq(Mux(row_done, layer.out_w == 1, p.x + 2 == layer.out_w)),
+            q.y_last.eq(Mux(row_done, Mux(p.y_last, layer.out_h == 1, p.y + 2 == layer.out_h),
+                            p.y_last)),
+            q.wx_last.eq(wx_last), q.wy_last.eq(wy_last),
+            q.keep.eq(Mux(row_done, layer.pooled_w != 0,
+                          Mux(p.wx_last, (p.px + 1)[:16] < layer.pooled_w, p.keep))),
+            q.fresh.eq((wx_next == 0) & (wy_next == 0)),
+            q.final.eq(wx_last & wy_last),
+        ]
+        return q

@@ -120,10 +120,15 @@ class ResultPlacer(wiring.Component):
                              layer.dest_base + taken.word_col)),
             parts.byte.eq(taken.byte), parts.value.eq(taken.value),
         ]
+        # `to_act` and the engine are registered here, so that the activation write leaves
+        # from registers beside it (not from the layer's, far away): its path runs on
+        # through the engine bank into an engine's write logic.
         placed = Signal(data.StructLayout({
-            "valid": 1, "address": unsigned(25), "byte": unsigned(8), "value": signed(32)}))
+            "valid": 1, "to_act": 1, "engine": unsigned(8), "address": unsigned(25),
+            "byte": unsigned(8), "value": signed(32)}))
         m.d.sync += [
-            placed.valid.eq(parts.valid),
+            placed.valid.eq(parts.valid), placed.to_act.eq(parts.valid & ~layer.to_output),
+            placed.engine.eq(layer.dest_engine),
             placed.address.eq(parts.lo + (parts.hi << half) + parts.col),
             placed.byte.eq(parts.byte), placed.value.eq(parts.value),
         ]
@@ -133,8 +138,8 @@ class ResultPlacer(wiring.Component):
             self.write.data.eq(placed.value),
             self.write.en.eq(placed.valid & layer.to_output
                              & (placed.address < config.out_depth)),
-            self.act.valid.eq(placed.valid & ~layer.to_output),
-            self.act.payload.engine.eq(layer.dest_engine),
+            self.act.valid.eq(placed.to_act),
+            self.act.payload.engine.eq(placed.engine),
             self.act.payload.word.eq(placed.address),
             self.act.payload.byte.eq(placed.byte),
             self.act.payload.data.eq(placed.value[:8]),

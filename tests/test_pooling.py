@@ -81,6 +81,12 @@ def test_pooling_matches_golden(engine, mode, rng):
     _pool(rng, mode, engine, images=2, out_h=5, out_w=7, n=14, k=2)
 
 
+def test_a_3x3_window_over_images_whose_edges_it_leaves_out(rng):
+    # The walk's steps at every edge: a window row's end, a map row's end inside a
+    # window, the last (partial) window row and the next image.
+    _pool(rng, LayerPool.MAX, 1, images=3, out_h=7, out_w=8, n=3, k=3)
+
+
 @pytest.mark.parametrize("mode", [LayerPool.MAX, LayerPool.AVERAGE])
 def test_a_1x1_window_needs_no_line_buffer(mode, rng):
     # Rows wider than the line buffer's 8 pooled pixels: every window is one result.
