@@ -285,20 +285,20 @@ PRESETS = {
     # iCE40UP5K, the int8 engine alone on all 8 SB_MAC16: a 4 x 4 array (16 int8 products)
     # with the requantizer's multiply in logic, 4 bits a cycle (4 cycles a result: the
     # array's 16 results per K pass keep up from K = 64; at 2 bits, 8 cycles, only from
-    # K = 128 = max_k), its memories in the SPRAMs; at the 32 MHz it meets, not yet the
+    # K = 128 = max_k), its memories in the SPRAMs; at the 36 MHz it meets, not yet the
     # 40 MHz of the boards issue (docs/boards.md, "Toward 40 MHz, fourth round": the
     # request path and the output memory's read are about 30 ns, the engine's paths 7 LUTs).
     "icebreaker-int8": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=65024,
-        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=32_000_000,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=36_000_000,
         baud=1_000_000, conv_walk=0, requant_serial=4),
-    # iCE40UP5K, the ternary unit alone: 8 lanes x 8 inputs (64 MACs a cycle, 2.3 GMAC/s
-    # at 36 MHz; 85 % of the logic cells, docs/boards.md), no DSP for the array.
+    # iCE40UP5K, the ternary unit alone: 8 lanes x 8 inputs (64 MACs a cycle, 2.24 GMAC/s
+    # at 35 MHz; 82 % of the logic cells, docs/boards.md), no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=8, ternary_fan_in=8,
         max_m=16, max_k=128, max_n=32, act_depth=2048, weight_depth=1,
-        trit_depth=4096, out_depth=256, acc_width=24, clock_hz=36_000_000,
+        trit_depth=4096, out_depth=256, acc_width=24, clock_hz=35_000_000,
         baud=1_000_000, conv_walk=0),
     # ECP5-85F: 156 MULT18X18D, 208 EBR. 144 int8 and 512 ternary MACs per cycle; the
     # ternary unit reads its block RAMs through two registers; the clock is the highest
