@@ -180,9 +180,10 @@ def _place_and_route(argv, out_dir, device, advice, progress):
 def _place_seeds(pnr, out_dir, device, advice, progress, seeds, placed):
     """Place and route with each of ``seeds`` until one meets every clock.
 
-    Return the kept seed, its clocks and the list of seeds tried. The kept seed is the
-    first that meets timing, or else the one with the highest fmax, whose ``placed``
-    files (the placed design, nextpnr's report and log) are put back in ``out_dir``.
+    Return the kept seed, its nextpnr report, its clocks and the list of seeds tried.
+    The kept seed is the first that meets timing, or else the one with the highest fmax,
+    whose ``placed`` files (the placed design, nextpnr's report and log) are put back in
+    ``out_dir``.
     """
     best = out_dir / "best-seed"
     tried, kept = [], None
@@ -197,9 +198,9 @@ def _place_seeds(pnr, out_dir, device, advice, progress, seeds, placed):
         fmax = min((c["fmax_mhz"] for c in clocks.values()), default=0.0)
         tried.append({"seed": seed, "fmax_mhz": fmax, "timing_met": _all_met(clocks)})
         if tried[-1]["timing_met"]:
-            return seed, clocks, tried
+            return seed, nextpnr, clocks, tried
         if kept is None or fmax > kept[1]:
-            kept = (seed, fmax, clocks)
+            kept = (seed, fmax, nextpnr, clocks)
             if seed != seeds[-1]:
                 best.mkdir(exist_ok=True)
                 for name in placed:
@@ -207,13 +208,13 @@ def _place_seeds(pnr, out_dir, device, advice, progress, seeds, placed):
         if seed != seeds[-1]:
             progress(f"timing not met with seed {seed} (fmax {fmax:.1f} MHz); "
                      f"placing again with seed {seed + 1}")
-    seed, fmax, clocks = kept
+    seed, fmax, nextpnr, clocks = kept
     if seed != seeds[-1]:
         progress(f"timing not met with any seed: keeping seed {seed} (fmax {fmax:.1f} MHz)")
         for name in placed:
             shutil.copy2(best / name, out_dir / name)
     shutil.rmtree(best, ignore_errors=True)
-    return seed, clocks, tried
+    return seed, nextpnr, clocks, tried
 
 
 def _all_met(clocks):
@@ -400,10 +401,9 @@ def run_flow(platform, top, device, out_dir, *, name="top", advice=lambda over: 
         placed, bitstream = f"{name}.config", f"{name}.bit"
         pnr += ["--lpf", f"{name}.lpf", "--textcfg", placed]
         pack = [tools["ecppack"].path, "--compress", placed, bitstream]
-    kept, clocks, tried = _place_seeds(pnr, out_dir, device, advice, progress,
+    kept, nextpnr, clocks, tried = _place_seeds(pnr, out_dir, device, advice, progress,
                                        range(seed, seed + attempts),
                                        [placed, "nextpnr-report.json", "nextpnr.log"])
-    nextpnr = json.loads((out_dir / "nextpnr-report.json").read_text())
     timing_met = _all_met(clocks)
     _run(pack, out_dir, "pack.log", progress=progress)
     resources = {}
