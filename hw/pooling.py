@@ -51,6 +51,12 @@ _PIXEL = data.StructLayout({
     "y_last": 1, "wx_last": 1, "wy_last": 1, "keep": 1, "fresh": 1, "final": 1,
 })
 
+#: The flags of a walk's first place, facts of the layer alone: a row's first pixel is its
+#: row's last when ``out_w == 1`` (``x_last``), a map's first row its last when ``out_h ==
+#: 1`` (``y_last``), a window's first place its last when ``k == 1`` (``k_last``), and a
+#: row's first pooled column is kept unless ``pooled_w == 0`` (``keep``).
+_START_FLAGS = data.StructLayout({"x_last": 1, "y_last": 1, "k_last": 1, "keep": 1})
+
 
 def pool_layer(pool, descriptor):
     """Return the statements that set ``pool`` (:data:`POOL_LAYOUT`) from a layer
@@ -244,14 +250,17 @@ class Pooling(wiring.Component):
         here = Signal(_PIXEL)           # the pixel of the last result
         ahead = Signal(_PIXEL)          # the pixel after it
         last_row = Signal(16)
+        start = Signal(_START_FLAGS)
+        m.d.comb += [start.x_last.eq(layer.out_w == 1), start.y_last.eq(layer.out_h == 1),
+                     start.k_last.eq(layer.k == 1), start.keep.eq(layer.pooled_w != 0)]
         first = Signal(_PIXEL)          # the pixel of row 0
-        m.d.comb += [first.x_last.eq(layer.out_w == 1), first.y_last.eq(layer.out_h == 1),
-                     first.wx_last.eq(layer.k == 1), first.wy_last.eq(layer.k == 1),
-                     first.keep.eq(layer.pooled_w != 0), first.fresh.eq(1),
-                     first.final.eq(layer.k == 1)]
+        m.d.comb += [first.x_last.eq(start.x_last), first.y_last.eq(start.y_last),
+                     first.wx_last.eq(start.k_last), first.wy_last.eq(start.k_last),
+                     first.keep.eq(start.keep), first.fresh.eq(1),
+                     first.final.eq(start.k_last)]
         after = Signal(_PIXEL)          # the pixel of this result
         then_ahead = Signal(_PIXEL)     # the pixel after it
-        after_first, after_ahead = self._step(m, first), self._step(m, ahead)
+        after_first, after_ahead = self._step(m, first, start), self._step(m, ahead, start)
         with m.If(row == 0):
             m.d.comb += [after.eq(first), then_ahead.eq(after_first)]
         with m.Elif(row != last_row):
@@ -262,9 +271,10 @@ class Pooling(wiring.Component):
             m.d.sync += [here.eq(after), ahead.eq(then_ahead), last_row.eq(row)]
         return after
 
-    def _step(self, m, p):
+    def _step(self, m, p, start):
         """Return the pixel after pixel ``p`` (the next column, the next row at the end of
-        one, the next image at the end of a map).
+        one, the next image at the end of a map); ``start`` (:data:`_START_FLAGS`) has the
+        flags of a row's, a map's and a window's first place.
 
         Each field is one adder or compare of ``p``'s deep: ``p``'s flags say which way
         it steps, the next flags are compares of ``p``'s values plus two (a window's or
@@ -282,8 +292,8 @@ class Pooling(wiring.Component):
             wy_next.eq(Mux(row_done, Mux(p.wy_last | p.y_last, 0, p.wy + 1), p.wy)),
             row_base_next.eq(Mux(window_row_done, p.row_base + layer.pooled_w, p.row_base)),
         ]
-        wx_last = Mux(row_done | p.wx_last, layer.k == 1, p.wx + 2 == layer.k)
-        wy_last = Mux(row_done, Mux(p.wy_last | p.y_last, layer.k == 1, p.wy + 2 == layer.k),
+        wx_last = Mux(row_done | p.wx_last, start.k_last, p.wx + 2 == layer.k)
+        wy_last = Mux(row_done, Mux(p.wy_last | p.y_last, start.k_last, p.wy + 2 == layer.k),
                       p.wy_last)
         q = Signal(_PIXEL)
         m.d.comb += [
@@ -292,11 +302,11 @@ class Pooling(wiring.Component):
             q.wx.eq(wx_next), q.wy.eq(wy_next), q.px.eq(px_next),
             q.row_base.eq(row_base_next),
             q.row.eq(Mux(row_done, row_base_next, p.row + p.wx_last)),
-            q.x_last.eq(Mux(row_done, layer.out_w == 1, p.x + 2 == layer.out_w)),
-            q.y_last.eq(Mux(row_done, Mux(p.y_last, layer.out_h == 1, p.y + 2 == layer.out_h),
+            q.x_last.eq(Mux(row_done, start.x_last, p.x + 2 == layer.out_w)),
+            q.y_last.eq(Mux(row_done, Mux(p.y_last, start.y_last, p.y + 2 == layer.out_h),
                             p.y_last)),
             q.wx_last.eq(wx_last), q.wy_last.eq(wy_last),
-            q.keep.eq(Mux(row_done, layer.pooled_w != 0,
+            q.keep.eq(Mux(row_done, start.keep,
                           Mux(p.wx_last, (p.px + 1)[:16] < layer.pooled_w, p.keep))),
             q.fresh.eq((wx_next == 0) & (wy_next == 0)),
             q.final.eq(wx_last & wy_last),
