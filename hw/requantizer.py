@@ -206,19 +206,17 @@ class Requantizer(wiring.Component):
             with m.If(advance):
                 m.d.sync += product.eq(s2["sum"] * s2["mult"])
             complete = Const(1)
-        # With the multiply in logic the shift takes two stages: its steps of 32, 16 and 8
-        # into stage 3b (a raw beat's p there as it is), those of 4, 2 and 1 into stage 4,
-        # as the shift's narrowing and range checks are 8 LUTs deep in all (the critical
-        # path of the iCEBreaker's int8 preset once the multiply was split).
-        if serial:
-            v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
-        else:
-            v3b = Const(0)
+        # The shift takes two stages: its steps of 32, 16 and 8 into stage 3b (a raw beat's
+        # p there as it is), those of 4, 2 and 1 into stage 4, as the shift's narrowing and
+        # range checks are 7 to 8 LUTs deep in all (the critical path of the iCEBreaker's
+        # int8 preset once its multiply was split, and of its ternary preset, whose
+        # multiply is on DSPs).
+        v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
         m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
 
         with m.If(advance):
             m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(entering | (v3 & ~complete)),
-                         v4.eq(v3b if serial else v3 & complete), self.out.valid.eq(v4)]
+                         v4.eq(v3b), self.out.valid.eq(v4)]
             m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
             m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
             with m.If(v1 if serial else 1):
@@ -233,26 +231,21 @@ class Requantizer(wiring.Component):
                     m.d.sync += s2["mult"].eq(multiplier)
             with m.If(entering if serial else 1):
                 m.d.sync += [s3[k].eq(source[k]) for k in (*tag, "shift_m1")]
-            if serial:
-                coarse_steps = range(3, 6)
-                coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, coarse_steps)
-                outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, coarse_steps)
-                m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
-                             s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
-                             s3b["outside"].eq(~s3["raw"] & outside),
-                             s3b["negative"].eq(product[-1]),
-                             s3b["shift_low"].eq(s3["shift_m1"][:3])]
-                source, value, amount = s3b, s3b["t"][:_T_BITS + 7], s3b["shift_low"]
-                raw_t, earlier, negative = s3b["t"], s3b["outside"], s3b["negative"]
-            else:
-                source, value, amount = s3, product, s3["shift_m1"]
-                raw_t, earlier, negative = product[:33], 0, product[-1]
-            narrowed, outside = _shift_narrowed(value, amount, _T_BITS)
-            m.d.sync += [s4[k].eq(source[k]) for k in tag]
+            coarse_steps = range(3, 6)
+            coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, coarse_steps)
+            outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, coarse_steps)
+            m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
+                         s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
+                         s3b["outside"].eq(~s3["raw"] & outside),
+                         s3b["negative"].eq(product[-1]),
+                         s3b["shift_low"].eq(s3["shift_m1"][:3])]
+            narrowed, outside = _shift_narrowed(s3b["t"][:_T_BITS + 7], s3b["shift_low"],
+                                                _T_BITS)
+            m.d.sync += [s4[k].eq(s3b[k]) for k in tag]
             m.d.sync += [
-                s4["t"].eq(Mux(source["raw"], raw_t, narrowed)),
-                s4["outside"].eq(~source["raw"] & (outside | earlier)),
-                s4["negative"].eq(negative),
+                s4["t"].eq(Mux(s3b["raw"], s3b["t"], narrowed)),
+                s4["outside"].eq(~s3b["raw"] & (outside | s3b["outside"])),
+                s4["negative"].eq(s3b["negative"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
@@ -396,7 +389,7 @@ def _outside_after_shift(value, amount, width, steps):
     steps' shift) is outside them unless ``value``'s bits from ``s`` + that - 1 up are all
     equal. One such test for each of the steps' shifts, beside the shifter rather than
     behind it, and the amount's bits choose one: on iCE40 the flag behind the shifter
-    (the steps of 32, 16 and 8 of the serial requantizer) was 7 LUTs deep.
+    (the steps of 32, 16 and 8) was 7 LUTs deep.
     """
     value, steps = value.as_signed(), sorted(steps)
     keep = width + (1 << steps[0]) - 1

@@ -135,7 +135,7 @@ def test_one_result_per_interval(serial, interval):
     # The collector starts counting with the parameter writes still going in.
     assert timing["cycles"] - timing["first"] == (len(beats) - 1) * interval + 1
     assert timing["first"] == len(params) + requantizer_latency(config)
-    assert requantizer_latency(config) == (LATENCY + interval + 1 if serial else LATENCY)
+    assert requantizer_latency(config) == (LATENCY + interval if serial else LATENCY)
 
 
 def test_parameter_writes_outside_the_memory_are_dropped():
