@@ -190,7 +190,7 @@ class Requantizer(wiring.Component):
         # beats, and keeps one until the next arrives (`interval` cycles at the earliest).
         multiplier = Mux(s1["raw"], 2, entry.mult)
         if serial:
-            product, complete, entering, inside = self._serial_multiply(
+            product, complete, entering, forming = self._serial_multiply(
                 m, advance, v1, multiplier, v2, s2["sum"])
             # Stage 3 takes the tags when the product's first step is summed, a cycle after
             # stage 2 took the beat's first step, so that it holds them until the product
@@ -202,7 +202,7 @@ class Requantizer(wiring.Component):
                 with m.If(advance):
                     m.d.sync += [source[k].eq(s2[k]) for k in source]
         else:
-            product, entering, inside, source = Signal(signed(33 + MULT_BITS)), v2, 0, s2
+            product, entering, forming, source = Signal(signed(33 + MULT_BITS)), v2, 0, s2
             with m.If(advance):
                 m.d.sync += product.eq(s2["sum"] * s2["mult"])
             complete = Const(1)
@@ -212,7 +212,12 @@ class Requantizer(wiring.Component):
         # int8 preset once its multiply was split, and of its ternary preset, whose
         # multiply is on DSPs).
         v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
-        m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
+        # `busy` is a register holding what the stage flags will hold after this edge (all
+        # of them hold while the pipeline stalls, with a result on `out`): its readers, the
+        # engine bank's start and the core's, see no logic of the pipeline's (the OR of
+        # seven flags in front of them was the iCEBreaker int8 preset's critical path).
+        m.d.sync += self.busy.eq(~advance | accepted | v1 | v2 | forming | entering | v3
+                                 | v3b | v4)
 
         with m.If(advance):
             m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(entering | (v3 & ~complete)),
@@ -267,12 +272,13 @@ class Requantizer(wiring.Component):
 
     def _serial_multiply(self, m, advance, load, multiplier, first, multiplicand):
         """Multiply in logic, ``requant_serial`` multiplier bits a step, one step a cycle;
-        return ``(product, complete, entering, inside)``.
+        return ``(product, complete, entering, forming)``.
 
         ``load``: stage 2 takes a beat at this edge, whose multiplier is ``multiplier``;
         ``first``: stage 2 holds a new beat, whose ``multiplicand`` it keeps for the
         ``interval`` steps. ``entering``: the product's first step is summed at this edge;
-        ``complete``: the product is final; ``inside``: a step is between the two stages.
+        ``complete``: the product is final; ``forming``: a step's partial product is formed
+        at this edge (it is between the two stages after it).
 
         Each step forms the multiplicand x times the step's k multiplier bits as radix-4
         Booth digits (pairs of bits, a radix-2 digit on top when k is odd): a digit in -2
@@ -348,7 +354,7 @@ class Requantizer(wiring.Component):
                 if interval > 1:
                     m.d.sync += low.eq(Cat(low[bits:], high[:bits]))
         product = Cat(low, high)[:len(multiplicand) + MULT_BITS].as_signed()
-        return product, to_sum == 0, entering, stepped
+        return product, to_sum == 0, entering, forming
 
 
 # Bits of the shifted product the output stage compares: its limits -257 and 255 and the
