@@ -35,8 +35,9 @@ def requantizer_interval(config):
 def requantizer_latency(config):
     """Return the cycles from a beat accepted by the requantizer of ``config`` to its
     result on ``out`` (no stall): :data:`REQUANTIZER_LATENCY` with the multiply on DSP
-    blocks (one cycle, the product's register); in logic, one cycle per step and one for
-    the register between a step's partial product and its sum in its place."""
+    blocks, whose product takes one cycle (its register); in logic, the product takes a
+    cycle a step and one for the register between a step's partial product and its sum:
+    :func:`requantizer_interval` cycles more."""
     if not config.requant_serial:
         return REQUANTIZER_LATENCY
     return REQUANTIZER_LATENCY + requantizer_interval(config)
