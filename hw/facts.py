@@ -14,8 +14,9 @@ __all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
            "requantizer_latency"]
 
 #: Cycles from a beat accepted on the :class:`~tritile.hw.requantizer.Requantizer`'s
-#: ``acc`` to its result valid on ``out`` (no stall): its five named stages.
-REQUANTIZER_LATENCY = 5
+#: ``acc`` to its result valid on ``out`` (no stall), with its multiply on DSP blocks: its
+#: six named stages (the shift in two).
+REQUANTIZER_LATENCY = 6
 
 
 def requantizer_interval(config):
@@ -34,11 +35,12 @@ def requantizer_interval(config):
 def requantizer_latency(config):
     """Return the cycles from a beat accepted by the requantizer of ``config`` to its
     result on ``out`` (no stall): :data:`REQUANTIZER_LATENCY` with the multiply on DSP
-    blocks; in logic, one cycle more per step, one for the register between a step's
-    partial product and its sum and one for the shift's second stage."""
+    blocks, whose product takes one cycle (its register); in logic, the product takes a
+    cycle a step and one for the register between a step's partial product and its sum:
+    :func:`requantizer_interval` cycles more."""
     if not config.requant_serial:
         return REQUANTIZER_LATENCY
-    return REQUANTIZER_LATENCY + requantizer_interval(config) + 1
+    return REQUANTIZER_LATENCY + requantizer_interval(config)
 
 #: Systolic core: cycles from the accepted start to the first row fed into the array
 #: (the start is registered).

@@ -190,7 +190,7 @@ class Requantizer(wiring.Component):
         # beats, and keeps one until the next arrives (`interval` cycles at the earliest).
         multiplier = Mux(s1["raw"], 2, entry.mult)
         if serial:
-            product, complete, entering, inside = self._serial_multiply(
+            product, complete, entering, forming = self._serial_multiply(
                 m, advance, v1, multiplier, v2, s2["sum"])
             # Stage 3 takes the tags when the product's first step is summed, a cycle after
             # stage 2 took the beat's first step, so that it holds them until the product
@@ -202,23 +202,26 @@ class Requantizer(wiring.Component):
                 with m.If(advance):
                     m.d.sync += [source[k].eq(s2[k]) for k in source]
         else:
-            product, entering, inside, source = Signal(signed(33 + MULT_BITS)), v2, 0, s2
+            product, entering, forming, source = Signal(signed(33 + MULT_BITS)), v2, 0, s2
             with m.If(advance):
                 m.d.sync += product.eq(s2["sum"] * s2["mult"])
             complete = Const(1)
-        # With the multiply in logic the shift takes two stages: its steps of 32, 16 and 8
-        # into stage 3b (a raw beat's p there as it is), those of 4, 2 and 1 into stage 4,
-        # as the shift's narrowing and range checks are 8 LUTs deep in all (the critical
-        # path of the iCEBreaker's int8 preset once the multiply was split).
-        if serial:
-            v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
-        else:
-            v3b = Const(0)
-        m.d.comb += self.busy.eq(v1 | v2 | inside | v3 | v3b | v4 | self.out.valid)
+        # The shift takes two stages: its steps of 32, 16 and 8 into stage 3b (a raw beat's
+        # p there as it is), those of 4, 2 and 1 into stage 4, as the shift's narrowing and
+        # range checks are 7 to 8 LUTs deep in all (the critical path of the iCEBreaker's
+        # int8 preset once its multiply was split, and of its ternary preset, whose
+        # multiply is on DSPs).
+        v3b, s3b = stage("s3b", **tag, t=signed(33), outside=1, negative=1, shift_low=3)
+        # `busy` is a register holding what the stage flags will hold after this edge (all
+        # of them hold while the pipeline stalls, with a result on `out`): its readers, the
+        # engine bank's start and the core's, see no logic of the pipeline's (the OR of
+        # seven flags in front of them was the iCEBreaker int8 preset's critical path).
+        m.d.sync += self.busy.eq(~advance | accepted | v1 | v2 | forming | entering | v3
+                                 | v3b | v4)
 
         with m.If(advance):
             m.d.sync += [v1.eq(accepted), v2.eq(v1), v3.eq(entering | (v3 & ~complete)),
-                         v4.eq(v3b if serial else v3 & complete), self.out.valid.eq(v4)]
+                         v4.eq(v3b), self.out.valid.eq(v4)]
             m.d.sync += [s1[k].eq(getattr(self.acc.payload, k)) for k in ("row", "col", "acc")]
             m.d.sync += [s1["raw"].eq(self.raw), s1["relu"].eq(self.relu)]
             with m.If(v1 if serial else 1):
@@ -233,26 +236,21 @@ class Requantizer(wiring.Component):
                     m.d.sync += s2["mult"].eq(multiplier)
             with m.If(entering if serial else 1):
                 m.d.sync += [s3[k].eq(source[k]) for k in (*tag, "shift_m1")]
-            if serial:
-                coarse_steps = range(3, 6)
-                coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, coarse_steps)
-                outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, coarse_steps)
-                m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
-                             s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
-                             s3b["outside"].eq(~s3["raw"] & outside),
-                             s3b["negative"].eq(product[-1]),
-                             s3b["shift_low"].eq(s3["shift_m1"][:3])]
-                source, value, amount = s3b, s3b["t"][:_T_BITS + 7], s3b["shift_low"]
-                raw_t, earlier, negative = s3b["t"], s3b["outside"], s3b["negative"]
-            else:
-                source, value, amount = s3, product, s3["shift_m1"]
-                raw_t, earlier, negative = product[:33], 0, product[-1]
-            narrowed, outside = _shift_narrowed(value, amount, _T_BITS)
-            m.d.sync += [s4[k].eq(source[k]) for k in tag]
+            coarse_steps = range(3, 6)
+            coarse, _ = _shift_narrowed(product, s3["shift_m1"], _T_BITS, coarse_steps)
+            outside = _outside_after_shift(product, s3["shift_m1"], _T_BITS, coarse_steps)
+            m.d.sync += [v3b.eq(v3 & complete), *(s3b[k].eq(s3[k]) for k in tag),
+                         s3b["t"].eq(Mux(s3["raw"], product[:33], coarse)),
+                         s3b["outside"].eq(~s3["raw"] & outside),
+                         s3b["negative"].eq(product[-1]),
+                         s3b["shift_low"].eq(s3["shift_m1"][:3])]
+            narrowed, outside = _shift_narrowed(s3b["t"][:_T_BITS + 7], s3b["shift_low"],
+                                                _T_BITS)
+            m.d.sync += [s4[k].eq(s3b[k]) for k in tag]
             m.d.sync += [
-                s4["t"].eq(Mux(source["raw"], raw_t, narrowed)),
-                s4["outside"].eq(~source["raw"] & (outside | earlier)),
-                s4["negative"].eq(negative),
+                s4["t"].eq(Mux(s3b["raw"], s3b["t"], narrowed)),
+                s4["outside"].eq(~s3b["raw"] & (outside | s3b["outside"])),
+                s4["negative"].eq(s3b["negative"]),
                 self.out.payload.row.eq(s4["row"]),
                 self.out.payload.col.eq(s4["col"]),
             ]
@@ -274,12 +272,13 @@ class Requantizer(wiring.Component):
 
     def _serial_multiply(self, m, advance, load, multiplier, first, multiplicand):
         """Multiply in logic, ``requant_serial`` multiplier bits a step, one step a cycle;
-        return ``(product, complete, entering, inside)``.
+        return ``(product, complete, entering, forming)``.
 
         ``load``: stage 2 takes a beat at this edge, whose multiplier is ``multiplier``;
         ``first``: stage 2 holds a new beat, whose ``multiplicand`` it keeps for the
         ``interval`` steps. ``entering``: the product's first step is summed at this edge;
-        ``complete``: the product is final; ``inside``: a step is between the two stages.
+        ``complete``: the product is final; ``forming``: a step's partial product is formed
+        at this edge (it is between the two stages after it).
 
         Each step forms the multiplicand x times the step's k multiplier bits as radix-4
         Booth digits (pairs of bits, a radix-2 digit on top when k is odd): a digit in -2
@@ -355,7 +354,7 @@ class Requantizer(wiring.Component):
                 if interval > 1:
                     m.d.sync += low.eq(Cat(low[bits:], high[:bits]))
         product = Cat(low, high)[:len(multiplicand) + MULT_BITS].as_signed()
-        return product, to_sum == 0, entering, stepped
+        return product, to_sum == 0, entering, forming
 
 
 # Bits of the shifted product the output stage compares: its limits -257 and 255 and the
@@ -396,7 +395,7 @@ def _outside_after_shift(value, amount, width, steps):
     steps' shift) is outside them unless ``value``'s bits from ``s`` + that - 1 up are all
     equal. One such test for each of the steps' shifts, beside the shifter rather than
     behind it, and the amount's bits choose one: on iCE40 the flag behind the shifter
-    (the steps of 32, 16 and 8 of the serial requantizer) was 7 LUTs deep.
+    (the steps of 32, 16 and 8) was 7 LUTs deep.
     """
     value, steps = value.as_signed(), sorted(steps)
     keep = width + (1 << steps[0]) - 1
