@@ -12,8 +12,9 @@ Prints one JSON object. Usage::
   upload to the simulated board in ``bit`` mode (real UART pins at the configured baud),
   measured with the device's cycle counter;
 - ``sim``: simulated cycles per second of the board (byte mode), idle and while working;
-  ping round trips, and host->device WRITE payload bytes per second of a pipelined upload
-  in byte mode (wall clock);
+  ping round trips, and host->device WRITE payload bytes per second (wall clock) and
+  cycles per payload byte of a pipelined upload in byte mode, of int8 weights and of a
+  base-3 ternary weight stream (which crosses memory words);
 - ``calls``: cycles (measured and predicted) and wall time of gemm/ternary calls;
 - ``fuzz``: bad frames sent, hangs and altered weights (run tests/test_fuzz_link.py's
   procedure with ``--fuzz`` frames).
@@ -30,7 +31,7 @@ import numpy as np
 
 from tritile.sw import PRESETS, load_config, protocol
 from tritile.sw.device import Device, weight_requests
-from tritile.sw.engines import engine_for_numerics
+from tritile.sw.engines import engine, engine_for_numerics
 
 
 def wire_cost(config, weights):
@@ -92,19 +93,34 @@ def link_efficiency(config, nbytes):
             "wall_seconds": wall}
 
 
-def _upload_rate(config, dev, nbytes):
-    """Send ``nbytes`` of WRITE data in full frames through the driver's pipeline."""
+def _int8_upload(config, nbytes):
+    """Return WRITE requests of ``nbytes`` of int8 weights in full frames."""
     target = protocol.Target.SYSTOLIC_WEIGHT
     chunk = min(protocol.MAX_DATA, protocol.target_size(config, target))
     frames = max(2, nbytes // chunk)
-    requests = [(protocol.Opcode.WRITE, protocol.write_args(target, 0), bytes(chunk))] * frames
+    return [(protocol.Opcode.WRITE, protocol.write_args(target, 0), bytes(chunk))] * frames
+
+
+def _ternary_base3_upload(config, rng):
+    """Return the WRITE requests of as many K = ``max_k`` columns of trits as the ternary
+    weight memory holds, packed base-3 (one stream across the memory's words)."""
+    spec = engine("ternary")
+    k = config.max_k
+    T = rng.integers(-1, 2, (k, min(config.max_n, spec.weight_capacity(config) // k)),
+                     dtype=np.int8)
+    return weight_requests(config, spec, T, "base3")
+
+
+def _upload_rate(dev, requests):
+    """Send WRITE ``requests`` through the driver's pipeline; return their payload rate."""
+    data_bytes = sum(len(data) for _, _, data in requests)
     c0, start = dev.counters()["cycles"], time.monotonic()
     dev._pipeline(requests)
     wall = time.monotonic() - start
     cycles = (dev.counters()["cycles"] - c0) % (1 << 32)
-    return {"data_bytes": chunk * frames, "wall_seconds": wall,
-            "payload_bytes_per_second": chunk * frames / wall,
-            "cycles_per_data_byte": cycles / (chunk * frames)}
+    return {"data_bytes": data_bytes, "wall_seconds": wall,
+            "payload_bytes_per_second": data_bytes / wall,
+            "cycles_per_data_byte": cycles / data_bytes}
 
 
 def board_speed_and_calls(config, repeat, upload_bytes):
@@ -117,7 +133,10 @@ def board_speed_and_calls(config, repeat, upload_bytes):
         out["sim_idle_cycles_per_second"] = ((c1 - c0) % (1 << 32)) / (t1 - t0)
         pings = sorted(dev.ping() for _ in range(20))
         out["ping_ms"] = {"median": 1000 * pings[10], "max": 1000 * pings[-1]}
-        out["byte_mode_upload"] = _upload_rate(config, dev, upload_bytes)
+        out["byte_mode_upload"] = _upload_rate(dev, _int8_upload(config, upload_bytes))
+        if engine("ternary").present(config):
+            out["byte_mode_ternary_base3_upload"] = _upload_rate(
+                dev, _ternary_base3_upload(config, np.random.default_rng(2)))
         calls = []
         m, k, n = config.max_m, min(config.max_k, config.act_depth // config.max_m), \
             min(config.max_n, config.out_depth // config.max_m)

@@ -113,7 +113,8 @@ class EngineBank(wiring.Component):
     -------
     write : In(stream.Signature(byte_write_layout(addr_bits)))
         Bytes for the engines' memories and the parameters; each is held in a register
-        for a cycle (or until its core takes it) on its way in.
+        for a cycle (or until its core takes it) on its way in, and ``ready`` is that
+        register being empty (a byte every other cycle at most).
     start : In(stream.Signature(PROBLEM_LAYOUT))
         Starts a problem on engine ``start.payload.engine`` (which must be present). The
         core takes it from its second cycle offered, and never before the last write has
@@ -174,13 +175,19 @@ class EngineBank(wiring.Component):
         m.submodules.requantizer = requantizer = Requantizer(self.config)
         wiring.connect(m, requantizer.out, wiring.flipped(self.results))
         # Writes are registered on their way in, so no path runs from the link's frame
-        # buffer into a core's write logic (the base-3 decoder, the memories' enables).
+        # buffer into a core's write logic (the base-3 decoder, the memories' enables),
+        # and `ready` is that register being empty, so none runs back from a core's
+        # acceptance (the ternary memories' `straddled`) into the link's walker either.
+        # A write is taken every other cycle at most; the write walker offers one every
+        # third (FETCH, FETCHED, PUT), so a WRITE takes no more cycles for it.
         write = Signal.like(self.write.payload, name="write_held")
         write_valid = Signal()
         write_taken = Signal()          # the held write leaves this cycle
-        m.d.comb += [write_taken.eq(1), self.write.ready.eq(~write_valid | write_taken)]
-        with m.If(self.write.ready):
+        m.d.comb += [write_taken.eq(1), self.write.ready.eq(~write_valid)]
+        with m.If(~write_valid):
             m.d.sync += [write.eq(self.write.payload), write_valid.eq(self.write.valid)]
+        with m.Elif(write_taken):
+            m.d.sync += write_valid.eq(0)
         start = self.start.payload
         layer = self.layer
         place = self.place.payload

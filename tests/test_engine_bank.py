@@ -1,12 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """The engine bank's constant dividers: CT = ceil(K / chunk) of the dense walk, and the
-word and byte of a channel in a chunk (result placement, pooling), for any chunk."""
+word and byte of a channel in a chunk (result placement, pooling), for any chunk; its
+write ``ready``."""
 
 import pytest
 from amaranth.hdl import ClockDomain, Module, Signal
-from helpers import simulate
+from helpers import TEST_CONFIG, simulate
 
-from tritile.hw.engine_bank import ceil_div_const, divmod_const
+from tritile.hw.engine_bank import EngineBank, ceil_div_const, divmod_const
+from tritile.sw.engines import ENGINES
+from tritile.sw.protocol import Engine, Target
 
 
 @pytest.mark.parametrize("divisor", [1, 3, 8, 12, 64])
@@ -44,3 +47,44 @@ def test_divmod_const_is_exact(divisor, py_rng):
             assert (ctx.get(quotient), ctx.get(remainder)) == divmod(sample, divisor), sample
 
     simulate(m, bench)
+
+
+def test_write_ready_is_the_held_write_register_being_empty(py_rng):
+    """The bank's write ``ready`` depends on registers only: within a cycle no start, placed
+    byte or write payload changes it, so no path runs from a core's write acceptance into
+    the link; a write offered every cycle is taken every other cycle, base-3 bytes that
+    straddle a weight word included."""
+    bank = EngineBank(TEST_CONFIG, tuple(ENGINES), 16)
+    write, start, place = bank.write, bank.start, bank.place
+    targets = [Target.SYSTOLIC_ACT, Target.SYSTOLIC_WEIGHT, Target.TERNARY_ACT,
+               Target.TERNARY_WEIGHT, Target.TERNARY_WEIGHT_BASE3, Target.PARAMS,
+               Target.OUTPUT8]
+    probes = [(start.valid, 1), (start.payload.engine, Engine.SYSTOLIC),
+              (place.valid, 1), (place.payload.engine, Engine.TERNARY),
+              (write.valid, 0), (write.payload.target, Target.TERNARY_WEIGHT_BASE3),
+              (write.payload.addr, 3)]
+
+    async def bench(ctx):
+        ctx.set(start.payload.engine, Engine.TERNARY)
+        ctx.set(write.valid, 1)
+        taken = []
+        for _ in range(400):
+            target = py_rng.choice(targets)
+            # Base-3 bytes 3 and 19 complete the last 2-bit byte of weight words 0 and 5
+            # (4 bytes a word): the ternary memories refuse the cycle after them.
+            straddles = target == Target.TERNARY_WEIGHT_BASE3 and py_rng.random() < 0.5
+            ctx.set(write.payload, {"target": target,
+                                    "addr": py_rng.choice((3, 19)) if straddles
+                                    else py_rng.randrange(64),
+                                    "data": py_rng.randrange(256)})
+            ready = ctx.get(write.ready)
+            for signal, value in probes:
+                before = ctx.get(signal)
+                ctx.set(signal, value)
+                assert ctx.get(write.ready) == ready, (signal.name, value)
+                ctx.set(signal, before)
+            taken.append(ready)
+            await ctx.tick()
+        assert taken == [1, 0] * 200
+
+    simulate(bank, bench)
