@@ -83,7 +83,13 @@ class Responder(wiring.Component):
     counter_data : In(32)
         The program's counter words (:class:`~tritile.hw.program_sequencer.
         ProgramSequencer`), word ``counter_addr`` one cycle after the address.
+    tick : Out(1)
+        Pulses once every :attr:`TICK_PERIOD` cycles, when the cycle counter's low byte
+        carries: a prescaler for the frame parser's timeout.
     """
+
+    #: Cycles between pulses of ``tick``.
+    TICK_PERIOD = 256
 
     def __init__(self, capability, addr_bits, out_depth, program_mode=False):
         self.capability = bytes(capability)
@@ -101,6 +107,7 @@ class Responder(wiring.Component):
             "mac_cycles": In(32),
             "counter_addr": Out(16),
             "counter_data": In(32),
+            "tick": Out(1),
         })
 
     def elaborate(self, platform):
@@ -119,10 +126,11 @@ class Responder(wiring.Component):
         sources += [stats_base + 4 * fields.index("overruns"), stats_base + cycles_index + 1]
         m.submodules.counters = counters = EventCounters(
             (max(sources) | 3) + 1, sources, init=self.capability)
-        cycles_low = Signal(8)
+        cycles_low = Signal(range(self.TICK_PERIOD))
         m.d.sync += cycles_low.eq(cycles_low + 1)
-        m.d.comb += counters.event.eq(Cat(*(self.events[name] for name in names),
-                                          self.overrun, cycles_low == 0xFF))
+        m.d.comb += [self.tick.eq(cycles_low == self.TICK_PERIOD - 1),
+                     counters.event.eq(Cat(*(self.events[name] for name in names),
+                                           self.overrun, self.tick))]
 
         index = Signal(range(protocol.MAX_RESPONSE_DATA + 1))
         byte_addr = Signal(self.addr_bits)   # READ checked base + count against the size
