@@ -60,6 +60,9 @@ class Responder(wiring.Component):
         Words of the output memory.
     program_mode : bool
         The device runs programs: ``Source.PROGRAM`` sends their counters.
+    counter_bits : (int, int)
+        The bits of ``busy_cycles`` and ``mac_cycles`` that can be set (the others are
+        sent as 0): :attr:`~tritile.hw.engine_bank.EngineBank.counter_bits`.
 
     Members
     -------
@@ -91,9 +94,15 @@ class Responder(wiring.Component):
     #: Cycles between pulses of ``tick``.
     TICK_PERIOD = 256
 
-    def __init__(self, capability, addr_bits, out_depth, program_mode=False):
+    def __init__(self, capability, addr_bits, out_depth, program_mode=False,
+                 counter_bits=(32, 32)):
         self.capability = bytes(capability)
         self.program_mode = program_mode
+        if (len(counter_bits) != 2 or
+                not all(isinstance(b, int) and 1 <= b <= 32 for b in counter_bits)):
+            raise ValueError(f"counter_bits must be two widths from 1 to 32, "
+                             f"not {counter_bits!r}")
+        self.counter_bits = tuple(counter_bits)
         self.addr_bits = addr_bits
         addr_width = ceil_log2(out_depth)
         super().__init__({
@@ -144,7 +153,9 @@ class Responder(wiring.Component):
         # One byte multiplexer for the 32-bit sources: the RUN's counters (the byte is
         # `index`'s) and the output word (`byte_addr`'s, or the low byte for OUTPUT8).
         cycles = resp.source == Source.CYCLES
-        word = Mux(cycles, Mux(index[2], self.mac_cycles, self.busy_cycles), self.output.data)
+        busy_bits, mac_bits = self.counter_bits
+        word = Mux(cycles, Mux(index[2], self.mac_cycles[:mac_bits],
+                               self.busy_cycles[:busy_bits]), self.output.data)
         lane = Mux(cycles, index[:2], Mux(resp.output8, 0, byte_addr[:2]))
         if self.program_mode:
             program = resp.source == Source.PROGRAM

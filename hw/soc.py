@@ -97,7 +97,8 @@ class SoC(wiring.Component):
         m.submodules.engines = engines = EngineBank(config, self.engines, bits)
         m.submodules.placer = placer = ResultPlacer(config, self.engines)
         m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth,
-                                                       program_mode=bool(config.max_layers))
+                                                       program_mode=bool(config.max_layers),
+                                                       counter_bits=engines.counter_bits)
         m.d.comb += requests.tick.eq(responder.tick)
         m.submodules.writer = writer = ResponseWriter()
         # The host reads the output memory only while the engines and the placer are idle
