@@ -152,19 +152,26 @@ class Responder(wiring.Component):
         ]
         # One byte multiplexer for the 32-bit sources: the RUN's counters (the byte is
         # `index`'s) and the output word (`byte_addr`'s, or the low byte for OUTPUT8).
+        # The reads take their addresses as FETCH ends and show their data in LATCH, when
+        # `index` has moved on to the next byte: what selects a byte of their data is
+        # registered with them (so neither does a path run from the request's base
+        # through the address adder into the byte multiplexer).
         cycles = resp.source == Source.CYCLES
         busy_bits, mac_bits = self.counter_bits
-        word = Mux(cycles, Mux(index[2], self.mac_cycles[:mac_bits],
-                               self.busy_cycles[:busy_bits]), self.output.data)
         lane = Mux(cycles, index[:2], Mux(resp.output8, 0, byte_addr[:2]))
         if self.program_mode:
             program = resp.source == Source.PROGRAM
-            word = Mux(program, self.counter_data, word)
             lane = Mux(program, index[:2], lane)
+        held_lane = Signal(2)
+        held_mac = Signal()               # a CYCLES byte of mac_cycles, not busy_cycles
+        held_cycles_low = Signal()        # the STATS byte kept in logic
+        word = Mux(cycles, Mux(held_mac, self.mac_cycles[:mac_bits],
+                               self.busy_cycles[:busy_bits]), self.output.data)
+        if self.program_mode:
+            word = Mux(program, self.counter_data, word)
         from_ram = (resp.source == Source.CAPABILITY) | stats
-        fetched = Mux(from_ram, Mux(stats & (index == cycles_index), cycles_low,
-                                    counters.read_data),
-                      word.word_select(lane, 8))
+        fetched = Mux(from_ram, Mux(held_cycles_low, cycles_low, counters.read_data),
+                      word.word_select(held_lane, 8))
         m.d.comb += [
             self.header.valid.eq(self.response.valid),
             self.header.payload.opcode.eq(resp.opcode),
@@ -178,19 +185,20 @@ class Responder(wiring.Component):
             with m.State("FETCH"):
                 # The RAM is read once every event so far is counted; memory sources show
                 # byte `index` in the next cycle.
-                with m.If(self.response.valid & (index != resp.length)):
-                    with m.If((resp.source == Source.CAPABILITY) | stats):
-                        with m.If(counters.read_ready):
-                            m.next = "LATCH"
-                    with m.Else():
-                        m.next = "LATCH"
+                with m.If(self.response.valid & (index != resp.length)
+                          & (~from_ram | counters.read_ready)):
+                    m.d.sync += [index.eq(index + 1), held_lane.eq(lane),
+                                 held_mac.eq(index[2]),
+                                 held_cycles_low.eq(stats & (index == cycles_index))]
+                    m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [self.data.payload.byte.eq(fetched), index.eq(index + 1)]
+                # `index` counts this byte already: FETCH's compare marks the last, in a
+                # register (no path from the compare through the writer's state logic).
+                m.d.sync += [self.data.payload.byte.eq(fetched),
+                             self.data.payload.last.eq(index == resp.length)]
                 m.next = "SEND"
             with m.State("SEND"):
-                # `index` counts this byte already: the compare FETCH makes marks the last.
-                m.d.comb += [self.data.valid.eq(1),
-                             self.data.payload.last.eq(index == resp.length)]
+                m.d.comb += self.data.valid.eq(1)
                 with m.If(self.data.ready):
                     m.next = "FETCH"
         with m.If(self.header.valid & self.header.ready):
