@@ -22,7 +22,7 @@ from .requantizer import RESULT_LAYOUT, Requantizer
 from .write_walker import byte_write_layout
 
 __all__ = ["ACT_WRITE_LAYOUT", "engine_names", "target_sizes", "weight_limits",
-           "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
+           "counter_bits", "floor_div_const", "divmod_const", "ceil_div_const", "EngineBank"]
 
 #: One int8 result written into an engine's activation memory, at a word and a byte of it.
 ACT_WRITE_LAYOUT = data.StructLayout({"engine": unsigned(8), "word": unsigned(24),
@@ -55,6 +55,32 @@ def target_sizes(config, engines):
 def weight_limits(config):
     """Return the weight capacity (the bound on a RUN's K*N) of every engine, by protocol id."""
     return {spec.protocol_id: spec.weight_capacity(config) for spec in ENGINES.values()}
+
+
+def counter_bits(config, spec):
+    """Return the bits that hold engine ``spec``'s ``(busy_cycles, mac_cycles)`` of any
+    problem the shape check lets through (a RUN's or a program layer's, at most
+    ``max_m x max_k x max_n``); the counters' bits above are always 0.
+
+    ``mac_cycles`` counts at most the problem's MACs (all M*K*N on the array, issued groups
+    on the ternary unit). ``busy_cycles`` is the cycle model's count
+    (:func:`tritile.sw.planner.plan_in_place`; exact, as results are never held up after
+    the requantizer), largest for the largest problem, and doubled: a margin for any
+    smaller problem whose ragged tiles cost more. The model's cycles do not depend on the
+    weight memory, so the largest problem is planned with one that holds its weights; 32
+    bits where even that cannot be configured.
+    """
+    from tritile.sw.config import ConfigError
+    from tritile.sw.planner import plan_in_place
+
+    m, k, n = config.max_m, config.max_k, config.max_n
+    try:
+        room = config.replace(**{spec.weight_depth_field: max(spec.weight_capacity(config),
+                                                                 k * n)})
+    except ConfigError:
+        return 32, 32
+    busy = plan_in_place(room, spec.name, m, k, n).cycles
+    return min(32, (2 * busy).bit_length()), min(32, (m * k * n).bit_length())
 
 
 def floor_div_const(value, divisor):
@@ -137,6 +163,9 @@ class EngineBank(wiring.Component):
     def __init__(self, config, engines, addr_bits):
         self.config = config
         self.engines = tuple(engines)
+        #: The bits of ``busy_cycles`` and ``mac_cycles`` that can be set (the others are 0).
+        self.counter_bits = tuple(max(bits) for bits in zip(
+            *(counter_bits(config, engine(name)) for name in self.engines)))
         super().__init__({
             "write": In(stream.Signature(byte_write_layout(addr_bits))),
             "start": In(stream.Signature(PROBLEM_LAYOUT)),
@@ -203,6 +232,7 @@ class EngineBank(wiring.Component):
             spec = engine(name)
             core = m.submodules[f"{name}_core"] = spec.make_core(self.config)
             selected = layer.engine == spec.protocol_id
+            busy_bits, mac_bits = counter_bits(self.config, spec)
             with m.If(selected):
                 m.d.comb += [
                     requantizer.acc.payload.eq(core.acc.payload),
@@ -212,8 +242,10 @@ class EngineBank(wiring.Component):
                     requantizer.relu.eq(core.relu),
                     core.out_busy.eq(requantizer.busy),
                     self.busy.eq(core.busy),
-                    self.busy_cycles.eq(core.busy_cycles),
-                    self.mac_cycles.eq(core.mac_cycles),
+                    # Only the bits a count can reach: the core's counter bits above
+                    # them, and the responder's multiplexer inputs, are then dropped.
+                    self.busy_cycles.eq(core.busy_cycles[:busy_bits]),
+                    self.mac_cycles.eq(core.mac_cycles[:mac_bits]),
                 ]
             core_target = 0
             for t in spec.targets[1:]:

@@ -117,6 +117,11 @@ class FrameParser(wiring.Component):
     max_data : int
         Bytes of the frame buffer: :data:`~tritile.sw.protocol.MAX_DATA`, or fewer for a
         formal proof's small model.
+    tick_period : int
+        Cycles between pulses of ``tick``, which paces the silence count: a period of 1
+        counts every cycle, a longer one (a prescaler shared with the responder's cycle
+        counter) abandons the frame after ``timeout`` to ``timeout + 2 * tick_period``
+        cycles with a counter ``log2(tick_period)`` bits narrower.
 
     Members
     -------
@@ -134,15 +139,25 @@ class FrameParser(wiring.Component):
         One-cycle pulses for the dispatcher's counters.
     idle : Out(1)
         Hunting for a sync byte: no frame is in progress or waiting on ``request``.
+    tick : In(1, init=1)
+        Pulses once every ``tick_period`` cycles (constantly high for a period of 1).
     """
 
-    def __init__(self, timeout, max_data=protocol.MAX_DATA):
+    def __init__(self, timeout, max_data=protocol.MAX_DATA, tick_period=1):
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"timeout must be a positive number of cycles, not {timeout!r}")
         if isinstance(max_data, bool) or not isinstance(max_data, int) or max_data < 1:
             raise ValueError(f"max_data must be a positive number of bytes, not {max_data!r}")
+        if (isinstance(tick_period, bool) or not isinstance(tick_period, int)
+                or tick_period < 1):
+            raise ValueError(f"tick_period must be a positive number of cycles, "
+                             f"not {tick_period!r}")
         self.timeout = timeout
         self.max_data = max_data
+        # Ticks of silence: the first comes up to a period after the last byte, so one
+        # more than the timeout's periods (none more when every cycle ticks).
+        self.timeout_ticks = (timeout if tick_period == 1
+                              else -(-timeout // tick_period) + 1)
         super().__init__({
             "bytes": In(stream.Signature(8)),
             "request": Out(stream.Signature(REQUEST_LAYOUT)),
@@ -152,6 +167,7 @@ class FrameParser(wiring.Component):
             "bad_length": Out(1),
             "timed_out": Out(1),
             "idle": Out(1),
+            "tick": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -164,8 +180,8 @@ class FrameParser(wiring.Component):
         byte = self.bytes.payload
         take = Signal()
         crc = Signal(16, init=0xFFFF)
-        silence = Signal(range(self.timeout + 1))
-        expired = silence == self.timeout
+        silence = Signal(range(self.timeout_ticks + 1))
+        expired = silence == self.timeout_ticks
         crc_low_ok = Signal()    # the CRC's low byte matched
         # Counters instead of arithmetic on a byte index, so that no path from a received
         # byte chains an adder into a comparison: the argument bytes still to come, the
@@ -182,7 +198,7 @@ class FrameParser(wiring.Component):
         m.d.sync += [self.bad_crc.eq(0), self.bad_length.eq(0), self.timed_out.eq(0)]
         with m.If(take):
             m.d.sync += silence.eq(0)
-        with m.Elif(~expired):
+        with m.Elif(~expired & self.tick):
             m.d.sync += silence.eq(silence + 1)
         with m.If(take & absorb):
             m.d.sync += crc.eq(crc16_next(crc, byte))

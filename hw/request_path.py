@@ -50,6 +50,8 @@ class RequestPath(wiring.Component):
         Cycles of silence after which a partial frame is abandoned.
     max_data : int
         Bytes of the frame buffer: the protocol's, or fewer for a formal proof.
+    tick_period : int
+        Cycles between pulses of ``tick`` (:class:`~tritile.hw.frame.FrameParser`).
 
     Members
     -------
@@ -78,11 +80,13 @@ class RequestPath(wiring.Component):
     idle : Out(1)
         No frame is in progress and no request is being served: nothing happens until
         the next byte arrives.
+    tick : In(1, init=1)
+        Paces the frame timeout: pulses once every ``tick_period`` cycles.
     """
 
     def __init__(self, config, sizes, engines, weight_limits, capability_size, timeout,
-                 max_data=protocol.MAX_DATA):
-        self.parser = FrameParser(timeout, max_data)
+                 max_data=protocol.MAX_DATA, tick_period=1):
+        self.parser = FrameParser(timeout, max_data, tick_period)
         self.checker = RequestChecker(sizes, engines, max_data, config.max_layers)
         self.addr_bits = bits = self.checker.addr_bits
         self.dispatcher = Dispatcher(capability_size, bits, bool(config.max_layers),
@@ -105,6 +109,7 @@ class RequestPath(wiring.Component):
             "response": Out(stream.Signature(response_layout(bits))),
             "events": Out(EVENTS_LAYOUT),
             "idle": Out(1),
+            "tick": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -140,6 +145,7 @@ class RequestPath(wiring.Component):
         m.d.comb += [
             dispatcher.walk_refused.eq(walker.refused),
             parser.read_addr.eq(walker.read_addr),
+            parser.tick.eq(self.tick),
             walker.read_data.eq(parser.read_data),
             self.program.eq(dispatcher.program),
             dispatcher.engine_busy.eq(self.engine_busy),

@@ -60,6 +60,9 @@ class Responder(wiring.Component):
         Words of the output memory.
     program_mode : bool
         The device runs programs: ``Source.PROGRAM`` sends their counters.
+    counter_bits : (int, int)
+        The bits of ``busy_cycles`` and ``mac_cycles`` that can be set (the others are
+        sent as 0): :attr:`~tritile.hw.engine_bank.EngineBank.counter_bits`.
 
     Members
     -------
@@ -83,11 +86,23 @@ class Responder(wiring.Component):
     counter_data : In(32)
         The program's counter words (:class:`~tritile.hw.program_sequencer.
         ProgramSequencer`), word ``counter_addr`` one cycle after the address.
+    tick : Out(1)
+        Pulses once every :attr:`TICK_PERIOD` cycles, when the cycle counter's low byte
+        carries: a prescaler for the frame parser's timeout.
     """
 
-    def __init__(self, capability, addr_bits, out_depth, program_mode=False):
+    #: Cycles between pulses of ``tick``.
+    TICK_PERIOD = 256
+
+    def __init__(self, capability, addr_bits, out_depth, program_mode=False,
+                 counter_bits=(32, 32)):
         self.capability = bytes(capability)
         self.program_mode = program_mode
+        if (len(counter_bits) != 2 or
+                not all(isinstance(b, int) and 1 <= b <= 32 for b in counter_bits)):
+            raise ValueError(f"counter_bits must be two widths from 1 to 32, "
+                             f"not {counter_bits!r}")
+        self.counter_bits = tuple(counter_bits)
         self.addr_bits = addr_bits
         addr_width = ceil_log2(out_depth)
         super().__init__({
@@ -101,6 +116,7 @@ class Responder(wiring.Component):
             "mac_cycles": In(32),
             "counter_addr": Out(16),
             "counter_data": In(32),
+            "tick": Out(1),
         })
 
     def elaborate(self, platform):
@@ -119,10 +135,11 @@ class Responder(wiring.Component):
         sources += [stats_base + 4 * fields.index("overruns"), stats_base + cycles_index + 1]
         m.submodules.counters = counters = EventCounters(
             (max(sources) | 3) + 1, sources, init=self.capability)
-        cycles_low = Signal(8)
+        cycles_low = Signal(range(self.TICK_PERIOD))
         m.d.sync += cycles_low.eq(cycles_low + 1)
-        m.d.comb += counters.event.eq(Cat(*(self.events[name] for name in names),
-                                          self.overrun, cycles_low == 0xFF))
+        m.d.comb += [self.tick.eq(cycles_low == self.TICK_PERIOD - 1),
+                     counters.event.eq(Cat(*(self.events[name] for name in names),
+                                           self.overrun, self.tick))]
 
         index = Signal(range(protocol.MAX_RESPONSE_DATA + 1))
         byte_addr = Signal(self.addr_bits)   # READ checked base + count against the size
@@ -135,17 +152,26 @@ class Responder(wiring.Component):
         ]
         # One byte multiplexer for the 32-bit sources: the RUN's counters (the byte is
         # `index`'s) and the output word (`byte_addr`'s, or the low byte for OUTPUT8).
+        # The reads take their addresses as FETCH ends and show their data in LATCH, when
+        # `index` has moved on to the next byte: what selects a byte of their data is
+        # registered with them (so neither does a path run from the request's base
+        # through the address adder into the byte multiplexer).
         cycles = resp.source == Source.CYCLES
-        word = Mux(cycles, Mux(index[2], self.mac_cycles, self.busy_cycles), self.output.data)
+        busy_bits, mac_bits = self.counter_bits
         lane = Mux(cycles, index[:2], Mux(resp.output8, 0, byte_addr[:2]))
         if self.program_mode:
             program = resp.source == Source.PROGRAM
-            word = Mux(program, self.counter_data, word)
             lane = Mux(program, index[:2], lane)
+        held_lane = Signal(2)
+        held_mac = Signal()               # a CYCLES byte of mac_cycles, not busy_cycles
+        held_cycles_low = Signal()        # the STATS byte kept in logic
+        word = Mux(cycles, Mux(held_mac, self.mac_cycles[:mac_bits],
+                               self.busy_cycles[:busy_bits]), self.output.data)
+        if self.program_mode:
+            word = Mux(program, self.counter_data, word)
         from_ram = (resp.source == Source.CAPABILITY) | stats
-        fetched = Mux(from_ram, Mux(stats & (index == cycles_index), cycles_low,
-                                    counters.read_data),
-                      word.word_select(lane, 8))
+        fetched = Mux(from_ram, Mux(held_cycles_low, cycles_low, counters.read_data),
+                      word.word_select(held_lane, 8))
         m.d.comb += [
             self.header.valid.eq(self.response.valid),
             self.header.payload.opcode.eq(resp.opcode),
@@ -159,19 +185,20 @@ class Responder(wiring.Component):
             with m.State("FETCH"):
                 # The RAM is read once every event so far is counted; memory sources show
                 # byte `index` in the next cycle.
-                with m.If(self.response.valid & (index != resp.length)):
-                    with m.If((resp.source == Source.CAPABILITY) | stats):
-                        with m.If(counters.read_ready):
-                            m.next = "LATCH"
-                    with m.Else():
-                        m.next = "LATCH"
+                with m.If(self.response.valid & (index != resp.length)
+                          & (~from_ram | counters.read_ready)):
+                    m.d.sync += [index.eq(index + 1), held_lane.eq(lane),
+                                 held_mac.eq(index[2]),
+                                 held_cycles_low.eq(stats & (index == cycles_index))]
+                    m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += [self.data.payload.byte.eq(fetched), index.eq(index + 1)]
+                # `index` counts this byte already: FETCH's compare marks the last, in a
+                # register (no path from the compare through the writer's state logic).
+                m.d.sync += [self.data.payload.byte.eq(fetched),
+                             self.data.payload.last.eq(index == resp.length)]
                 m.next = "SEND"
             with m.State("SEND"):
-                # `index` counts this byte already: the compare FETCH makes marks the last.
-                m.d.comb += [self.data.valid.eq(1),
-                             self.data.payload.last.eq(index == resp.length)]
+                m.d.comb += self.data.valid.eq(1)
                 with m.If(self.data.ready):
                     m.next = "FETCH"
         with m.If(self.header.valid & self.header.ready):

@@ -91,12 +91,15 @@ class SoC(wiring.Component):
         m.submodules.requests = requests = RequestPath(
             config, target_sizes(config, self.engines),
             [ENGINES[e].protocol_id for e in self.engines], weight_limits(config),
-            len(self.capability), protocol.frame_timeout_cycles(config))
+            len(self.capability), protocol.frame_timeout_cycles(config),
+            tick_period=Responder.TICK_PERIOD)
         bits = requests.addr_bits
         m.submodules.engines = engines = EngineBank(config, self.engines, bits)
         m.submodules.placer = placer = ResultPlacer(config, self.engines)
         m.submodules.responder = responder = Responder(self.capability, bits, config.out_depth,
-                                                       program_mode=bool(config.max_layers))
+                                                       program_mode=bool(config.max_layers),
+                                                       counter_bits=engines.counter_bits)
+        m.d.comb += requests.tick.eq(responder.tick)
         m.submodules.writer = writer = ResponseWriter()
         # The host reads the output memory only while the engines and the placer are idle
         # (the dispatcher answers BUSY), so no read meets a write: a BlockRAM, without the

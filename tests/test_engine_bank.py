@@ -1,14 +1,16 @@
 # amaranth: UnusedElaboratable=no
 """The engine bank's constant dividers: CT = ceil(K / chunk) of the dense walk, and the
 word and byte of a channel in a chunk (result placement, pooling), for any chunk; its
-write ``ready``."""
+write ``ready``; the widths of the counters it passes on."""
 
 import pytest
 from amaranth.hdl import ClockDomain, Module, Signal
 from helpers import TEST_CONFIG, simulate
 
-from tritile.hw.engine_bank import EngineBank, ceil_div_const, divmod_const
-from tritile.sw.engines import ENGINES
+from tritile.hw.engine_bank import EngineBank, ceil_div_const, counter_bits, divmod_const
+from tritile.sw.config import PRESETS
+from tritile.sw.engines import ENGINES, engine
+from tritile.sw.planner import plan_in_place
 from tritile.sw.protocol import Engine, Target
 
 
@@ -88,3 +90,29 @@ def test_write_ready_is_the_held_write_register_being_empty(py_rng):
         assert taken == [1, 0] * 200
 
     simulate(bank, bench)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_counter_bits_hold_the_counts_of_every_problem_that_fits(preset, py_rng):
+    # The cycle model's count (exact on the device) and the MACs of problems the shape
+    # check lets through: the limits, ragged sizes just past a tile, random ones.
+    config = PRESETS[preset]
+    for name in config.engines:
+        spec = engine(name)
+        busy_bits, mac_bits = counter_bits(config, spec)
+        assert busy_bits < 32 and mac_bits < 32, (preset, name)
+        limits = (config.max_m, config.max_k, config.max_n)
+        tiles = {1, 2, config.systolic_rows + 1, config.systolic_cols + 1,
+                 config.ternary_lanes + 1, config.ternary_fan_in + 1}
+        sizes = [limits, *((py_rng.randint(1, a), py_rng.randint(1, b), py_rng.randint(1, c))
+                           for a, b, c in [limits] * 40),
+                 *((min(t, limits[0]), limits[1], min(u, limits[2]))
+                   for t in tiles for u in tiles)]
+        for m, k, n in sizes:
+            while k * n > spec.weight_capacity(config):
+                n -= 1
+            if n < 1:
+                continue
+            cycles = plan_in_place(config, name, m, k, n).cycles
+            assert cycles < 1 << busy_bits, (preset, name, m, k, n, cycles)
+            assert m * k * n < 1 << mac_bits, (preset, name, m, k, n)

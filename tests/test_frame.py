@@ -10,11 +10,18 @@ from helpers import simulate
 TIMEOUT = 40
 
 
-def _parse(chunks, rng, gap_prob=0.3, ordered=None):
+def _parse(chunks, rng, gap_prob=0.3, ordered=None, tick_period=1, phase=0):
     """Feed ``chunks`` (bytes, or an int = that many idle cycles) to a parser; return the
     requests [(opcode, seq, args_missing, args, error, buffered data)] and the pulse
-    counts; ``ordered``, a list, gets each request's ``ordered`` bit."""
-    dut = FrameParser(TIMEOUT)
+    counts; ``ordered``, a list, gets each request's ``ordered`` bit. A ``tick_period``
+    above 1 pulses ``tick`` every that many cycles, ``phase`` cycles early."""
+    dut = FrameParser(TIMEOUT, tick_period=tick_period)
+
+    async def pace(ctx):
+        cycle = 0
+        async for _ in ctx.tick():
+            cycle += 1
+            ctx.set(dut.tick, (cycle + phase) % tick_period == 0)
     requests = []
     pulses = {"bad_crc": 0, "bad_length": 0, "timed_out": 0}
     done = {}
@@ -61,7 +68,8 @@ def _parse(chunks, rng, gap_prob=0.3, ordered=None):
             await ctx.tick()
             ctx.set(dut.request.ready, 0)
 
-    simulate(dut, feed, dispatch, name="frame_parser")
+    simulate(dut, feed, dispatch, processes=[pace] if tick_period > 1 else [],
+             name="frame_parser")
     return requests, pulses
 
 
@@ -107,6 +115,22 @@ def test_parser_abandons_truncated_frame_after_timeout(py_rng):
     assert [(r[0], r[1], r[4]) for r in requests] == [
         (Opcode.STATS, 5, FrameError.NONE), (Opcode.PING, 6, FrameError.NONE)]
     assert pulses["timed_out"] == 1
+
+
+def test_parser_paced_by_a_tick_abandons_a_frame_within_two_periods_past_the_timeout(
+        py_rng):
+    # Whatever the tick's phase: a gap of the timeout keeps the frame alive, one of two
+    # periods more abandons it.
+    period = 8
+    alive = encode_request(Opcode.STATS, 5)
+    truncated = encode_request(Opcode.WRITE, 4, bytes(8), b"abcdef")[:-3]
+    for phase in range(period):
+        requests, pulses = _parse([alive[:4], TIMEOUT, alive[4:], truncated,
+                                   TIMEOUT + 2 * period + 1, encode_request(Opcode.PING, 6)],
+                                  py_rng, gap_prob=0, tick_period=period, phase=phase)
+        assert [(r[0], r[1], r[4]) for r in requests] == [
+            (Opcode.STATS, 5, FrameError.NONE), (Opcode.PING, 6, FrameError.NONE)], phase
+        assert pulses["timed_out"] == 1, phase
 
 
 def test_unknown_opcode_is_delivered_for_the_dispatcher_to_answer(py_rng):
