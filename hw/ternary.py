@@ -90,6 +90,9 @@ class TernaryUnit(wiring.Component):
         Cycles in which a group of L x P trits entered the array (padding lanes and
         inputs of ragged edges count in full), so ``mac_cycles / busy_cycles`` is the
         array's occupancy; the MAC utilization is ``M * K * N / (L * P * busy_cycles)``.
+        Both restart in the cycle after ``start`` is accepted (they hold the last
+        problem's counts in that cycle, while ``busy`` is already high), and both are
+        final when ``busy`` falls (``mac_cycles`` counts a group the cycle after it).
     """
 
     def __init__(self, config):
@@ -115,6 +118,11 @@ class TernaryUnit(wiring.Component):
             geo, single_port_memories(config), program_mode=bool(config.max_layers))
         idle = ~self.busy
         starting = Signal()
+        # The counters restart from `started`, the registered `starting`: the start's
+        # handshake (the core's `busy`, the bank's start gating, `start.ready`) then
+        # reaches only the problem's registers, not the counters' enables across the chip.
+        started = Signal()
+        m.d.sync += started.eq(starting)
         wiring.connect(m, wiring.flipped(self.write), memories.write)
         # A program places results into the activation memory while the unit computes.
         placing = self.write.payload.target == TARGET_ACTIVATIONS
@@ -128,7 +136,8 @@ class TernaryUnit(wiring.Component):
             config, len(lanes.sums[0]))
         # The whole pipeline holds while a finished row waits for the output bank.
         advance = ~accumulators.stall
-        issue_tag, trit_addr = self._issue(m, starting, issuing, advance, walker, dims)
+        issue_tag, trit_addr = self._issue(m, starting, started, issuing, advance, walker,
+                                           dims)
 
         # Both words leave block RAM in the same cycle and feed the lanes directly: the
         # stored 2-bit codes need no decoding beyond wiring. Tags travel beside the data,
@@ -168,7 +177,11 @@ class TernaryUnit(wiring.Component):
 
         in_flight = Cat(*(tag.valid for tag in tags[1:])).any()
         finished = running & ~issuing & ~in_flight & ~accumulators.draining
-        with m.If(running):
+        # The unit runs in the cycle after the start (`started`), so the count restarts
+        # there at 1 rather than at 0 on `starting`.
+        with m.If(started):
+            m.d.sync += self.busy_cycles.eq(1)
+        with m.Elif(running):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(finished):
             m.d.sync += running.eq(0)
@@ -205,11 +218,10 @@ class TernaryUnit(wiring.Component):
                 self.raw.eq(start.raw), self.relu.eq(start.relu),
                 issuing.eq((start.m != 0) & (start.k != 0) & (start.n != 0)),
                 running.eq(1),
-                self.busy_cycles.eq(0),
             ]
         return dims, issuing, walker, weight_base
 
-    def _issue(self, m, starting, issuing, advance, walker, dims):
+    def _issue(self, m, starting, started, issuing, advance, walker, dims):
         """Walk N tiles, rows, K groups, one group a cycle; return (tag, weight word)."""
         config, geo = self.config, self.geometry
         lanes, fan_in = geo.lanes, geo.fan_in
@@ -230,6 +242,15 @@ class TernaryUnit(wiring.Component):
         mac_cycles = Signal(range(ceil_div(config.max_n, lanes) * config.max_m
                                   * ceil_div(config.max_k, fan_in) + 1))
         m.d.comb += self.mac_cycles.eq(mac_cycles)
+        # Groups are counted a cycle after they issue (`issued`), from the registered
+        # start (`started`): the first issues in the cycle after the start at the
+        # earliest, the last at least two cycles before `busy` falls.
+        issued = Signal()
+        m.d.sync += issued.eq(issuing & advance)
+        with m.If(started):
+            m.d.sync += mac_cycles.eq(0)
+        with m.Elif(issued):
+            m.d.sync += mac_cycles.eq(mac_cycles + 1)
 
         # Tags carry no row or column: results leave in issue order, so the output bank
         # counts them itself.
@@ -242,12 +263,11 @@ class TernaryUnit(wiring.Component):
             first_row = (start.m <= 1) | (config.max_m <= 1)
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.k_step.eq(KStep.RESET)]
             m.d.sync += [n_base.eq(0), row.eq(0), k_base.eq(0), trit_addr.eq(0),
-                         tile_trit_base.eq(0), mac_cycles.eq(0),
+                         tile_trit_base.eq(0),
                          last_k.eq(first_k), single_k.eq(first_k),
                          last_row.eq(first_row), single_row.eq(first_row),
                          last_tile.eq((start.n <= lanes) | (config.max_n <= lanes))]
         with m.Elif(issuing & advance):
-            m.d.sync += mac_cycles.eq(mac_cycles + 1)
             with m.If(~last_k):
                 m.d.comb += walker.k_step.eq(KStep.NEXT)
                 m.d.sync += [k_base.eq(k_base + fan_in), trit_addr.eq(trit_addr + 1),

@@ -21,21 +21,31 @@ def _config(lanes, fan_in, **limits):
     return AcceleratorConfig(**{**base, **limits})
 
 
-def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None):
-    """Load the image, run one problem; return ``{(row, col): acc}``, cycles and counters."""
+def _run(config, q, T, packing, *, ready_prob=1.0, seed=0, dims=None, image=None, then=()):
+    """Load the image, run one problem; return ``{(row, col): acc}``, cycles and counters.
+
+    ``then``: the dims of further problems run after it on the same image; their
+    counters go to ``info["then"]`` and their results are not kept.
+    """
     dut = TernaryUnit(config)
     image = image or ternary_memory_image(config, q, T, packing)
     m, k = q.shape
     n = T.shape[1]
     dims = dims or (m, k, n)
     rng = random.Random(seed)
-    results, info = {}, {}
+    results, info = {}, {"then": []}
 
     async def bench(ctx):
         for target, blob in image.items():
             for addr, byte in enumerate(blob):
                 await stream_put(ctx, dut.write, {"target": target, "addr": addr, "data": byte})
         walk = engine("ternary").walk(config, q.shape)     # the layout of the image
+        await problem(ctx, walk, dims, results, info)
+        for later in then:
+            info["then"].append({})
+            await problem(ctx, walk, later, {}, info["then"][-1])
+
+    async def problem(ctx, walk, dims, results, info):
         ctx.set(dut.start.payload, start_fields(walk, *dims))
         ctx.set(dut.start.valid, 1)
         await ctx.tick().until(dut.start.ready)
@@ -134,6 +144,20 @@ def test_zero_dimension_finishes_without_output():
     T = np.ones((2, 2), np.int8)
     got, info = _run(config, q, T, "2bit", dims=(0, 2, 2))
     assert got == {} and info["mac_cycles"] == 0
+
+
+def test_counters_restart_with_each_problem():
+    # The counters restart the cycle after a start: a second problem's counts are its own.
+    config = _config(2, 4)
+    q = np.ones((3, 8), np.int8)
+    T = np.ones((8, 3), np.int8)
+    _, info = _run(config, q, T, "2bit", then=[(2, 8, 3), (0, 8, 3)])
+    second, empty = info["then"]
+    assert info["busy_cycles"] == plan_ternary(config, 3, 8, 3).cycles
+    assert info["mac_cycles"] == 3 * 2 * 2          # rows x K groups x N tiles
+    assert second["busy_cycles"] == plan_ternary(config, 2, 8, 3).cycles
+    assert second["mac_cycles"] == 2 * 2 * 2
+    assert empty["mac_cycles"] == 0 and 0 < empty["busy_cycles"] < second["busy_cycles"]
 
 
 def test_rejects_a_non_config():
