@@ -47,7 +47,8 @@ class Responder(wiring.Component):
     (:class:`~tritile.hw.event_counters.EventCounters`: frame-level events, overruns and
     the carries of the cycle counter's low byte, which is kept in logic), the last RUN's
     cycle counters, the output memory and the last program's per-layer counters. Each data
-    byte is fetched, registered and offered; the header is offered from the response's
+    byte is fetched (the first from the response's second cycle), registered and offered;
+    the header is offered from the response's
     arrival until the writer has sent the whole frame, and the response is taken with it.
 
     Parameters
@@ -181,12 +182,20 @@ class Responder(wiring.Component):
             self.response.ready.eq(self.header.ready),
         ]
 
+        # Whether bytes are left to fetch, registered (so that no path runs from the
+        # response's length through the compare into the FSMs of the responder and the
+        # writer): `index` and the held response are a cycle old in it, so it counts
+        # from the response's second cycle (`armed`) and `index` moves only in FETCH,
+        # two cycles before the next FETCH. The first data byte is fetched a cycle later,
+        # while the writer still sends the header.
+        armed, more = Signal(), Signal()
+        m.d.sync += [armed.eq(self.response.valid & ~self.header.ready),
+                     more.eq(index != resp.length)]
         with m.FSM():
             with m.State("FETCH"):
                 # The RAM is read once every event so far is counted; memory sources show
                 # byte `index` in the next cycle.
-                with m.If(self.response.valid & (index != resp.length)
-                          & (~from_ram | counters.read_ready)):
+                with m.If(armed & more & (~from_ram | counters.read_ready)):
                     m.d.sync += [index.eq(index + 1), held_lane.eq(lane),
                                  held_mac.eq(index[2]),
                                  held_cycles_low.eq(stats & (index == cycles_index))]

@@ -163,7 +163,8 @@ def test_parser_counts_a_payload_into_its_argument_block_and_data(py_rng):
 
 def test_response_writer_frames_status_and_data(py_rng):
     responses = [(Opcode.READ, 1, 0, py_rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
-                 (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b"")]
+                 (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b""),
+                 (Opcode.READ, 4, 0, py_rng.randbytes(5))]
     dut = ResponseWriter()
     out = bytearray()
     finished = {}
@@ -197,4 +198,4 @@ def test_response_writer_frames_status_and_data(py_rng):
     expected = b"".join(protocol.encode_response(op, seq, status, data)
                         for op, seq, status, data in responses)
     assert bytes(out) == expected
-    assert len(FrameDecoder().feed(bytes(out))) == 3
+    assert len(FrameDecoder().feed(bytes(out))) == 4

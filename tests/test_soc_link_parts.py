@@ -166,18 +166,22 @@ def test_responder_sends_each_source():
         await ctx.tick().repeat(1000)
         for source, length, base, output8 in ((Source.CAPABILITY, 10, 0, 0),
                                               (Source.CYCLES, 8, 0, 0),
+                                              (Source.CYCLES, 0, 0, 0),
                                               (Source.OUTPUT, 6, 5, 0),
                                               (Source.OUTPUT, 3, 2, 1),
                                               (Source.STATS, 28, 0, 0)):
+            # A cycle apart, the last one's fields still on the wires (not valid): the
+            # empty response must not fetch a byte on the length before it.
+            await ctx.tick()
             await stream_put(ctx, dut.response, {
                 "opcode": 2, "seq": 9, "status": 0, "length": length, "source": source,
                 "base": base, "output8": output8})
 
     async def consume(ctx):
         # As the writer does: data bytes while the header is offered, then the header.
-        for length in (10, 8, 6, 3, 28):
+        for length in (10, 8, 0, 6, 3, 28):
             sent = [await stream_get(ctx, dut.data) for _ in range(length)]
-            assert [byte.last for byte in sent] == [0] * (length - 1) + [1]
+            assert [byte.last for byte in sent] == ([0] * (length - 1) + [1])[:length]
             frames.append(bytes(byte.byte for byte in sent))
             header = await stream_get(ctx, dut.header)
             assert header.length == length
@@ -186,9 +190,9 @@ def test_responder_sends_each_source():
                                              watch_stream(dut.header, "header", violations)])
     words = b"".join((0x44332211 * (i + 1) & 0xFFFFFFFF).to_bytes(4, "little")
                      for i in range(8))
-    assert frames[:4] == [capability, bytes.fromhex("040302010d0c0b0a"), words[5:11],
+    assert frames[:5] == [capability, bytes.fromhex("040302010d0c0b0a"), b"", words[5:11],
                           bytes(words[i * 4] for i in range(2, 5))]
-    stats = protocol.parse_stats(frames[4])
+    stats = protocol.parse_stats(frames[5])
     assert (stats["frames"], stats["overruns"], stats["bad_crc"]) == (3, 2, 0)
     # The STATS bytes are read over a few dozen cycles after about 1100 cycles.
     assert 1000 < stats["cycles"] < 2000
