@@ -47,10 +47,11 @@ SYSTOLIC_START = 1
 
 def systolic_array_latency(rows):
     """Return the cycles from a row fed into a systolic array of ``rows`` rows to its
-    column sums: the skew of the last row (``rows - 1``), its activation register and its
-    partial-sum register (:class:`~tritile.hw.systolic_array.SystolicArray`). The
-    columns add nothing: a row's activation reaches all of them at once."""
-    return rows + 1
+    column sums: the skew of the last row (``rows - 1``), its activation register, its
+    product register and its partial-sum register
+    (:class:`~tritile.hw.systolic_array.SystolicArray`). The columns add nothing: a row's
+    activation reaches all of them at once."""
+    return rows + 2
 
 
 #: Systolic core: cycles from a block's last row fed to its first accumulator entering the
@@ -59,7 +60,7 @@ def systolic_array_latency(rows):
 #: flag.
 SYSTOLIC_ACCUMULATE = 4
 #: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
-#: (R * C cycles) and the pipeline latency (R + 1 + SYSTOLIC_ACCUMULATE) hide behind the
+#: (R * C cycles) and the pipeline latency (R + 2 + SYSTOLIC_ACCUMULATE) hide behind the
 #: compute of the next two blocks.
 SYSTOLIC_ACC_BUFFERS = 3
 

@@ -117,8 +117,7 @@ class SystolicCore(wiring.Component):
         issue = running & ~tiles.stall
         m.d.comb += [
             act_mem.read_addr.eq(walker.addr), act_mem.read_en.eq(issue),
-            weight_mem.read_addr.eq(
-                tiles.weight_base + tiles.ld_wbase + tiles.ld_k0 + tiles.slot),
+            weight_mem.read_addr.eq(tiles.weight_row),
             weight_mem.read_en.eq(issue),
         ]
         self._step_walker(m, tiles, walker, issue)
@@ -175,6 +174,7 @@ class SystolicCore(wiring.Component):
                 self.raw.eq(payload.raw), self.relu.eq(payload.relu),
                 *(tiles.walk[name].eq(payload[name]) for name in WALK_FIELDS),
                 tiles.weight_base.eq(payload.weight_base),
+                tiles.weight_row.eq(payload.weight_base),
                 running.eq(legal), rejected.eq(~legal),
                 tiles.ld_valid.eq(1), tiles.ld_k0.eq(0), tiles.ld_m0.eq(0), tiles.ld_n0.eq(0),
                 tiles.ld_wbase.eq(0), tiles.cp_valid.eq(0), tiles.slot.eq(0),
@@ -205,7 +205,14 @@ class SystolicCore(wiring.Component):
                              walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
 
     def _feed(self, m, tiles, array, act_data, weight_data, walker, issue):
-        """Feed the memories' words into the array, its controls delayed to meet them."""
+        """Feed the memories' words into the array, its controls delayed to meet them.
+
+        From R = 2 the weight row is registered once more after its memory (the memory's
+        read, not the register in front of it, then ends the path: on the ECP5 a block RAM
+        read takes 5.8 ns before any logic), so it loads a cycle after its activation row
+        is fed; the array allows that (:class:`SystolicArray`: the window of row ``r``
+        ends R cycles after its tile's row ``r`` at the earliest), and no count changes.
+        """
         swap_d = Signal()
         load_d = Signal()
         real_d = Signal()
@@ -214,19 +221,27 @@ class SystolicCore(wiring.Component):
         m.d.sync += [
             swap_d.eq(issue & tiles.cp_valid & (tiles.slot == 0)),
             load_d.eq(issue & tiles.ld_valid),
-            real_d.eq(tiles.ld_k0 + tiles.slot < tiles.size_k),
+            # ld_k0 + slot < size_k: the tile's first row always is (a load tile has one),
+            # and from its second on the registered row count is current (look_ahead).
+            real_d.eq((tiles.slot == 0) | (tiles.slot < tiles.ld_kr)),
             pad_d.eq(walker.pad),
             index_d.eq(tiles.slot),
         ]
+        # Rows past K belong to the next N tile in memory: load zeros instead.
+        weight_row = Mux(real_d, weight_data[:8 * self.config.systolic_cols], 0)
+        if self.config.systolic_rows > 1:
+            row_q = Signal.like(weight_row, reset_less=True)
+            load_q = Signal()
+            index_q = Signal.like(index_d)
+            m.d.sync += [row_q.eq(weight_row), load_q.eq(load_d), index_q.eq(index_d)]
+            weight_row, load_d, index_d = row_q, load_q, index_q
         m.d.comb += [
             # Padding feeds a zero row (the memory's data is discarded).
             array.act.eq(Mux(pad_d, 0, act_data)),
             array.swap.eq(swap_d),
             array.weight_index.eq(index_d),
             array.weight_load.eq(load_d),
-            # Rows past K belong to the next N tile in memory: load zeros instead.
-            array.weight_row.eq(Mux(real_d, weight_data[:8 * self.config.systolic_cols],
-                                    0)),
+            array.weight_row.eq(weight_row),
         ]
 
     def _next_tile(self, m, tiles, running, issue, accumulators):
@@ -242,7 +257,8 @@ class SystolicCore(wiring.Component):
             with m.If(t.row_valid):
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + t.cp_macs)
             m.d.sync += [t.slot.eq(t.slot + 1), t.start_at.eq(0),
-                         t.last_slot.eq(t.slot == rows - 2)]
+                         t.last_slot.eq(t.slot == rows - 2),
+                         t.weight_row.eq(t.weight_row + 1)]
             with m.If(t.last_slot):
                 fill = Mux(t.cp_valid & t.cp_last_k, next_buffer(t.fill), t.fill)
                 at_fill = Const(1, SYSTOLIC_ACC_BUFFERS) << fill
@@ -258,6 +274,8 @@ class SystolicCore(wiring.Component):
                 with m.If(t.ld_valid):
                     m.d.sync += [getattr(t, name).eq(value)
                                  for name, value in t.ld_next.items()]
+                    m.d.sync += t.weight_row.eq(t.weight_base + t.ld_next["ld_wbase"]
+                                                + t.ld_next["ld_k0"])
                 with m.Else():
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
@@ -279,6 +297,10 @@ class _Tiles:
         self.size_n = Signal(range(config.max_n + 1))
         self.walk = Signal.like(walker.walk)
         self.weight_base = Signal(range(geometry.weight_words))
+        # The weight memory word of the load tile's row `slot`: weight_base + ld_wbase +
+        # ld_k0 + slot, as a register counted with the rows (three adders in front of the
+        # block RAM's address otherwise).
+        self.weight_row = Signal(range(geometry.weight_words))
         self.ld_valid = Signal()
         self.ld_k0 = Signal(range(config.max_k + rows))
         self.ld_m0 = Signal(range(config.max_m + rows))
@@ -300,11 +322,12 @@ class _Tiles:
         self.ld_last_m = self.ld_m0 + rows >= self.size_m
         self.ld_last_n = self.ld_n0 + cols >= self.size_n
         self.ld_first_k = self.ld_k0 == 0
-        ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0, rows)[:ceil_log2(rows + 1)]
+        self.ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0,
+                         rows)[:ceil_log2(rows + 1)]
         self.ld_nc = Mux(self.ld_last_n, self.size_n - self.ld_n0, cols)[:ceil_log2(cols + 1)]
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
-        self.ld_macs = shift_add_product(ld_kr, self.ld_nc)
+        self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
         # The load tile after this one: the next K tile, else the next row block, else
         # the next N tile, else none.
         last_km = self.ld_last_k & self.ld_last_m
@@ -335,7 +358,8 @@ class _Tiles:
         registered a cycle after its tile's registers changed is current when it is
         read, and the end of a tile (the moves of both tiles) is then a few LUTs from
         registers, not behind the tile's adders and compares (on iCE40 the issue's
-        path into the load tile's counters was among the longest).
+        path into the load tile's counters was among the longest). ``ld_kr`` is read at
+        every row of a tile but its first, so at least a cycle after the change as well.
         """
         if self.rows == 1:
             return
@@ -345,7 +369,8 @@ class _Tiles:
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_nc", "ld_rows", "ld_macs"):
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows",
+                     "ld_macs"):
             setattr(self, name, held(getattr(self, name), name))
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
