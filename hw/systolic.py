@@ -190,19 +190,20 @@ class SystolicCore(wiring.Component):
         Per K tile (one column group), the block's rows one per cycle, then back to the
         block's first row for the next K tile, or on to the next block's (marked), or to
         row 0 for the next N tile. It starts while the first tile's weights load, when the
-        walk registers hold the new problem's.
+        walk registers hold the new problem's. The steps are those of an issued row, from
+        the tile's registers; the issue itself is the walker's ``advance``.
         """
+        m.d.comb += walker.advance.eq(issue | ~tiles.cp_valid)
         with m.If(~tiles.cp_valid):
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.m_mark.eq(1),
                          walker.k_step.eq(KStep.RESET)]
-        with m.Elif(issue):
-            with m.If(~tiles.last_slot):
-                m.d.comb += walker.m_step.eq(MStep.NEXT)
-            with m.Elif(~tiles.cp_last_k):
-                m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
-            with m.Else():
-                m.d.comb += [walker.m_step.eq(Mux(tiles.cp_last_m, MStep.RESET, MStep.NEXT)),
-                             walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
+        with m.Elif(~tiles.last_slot):
+            m.d.comb += walker.m_step.eq(MStep.NEXT)
+        with m.Elif(~tiles.cp_last_k):
+            m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
+        with m.Else():
+            m.d.comb += [walker.m_step.eq(Mux(tiles.cp_last_m, MStep.RESET, MStep.NEXT)),
+                         walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
 
     def _feed(self, m, tiles, array, act_data, weight_data, walker, issue):
         """Feed the memories' words into the array, its controls delayed to meet them.
