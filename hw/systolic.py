@@ -234,7 +234,9 @@ class SystolicCore(wiring.Component):
             row_q = Signal.like(weight_row, reset_less=True)
             load_q = Signal()
             index_q = Signal.like(index_d)
-            m.d.sync += [row_q.eq(weight_row), load_q.eq(load_d), index_q.eq(index_d)]
+            m.d.sync += [load_q.eq(load_d), index_q.eq(index_d)]
+            with m.If(load_d):
+                m.d.sync += row_q.eq(weight_row)
             weight_row, load_d, index_d = row_q, load_q, index_q
         m.d.comb += [
             # Padding feeds a zero row (the memory's data is discarded).
