@@ -8,7 +8,7 @@ functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/syst
 "Where the facts live").
 """
 
-__all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
+__all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_FEED", "SYSTOLIC_ACCUMULATE",
            "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS",
            "WRITE_FIELDS", "systolic_array_latency", "requantizer_interval",
            "requantizer_latency"]
@@ -54,11 +54,15 @@ def systolic_array_latency(rows):
     return rows + 2
 
 
+#: Systolic core: cycles from a row's issue to its entering the array: the memories'
+#: synchronous read and the feed register behind it (a block RAM's read then ends at a
+#: register, not across the die at the array's operand registers).
+SYSTOLIC_FEED = 2
 #: Systolic core: cycles from a block's last row fed to its first accumulator entering the
-#: output stage, beyond the array's latency (:func:`systolic_array_latency`): the
-#: activation memory read, the accumulator's sum register, its write and the block-complete
-#: flag.
-SYSTOLIC_ACCUMULATE = 4
+#: output stage, beyond the array's latency (:func:`systolic_array_latency`): the feed
+#: (:data:`SYSTOLIC_FEED`), the accumulator's sum register, its write and the
+#: block-complete flag.
+SYSTOLIC_ACCUMULATE = SYSTOLIC_FEED + 3
 #: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
 #: (R * C cycles) and the pipeline latency (R + 2 + SYSTOLIC_ACCUMULATE) hide behind the
 #: compute of the next two blocks.

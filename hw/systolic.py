@@ -28,7 +28,7 @@ from tritile.sw.systolic_layout import ACT_TARGET, WEIGHT_TARGET, systolic_geome
 
 from .dsp import shift_add_product
 from .engine_memory import EngineMemory, single_port_memories
-from .facts import SYSTOLIC_ACC_BUFFERS, WALK_FIELDS
+from .facts import SYSTOLIC_ACC_BUFFERS, SYSTOLIC_FEED, WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .systolic_accumulators import SystolicAccumulators, next_buffer
@@ -91,9 +91,10 @@ class SystolicCore(wiring.Component):
             8 * rows, geometry.act_words, single_port="systolic_act" in single_port)
         m.submodules.weight_mem = weight_mem = EngineMemory(
             8 * cols, geometry.weight_words, single_port="systolic_weights" in single_port)
-        # Memory data arrives one cycle after the address, then the array's latency.
+        # A row enters the array SYSTOLIC_FEED cycles after its issue, then the array's
+        # latency.
         m.submodules.accumulators = accumulators = SystolicAccumulators(
-            config, psum_width, 1 + array.latency)
+            config, psum_width, SYSTOLIC_FEED + array.latency)
         m.submodules.walker = walker = Im2colAddress(
             **engine_walk_limits(config, rows, geometry.act_words))
         tiles = _Tiles(config, geometry, walker)
@@ -208,11 +209,10 @@ class SystolicCore(wiring.Component):
     def _feed(self, m, tiles, array, act_data, weight_data, walker, issue):
         """Feed the memories' words into the array, its controls delayed to meet them.
 
-        From R = 2 the weight row is registered once more after its memory (the memory's
-        read, not the register in front of it, then ends the path: on the ECP5 a block RAM
-        read takes 5.8 ns before any logic), so it loads a cycle after its activation row
-        is fed; the array allows that (:class:`SystolicArray`: the window of row ``r``
-        ends R cycles after its tile's row ``r`` at the earliest), and no count changes.
+        A row's words arrive a cycle after its issue; the feed registers them (zeros for
+        padding and for weight rows past K) with their controls, so a block RAM's read
+        ends at a register here and not at the array's operand registers, on the ECP5
+        across the die and after 5.8 ns of the block RAM's own (:data:`SYSTOLIC_FEED`).
         """
         swap_d = Signal()
         load_d = Signal()
@@ -228,24 +228,21 @@ class SystolicCore(wiring.Component):
             pad_d.eq(walker.pad),
             index_d.eq(tiles.slot),
         ]
-        # Rows past K belong to the next N tile in memory: load zeros instead.
-        weight_row = Mux(real_d, weight_data[:8 * self.config.systolic_cols], 0)
-        if self.config.systolic_rows > 1:
-            row_q = Signal.like(weight_row, reset_less=True)
-            load_q = Signal()
-            index_q = Signal.like(index_d)
-            m.d.sync += [load_q.eq(load_d), index_q.eq(index_d)]
-            with m.If(load_d):
-                m.d.sync += row_q.eq(weight_row)
-            weight_row, load_d, index_d = row_q, load_q, index_q
-        m.d.comb += [
+        # The feed register; the data without a reset (the controls say when it counts).
+        act_row = Signal.like(array.act, reset_less=True)
+        weight_row = Signal.like(array.weight_row, reset_less=True)
+        m.d.sync += [
             # Padding feeds a zero row (the memory's data is discarded).
-            array.act.eq(Mux(pad_d, 0, act_data)),
+            act_row.eq(Mux(pad_d, 0, act_data)),
             array.swap.eq(swap_d),
             array.weight_index.eq(index_d),
             array.weight_load.eq(load_d),
-            array.weight_row.eq(weight_row),
         ]
+        with m.If(load_d):
+            # Rows past K belong to the next N tile in memory: load zeros instead.
+            m.d.sync += weight_row.eq(
+                Mux(real_d, weight_data[:8 * self.config.systolic_cols], 0))
+        m.d.comb += [array.act.eq(act_row), array.weight_row.eq(weight_row)]
 
     def _next_tile(self, m, tiles, running, issue, accumulators):
         """Count the slots of each issued K tile; at a tile's end, move both tiles on."""
