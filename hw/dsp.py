@@ -218,9 +218,11 @@ class DualMul8(wiring.Component):
     def _ecp5_multipliers(self):
         # yosys' synth_ecp5 packs no flip-flop into a MULT18X18D, so the registers are
         # the instance's: A every edge (CE0 high), B at ``b_load`` (CE1), the product
-        # every edge. All on CLK0, the only clock nextpnr times a MULT18X18D by.
+        # every edge. All on CLK0, the only clock nextpnr times a MULT18X18D by. The
+        # other clock, enable and reset pins stay unconnected: nextpnr shares them
+        # between the multipliers of a DSP block, and a constant on a clock pin does not
+        # route (the first build with CLK1-3 tied low failed on the ground net).
         m = Module()
-        b_load = self.b_load if self.registered else 1
         clocked = "CLK0" if self.registered else "NONE"
         for a, b, p in ((self.a0, self.b0, self.p0), (self.a1, self.b1, self.p1)):
             product = Signal(36)
@@ -241,11 +243,8 @@ class DualMul8(wiring.Component):
                 **{f"i_B{i}": b18[i] for i in range(18)},
                 **{f"i_C{i}": 0 for i in range(18)},
                 i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-                i_CLK0=ClockSignal(), i_CLK1=0, i_CLK2=0, i_CLK3=0,
-                i_CE0=1, i_CE1=b_load, i_CE2=0, i_CE3=0,
-                i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
-                **{f"i_SRIA{i}": 0 for i in range(18)},
-                **{f"i_SRIB{i}": 0 for i in range(18)},
+                i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0,
+                **({"i_CE1": self.b_load} if self.registered else {}),
                 **{f"o_P{i}": product[i] for i in range(36)})
             m.d.comb += p.eq(product[:16])
         return m
