@@ -74,6 +74,12 @@ endmodule
 
 _PINS = lambda name: ", ".join(f"{name}{i}" for i in range(17, -1, -1))  # noqa: E731
 
+def _mult_control(wire, param, pin):
+    # The one of the four CEn (RSTn) pins that a register's parameter names.
+    choices = " : ".join(f'{param} == "{pin}{i}" ? {pin}{i}' for i in (3, 2, 1))
+    return f"  wire {wire} = {choices} : {pin}0;\n"
+
+
 ECP5_MULT18X18D = f"""
 module MULT18X18D (
   input {_PINS("A")}, input {_PINS("B")}, input {_PINS("C")},
@@ -110,18 +116,10 @@ module MULT18X18D (
   wire [17:0] b = {{{_PINS("B")}}};
   // The input and output registers on CLK0 (the only clock tritile's instances use),
   // each with its own clock enable and synchronous reset of the four.
-  wire ce_a = REG_INPUTA_CE == "CE3" ? CE3 : REG_INPUTA_CE == "CE2" ? CE2 :
-              REG_INPUTA_CE == "CE1" ? CE1 : CE0;
-  wire ce_b = REG_INPUTB_CE == "CE3" ? CE3 : REG_INPUTB_CE == "CE2" ? CE2 :
-              REG_INPUTB_CE == "CE1" ? CE1 : CE0;
-  wire ce_p = REG_OUTPUT_CE == "CE3" ? CE3 : REG_OUTPUT_CE == "CE2" ? CE2 :
-              REG_OUTPUT_CE == "CE1" ? CE1 : CE0;
-  wire rst_a = REG_INPUTA_RST == "RST3" ? RST3 : REG_INPUTA_RST == "RST2" ? RST2 :
-               REG_INPUTA_RST == "RST1" ? RST1 : RST0;
-  wire rst_b = REG_INPUTB_RST == "RST3" ? RST3 : REG_INPUTB_RST == "RST2" ? RST2 :
-               REG_INPUTB_RST == "RST1" ? RST1 : RST0;
-  wire rst_p = REG_OUTPUT_RST == "RST3" ? RST3 : REG_OUTPUT_RST == "RST2" ? RST2 :
-               REG_OUTPUT_RST == "RST1" ? RST1 : RST0;
+{"".join(_mult_control(wire, param, pin) for wire, param, pin in (
+    ("ce_a", "REG_INPUTA_CE", "CE"), ("ce_b", "REG_INPUTB_CE", "CE"),
+    ("ce_p", "REG_OUTPUT_CE", "CE"), ("rst_a", "REG_INPUTA_RST", "RST"),
+    ("rst_b", "REG_INPUTB_RST", "RST"), ("rst_p", "REG_OUTPUT_RST", "RST")))}\
   reg [17:0] a_q = 18'd0;
   reg [17:0] b_q = 18'd0;
   reg [35:0] p_q = 36'd0;
