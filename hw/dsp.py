@@ -4,15 +4,16 @@ yosys maps each 8 x 8 multiply to a whole SB_MAC16 on iCE40, so an iCE40UP5K's 8
 would give 8 int8 MACs per cycle. An SB_MAC16 in 8 x 8 mode holds two independent signed
 8 x 8 multipliers (upper bytes of A and B, lower bytes of A and B), which this component
 instantiates directly on iCE40; elsewhere it writes plain multiplies that yosys maps to
-one DSP each (MULT18X18D on ECP5) or that simulators evaluate.
+one DSP each or that simulators evaluate. With registers asked for, it instantiates the
+MULT18X18D on ECP5 too, whose input and output registers yosys does not infer.
 """
 
-from amaranth import Cat, Const, Instance, Module, Mux, Signal, signed
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["DualMul8", "SerialMultiplier", "shift_add_product", "times_const", "balanced_sum",
-           "is_ice40",
+           "is_ice40", "is_ecp5",
            "DUAL_MUL8_SB_MAC16", "ice40_dual_mul8_restore"]
 
 #: The SB_MAC16 configuration of :class:`DualMul8` on iCE40: 8 x 8 mode,
@@ -29,6 +30,8 @@ DUAL_MUL8_SB_MAC16 = {
 }
 # The attribute that marks DualMul8's SB_MAC16 cells for ice40_dual_mul8_restore.
 _DUAL_MUL8_ATTRIBUTE = "tritile_dual_mul8"
+# The attribute that marks those of them whose products are registered (``pipelined``).
+_DUAL_MUL8_PIPELINED = "tritile_dual_mul8_pipelined"
 # What ice40_dual_mul8_restore sets back: the two 8 x 8 products. The registers are
 # ice40_dsp's: it moves the flip-flops in front of A and B into the cell (A_REG, B_REG,
 # CLK, BHOLD), which is where DualMul8(registered=True) wants them.
@@ -47,7 +50,8 @@ def ice40_dual_mul8_restore():
     found this (docs/boards.md); it runs after synthesis, before the netlist is written.
     """
     sets = " ".join(f"-set {name} {value}" for name, value in _DUAL_MUL8_PRODUCTS.items())
-    return f"setparam {sets} a:{_DUAL_MUL8_ATTRIBUTE}"
+    return (f"setparam {sets} a:{_DUAL_MUL8_ATTRIBUTE}; "
+            f"setparam -set TOP_8x8_MULT_REG 1 -set BOT_8x8_MULT_REG 1 a:{_DUAL_MUL8_PIPELINED}")
 
 
 def shift_add_product(a, b):
@@ -122,6 +126,13 @@ class SerialMultiplier(wiring.Component):
         return m
 
 
+def is_ecp5(platform):
+    """Return whether ``platform`` is a Lattice ECP5 platform."""
+    from amaranth.vendor import LatticePlatform
+
+    return isinstance(platform, LatticePlatform) and platform.family == "ecp5"
+
+
 def is_ice40(platform):
     """Return whether ``platform`` is an iCE40 (SiliconBlue) platform."""
     from amaranth.vendor import SiliconBluePlatform
@@ -139,7 +150,13 @@ class DualMul8(wiring.Component):
         registers, ``a0`` and ``a1`` taken at every clock edge, ``b0`` and ``b1`` at an
         edge with ``b_load``; the registers have no reset, so that on iCE40 yosys'
         ``ice40_dsp`` moves them into the SB_MAC16 (its A and B input registers), where
-        they take no logic cell.
+        they take no logic cell. On ECP5 they are the MULT18X18D's own input registers.
+    pipelined : bool
+        The products are registered: ``p0`` and ``p1`` hold the products of the operands
+        (held or not) of the previous clock edge. The register is the multiplier block's
+        own (the SB_MAC16's 8 x 8 product registers, the MULT18X18D's output register), so
+        on an FPGA no route runs from the operands through the multiplier to its users
+        within one cycle.
 
     Members
     -------
@@ -148,11 +165,12 @@ class DualMul8(wiring.Component):
     b_load : In(1)
         With ``registered``: take ``b0`` and ``b1`` at this edge.
     p0, p1 : Out(signed(16))
-        ``a0 * b0`` and ``a1 * b1`` (of the held operands with ``registered``).
+        ``a0 * b0`` and ``a1 * b1`` (of the held operands with ``registered``, one cycle
+        late with ``pipelined``).
     """
 
-    def __init__(self, registered=False):
-        self.registered = registered
+    def __init__(self, registered=False, pipelined=False):
+        self.registered, self.pipelined = registered, pipelined
         super().__init__({
             "a0": In(signed(8)), "b0": In(signed(8)), "a1": In(signed(8)),
             "b1": In(signed(8)), **({"b_load": In(1)} if registered else {}),
@@ -160,6 +178,8 @@ class DualMul8(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if platform is not None and is_ecp5(platform) and (self.registered or self.pipelined):
+            return self._ecp5_multipliers()
         m = Module()
         # A and B as the SB_MAC16 takes them: each one register (ice40_dsp moves a
         # register into the cell only whole).
@@ -171,18 +191,60 @@ class DualMul8(wiring.Component):
                 m.d.sync += held_b.eq(b)
             a, b = held_a, held_b
         if platform is None or not is_ice40(platform):
-            m.d.comb += [self.p0.eq(a[:8].as_signed() * b[:8].as_signed()),
-                         self.p1.eq(a[8:].as_signed() * b[8:].as_signed())]
+            products = [a[:8].as_signed() * b[:8].as_signed(),
+                        a[8:].as_signed() * b[8:].as_signed()]
+            if self.pipelined:
+                held_p = [Signal(signed(16), reset_less=True) for _ in range(2)]
+                m.d.sync += [held.eq(product) for held, product in zip(held_p, products)]
+                products = held_p
+            m.d.comb += [self.p0.eq(products[0]), self.p1.eq(products[1])]
             return m
         out = Signal(32)
+        registers = {"TOP_8x8_MULT_REG": 1, "BOT_8x8_MULT_REG": 1} if self.pipelined else {}
         m.submodules.mac = Instance(
             "SB_MAC16", **{f"a_{_DUAL_MUL8_ATTRIBUTE}": 1},
-            **{f"p_{name}": value for name, value in DUAL_MUL8_SB_MAC16.items()},
-            i_CLK=0, i_CE=1, i_A=a, i_B=b, i_C=0, i_D=0,
-            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+            **({f"a_{_DUAL_MUL8_PIPELINED}": 1} if self.pipelined else {}),
+            **{f"p_{name}": value
+               for name, value in {**DUAL_MUL8_SB_MAC16, **registers}.items()},
+            i_CLK=ClockSignal() if self.pipelined else 0, i_CE=1, i_A=a, i_B=b, i_C=0,
+            i_D=0, i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
             i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
             i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
             i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
             o_O=out, o_CO=Signal(), o_ACCUMCO=Signal(), o_SIGNEXTOUT=Signal())
         m.d.comb += [self.p0.eq(out[0:16]), self.p1.eq(out[16:32])]
+        return m
+
+    def _ecp5_multipliers(self):
+        # yosys' synth_ecp5 packs no flip-flop into a MULT18X18D, so the registers are
+        # the instance's: A every edge (CE0 high), B at ``b_load`` (CE1), the product
+        # every edge. All on CLK0, the only clock nextpnr times a MULT18X18D by. The
+        # other clock, enable and reset pins stay unconnected: nextpnr shares them
+        # between the multipliers of a DSP block, and a constant on a clock pin does not
+        # route (the first build with CLK1-3 tied low failed on the ground net).
+        m = Module()
+        clocked = "CLK0" if self.registered else "NONE"
+        for a, b, p in ((self.a0, self.b0, self.p0), (self.a1, self.b1, self.p1)):
+            product = Signal(36)
+            # Signed operands sign-extended to the block's 18 bits.
+            a18, b18 = Cat(a, a[7].replicate(10)), Cat(b, b[7].replicate(10))
+            m.submodules += Instance(
+                "MULT18X18D",
+                p_REG_INPUTA_CLK=clocked, p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+                p_REG_INPUTB_CLK=clocked, p_REG_INPUTB_CE="CE1", p_REG_INPUTB_RST="RST0",
+                p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
+                p_REG_OUTPUT_CLK="CLK0" if self.pipelined else "NONE",
+                p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+                p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED",
+                p_CLK3_DIV="ENABLED", p_HIGHSPEED_CLK="NONE", p_GSR="DISABLED",
+                p_CAS_MATCH_REG="FALSE", p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED",
+                p_RESETMODE="SYNC",
+                **{f"i_A{i}": a18[i] for i in range(18)},
+                **{f"i_B{i}": b18[i] for i in range(18)},
+                **{f"i_C{i}": 0 for i in range(18)},
+                i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+                i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0,
+                **({"i_CE1": self.b_load} if self.registered else {}),
+                **{f"o_P{i}": product[i] for i in range(36)})
+            m.d.comb += p.eq(product[:16])
         return m

@@ -8,7 +8,7 @@ functions, as every use of ``tritile.hw`` from ``tritile.sw`` must be (docs/syst
 "Where the facts live").
 """
 
-__all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_ACCUMULATE",
+__all__ = ["REQUANTIZER_LATENCY", "SYSTOLIC_START", "SYSTOLIC_FEED", "SYSTOLIC_ACCUMULATE",
            "SYSTOLIC_ACC_BUFFERS", "TERNARY_PIPELINE", "START_FIELDS", "WALK_FIELDS",
            "WRITE_FIELDS", "systolic_array_latency", "requantizer_interval",
            "requantizer_latency"]
@@ -49,19 +49,24 @@ SYSTOLIC_START = 1
 
 def systolic_array_latency(rows):
     """Return the cycles from a row fed into a systolic array of ``rows`` rows to its
-    column sums: the skew of the last row (``rows - 1``), its activation register and its
-    partial-sum register (:class:`~tritile.hw.systolic_array.SystolicArray`). The
-    columns add nothing: a row's activation reaches all of them at once."""
-    return rows + 1
+    column sums: the skew of the last row (``rows - 1``), its activation register, its
+    product register and its partial-sum register
+    (:class:`~tritile.hw.systolic_array.SystolicArray`). The columns add nothing: a row's
+    activation reaches all of them at once."""
+    return rows + 2
 
 
+#: Systolic core: cycles from a row's issue to its entering the array: the memories'
+#: synchronous read and the feed register behind it (a block RAM's read then ends at a
+#: register, not across the die at the array's operand registers).
+SYSTOLIC_FEED = 2
 #: Systolic core: cycles from a block's last row fed to its first accumulator entering the
-#: output stage, beyond the array's latency (:func:`systolic_array_latency`): the
-#: activation memory read, the accumulator's sum register, its write and the block-complete
-#: flag.
-SYSTOLIC_ACCUMULATE = 4
+#: output stage, beyond the array's latency (:func:`systolic_array_latency`): the feed
+#: (:data:`SYSTOLIC_FEED`), the accumulator's sum register, its write and the
+#: block-complete flag.
+SYSTOLIC_ACCUMULATE = SYSTOLIC_FEED + 3
 #: Systolic core: accumulator buffers of R x C. With three, the read-out of a block
-#: (R * C cycles) and the pipeline latency (R + 1 + SYSTOLIC_ACCUMULATE) hide behind the
+#: (R * C cycles) and the pipeline latency (R + 2 + SYSTOLIC_ACCUMULATE) hide behind the
 #: compute of the next two blocks.
 SYSTOLIC_ACC_BUFFERS = 3
 

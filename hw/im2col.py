@@ -23,7 +23,7 @@ A dense layer is the 1 x 1 window over a 1 x M map: row m's groups are words
 
 import enum
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -99,6 +99,10 @@ class Im2colAddress(wiring.Component):
         Save the M position this cycle's step leads to, for a later ``MStep.RETURN``.
     k_step : In(KStep)
         Step of the K walker, applied at the clock edge.
+    advance : In(1, init=1)
+        Apply the steps (and the mark) at this edge. The steps then need not wait for the
+        engine's decision to move: the decision reaches only the registers' enables
+        (on iCE40, a row's issue was seven logic levels from the walker's registers).
     addr : Out(range(max_words))
         Word of the current (row, group); meaningful when ``pad`` is 0.
     pad : Out(1)
@@ -115,7 +119,8 @@ class Im2colAddress(wiring.Component):
         self._conv = conv
         super().__init__({
             "walk": In(self._layout), "m_step": In(MStep), "m_mark": In(1),
-            "k_step": In(KStep), "addr": Out(range(max_words)), "pad": Out(1),
+            "k_step": In(KStep), "advance": In(1, init=1),
+            "addr": Out(range(max_words)), "pad": Out(1),
         })
 
     def elaborate(self, platform):
@@ -155,9 +160,10 @@ class Im2colAddress(wiring.Component):
                 m.d.comb += after.eq(start)
             with m.Case(MStep.RETURN):
                 m.d.comb += after.eq(mark)
-        m.d.sync += here.eq(after)
-        with m.If(self.m_mark):
-            m.d.sync += mark.eq(after)
+        with m.If(self.advance):
+            m.d.sync += here.eq(after)
+            with m.If(self.m_mark):
+                m.d.sync += mark.eq(after)
 
         # -- K walker: tap (i, j), channel chunk, word offset ------------------------------
         tap = data.StructLayout({"i": self._layout["kernel_w"].shape,
@@ -165,7 +171,7 @@ class Im2colAddress(wiring.Component):
                                  "chunk": self._layout["chunks"].shape,
                                  "offset": origin_shape})
         group = Signal(tap)
-        with m.Switch(self.k_step):
+        with m.Switch(Mux(self.advance, self.k_step, KStep.HOLD)):
             with m.Case(KStep.NEXT):
                 with m.If(group.chunk + 1 < walk.chunks):
                     m.d.sync += [group.chunk.eq(group.chunk + 1), group.offset.eq(group.offset + 1)]
@@ -201,10 +207,11 @@ class Im2colAddress(wiring.Component):
                 m.d.comb += after.eq(self.walk.base0)
             with m.Case(MStep.RETURN):
                 m.d.comb += after.eq(mark)
-        m.d.sync += origin.eq(after)
-        with m.If(self.m_mark):
-            m.d.sync += mark.eq(after)
-        with m.Switch(self.k_step):
+        with m.If(self.advance):
+            m.d.sync += origin.eq(after)
+            with m.If(self.m_mark):
+                m.d.sync += mark.eq(after)
+        with m.Switch(Mux(self.advance, self.k_step, KStep.HOLD)):
             with m.Case(KStep.NEXT):
                 m.d.sync += offset.eq(offset + 1)
             with m.Case(KStep.RESET):

@@ -28,7 +28,7 @@ from tritile.sw.systolic_layout import ACT_TARGET, WEIGHT_TARGET, systolic_geome
 
 from .dsp import shift_add_product
 from .engine_memory import EngineMemory, single_port_memories
-from .facts import SYSTOLIC_ACC_BUFFERS, WALK_FIELDS
+from .facts import SYSTOLIC_ACC_BUFFERS, SYSTOLIC_FEED, WALK_FIELDS
 from .im2col import Im2colAddress, KStep, MStep, engine_walk_limits
 from .requantizer import START_LAYOUT, WRITE_LAYOUT, StandaloneEngine, core_members
 from .systolic_accumulators import SystolicAccumulators, next_buffer
@@ -91,9 +91,10 @@ class SystolicCore(wiring.Component):
             8 * rows, geometry.act_words, single_port="systolic_act" in single_port)
         m.submodules.weight_mem = weight_mem = EngineMemory(
             8 * cols, geometry.weight_words, single_port="systolic_weights" in single_port)
-        # Memory data arrives one cycle after the address, then the array's latency.
+        # A row enters the array SYSTOLIC_FEED cycles after its issue, then the array's
+        # latency.
         m.submodules.accumulators = accumulators = SystolicAccumulators(
-            config, psum_width, 1 + array.latency)
+            config, psum_width, SYSTOLIC_FEED + array.latency)
         m.submodules.walker = walker = Im2colAddress(
             **engine_walk_limits(config, rows, geometry.act_words))
         tiles = _Tiles(config, geometry, walker)
@@ -117,8 +118,7 @@ class SystolicCore(wiring.Component):
         issue = running & ~tiles.stall
         m.d.comb += [
             act_mem.read_addr.eq(walker.addr), act_mem.read_en.eq(issue),
-            weight_mem.read_addr.eq(
-                tiles.weight_base + tiles.ld_wbase + tiles.ld_k0 + tiles.slot),
+            weight_mem.read_addr.eq(tiles.weight_row),
             weight_mem.read_en.eq(issue),
         ]
         self._step_walker(m, tiles, walker, issue)
@@ -175,6 +175,7 @@ class SystolicCore(wiring.Component):
                 self.raw.eq(payload.raw), self.relu.eq(payload.relu),
                 *(tiles.walk[name].eq(payload[name]) for name in WALK_FIELDS),
                 tiles.weight_base.eq(payload.weight_base),
+                tiles.weight_row.eq(payload.weight_base),
                 running.eq(legal), rejected.eq(~legal),
                 tiles.ld_valid.eq(1), tiles.ld_k0.eq(0), tiles.ld_m0.eq(0), tiles.ld_n0.eq(0),
                 tiles.ld_wbase.eq(0), tiles.cp_valid.eq(0), tiles.slot.eq(0),
@@ -190,22 +191,29 @@ class SystolicCore(wiring.Component):
         Per K tile (one column group), the block's rows one per cycle, then back to the
         block's first row for the next K tile, or on to the next block's (marked), or to
         row 0 for the next N tile. It starts while the first tile's weights load, when the
-        walk registers hold the new problem's.
+        walk registers hold the new problem's. The steps are those of an issued row, from
+        the tile's registers; the issue itself is the walker's ``advance``.
         """
+        m.d.comb += walker.advance.eq(issue | ~tiles.cp_valid)
         with m.If(~tiles.cp_valid):
             m.d.comb += [walker.m_step.eq(MStep.RESET), walker.m_mark.eq(1),
                          walker.k_step.eq(KStep.RESET)]
-        with m.Elif(issue):
-            with m.If(~tiles.last_slot):
-                m.d.comb += walker.m_step.eq(MStep.NEXT)
-            with m.Elif(~tiles.cp_last_k):
-                m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
-            with m.Else():
-                m.d.comb += [walker.m_step.eq(Mux(tiles.cp_last_m, MStep.RESET, MStep.NEXT)),
-                             walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
+        with m.Elif(~tiles.last_slot):
+            m.d.comb += walker.m_step.eq(MStep.NEXT)
+        with m.Elif(~tiles.cp_last_k):
+            m.d.comb += [walker.m_step.eq(MStep.RETURN), walker.k_step.eq(KStep.NEXT)]
+        with m.Else():
+            m.d.comb += [walker.m_step.eq(Mux(tiles.cp_last_m, MStep.RESET, MStep.NEXT)),
+                         walker.m_mark.eq(1), walker.k_step.eq(KStep.RESET)]
 
     def _feed(self, m, tiles, array, act_data, weight_data, walker, issue):
-        """Feed the memories' words into the array, its controls delayed to meet them."""
+        """Feed the memories' words into the array, its controls delayed to meet them.
+
+        A row's words arrive a cycle after its issue; the feed registers them (zeros for
+        padding and for weight rows past K) with their controls, so a block RAM's read
+        ends at a register here and not at the array's operand registers, on the ECP5
+        across the die and after 5.8 ns of the block RAM's own (:data:`SYSTOLIC_FEED`).
+        """
         swap_d = Signal()
         load_d = Signal()
         real_d = Signal()
@@ -214,20 +222,27 @@ class SystolicCore(wiring.Component):
         m.d.sync += [
             swap_d.eq(issue & tiles.cp_valid & (tiles.slot == 0)),
             load_d.eq(issue & tiles.ld_valid),
-            real_d.eq(tiles.ld_k0 + tiles.slot < tiles.size_k),
+            # ld_k0 + slot < size_k: the tile's first row always is (a load tile has one),
+            # and from its second on the registered row count is current (look_ahead).
+            real_d.eq((tiles.slot == 0) | (tiles.slot < tiles.ld_kr)),
             pad_d.eq(walker.pad),
             index_d.eq(tiles.slot),
         ]
-        m.d.comb += [
+        # The feed register; the data without a reset (the controls say when it counts).
+        act_row = Signal.like(array.act, reset_less=True)
+        weight_row = Signal.like(array.weight_row, reset_less=True)
+        m.d.sync += [
             # Padding feeds a zero row (the memory's data is discarded).
-            array.act.eq(Mux(pad_d, 0, act_data)),
+            act_row.eq(Mux(pad_d, 0, act_data)),
             array.swap.eq(swap_d),
             array.weight_index.eq(index_d),
             array.weight_load.eq(load_d),
-            # Rows past K belong to the next N tile in memory: load zeros instead.
-            array.weight_row.eq(Mux(real_d, weight_data[:8 * self.config.systolic_cols],
-                                    0)),
         ]
+        with m.If(load_d):
+            # Rows past K belong to the next N tile in memory: load zeros instead.
+            m.d.sync += weight_row.eq(
+                Mux(real_d, weight_data[:8 * self.config.systolic_cols], 0))
+        m.d.comb += [array.act.eq(act_row), array.weight_row.eq(weight_row)]
 
     def _next_tile(self, m, tiles, running, issue, accumulators):
         """Count the slots of each issued K tile; at a tile's end, move both tiles on."""
@@ -242,7 +257,8 @@ class SystolicCore(wiring.Component):
             with m.If(t.row_valid):
                 m.d.sync += self.mac_cycles.eq(self.mac_cycles + t.cp_macs)
             m.d.sync += [t.slot.eq(t.slot + 1), t.start_at.eq(0),
-                         t.last_slot.eq(t.slot == rows - 2)]
+                         t.last_slot.eq(t.slot == rows - 2),
+                         t.weight_row.eq(t.weight_row + 1)]
             with m.If(t.last_slot):
                 fill = Mux(t.cp_valid & t.cp_last_k, next_buffer(t.fill), t.fill)
                 at_fill = Const(1, SYSTOLIC_ACC_BUFFERS) << fill
@@ -258,6 +274,8 @@ class SystolicCore(wiring.Component):
                 with m.If(t.ld_valid):
                     m.d.sync += [getattr(t, name).eq(value)
                                  for name, value in t.ld_next.items()]
+                    m.d.sync += t.weight_row.eq(t.weight_base + t.ld_next["ld_wbase"]
+                                                + t.ld_next["ld_k0"])
                 with m.Else():
                     # The last tile has been fed: nothing is left to issue.
                     m.d.sync += running.eq(0)
@@ -279,6 +297,10 @@ class _Tiles:
         self.size_n = Signal(range(config.max_n + 1))
         self.walk = Signal.like(walker.walk)
         self.weight_base = Signal(range(geometry.weight_words))
+        # The weight memory word of the load tile's row `slot`: weight_base + ld_wbase +
+        # ld_k0 + slot, as a register counted with the rows (three adders in front of the
+        # block RAM's address otherwise).
+        self.weight_row = Signal(range(geometry.weight_words))
         self.ld_valid = Signal()
         self.ld_k0 = Signal(range(config.max_k + rows))
         self.ld_m0 = Signal(range(config.max_m + rows))
@@ -296,15 +318,19 @@ class _Tiles:
         self.pending = Signal(SYSTOLIC_ACC_BUFFERS)       # the accumulators' pending flags
 
         self.rows = rows
-        self.ld_last_k = self.ld_k0 + rows >= self.size_k
-        self.ld_last_m = self.ld_m0 + rows >= self.size_m
-        self.ld_last_n = self.ld_n0 + cols >= self.size_n
+        # What is left of each size past the load tile's start (positive while the tile
+        # is in the problem): its last tile is the one with at most a tile left, its
+        # extent the rest; one subtractor each, then a compare with a constant.
+        left_k, left_m, left_n = (self.size_k - self.ld_k0, self.size_m - self.ld_m0,
+                                  self.size_n - self.ld_n0)
+        self.ld_last_k = left_k <= rows
+        self.ld_last_m = left_m <= rows
+        self.ld_last_n = left_n <= cols
         self.ld_first_k = self.ld_k0 == 0
-        ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0, rows)[:ceil_log2(rows + 1)]
-        self.ld_nc = Mux(self.ld_last_n, self.size_n - self.ld_n0, cols)[:ceil_log2(cols + 1)]
-        self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
-                           rows)[:ceil_log2(rows + 1)]
-        self.ld_macs = shift_add_product(ld_kr, self.ld_nc)
+        self.ld_kr = Mux(self.ld_last_k, left_k, rows)[:ceil_log2(rows + 1)]
+        self.ld_nc = Mux(self.ld_last_n, left_n, cols)[:ceil_log2(cols + 1)]
+        self.ld_rows = Mux(self.ld_last_m, left_m, rows)[:ceil_log2(rows + 1)]
+        self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
         # The load tile after this one: the next K tile, else the next row block, else
         # the next N tile, else none.
         last_km = self.ld_last_k & self.ld_last_m
@@ -335,7 +361,8 @@ class _Tiles:
         registered a cycle after its tile's registers changed is current when it is
         read, and the end of a tile (the moves of both tiles) is then a few LUTs from
         registers, not behind the tile's adders and compares (on iCE40 the issue's
-        path into the load tile's counters was among the longest).
+        path into the load tile's counters was among the longest). ``ld_kr`` is read at
+        every row of a tile but its first, so at least a cycle after the change as well.
         """
         if self.rows == 1:
             return
@@ -345,8 +372,10 @@ class _Tiles:
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_nc", "ld_rows", "ld_macs"):
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows"):
             setattr(self, name, held(getattr(self, name), name))
+        # The MAC count from the held extents: the product is not behind the subtractors.
+        self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 

@@ -17,6 +17,14 @@ of its sums (on iCE40 each of those bits is a logic cell). With C even, the two 
 share a multiplier block sit in one row and swap together, so the block's own input
 registers hold the row's activation and the PEs' active weights (on iCE40, 8 flip-flops
 a PE and 8 a row fewer in logic).
+
+The products are registered in their multiplier blocks (:class:`~tritile.hw.dsp.DualMul8`
+``pipelined``), one cycle of the array's latency: on the ECP5-85F the 144 multipliers
+fill 148 of the 156 DSP sites, so the placer cannot put them near their adders, and the
+route from the operand registers through the multiplier to the adder a die's width away
+was the SoC's critical path. The register is the block's own on both FPGAs (the
+MULT18X18D's output register, the SB_MAC16's 8 x 8 product registers), and a flip-flop
+in simulation, so every platform has the same latency.
 """
 
 from amaranth.hdl import Module, Signal, signed
@@ -34,8 +42,8 @@ class ProcessingElement(wiring.Component):
 
     Every cycle the PE adds ``activation * active weight`` to the partial sum arriving
     from above and registers it. The activation is its row's register, held by the array,
-    which also multiplies (``mul_p`` is the row's activation times ``mul_b``), so that it
-    can share one DSP block between two PEs where the FPGA allows it. A ``swap`` at an
+    which also multiplies (``mul_p`` is the row's activation times ``mul_b``, registered),
+    so that it can share one DSP block between two PEs where the FPGA allows it. A ``swap`` at an
     edge makes the shadow weight active from that edge on.
 
     Parameters
@@ -62,7 +70,7 @@ class ProcessingElement(wiring.Component):
         The active weight, to be multiplied by the row's activation (the shadow weight
         with ``weight_in_multiplier``).
     mul_p : In(signed(16))
-        The row's activation times ``mul_b``, combinationally.
+        The row's activation times ``mul_b``, of the previous clock edge.
     """
 
     def __init__(self, psum_width, weight_in_multiplier=False):
@@ -181,10 +189,11 @@ class SystolicArray(wiring.Component):
                     pes[r][c].weight_load.eq(self.weight_load & (self.weight_index == r)),
                 ]
 
-        # Products two at a time: one SB_MAC16 per pair on iCE40, one multiply each elsewhere.
+        # Products two at a time, registered: one SB_MAC16 per pair on iCE40, one
+        # multiplier block each elsewhere.
         flat = [(r, pes[r][c]) for r in range(rows) for c in range(cols)]
         for i in range(0, len(flat), 2):
-            m.submodules[f"mul_{i // 2}"] = mul = DualMul8(registered=held)
+            m.submodules[f"mul_{i // 2}"] = mul = DualMul8(registered=held, pipelined=True)
             (row, pe0), *second = flat[i:i + 2]
             act0 = row_act[row]
             if held:

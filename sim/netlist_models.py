@@ -5,8 +5,9 @@
   at whatever rate the simulation drives the pin (cycle counts are what it checks; the
   UART divisor is the bitstream's, for ``clock_hz``), and the lock-to-reset path
   (``hw/pll.py``'s reset synchronizer) runs as on the board.
-- :data:`ECP5_MULT18X18D`: the combinational signed/unsigned 18 x 18 multiply that yosys'
-  DSP mapping instantiates (no input, pipeline or output registers).
+- :data:`ECP5_MULT18X18D`: the signed/unsigned 18 x 18 multiply that yosys' DSP mapping
+  instantiates (combinational), with the input and output registers on CLK0 that
+  :class:`tritile.hw.dsp.DualMul8` instantiates (no pipeline register).
 - :data:`ECP5_DP16KD`: the block RAM in the configurations yosys' memory mapping writes
   (both ports of one width: 1, 2, 4, 9 or 18 bits true dual-port, or 36 bits written by
   port A and read by port B; byte enables on the address LSBs; no output register, no
@@ -73,6 +74,12 @@ endmodule
 
 _PINS = lambda name: ", ".join(f"{name}{i}" for i in range(17, -1, -1))  # noqa: E731
 
+def _mult_control(wire, param, pin):
+    # The one of the four CEn (RSTn) pins that a register's parameter names.
+    choices = " : ".join(f'{param} == "{pin}{i}" ? {pin}{i}' for i in (3, 2, 1))
+    return f"  wire {wire} = {choices} : {pin}0;\n"
+
+
 ECP5_MULT18X18D = f"""
 module MULT18X18D (
   input {_PINS("A")}, input {_PINS("B")}, input {_PINS("C")},
@@ -85,10 +92,16 @@ module MULT18X18D (
   output SIGNEDP
 );
   parameter REG_INPUTA_CLK = "NONE";
+  parameter REG_INPUTA_CE = "CE0";
+  parameter REG_INPUTA_RST = "RST0";
   parameter REG_INPUTB_CLK = "NONE";
+  parameter REG_INPUTB_CE = "CE0";
+  parameter REG_INPUTB_RST = "RST0";
   parameter REG_INPUTC_CLK = "NONE";
   parameter REG_PIPELINE_CLK = "NONE";
   parameter REG_OUTPUT_CLK = "NONE";
+  parameter REG_OUTPUT_CE = "CE0";
+  parameter REG_OUTPUT_RST = "RST0";
   parameter CLK0_DIV = "ENABLED";
   parameter CLK1_DIV = "ENABLED";
   parameter CLK2_DIV = "ENABLED";
@@ -101,20 +114,39 @@ module MULT18X18D (
   parameter RESETMODE = "SYNC";
   wire [17:0] a = {{{_PINS("A")}}};
   wire [17:0] b = {{{_PINS("B")}}};
-  wire signed [18:0] a_ext = {{SIGNEDA & a[17], a}};
-  wire signed [18:0] b_ext = {{SIGNEDB & b[17], b}};
+  // The input and output registers on CLK0 (the only clock tritile's instances use),
+  // each with its own clock enable and synchronous reset of the four.
+{"".join(_mult_control(wire, param, pin) for wire, param, pin in (
+    ("ce_a", "REG_INPUTA_CE", "CE"), ("ce_b", "REG_INPUTB_CE", "CE"),
+    ("ce_p", "REG_OUTPUT_CE", "CE"), ("rst_a", "REG_INPUTA_RST", "RST"),
+    ("rst_b", "REG_INPUTB_RST", "RST"), ("rst_p", "REG_OUTPUT_RST", "RST")))}\
+  reg [17:0] a_q = 18'd0;
+  reg [17:0] b_q = 18'd0;
+  reg [35:0] p_q = 36'd0;
+  wire [17:0] a_in = REG_INPUTA_CLK == "NONE" ? a : a_q;
+  wire [17:0] b_in = REG_INPUTB_CLK == "NONE" ? b : b_q;
+  wire signed [18:0] a_ext = {{SIGNEDA & a_in[17], a_in}};
+  wire signed [18:0] b_ext = {{SIGNEDB & b_in[17], b_in}};
   wire signed [37:0] product = a_ext * b_ext;
-  assign {{{", ".join(f"P{i}" for i in range(35, -1, -1))}}} = product[35:0];
+  always @(posedge CLK0) begin
+    if (rst_a) a_q <= 18'd0; else if (ce_a) a_q <= a;
+    if (rst_b) b_q <= 18'd0; else if (ce_b) b_q <= b;
+    if (rst_p) p_q <= 36'd0; else if (ce_p) p_q <= product[35:0];
+  end
+  assign {{{", ".join(f"P{i}" for i in range(35, -1, -1))}}} =
+      REG_OUTPUT_CLK == "NONE" ? product[35:0] : p_q;
   assign SIGNEDP = SIGNEDA | SIGNEDB;
-  assign {{{_PINS("ROA")}}} = a;
-  assign {{{_PINS("ROB")}}} = b;
+  assign {{{_PINS("ROA")}}} = a_in;
+  assign {{{_PINS("ROB")}}} = b_in;
   assign {{{_PINS("ROC")}}} = {{{_PINS("C")}}};
   assign {{{_PINS("SROA")}}} = 18'd0;
   assign {{{_PINS("SROB")}}} = 18'd0;
   initial begin
-    if (REG_INPUTA_CLK != "NONE" || REG_INPUTB_CLK != "NONE" ||
-        REG_PIPELINE_CLK != "NONE" || REG_OUTPUT_CLK != "NONE" || SOURCEB_MODE != "B_SHIFT")
-      $fatal(1, "MULT18X18D: tritile models only the combinational multiply, not %s %s %s %s",
+    if ((REG_INPUTA_CLK != "NONE" && REG_INPUTA_CLK != "CLK0") ||
+        (REG_INPUTB_CLK != "NONE" && REG_INPUTB_CLK != "CLK0") ||
+        (REG_OUTPUT_CLK != "NONE" && REG_OUTPUT_CLK != "CLK0") ||
+        REG_PIPELINE_CLK != "NONE" || RESETMODE != "SYNC" || SOURCEB_MODE != "B_SHIFT")
+      $fatal(1, "MULT18X18D: tritile models the multiply with its input and output registers on CLK0, not %s %s %s %s",
              REG_INPUTA_CLK, REG_INPUTB_CLK, REG_PIPELINE_CLK, REG_OUTPUT_CLK);
   end
 endmodule

@@ -1,5 +1,7 @@
-"""cocotb: the iCE40 DualMul8(registered=True) (one SB_MAC16 with its A and B input
-registers, yosys' model) against a Python model of the held operands."""
+"""cocotb: a synthesized DualMul8(registered=True, pipelined=True) (one SB_MAC16 with its
+A, B and product registers on iCE40, two MULT18X18D with their input and output registers
+on ECP5; the vendor cells' simulation models) against a Python model of the held operands
+and the registered products."""
 
 import os
 import random
@@ -14,23 +16,27 @@ def _signed8(v):
 
 
 @cocotb.test()
-async def held_operands(dut):
-    """Random operands every cycle, B taken only at edges with b_load."""
+async def held_operands_registered_products(dut):
+    """Random operands every cycle, B taken only at edges with b_load; the products of
+    the operands held at an edge appear after the next edge."""
     seed = int(os.environ["DUAL_MUL_SEED"])
     print(f"seed {seed}")
     rng = random.Random(seed)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 0
     dut.b_load.value = 1
-    held = None
+    held = None          # the operands the last edge took
+    multiplied = None    # those of the edge before: the products on p0, p1
     for cycle in range(20000):
         await FallingEdge(dut.clk)
-        if held is not None:
+        if multiplied is not None:
             p0, p1 = dut.p0.value.to_signed(), dut.p1.value.to_signed()
-            assert (p0, p1) == (held[0] * held[1], held[2] * held[3]), (cycle, held, p0, p1)
+            expected = (multiplied[0] * multiplied[1], multiplied[2] * multiplied[3])
+            assert (p0, p1) == expected, (cycle, multiplied, p0, p1)
         a0, b0, a1, b1 = (_signed8(rng.getrandbits(8)) for _ in range(4))
         load = held is None or rng.random() < 0.3
         dut.a0.value, dut.b0.value, dut.a1.value, dut.b1.value = a0, b0, a1, b1
         dut.b_load.value = int(load)
         await RisingEdge(dut.clk)
+        multiplied = held
         held = (a0, b0 if load else held[1], a1, b1 if load else held[3])

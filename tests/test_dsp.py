@@ -43,36 +43,68 @@ def test_dual_mul_on_sb_mac16_is_exact(tmp_path):
                work_dir=tmp_path)
 
 
-@pytest.mark.slow
-def test_registered_dual_mul_holds_its_operands_in_the_sb_mac16(tmp_path, seed):
-    # Synthesized as the board builds do (synth_ice40 -dsp, then the restore): ice40_dsp
-    # moves the held operands into the SB_MAC16's input registers, no flip-flop is left in
-    # logic, and the netlist (yosys' model of the cell, in Verilator) holds them as the RTL.
+def _synthesize(tmp_path, top, platform, synth):
+    # The Verilog of DualMul8(registered=True, pipelined=True) for ``platform``,
+    # synthesized as the board builds do; return its cell counts (YoWASP tools see only
+    # their working directory: paths are relative to it).
     import json
     import subprocess
 
     from amaranth.back import verilog
+
+    (tmp_path / "dual.v").write_text(verilog.convert(
+        DualMul8(registered=True, pipelined=True), name=top, platform=platform,
+        emit_src=False))
+    result = subprocess.run(
+        [find_tool("yosys").path, "-q", "-p",
+         f"read_verilog dual.v; {synth}; "
+         "tee -q -o stat.json stat -json; write_verilog -noattr netlist.v"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+
+
+def _run_registered(tmp_path, top, models, seed):
+    build_dir = build({"cells.v": models, "netlist.v": (tmp_path / "netlist.v").read_text()},
+                      top)
+    run_cocotb(build_dir, top, "cocotb_dual_mul_registered",
+               module_dir=Path(__file__).parent, work_dir=tmp_path,
+               extra_env={"DUAL_MUL_SEED": str(seed % (1 << 31))})
+
+
+@pytest.mark.slow
+def test_registered_dual_mul_holds_its_operands_and_products_in_the_sb_mac16(tmp_path, seed):
+    # Synthesized as the board builds do (synth_ice40 -dsp, then the restore): ice40_dsp
+    # moves the held operands into the SB_MAC16's input registers, the products are its
+    # 8 x 8 product registers, no flip-flop is left in logic, and the netlist (yosys'
+    # model of the cell, in Verilator) holds them as the RTL.
     from amaranth_boards.icebreaker import ICEBreakerPlatform
 
     from tritile.hw.dsp import ice40_dual_mul8_restore
 
     top = "dual_mul8_registered"
-    (tmp_path / "dual.v").write_text(verilog.convert(
-        DualMul8(registered=True), name=top, platform=ICEBreakerPlatform(), emit_src=False))
-    # YoWASP tools see only their working directory: paths are relative to it.
-    result = subprocess.run(
-        [find_tool("yosys").path, "-q", "-p",
-         f"read_verilog dual.v; synth_ice40 -dsp -top {top}; {ice40_dual_mul8_restore()}; "
-         "tee -q -o stat.json stat -json; write_verilog -noattr netlist.v"],
-        cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    cells = _synthesize(tmp_path, top, ICEBreakerPlatform(),
+                        f"synth_ice40 -dsp -top {top}; {ice40_dual_mul8_restore()}")
     assert cells.get("SB_MAC16") == 1 and not any(c.startswith("SB_DFF") for c in cells), cells
-    build_dir = build({"cells.v": _sb_mac16_model("SB_LUT4"),
-                       "netlist.v": (tmp_path / "netlist.v").read_text()}, top)
-    run_cocotb(build_dir, top, "cocotb_dual_mul_registered",
-               module_dir=Path(__file__).parent, work_dir=tmp_path,
-               extra_env={"DUAL_MUL_SEED": str(seed % (1 << 31))})
+    _run_registered(tmp_path, top, _sb_mac16_model("SB_LUT4"), seed)
+
+
+@pytest.mark.slow
+def test_registered_dual_mul_is_two_mult18x18d_with_their_registers_on_ecp5(tmp_path, seed):
+    # yosys packs no flip-flop into a MULT18X18D: DualMul8 instantiates them with their
+    # input and output registers. No flip-flop in logic; the netlist in Verilator, with
+    # tritile's model of the MULT18X18D that --verify uses, holds them as the RTL.
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from tritile.sim.netlist import cell_models
+
+    top = "dual_mul8_registered"
+    cells = _synthesize(tmp_path, top, ULX3S_85F_Platform(), f"synth_ecp5 -top {top}")
+    assert cells.get("MULT18X18D") == 2 and "TRELLIS_FF" not in cells, cells
+    netlist = (tmp_path / "netlist.v").read_text()
+    # yosys leaves the unused pins of the MULT18X18D unconnected (the upper product bits).
+    (tmp_path / "netlist.v").write_text("/* verilator lint_off PINMISSING */\n" + netlist)
+    _run_registered(tmp_path, top, cell_models("ecp5", netlist), seed)
 
 
 def test_serial_multiplier_is_exact_for_every_5_bit_pair():

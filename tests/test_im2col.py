@@ -50,8 +50,11 @@ def systolic_order(walk, block):
                     yield m0 + s, g, MStep.RETURN, 0, KStep.NEXT
 
 
-def run_walk(walk, order, conv=True):
-    """Drive the walkers through ``order``; return {(row, group): (addr, pad)} seen."""
+def run_walk(walk, order, conv=True, stall_rng=None):
+    """Drive the walkers through ``order``; return {(row, group): (addr, pad)} seen.
+
+    With ``stall_rng``, each step is first offered for a random number of cycles without
+    ``advance``, in which the walk must hold."""
     dut = Im2colAddress(**LIMITS, conv=conv)
     seen = {}
 
@@ -68,6 +71,11 @@ def run_walk(walk, order, conv=True):
             ctx.set(dut.m_step, m_step)
             ctx.set(dut.m_mark, m_mark)
             ctx.set(dut.k_step, k_step)
+            for _ in range(0 if stall_rng is None else int(stall_rng.integers(0, 3))):
+                ctx.set(dut.advance, 0)
+                await ctx.tick()
+                assert (ctx.get(dut.addr), ctx.get(dut.pad)) == seen[row, group]
+            ctx.set(dut.advance, 1)
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -99,6 +107,16 @@ def test_walkers_produce_the_im2col_word_addresses(order, rng):
         seen = run_walk(walk, sequence)
         assert len(seen) >= walk.rows * walk.groups
         check(seen, expected)
+
+
+@pytest.mark.parametrize("conv", [True, False])
+def test_walkers_hold_without_advance(conv, rng):
+    # The systolic core offers the next step before it knows whether the row issues.
+    window = Window(3, 1, 1) if conv else Window(1)
+    walk = Im2colWalk.of(window, 1, 4 if conv else 1, 5, 2)
+    expected = im2col_word_addresses(window, 1, 4 if conv else 1, 5, 2)
+    seen = run_walk(walk, systolic_order(walk, 3), conv=conv, stall_rng=rng)
+    check(seen, expected)
 
 
 def test_dense_layer_is_the_row_major_layout():
