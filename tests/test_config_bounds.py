@@ -38,7 +38,7 @@ def test_preset_figures_are_fixed():
         "sim-small": ("84708a86", 16, 64),
         "icebreaker": ("c0b249a2", 12, 0),
         "icebreaker-int8": ("4e118994", 16, 0),
-        "icebreaker-ternary": ("65bf5977", 0, 64),
-        "ulx3s-85f": ("6fb33e07", 144, 512),
+        "icebreaker-ternary": ("78dda489", 0, 64),
+        "ulx3s-85f": ("e0cfb735", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),
     }
