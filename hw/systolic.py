@@ -318,18 +318,15 @@ class _Tiles:
         self.pending = Signal(SYSTOLIC_ACC_BUFFERS)       # the accumulators' pending flags
 
         self.rows = rows
-        # What is left of each size past the load tile's start (positive while the tile
-        # is in the problem): its last tile is the one with at most a tile left, its
-        # extent the rest; one subtractor each, then a compare with a constant.
-        left_k, left_m, left_n = (self.size_k - self.ld_k0, self.size_m - self.ld_m0,
-                                  self.size_n - self.ld_n0)
-        self.ld_last_k = left_k <= rows
-        self.ld_last_m = left_m <= rows
-        self.ld_last_n = left_n <= cols
+        self.ld_last_k = self.ld_k0 + rows >= self.size_k
+        self.ld_last_m = self.ld_m0 + rows >= self.size_m
+        self.ld_last_n = self.ld_n0 + cols >= self.size_n
         self.ld_first_k = self.ld_k0 == 0
-        self.ld_kr = Mux(self.ld_last_k, left_k, rows)[:ceil_log2(rows + 1)]
-        self.ld_nc = Mux(self.ld_last_n, left_n, cols)[:ceil_log2(cols + 1)]
-        self.ld_rows = Mux(self.ld_last_m, left_m, rows)[:ceil_log2(rows + 1)]
+        self.ld_kr = Mux(self.ld_last_k, self.size_k - self.ld_k0,
+                         rows)[:ceil_log2(rows + 1)]
+        self.ld_nc = Mux(self.ld_last_n, self.size_n - self.ld_n0, cols)[:ceil_log2(cols + 1)]
+        self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
+                           rows)[:ceil_log2(rows + 1)]
         self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
         # The load tile after this one: the next K tile, else the next row block, else
         # the next N tile, else none.
@@ -372,10 +369,9 @@ class _Tiles:
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows"):
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows",
+                     "ld_macs"):
             setattr(self, name, held(getattr(self, name), name))
-        # The MAC count from the held extents: the product is not behind the subtractors.
-        self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 
