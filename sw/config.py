@@ -286,8 +286,8 @@ PRESETS = {
     # with the requantizer's multiply in logic, 4 bits a cycle (4 cycles a result: the
     # array's 16 results per K pass keep up from K = 64; at 2 bits, 8 cycles, only from
     # K = 128 = max_k), its memories in the SPRAMs; at the 36 MHz it meets, not yet the
-    # 40 MHz of the boards issue (docs/boards.md, "Toward 40 MHz, fourth round": the
-    # request path and the output memory's read are about 30 ns, the engine's paths 7 LUTs).
+    # 40 MHz of the boards issue (docs/boards.md: 39.3 MHz at best at a 40 MHz target,
+    # seeds spread 2 MHz).
     "icebreaker-int8": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=65024,
