@@ -154,9 +154,10 @@ class DualMul8(wiring.Component):
     pipelined : bool
         The products are registered: ``p0`` and ``p1`` hold the products of the operands
         (held or not) of the previous clock edge. The register is the multiplier block's
-        own (the SB_MAC16's 8 x 8 product registers, the MULT18X18D's output register), so
-        on an FPGA no route runs from the operands through the multiplier to its users
-        within one cycle.
+        own (the MULT18X18D's output register; the SB_MAC16's 8 x 8 product registers
+        behind its operand registers, with ``registered``; a fabric register behind an
+        SB_MAC16 without registers otherwise), so on an FPGA no route runs from the
+        operands through the multiplier to its users within one cycle.
 
     Members
     -------
@@ -200,18 +201,28 @@ class DualMul8(wiring.Component):
             m.d.comb += [self.p0.eq(products[0]), self.p1.eq(products[1])]
             return m
         out = Signal(32)
-        registers = {"TOP_8x8_MULT_REG": 1, "BOT_8x8_MULT_REG": 1} if self.pipelined else {}
+        # The SB_MAC16's own 8 x 8 product registers only behind its operand registers
+        # (``registered``), the arrangement the netlist check verifies: with operands from
+        # the fabric and the cell clocked, the icebreaker preset's synthesized netlist
+        # gave wrong products (its 4 x 3 array, tests/test_netlist.py). There the products
+        # are registered in the fabric, behind a cell without registers.
+        in_cell = self.pipelined and self.registered
+        registers = {"TOP_8x8_MULT_REG": 1, "BOT_8x8_MULT_REG": 1} if in_cell else {}
         m.submodules.mac = Instance(
             "SB_MAC16", **{f"a_{_DUAL_MUL8_ATTRIBUTE}": 1},
-            **({f"a_{_DUAL_MUL8_PIPELINED}": 1} if self.pipelined else {}),
+            **({f"a_{_DUAL_MUL8_PIPELINED}": 1} if in_cell else {}),
             **{f"p_{name}": value
                for name, value in {**DUAL_MUL8_SB_MAC16, **registers}.items()},
-            i_CLK=ClockSignal() if self.pipelined else 0, i_CE=1, i_A=a, i_B=b, i_C=0,
+            i_CLK=ClockSignal() if in_cell else 0, i_CE=1, i_A=a, i_B=b, i_C=0,
             i_D=0, i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
             i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
             i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
             i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
             o_O=out, o_CO=Signal(), o_ACCUMCO=Signal(), o_SIGNEXTOUT=Signal())
+        if self.pipelined and not in_cell:
+            held_out = Signal(32, reset_less=True)
+            m.d.sync += held_out.eq(out)
+            out = held_out
         m.d.comb += [self.p0.eq(out[0:16]), self.p1.eq(out[16:32])]
         return m
 

@@ -22,9 +22,10 @@ The products are registered in their multiplier blocks (:class:`~tritile.hw.dsp.
 ``pipelined``), one cycle of the array's latency: on the ECP5-85F the 144 multipliers
 fill 148 of the 156 DSP sites, so the placer cannot put them near their adders, and the
 route from the operand registers through the multiplier to the adder a die's width away
-was the SoC's critical path. The register is the block's own on both FPGAs (the
-MULT18X18D's output register, the SB_MAC16's 8 x 8 product registers), and a flip-flop
-in simulation, so every platform has the same latency.
+was the SoC's critical path. The register is the block's own (the MULT18X18D's output
+register; on iCE40 the SB_MAC16's 8 x 8 product registers where its two PEs share a row,
+C even, and a fabric register behind the cell otherwise), and a flip-flop in
+simulation, so every platform has the same latency.
 """
 
 from amaranth.hdl import Module, Signal, signed
