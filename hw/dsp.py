@@ -191,22 +191,29 @@ class DualMul8(wiring.Component):
             with m.If(self.b_load):
                 m.d.sync += held_b.eq(b)
             a, b = held_a, held_b
-        if platform is None or not is_ice40(platform):
-            products = [a[:8].as_signed() * b[:8].as_signed(),
-                        a[8:].as_signed() * b[8:].as_signed()]
-            if self.pipelined:
-                held_p = [Signal(signed(16), reset_less=True) for _ in range(2)]
-                m.d.sync += [held.eq(product) for held, product in zip(held_p, products)]
-                products = held_p
-            m.d.comb += [self.p0.eq(products[0]), self.p1.eq(products[1])]
-            return m
-        out = Signal(32)
+        ice40 = platform is not None and is_ice40(platform)
         # The SB_MAC16's own 8 x 8 product registers only behind its operand registers
         # (``registered``), the arrangement the netlist check verifies: with operands from
         # the fabric and the cell clocked, the icebreaker preset's synthesized netlist
-        # gave wrong products (its 4 x 3 array, tests/test_netlist.py). There the products
-        # are registered in the fabric, behind a cell without registers.
-        in_cell = self.pipelined and self.registered
+        # gave wrong products (its 4 x 3 array, tests/test_netlist.py). Elsewhere the
+        # products are registered in the fabric (or the simulator) behind the multiply.
+        in_cell = ice40 and self.pipelined and self.registered
+        if ice40:
+            products = self._sb_mac16(m, a, b, in_cell)
+        else:
+            products = Cat(a[:8].as_signed() * b[:8].as_signed(),
+                           a[8:].as_signed() * b[8:].as_signed())
+        if self.pipelined and not in_cell:
+            held = Signal(32, reset_less=True)
+            m.d.sync += held.eq(products)
+            products = held
+        m.d.comb += [self.p0.eq(products[0:16]), self.p1.eq(products[16:32])]
+        return m
+
+    def _sb_mac16(self, m, a, b, in_cell):
+        # Both products of one SB_MAC16 in 8 x 8 mode, on O[15:0] and O[31:16]; with
+        # ``in_cell`` registered in its 8 x 8 product registers.
+        out = Signal(32)
         registers = {"TOP_8x8_MULT_REG": 1, "BOT_8x8_MULT_REG": 1} if in_cell else {}
         m.submodules.mac = Instance(
             "SB_MAC16", **{f"a_{_DUAL_MUL8_ATTRIBUTE}": 1},
@@ -219,12 +226,7 @@ class DualMul8(wiring.Component):
             i_OLOADTOP=0, i_OLOADBOT=0, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
             i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
             o_O=out, o_CO=Signal(), o_ACCUMCO=Signal(), o_SIGNEXTOUT=Signal())
-        if self.pipelined and not in_cell:
-            held_out = Signal(32, reset_less=True)
-            m.d.sync += held_out.eq(out)
-            out = held_out
-        m.d.comb += [self.p0.eq(out[0:16]), self.p1.eq(out[16:32])]
-        return m
+        return out
 
     def _ecp5_multipliers(self):
         # yosys' synth_ecp5 packs no flip-flop into a MULT18X18D, so the registers are

@@ -163,9 +163,11 @@ class EngineBank(wiring.Component):
     def __init__(self, config, engines, addr_bits):
         self.config = config
         self.engines = tuple(engines)
+        # Each engine's counter widths, computed once (the cycle model plans a problem).
+        self._counter_bits = {name: counter_bits(config, engine(name))
+                              for name in self.engines}
         #: The bits of ``busy_cycles`` and ``mac_cycles`` that can be set (the others are 0).
-        self.counter_bits = tuple(max(bits) for bits in zip(
-            *(counter_bits(config, engine(name)) for name in self.engines)))
+        self.counter_bits = tuple(max(bits) for bits in zip(*self._counter_bits.values()))
         super().__init__({
             "write": In(stream.Signature(byte_write_layout(addr_bits))),
             "start": In(stream.Signature(PROBLEM_LAYOUT)),
@@ -232,7 +234,7 @@ class EngineBank(wiring.Component):
             spec = engine(name)
             core = m.submodules[f"{name}_core"] = spec.make_core(self.config)
             selected = layer.engine == spec.protocol_id
-            busy_bits, mac_bits = counter_bits(self.config, spec)
+            busy_bits, mac_bits = self._counter_bits[name]
             with m.If(selected):
                 m.d.comb += [
                     requantizer.acc.payload.eq(core.acc.payload),
