@@ -22,7 +22,7 @@ def _sb_mac16_model(*others):
     # The vendor model widens its parameter defaults and sign extensions; those warnings
     # are the model's, not tritile's, and are waived for this file only.
     # Port defaults of the library's cells (its header defines them).
-    defaults = "`define ICE40_DEFAULT_ASSIGNMENT_0 = 1'b0\n"
+    defaults = "`define ICE40_DEFAULT_ASSIGNMENT_0 = 1'b0\n`define SB_DFF_INIT initial Q = 0;\n"
     return (defaults + "/* verilator lint_off WIDTHTRUNC */\n/* verilator lint_off WIDTHEXPAND */\n"
             "/* verilator lint_off UNUSEDSIGNAL */\n/* verilator lint_off UNDRIVEN */\n"
             "/* verilator lint_off PINCONNECTEMPTY */\n"
@@ -43,8 +43,8 @@ def test_dual_mul_on_sb_mac16_is_exact(tmp_path):
                work_dir=tmp_path)
 
 
-def _synthesize(tmp_path, top, platform, synth):
-    # The Verilog of DualMul8(registered=True, pipelined=True) for ``platform``,
+def _synthesize(tmp_path, top, platform, synth, registered=True):
+    # The Verilog of DualMul8(registered, pipelined=True) for ``platform``,
     # synthesized as the board builds do; return its cell counts (YoWASP tools see only
     # their working directory: paths are relative to it).
     import json
@@ -53,7 +53,7 @@ def _synthesize(tmp_path, top, platform, synth):
     from amaranth.back import verilog
 
     (tmp_path / "dual.v").write_text(verilog.convert(
-        DualMul8(registered=True, pipelined=True), name=top, platform=platform,
+        DualMul8(registered=registered, pipelined=True), name=top, platform=platform,
         emit_src=False))
     result = subprocess.run(
         [find_tool("yosys").path, "-q", "-p",
@@ -64,12 +64,13 @@ def _synthesize(tmp_path, top, platform, synth):
     return json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
 
 
-def _run_registered(tmp_path, top, models, seed):
+def _run_registered(tmp_path, top, models, seed, registered=True):
     build_dir = build({"cells.v": models, "netlist.v": (tmp_path / "netlist.v").read_text()},
                       top)
     run_cocotb(build_dir, top, "cocotb_dual_mul_registered",
                module_dir=Path(__file__).parent, work_dir=tmp_path,
-               extra_env={"DUAL_MUL_SEED": str(seed % (1 << 31))})
+               extra_env={"DUAL_MUL_SEED": str(seed % (1 << 31)),
+                          "DUAL_MUL_REGISTERED": str(int(registered))})
 
 
 @pytest.mark.slow
@@ -87,6 +88,27 @@ def test_registered_dual_mul_holds_its_operands_and_products_in_the_sb_mac16(tmp
                         f"synth_ice40 -dsp -top {top}; {ice40_dual_mul8_restore()}")
     assert cells.get("SB_MAC16") == 1 and not any(c.startswith("SB_DFF") for c in cells), cells
     _run_registered(tmp_path, top, _sb_mac16_model("SB_LUT4"), seed)
+
+
+@pytest.mark.slow
+def test_pipelined_dual_mul_behind_fabric_operands_registers_its_products_on_ice40(
+        tmp_path, seed):
+    # Operands from the fabric (the icebreaker preset's 4 x 3 array): ice40_dsp finds no
+    # operand register to move into the SB_MAC16 and ties its CLK and CE low, so the
+    # cell's own 8 x 8 product registers would never load (the wrong products the
+    # preset's netlist check found). The netlist's products must follow the operands a
+    # cycle late, as the RTL's.
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+    from tritile.hw.dsp import ice40_dual_mul8_restore
+
+    top = "dual_mul8_pipelined"
+    cells = _synthesize(tmp_path, top, ICEBreakerPlatform(),
+                        f"synth_ice40 -dsp -top {top}; {ice40_dual_mul8_restore()}",
+                        registered=False)
+    assert cells.get("SB_MAC16") == 1, cells
+    _run_registered(tmp_path, top, _sb_mac16_model("SB_LUT4", "SB_DFF"), seed,
+                    registered=False)
 
 
 @pytest.mark.slow
