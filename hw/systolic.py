@@ -317,7 +317,7 @@ class _Tiles:
         self.fill = Signal(range(SYSTOLIC_ACC_BUFFERS))   # the buffer being filled
         self.pending = Signal(SYSTOLIC_ACC_BUFFERS)       # the accumulators' pending flags
 
-        self.rows = rows
+        self.rows, self.cols = rows, cols
         self.ld_last_k = self.ld_k0 + rows >= self.size_k
         self.ld_last_m = self.ld_m0 + rows >= self.size_m
         self.ld_last_n = self.ld_n0 + cols >= self.size_n
@@ -328,18 +328,7 @@ class _Tiles:
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
         self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
-        # The load tile after this one: the next K tile, else the next row block, else
-        # the next N tile, else none.
-        last_km = self.ld_last_k & self.ld_last_m
-        self.ld_next = {
-            "ld_k0": Mux(self.ld_last_k, 0, self.ld_k0 + rows),
-            "ld_m0": Mux(self.ld_last_k, Mux(self.ld_last_m, 0, self.ld_m0 + rows),
-                         self.ld_m0),
-            "ld_n0": Mux(last_km & ~self.ld_last_n, self.ld_n0 + cols, self.ld_n0),
-            "ld_wbase": Mux(last_km & ~self.ld_last_n, self.ld_wbase + self.size_k,
-                            self.ld_wbase),
-            "ld_valid": ~(last_km & self.ld_last_n),
-        }
+        self.ld_next = self._next_position(self.ld_last_k, self.ld_last_m, self.ld_last_n)
         # The buffer (one-hot) whose block starts with this cycle's row, if one does:
         # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
         # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
@@ -350,16 +339,34 @@ class _Tiles:
         # cp_m0 + slot < size_m, as cp_rows is min(R, size_m - cp_m0).
         self.row_valid = self.cp_valid & (self.slot < self.cp_rows)
 
+    def _next_position(self, last_k, last_m, last_n):
+        """The load tile after this one: the next K tile, else the next row block, else
+        the next N tile, else none; from the load tile's last-tile flags ``last_k``,
+        ``last_m`` and ``last_n``."""
+        rows, cols = self.rows, self.cols
+        last_km = last_k & last_m
+        next_n = last_km & ~last_n
+        return {
+            "ld_k0": Mux(last_k, 0, self.ld_k0 + rows),
+            "ld_m0": Mux(last_k, Mux(last_m, 0, self.ld_m0 + rows), self.ld_m0),
+            "ld_n0": Mux(next_n, self.ld_n0 + cols, self.ld_n0),
+            "ld_wbase": Mux(next_n, self.ld_wbase + self.size_k, self.ld_wbase),
+            "ld_valid": ~(last_km & last_n),
+        }
+
     def look_ahead(self, m):
         """Keep the load tile's facts that the end of a compute tile takes as registers.
 
         They are read only at the end of a compute tile, its R-th issued row, and the load
-        tile's registers change only there and at a start: from R = 2 on, a fact
-        registered a cycle after its tile's registers changed is current when it is
-        read, and the end of a tile (the moves of both tiles) is then a few LUTs from
-        registers, not behind the tile's adders and compares (on iCE40 the issue's
-        path into the load tile's counters was among the longest). ``ld_kr`` is read at
-        every row of a tile but its first, so at least a cycle after the change as well.
+        tile's registers change only there and at a start (cycle 0; the tile's first row
+        is issued at cycle 1 at the earliest, its R-th at cycle R). A fact registered a
+        cycle after its tile's registers changed is current from cycle 2; the next
+        position, registered from those held flags, from cycle 3. So from R = 3 the next
+        position is a mux and an adder from registers (no compare in front of it: on
+        iCE40 the compares into the next weight base were the critical path); at R = 2
+        it is registered from the compares themselves, current from cycle 2; R = 1 keeps
+        everything combinational. ``ld_kr`` is read at every row of a tile but its first,
+        so from cycle 2 as well.
         """
         if self.rows == 1:
             return
@@ -369,9 +376,12 @@ class _Tiles:
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows",
-                     "ld_macs"):
+        for name in ("ld_last_k", "ld_last_m", "ld_last_n", "ld_first_k", "ld_kr", "ld_nc",
+                     "ld_rows", "ld_macs"):
             setattr(self, name, held(getattr(self, name), name))
+        if self.rows >= 3:
+            self.ld_next = self._next_position(self.ld_last_k, self.ld_last_m,
+                                               self.ld_last_n)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 

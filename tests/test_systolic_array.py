@@ -181,6 +181,28 @@ def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(conv_walk,
         assert dones == 1
 
 
+@pytest.mark.parametrize("rows", [2, 3, 4])
+def test_the_sequencer_walks_ragged_tiles_at_every_array_height(rows, rng):
+    # The sequencer reads the next load position R cycles after the load tile changed,
+    # which it computes over one cycle (R = 2) or two (R >= 3): every edge of K, M and N
+    # ragged or whole, several N tiles (the next weight base), blocks back to back.
+    config = _config(rows, 2)
+    shapes = [(2 * rows + 1, 2 * rows + 1, 5), (rows, 2 * rows, 4), (rows + 1, rows - 1, 3),
+              (1, 1, 1)]
+    problems = []
+    for m, k, n in shapes:
+        Xq = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        Wq = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        problems.append((Xq, Wq, rng.integers(-5000, 5000, n).astype(np.int32),
+                         None, None, False))
+    for (Xq, Wq, bias, *_), (results, busy, macs, _) in zip(
+            problems, _run_engine(config, problems)):
+        (m, k), n = Xq.shape, Wq.shape[1]
+        got = np.array([[results.get((row, col)) for col in range(n)] for row in range(m)])
+        np.testing.assert_array_equal(got, gemm_int8(Xq, Wq, bias))
+        assert (busy, macs) == (plan_gemm(config, m, k, n).cycles, m * k * n)
+
+
 def test_engine_with_one_array_row_adds_k_tiles_in_consecutive_cycles(rng):
     # One row: every K tile of a block adds to the word the cycle before wrote.
     config = _config(1, 2)
