@@ -361,11 +361,12 @@ class _Tiles:
         tile's registers change only there and at a start (cycle 0; the tile's first row
         is issued at cycle 1 at the earliest, its R-th at cycle R). A fact registered a
         cycle after its tile's registers changed is current from cycle 2; the next
-        position, registered from those held flags, from cycle 3. So from R = 3 the next
-        position is a mux and an adder from registers (no compare in front of it: on
-        iCE40 the compares into the next weight base were the critical path); at R = 2
-        it is registered from the compares themselves, current from cycle 2; R = 1 keeps
-        everything combinational. ``ld_kr`` is read at every row of a tile but its first,
+        position and the MAC count, registered from those held facts, from cycle 3. So
+        from R = 3 the next position is a mux and an adder from registers and the MAC
+        count the product of two held extents (no compare in front of either: on iCE40
+        the compares into the next weight base, and through the extents into the MAC
+        count, were the critical paths); at R = 2 both are registered from the compares
+        themselves, current from cycle 2; R = 1 keeps everything combinational. ``ld_kr`` is read at every row of a tile but its first,
         so from cycle 2 as well.
         """
         if self.rows == 1:
@@ -377,11 +378,13 @@ class _Tiles:
             return register
 
         for name in ("ld_last_k", "ld_last_m", "ld_last_n", "ld_first_k", "ld_kr", "ld_nc",
-                     "ld_rows", "ld_macs"):
+                     "ld_rows"):
             setattr(self, name, held(getattr(self, name), name))
         if self.rows >= 3:
+            self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
             self.ld_next = self._next_position(self.ld_last_k, self.ld_last_m,
                                                self.ld_last_n)
+        self.ld_macs = held(self.ld_macs, "ld_macs")
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 
