@@ -55,7 +55,8 @@ class SystolicCore(wiring.Component):
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
         Byte writes into the activation and weight memories (layout:
-        :func:`tritile.sw.systolic_layout.systolic_memory_image`); ready while idle; bytes
+        :func:`tritile.sw.systolic_layout.systolic_memory_image`); the activation
+        memory's always ready, the weight memory's while no rows are issued; bytes
         outside a memory are dropped.
     start : In(stream.Signature(START_LAYOUT))
         Starts one problem; ready while idle. A problem with a zero size or a size above
@@ -109,7 +110,7 @@ class SystolicCore(wiring.Component):
         m.d.comb += self.done.eq((was_busy & ~self.busy) | rejected)
         with m.If(self.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
-        self._write_ports(m, act_mem, weight_mem)
+        self._write_ports(m, act_mem, weight_mem, running)
         self._start(m, tiles, running, rejected)
         m.d.comb += [accumulators.restart.eq(self.start.valid & self.start.ready),
                      tiles.pending.eq(accumulators.pending)]
@@ -136,25 +137,32 @@ class SystolicCore(wiring.Component):
         wiring.connect(m, accumulators.acc, wiring.flipped(self.acc))
         return m
 
-    def _write_ports(self, m, act_mem, weight_mem):
-        """Write the ``write`` stream's bytes into their memory lanes while idle."""
+    def _write_ports(self, m, act_mem, weight_mem, running):
+        """Write the ``write`` stream's bytes into their memory lanes.
+
+        The weight memory takes bytes while no rows are issued (``running`` low: it is
+        read only then), the activation memory always.
+        """
         geometry = self.geometry
         # A program places results into the activation memory while it computes (its own
         # reads use another port, which program mode gives it, hw/engine_memory.py; the
-        # compiler keeps the words apart).
-        m.d.comb += self.write.ready.eq(~self.busy | (self.write.payload.target == ACT_TARGET))
-        for memory, target, words, lane_bits, lanes in (
+        # compiler keeps the words apart). `running` is a register, and each memory's
+        # enable is written without the other target's terms: no path runs from the
+        # engine's busy flags (the output stage's among them) into the memories' write
+        # enables and single-port address multiplexers (on iCE40 the longest, 6 LUTs).
+        payload = self.write.payload
+        m.d.comb += self.write.ready.eq(~running | (payload.target == ACT_TARGET))
+        for memory, target, words, lane_bits, lanes, free in (
                 (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits,
-                 self.config.systolic_rows),
+                 self.config.systolic_rows, 1),
                 (weight_mem, WEIGHT_TARGET, geometry.weight_words,
-                 geometry.weight_lane_bits, self.config.systolic_cols)):
-            addr = self.write.payload.addr
-            lane = addr[:lane_bits] if lane_bits else Const(0, 1)
-            word = addr[lane_bits:]
-            hit = (self.write.valid & self.write.ready & (self.write.payload.target == target)
+                 geometry.weight_lane_bits, self.config.systolic_cols, ~running)):
+            lane = payload.addr[:lane_bits] if lane_bits else Const(0, 1)
+            word = payload.addr[lane_bits:]
+            hit = (self.write.valid & free & (payload.target == target)
                    & (word < words) & (lane < lanes))
             m.d.comb += [memory.write_addr.eq(word),
-                         memory.write_data.eq(self.write.payload.data.replicate(lanes)),
+                         memory.write_data.eq(payload.data.replicate(lanes)),
                          memory.write_en.eq(Mux(hit, 1 << lane, 0))]
 
     def _start(self, m, tiles, running, rejected):
