@@ -60,6 +60,14 @@ class ShapeChecker(wiring.Component):
         for engine, limit in self.weight_limits.items():
             weights_exceeded = Mux(p.engine == engine, exceeds(product, limit),
                                    weights_exceeded)
+        # Each product's comparisons with the limits, registered: a product is final
+        # from its `done` on, and read a cycle later (`product_ready`), so no path runs
+        # from the product through a comparison and the state into `hit`.
+        exceeded = {name: Signal(name=f"{name}_exceeded")
+                    for name in ("act", "out", "weights")}
+        m.d.sync += [exceeded["act"].eq(exceeds(product, config.act_depth)),
+                     exceeded["out"].eq(exceeds(product, config.out_depth)),
+                     exceeded["weights"].eq(weights_exceeded)]
 
         # A broken rule is noted in `hit` in the cycle it is found, and gathered into
         # `broken` a cycle later: no path runs from the multiplier's count through a
@@ -87,13 +95,13 @@ class ShapeChecker(wiring.Component):
                 multiply(p.m, p.k)
                 m.next = "ACT"
             # Each product was started in the state before: M*K, then M*N, then K*N.
-            for state, exceeded, factors, next_state in (
-                    ("ACT", exceeds(product, config.act_depth), (p.m, p.n), "OUT"),
-                    ("OUT", exceeds(product, config.out_depth), (p.k, p.n), "WEIGHTS"),
-                    ("WEIGHTS", weights_exceeded, None, "DONE")):
+            for state, limit, factors, next_state in (
+                    ("ACT", "act", (p.m, p.n), "OUT"),
+                    ("OUT", "out", (p.k, p.n), "WEIGHTS"),
+                    ("WEIGHTS", "weights", None, "DONE")):
                 with m.State(state):
                     with m.If(product_ready):
-                        too_big = exceeded
+                        too_big = exceeded[limit]
                         if state == "ACT":
                             too_big &= ~p.in_place
                         with m.If(too_big):
