@@ -21,11 +21,12 @@ class Dispatcher(wiring.Component):
 
     A refused request is answered with its status. A WRITE goes to the walker, a RUN to
     the shape checker and then to its engine, a RUN_PROGRAM to the program sequencer;
-    the request is released to the parser once it is no longer needed (after its
-    response, or when its RUN or program has started). While a RUN or a program is in
-    progress every other request is answered at once: with its refusal, or ``BUSY`` if
-    it was well formed; the RUN's own response follows when the engine has finished, a
-    program's when the sequencer reports its end (its counters, or ``BAD_SHAPE``).
+    the request is released to the parser once it is no longer needed (the cycle after
+    its response was sent, or when its RUN or program has started). While a RUN or a
+    program is in progress every other request is answered at once: with its refusal,
+    or ``BUSY`` if it was well formed; the RUN's own response follows when the engine
+    has finished, a program's when the sequencer reports its end (its counters, or
+    ``BAD_SHAPE``).
 
     Parameters
     ----------
@@ -191,7 +192,10 @@ class Dispatcher(wiring.Component):
                                  resp.output8.eq(0)]
                     with m.If(self.response.ready):
                         m.next = "IDLE"
-            # A request's response: the request is released once it has been sent.
+            # A request's response: the request is released the cycle after it has been
+            # sent, from a state of its own, so that no path runs from the responder's
+            # readiness (the writer's CRC, the transmitter) through the checker into the
+            # parser.
             program_states = ((("RESPOND_BUSY_PROGRAM", "PROGRAM_RUNNING"),)
                               if self.program_mode else ())
             for state, next_state in (("RESPOND", "IDLE"), ("RESPOND_BUSY", "RUNNING"),
@@ -199,8 +203,10 @@ class Dispatcher(wiring.Component):
                 with m.State(state):
                     m.d.comb += self.response.valid.eq(1)
                     with m.If(self.response.ready):
-                        m.d.comb += self.checked.ready.eq(1)
-                        m.next = next_state
+                        m.next = f"RELEASE_{state}"
+                with m.State(f"RELEASE_{state}"):
+                    m.d.comb += self.checked.ready.eq(1)
+                    m.next = next_state
         return m
 
     def _dispatch(self, m, req, verdict, data_length, dims):

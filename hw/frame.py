@@ -320,8 +320,16 @@ class ResponseWriter(wiring.Component):
         absorb = Signal()      # this byte belongs to the CRC-covered body
 
         m.d.comb += sent.eq(self.bytes.valid & self.bytes.ready)
+        # A sent body byte is registered and added to the CRC a cycle later, so that no
+        # path runs from the state through the byte multiplexer and the CRC's XORs (on
+        # iCE40 the longest, 8 LUTs); the CRC is sent only once it has caught up.
+        absorbed = Signal(8)
+        pending = Signal()
+        m.d.sync += pending.eq(sent & absorb)
         with m.If(sent & absorb):
-            m.d.sync += crc.eq(crc16_next(crc, self.bytes.payload))
+            m.d.sync += absorbed.eq(self.bytes.payload)
+        with m.If(pending):
+            m.d.sync += crc.eq(crc16_next(crc, absorbed))
         # The status byte and the data bytes, at most MAX_RESPONSE_DATA + 1: counted in
         # fewer bits than the field's 16.
         data_bits = Shape.cast(range(protocol.MAX_RESPONSE_DATA + 1)).width
@@ -332,10 +340,10 @@ class ResponseWriter(wiring.Component):
         empty = Signal()
         m.d.sync += empty.eq(head.length[:data_bits] == 0)
 
-        def emit(value, next_state, body=True):
-            m.d.comb += [self.bytes.payload.eq(value), self.bytes.valid.eq(1),
+        def emit(value, next_state, body=True, valid=1):
+            m.d.comb += [self.bytes.payload.eq(value), self.bytes.valid.eq(valid),
                          absorb.eq(body)]
-            with m.If(self.bytes.ready):
+            with m.If(self.bytes.ready & valid):
                 m.next = next_state
 
         with m.FSM():
@@ -364,7 +372,7 @@ class ResponseWriter(wiring.Component):
                 with m.If(sent & self.data.payload.last):
                     m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                emit(crc[:8], "CRC_HIGH", body=False)
+                emit(crc[:8], "CRC_HIGH", body=False, valid=~pending)
             with m.State("CRC_HIGH"):
                 emit(crc[8:], "IDLE", body=False)
                 m.d.comb += self.header.ready.eq(self.bytes.ready)

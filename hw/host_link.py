@@ -27,8 +27,8 @@ class ReceiveFIFO(wiring.Component):
 
     What :class:`~amaranth.lib.fifo.SyncFIFOBuffered` does for the link, in about a third
     of its logic: two pointers one bit wider than the address (equal: empty; equal but
-    for that bit: full), no level count, and the output register is the RAM's own read
-    register, read only when its byte has been taken.
+    for that bit: full; emptiness is also a register), no level count, and the output
+    register is the RAM's own read register, read only when its byte has been taken.
 
     Parameters
     ----------
@@ -56,10 +56,17 @@ class ReceiveFIFO(wiring.Component):
         m.submodules.storage = storage = BlockRAM(8, self.depth)
         bits = exact_log2(self.depth)
         head, tail = Signal(bits + 1), Signal(bits + 1)     # next write, next read
-        empty = head == tail
+        # head == tail, kept as a register: the read side's enables (fetch, the output's
+        # valid) are then a LUT from the reader's `ready`, not behind the pointers'
+        # compare (on iCE40 that path, 8 LUTs into the output's valid, was the longest).
+        empty = Signal(init=1)
         full = (head[:bits] == tail[:bits]) & (head[bits] != tail[bits])
         fetch = ~empty & (~self.r_stream.valid | self.r_stream.ready)
         write = Signal()
+        with m.If(write & ~fetch):
+            m.d.sync += empty.eq(0)
+        with m.Elif(fetch & ~write):
+            m.d.sync += empty.eq((tail + 1)[:bits + 1] == head)
         m.d.comb += [
             self.w_stream.ready.eq(~full), write.eq(self.w_stream.valid & ~full),
             storage.write_addr.eq(head[:bits]), storage.write_data.eq(self.w_stream.payload),

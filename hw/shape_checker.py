@@ -60,6 +60,14 @@ class ShapeChecker(wiring.Component):
         for engine, limit in self.weight_limits.items():
             weights_exceeded = Mux(p.engine == engine, exceeds(product, limit),
                                    weights_exceeded)
+        # Each product's comparisons with the limits, registered: a product is final
+        # from its `done` on, and read a cycle later (`product_ready`), so no path runs
+        # from the product through a comparison and the state into `hit`.
+        exceeded = {name: Signal(name=f"{name}_exceeded")
+                    for name in ("act", "out", "weights")}
+        m.d.sync += [exceeded["act"].eq(exceeds(product, config.act_depth)),
+                     exceeded["out"].eq(exceeds(product, config.out_depth)),
+                     exceeded["weights"].eq(weights_exceeded)]
 
         # A broken rule is noted in `hit` in the cycle it is found, and gathered into
         # `broken` a cycle later: no path runs from the multiplier's count through a
@@ -68,6 +76,12 @@ class ShapeChecker(wiring.Component):
         hit, broken = Signal(), Signal()
         m.d.sync += [hit.eq(0), broken.eq(broken | hit)]
         m.d.comb += self.bad.eq(broken | hit)
+        # The multiplier's `done` (a compare of its remaining bits with zero) a cycle
+        # late, so that no path runs from that compare through the state's next product
+        # into the multiplier's registers (on iCE40 the request path's longest, 7 LUTs);
+        # never set in the cycle after a start, whose `done` was the last product's.
+        product_ready = Signal()
+        m.d.sync += product_ready.eq(multiplier.done & ~multiplier.start)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.problem.valid):
@@ -81,13 +95,13 @@ class ShapeChecker(wiring.Component):
                 multiply(p.m, p.k)
                 m.next = "ACT"
             # Each product was started in the state before: M*K, then M*N, then K*N.
-            for state, exceeded, factors, next_state in (
-                    ("ACT", exceeds(product, config.act_depth), (p.m, p.n), "OUT"),
-                    ("OUT", exceeds(product, config.out_depth), (p.k, p.n), "WEIGHTS"),
-                    ("WEIGHTS", weights_exceeded, None, "DONE")):
+            for state, limit, factors, next_state in (
+                    ("ACT", "act", (p.m, p.n), "OUT"),
+                    ("OUT", "out", (p.k, p.n), "WEIGHTS"),
+                    ("WEIGHTS", "weights", None, "DONE")):
                 with m.State(state):
-                    with m.If(multiplier.done):
-                        too_big = exceeded
+                    with m.If(product_ready):
+                        too_big = exceeded[limit]
                         if state == "ACT":
                             too_big &= ~p.in_place
                         with m.If(too_big):

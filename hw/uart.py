@@ -129,7 +129,8 @@ class UARTTransmitter(wiring.Component):
     Members
     -------
     bytes : In(stream.Signature(8))
-        Bytes to send; a byte is taken when the previous one's stop bit has been sent.
+        Bytes to send; a byte is taken while none waits (one waits while the previous one
+        is sent), and its start bit follows the previous one's stop bit.
     tx : Out(1)
         The serial line (idle high).
     """
@@ -148,11 +149,19 @@ class UARTTransmitter(wiring.Component):
         # Start bit, eight data bits (LSB first), stop bit; shifted out from bit 0.
         frame = Signal(10, init=0x3FF)
         remaining = Signal(range(11))
+        # The next byte waits in a register of its own: the sender's `valid` reaches only
+        # that register's enable, not the shift register's and the counters' (on iCE40
+        # the response writer's state decode through them was among the longest paths),
+        # and the next frame starts right after the stop bit all the same.
+        waiting = Signal(8)
+        full = Signal()
 
-        m.d.comb += self.bytes.ready.eq(remaining == 0)
+        m.d.comb += self.bytes.ready.eq(~full)
         m.d.comb += self.tx.eq(frame[0])
-        with m.If(self.bytes.valid & self.bytes.ready):
-            m.d.sync += [frame.eq(Cat(C(0, 1), self.bytes.payload, C(1, 1))),
+        with m.If(self.bytes.valid & ~full):
+            m.d.sync += [waiting.eq(self.bytes.payload), full.eq(1)]
+        with m.If(full & (remaining == 0)):
+            m.d.sync += [frame.eq(Cat(C(0, 1), waiting, C(1, 1))), full.eq(0),
                          remaining.eq(10), timer.eq(self.divisor - 1)]
         with m.Elif(remaining != 0):
             with m.If(timer != 0):

@@ -28,11 +28,11 @@ class WriteWalker(wiring.Component):
     Nothing is written unless every address lies inside the target. Both passes step
     through the same addresses with the same logic: a byte's address is its run's start
     plus its place in the run, and a run's end moves the start on by the stride. The
-    first pass checks one address a cycle (each check registered) and stops a cycle
-    after the first one out of range; the second reads the data bytes from the frame
-    buffer and writes them, one every three cycles (a read takes two) while the memories
-    accept them (a byte arrives every 240 cycles at 1 Mbaud: nothing here needs to be
-    faster). Every address is checked, so of the request checker's rules
+    first pass checks one address a cycle (each address and its check registered) and
+    stops two cycles after the first one out of range; the second reads the data bytes
+    from the frame buffer and writes them, one every three cycles (a read takes two)
+    while the memories accept them (a byte arrives every 240 cycles at 1 Mbaud: nothing
+    here needs to be faster). Every address is checked, so of the request checker's rules
     (:class:`~tritile.hw.request_checker.RequestChecker`) the walk needs only a data
     length of 1 to ``max_data`` bytes, for which its counters are sized.
 
@@ -91,20 +91,29 @@ class WriteWalker(wiring.Component):
         address = Signal(bits + 1)
         writing = Signal()                          # the second pass
         out_of_range = Signal()
-        flagged = Signal()                          # the last cycle's address was outside
+        # The address of the last cycle, registered, and whether the one before was
+        # outside: the check is a comparison after a register, not behind the address
+        # adder. (In the first CHECK cycle it holds BASE's address, 0 after the clear,
+        # which is outside only for a target that has no memory, where every address
+        # is.) In the write pass the address is at least two cycles old when it is
+        # written, so the register serves it there too.
+        address_held = Signal(bits + 1)
+        flagged = Signal()                          # the address two cycles ago was outside
         run_end = in_run == cmd.run                 # never for a contiguous WRITE (run 0)
         # Registered like the address check: `index` of the last cycle was the last byte
         # (compared through the counter's own increment, in its bits: a full buffer's
         # length is 0 there, and any length ends the walk within max_data bytes).
         last = Signal()
+        last_held = Signal()                        # `last`, a cycle later: with `flagged`
         next_index = Signal.like(index)
         m.d.comb += next_index.eq(index + 1)
-        m.d.sync += last.eq(next_index == cmd.data_length[:len(index)])
+        m.d.sync += [last.eq(next_index == cmd.data_length[:len(index)]),
+                     last_held.eq(last), address_held.eq(address)]
         load_base, step, clear = Signal(), Signal(), Signal()
         outside = Const(1)                          # a target of size 0 included
         for target, size in self.sizes.items():
             if size:
-                outside = Mux(cmd.target == target, exceeds(address, size - 1), outside)
+                outside = Mux(cmd.target == target, exceeds(address_held, size - 1), outside)
         m.d.comb += address.eq(before_run + in_run)
         with m.If(clear):
             m.d.sync += [before_run.eq(-1), in_run.eq(1), index.eq(0)]
@@ -121,7 +130,7 @@ class WriteWalker(wiring.Component):
         m.d.comb += [
             self.read_addr.eq(index),
             self.write.payload.target.eq(cmd.target),
-            self.write.payload.addr.eq(address),
+            self.write.payload.addr.eq(address_held),
             self.write.payload.data.eq(self.read_data),
             self.refused.eq(out_of_range),
         ]
@@ -135,7 +144,7 @@ class WriteWalker(wiring.Component):
                     m.next = "BASE"
             with m.State("BASE"):
                 m.d.comb += load_base.eq(1)
-                m.d.sync += [flagged.eq(0), last.eq(0)]
+                m.d.sync += [flagged.eq(0), last.eq(0), last_held.eq(0)]
                 with m.If(out_of_range):
                     m.next = "DONE"
                 with m.Elif(writing):
@@ -144,14 +153,14 @@ class WriteWalker(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 # Each address's check, and whether it was the last, is registered and
-                # acted on a cycle later (this pass writes nothing, so the step past the
-                # address is harmless): no path runs from the address adder or the
+                # acted on two cycles later (this pass writes nothing, so the steps past
+                # the address are harmless): no path runs from the address adder or the
                 # index through a comparison into the counters.
                 m.d.sync += flagged.eq(outside)
                 with m.If(flagged):
                     m.d.sync += out_of_range.eq(1)
                     m.next = "DONE"
-                with m.Elif(last):
+                with m.Elif(last_held):
                     m.d.sync += writing.eq(1)
                     m.next = "REWIND"
                 with m.Else():

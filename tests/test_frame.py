@@ -1,5 +1,7 @@
 """Frame parser and response writer in Amaranth's simulator, against sw/protocol.py."""
 
+import pytest
+
 from tritile.hw.frame import FrameError, FrameParser, ResponseWriter
 from tritile.sw import protocol
 from tritile.sw.protocol import (ARGS_SIZE, MAX_DATA, MAX_PAYLOAD, FrameDecoder, Opcode,
@@ -161,7 +163,9 @@ def test_parser_counts_a_payload_into_its_argument_block_and_data(py_rng):
         (Opcode.READ, 2, b""), (Opcode.RUN, 0, bytes([8, 9])), (Opcode.STATS, 0, b"z")]
 
 
-def test_response_writer_frames_status_and_data(py_rng):
+@pytest.mark.parametrize("ready_share", [0.6, 1.0])
+def test_response_writer_frames_status_and_data(ready_share, py_rng):
+    # Always ready: the CRC's first byte is asked for right after the last body byte.
     responses = [(Opcode.READ, 1, 0, py_rng.randbytes(30)), (Opcode.PING, 2, 0, b""),
                  (Opcode.WRITE, 3, protocol.Status.BAD_ADDRESS, b""),
                  (Opcode.READ, 4, 0, py_rng.randbytes(5))]
@@ -188,7 +192,7 @@ def test_response_writer_frames_status_and_data(py_rng):
 
     async def consume(ctx):
         while "produce" not in finished:
-            ready = py_rng.random() < 0.6
+            ready = py_rng.random() < ready_share
             ctx.set(dut.bytes.ready, ready)
             _, _, valid, byte = await ctx.tick().sample(dut.bytes.valid, dut.bytes.payload)
             if ready and valid:

@@ -12,7 +12,8 @@ from tritile.hw.systolic_array import ProcessingElement, SystolicArray
 from tritile.sim.engine_sim import start_fields
 from tritile.sw import AcceleratorConfig, ConfigError, gemm_int8, plan_gemm, requantize
 from tritile.sw.engines import engine
-from tritile.sw.systolic_layout import systolic_geometry, systolic_memory_image
+from tritile.sw.systolic_layout import (WEIGHT_TARGET, systolic_geometry,
+                                        systolic_memory_image)
 
 
 def _simulate(dut, testbench):
@@ -100,6 +101,36 @@ def _config(rows, cols, **limits):
     return AcceleratorConfig(systolic_rows=rows, systolic_cols=cols, **sizes)
 
 
+async def _load_and_start(ctx, dut, config, problem, extra_writes=()):
+    """Write a problem's parameters and memory images (then ``extra_writes``) and start it."""
+    Xq, Wq, bias, mult, shift, relu = problem
+    m, n = Xq.shape[0], Wq.shape[1]
+    for col in range(n):
+        ctx.set(dut.param_write.payload, {
+            "col": col, "bias": int(bias[col]),
+            "mult": 0 if mult is None else int(mult[col]),
+            "shift": 1 if shift is None else int(shift[col])})
+        ctx.set(dut.param_write.valid, 1)
+        await ctx.tick()
+    ctx.set(dut.param_write.valid, 0)
+    for target, data in systolic_memory_image(config, Xq, Wq).items():
+        for addr, byte in enumerate(data):
+            ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": byte})
+            ctx.set(dut.write.valid, 1)
+            await ctx.tick()
+    for target, addr in extra_writes:
+        ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": 0x7F})
+        ctx.set(dut.write.valid, 1)
+        await ctx.tick()
+    ctx.set(dut.write.valid, 0)
+    walk = engine("systolic").walk(config, Xq.shape)
+    ctx.set(dut.start.payload, start_fields(walk, m, Xq.shape[1], n,
+                                            raw=mult is None, relu=relu))
+    ctx.set(dut.start.valid, 1)
+    await ctx.tick()
+    ctx.set(dut.start.valid, 0)
+
+
 def _run_engine(config, problems, extra_writes=()):
     """Run problems [(Xq, Wq, bias, mult, shift, relu)] back to back; return
     [(result dict {(row, col): value}, busy_cycles, mac_cycles, done pulses)].
@@ -112,30 +143,8 @@ def _run_engine(config, problems, extra_writes=()):
         ctx.set(dut.out.ready, 1)
         for Xq, Wq, bias, mult, shift, relu in problems:
             m, n = Xq.shape[0], Wq.shape[1]
-            for col in range(n):
-                ctx.set(dut.param_write.payload, {
-                    "col": col, "bias": int(bias[col]),
-                    "mult": 0 if mult is None else int(mult[col]),
-                    "shift": 1 if shift is None else int(shift[col])})
-                ctx.set(dut.param_write.valid, 1)
-                await ctx.tick()
-            ctx.set(dut.param_write.valid, 0)
-            for target, data in systolic_memory_image(config, Xq, Wq).items():
-                for addr, byte in enumerate(data):
-                    ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": byte})
-                    ctx.set(dut.write.valid, 1)
-                    await ctx.tick()
-            for target, addr in extra_writes:
-                ctx.set(dut.write.payload, {"target": target, "addr": addr, "data": 0x7F})
-                ctx.set(dut.write.valid, 1)
-                await ctx.tick()
-            ctx.set(dut.write.valid, 0)
-            walk = engine("systolic").walk(config, Xq.shape)
-            ctx.set(dut.start.payload, start_fields(walk, m, Xq.shape[1], n,
-                                                    raw=mult is None, relu=relu))
-            ctx.set(dut.start.valid, 1)
-            await ctx.tick()
-            ctx.set(dut.start.valid, 0)
+            await _load_and_start(ctx, dut, config, (Xq, Wq, bias, mult, shift, relu),
+                                  extra_writes)
             results, dones = {}, 0
             for _ in range(10 * plan_gemm(config, m, Xq.shape[1], n).cycles):
                 await ctx.delay(1e-9)
@@ -179,6 +188,28 @@ def test_engine_runs_problems_back_to_back_at_the_planned_cycle_count(conv_walk,
         assert busy == plan_gemm(config, m, k, n).cycles
         assert macs == m * k * n
         assert dones == 1
+
+
+@pytest.mark.parametrize("rows", [2, 3, 4])
+def test_the_sequencer_walks_ragged_tiles_at_every_array_height(rows, rng):
+    # The sequencer reads the next load position R cycles after the load tile changed,
+    # which it computes over one cycle (R = 2) or two (R >= 3): every edge of K, M and N
+    # ragged or whole, several N tiles (the next weight base), blocks back to back.
+    config = _config(rows, 2)
+    shapes = [(2 * rows + 1, 2 * rows + 1, 5), (rows, 2 * rows, 4), (rows + 1, rows - 1, 3),
+              (1, 1, 1)]
+    problems = []
+    for m, k, n in shapes:
+        Xq = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        Wq = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        problems.append((Xq, Wq, rng.integers(-5000, 5000, n).astype(np.int32),
+                         None, None, False))
+    for (Xq, Wq, bias, *_), (results, busy, macs, _) in zip(
+            problems, _run_engine(config, problems)):
+        (m, k), n = Xq.shape, Wq.shape[1]
+        got = np.array([[results.get((row, col)) for col in range(n)] for row in range(m)])
+        np.testing.assert_array_equal(got, gemm_int8(Xq, Wq, bias))
+        assert (busy, macs) == (plan_gemm(config, m, k, n).cycles, m * k * n)
 
 
 def test_engine_with_one_array_row_adds_k_tiles_in_consecutive_cycles(rng):
@@ -231,6 +262,48 @@ def test_writes_outside_a_memory_are_dropped():
     results = runs[0][0]
     expected = gemm_int8(Xq, Wq)
     assert results == {(r, c): int(expected[r, c]) for r in range(2) for c in range(2)}
+
+
+def test_weight_writes_wait_while_rows_are_issued(rng):
+    # A weight byte offered right after the start is taken only once the sequencer has
+    # issued its last row (the results use the weights as loaded), while the results are
+    # still being read out (busy).
+    config = _config(2, 2)
+    geometry = systolic_geometry(config)
+    Xq = rng.integers(-128, 128, (5, 4)).astype(np.int8)
+    Wq = rng.integers(-128, 127, (4, 4)).astype(np.int8)
+    bias = rng.integers(-5000, 5000, 4).astype(np.int32)
+    dut = SystolicEngine(config)
+    # The last weight row of the last N tile: read in the problem's last K tile.
+    last_word = 2 * 4 - 1
+    results, taken = {}, []
+
+    async def testbench(ctx):
+        ctx.set(dut.out.ready, 1)
+        await _load_and_start(ctx, dut, config, (Xq, Wq, bias, None, None, False))
+        ctx.set(dut.write.payload, {"target": WEIGHT_TARGET,
+                                    "addr": last_word << geometry.weight_lane_bits,
+                                    "data": 0x7F})
+        ctx.set(dut.write.valid, 1)
+        for cycle in range(10 * plan_gemm(config, 5, 4, 4).cycles):
+            await ctx.delay(1e-9)
+            writing = ctx.get(dut.write.valid)
+            if writing and ctx.get(dut.write.ready):
+                taken.append((cycle, ctx.get(dut.busy)))
+            if ctx.get(dut.out.valid):
+                payload = ctx.get(dut.out.payload)
+                results[(payload.row, payload.col)] = payload.value
+            if not ctx.get(dut.busy) and not writing:
+                break
+            await ctx.tick()
+            if taken:
+                ctx.set(dut.write.valid, 0)
+
+    _simulate(dut, testbench)
+    expected = gemm_int8(Xq, Wq, bias)
+    assert results == {(r, c): int(expected[r, c]) for r in range(5) for c in range(4)}
+    [(cycle, busy)] = taken
+    assert cycle > 5 * 4 // 2 and busy
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

@@ -99,6 +99,39 @@ def test_transmitter_loops_back_into_receiver_with_backpressure():
     assert received == data
 
 
+def test_transmitter_takes_the_next_byte_while_sending_and_sends_frames_back_to_back():
+    rng = random.Random(_seed())
+    divisor = 4
+    data = [rng.randrange(256) for _ in range(3)]
+    dut = UARTTransmitter(divisor)
+    line, taken = [], []
+
+    async def send(ctx):
+        for byte in data:
+            ctx.set(dut.bytes.payload, byte)
+            ctx.set(dut.bytes.valid, 1)
+            await ctx.tick().until(dut.bytes.ready)
+            taken.append(len(line))
+        ctx.set(dut.bytes.valid, 0)
+
+    async def watch(ctx):
+        async for _, _, level in ctx.tick().sample(dut.tx):
+            line.append(level)
+            if len(line) == 40 * divisor:
+                break
+
+    simulate(dut, send, watch, name="uart_transmitter")
+    # Each frame is 10 bits and the cycle its stop bit ends in: 10 * divisor + 1 cycles.
+    start, frame = line.index(0), 10 * divisor + 1
+    expected = [level for byte in data
+                for level in [bit for bit in _line_bits(byte) for _ in range(divisor)] + [1]]
+    assert line[start:start + len(expected)] == expected
+    assert all(line[start + len(expected):])
+    # The second and third bytes were taken while the one before was on the line, before
+    # its stop bit.
+    assert taken[1] < start + 9 * divisor and taken[2] < start + frame + 9 * divisor
+
+
 def test_receiver_holds_a_byte_until_taken_and_drops_the_next_on_overrun():
     divisor = 4
     data = [0x5A, 0xC3, 0x0F]
