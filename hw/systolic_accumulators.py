@@ -198,17 +198,8 @@ class SystolicAccumulators(wiring.Component):
             self.acc.valid.eq(line_valid),
             self.acc.payload.row.eq(block.row0 + out_row),
             self.acc.payload.col.eq(block.col0 + out_col),
+            self.acc.payload.acc.eq(out_line[out_col]),
         ]
-        # A line's word 0 is sent straight from the RAM; the rest are shifted out of a
-        # register loaded as word 0 leaves, so no C-to-1 choice by `out_col` sits after
-        # the RAM's read (5.8 ns on the ECP5) on the way to the requantizer.
-        rest = Signal(data.ArrayLayout(signed(self.config.acc_width), cols - 1),
-                      reset_less=True) if cols > 1 else None
-        at_word0 = Signal()         # out_col is 0: the word is the RAM's
-        if rest is None:
-            m.d.comb += self.acc.payload.acc.eq(out_line[0])
-        else:
-            m.d.comb += self.acc.payload.acc.eq(Mux(at_word0, out_line[0], rest[0]))
         # Everything below but the final choice is computed from registers alone.
         next_buf = Mux(line_valid, next_buffer(drain_buf), drain_buf)
         next_block = blocks[next_buf]
@@ -219,7 +210,7 @@ class SystolicAccumulators(wiring.Component):
         with m.If(~line_valid | (self.acc.ready & last_col)):
             with m.If(line_valid & ~last_row):
                 m.d.comb += [out_mem.read_en.eq(1), out_mem.read_addr.eq(row_addr)]
-                m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0), at_word0.eq(1),
+                m.d.sync += [out_row.eq(out_row + 1), out_col.eq(0),
                              last_col.eq(block.cols == 1),
                              last_row.eq(out_row + 1 == block.rows - 1)]
             with m.Else():
@@ -230,17 +221,12 @@ class SystolicAccumulators(wiring.Component):
                 with m.If(line_valid):
                     m.d.comb += clear.eq(1 << drain_buf)
                     m.d.sync += drain_buf.eq(next_buf)
-                m.d.sync += [out_row.eq(0), out_col.eq(0), at_word0.eq(1),
-                             line_valid.eq(next_filled),
+                m.d.sync += [out_row.eq(0), out_col.eq(0), line_valid.eq(next_filled),
                              last_col.eq(next_block.cols == 1),
                              last_row.eq(next_block.rows == 1)]
                 with m.If(next_filled):
                     m.d.comb += [out_mem.read_en.eq(1), out_mem.read_addr.eq(base[next_buf])]
         with m.Elif(self.acc.ready):
-            m.d.sync += [out_col.eq(out_col + 1), at_word0.eq(0),
+            m.d.sync += [out_col.eq(out_col + 1),
                          last_col.eq(out_col + 1 == block.cols - 1)]
-            if rest is not None:
-                shifted = [*(rest[c + 1] for c in range(cols - 2)), rest[cols - 2]]
-                m.d.sync += [rest[c].eq(Mux(at_word0, out_line[c + 1], shifted[c]))
-                             for c in range(cols - 1)]
         return clear
