@@ -43,9 +43,9 @@ class ResultPlacer(wiring.Component):
     registered, then their sum plus the base and ``col'`` is the address (narrow factors,
     ``row < max_m``). A result reaches the output memory, or leaves on ``act``, three
     cycles after it arrived (the engine bank registers an ``act`` byte once more before
-    its memory). Output words
-    past the memory are dropped, as are activation words past the engine's memory (by
-    the core), and results outside the problem (``row >= m`` or ``col >= n``).
+    its memory). Output words past the memory are dropped, as are activation words past
+    the engine's memory (by the core), and results outside the problem (``row >= m`` or
+    ``col >= n``).
 
     Parameters
     ----------
