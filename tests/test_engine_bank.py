@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """The engine bank's constant dividers: CT = ceil(K / chunk) of the dense walk, and the
 word and byte of a channel in a chunk (result placement, pooling), for any chunk; its
-write ``ready``; the widths of the counters it passes on."""
+write ``ready``; placed bytes against a start that follows them; the widths of the
+counters it passes on."""
 
 import numpy as np
 import pytest
@@ -133,7 +134,6 @@ def test_a_start_offered_with_the_last_placed_byte_reads_it(name, rng):
     W = rng.integers(low, high, (k, n), dtype=np.int8)
     weight_target = spec.weight_core_target(None)
     weights = spec.memory_image(config, X, W)[weight_target]
-    _, stride = spec.act_runs(config)
     placed = [(row, b) for row in reversed(range(m)) for b in range(k)]
 
     async def bench(ctx):
