@@ -139,8 +139,8 @@ class EngineBank(wiring.Component):
     -------
     write : In(stream.Signature(byte_write_layout(addr_bits)))
         Bytes for the engines' memories and the parameters; each is held in a register
-        for a cycle (or until its core takes it) on its way in, and ``ready`` is that
-        register being empty (a byte every other cycle at most).
+        on its way in, then in its core's write register until the core takes it, and
+        ``ready`` is the first register being empty (a byte every other cycle at most).
     start : In(stream.Signature(PROBLEM_LAYOUT))
         Starts a problem on engine ``start.payload.engine`` (which must be present). The
         core takes it from its second cycle offered, and never before the last write has
@@ -151,11 +151,13 @@ class EngineBank(wiring.Component):
     program : In(1)
         The start comes from a program: the core walks ``layer``'s window.
     place : In(stream.Signature(ACT_WRITE_LAYOUT))
-        A result byte for an activation memory (word and byte in that engine's layout).
+        A result byte for an activation memory (word and byte in that engine's layout);
+        it reaches its core's write port a cycle later, from the core's write register.
     results : Out(stream.Signature(RESULT_LAYOUT))
         That engine's results.
     busy : Out(1)
-        That engine is working (until its last result has left the output stage).
+        That engine is working (until its last result has left the output stage), or a
+        placed byte is in a core's write register (it lands in its memory this cycle).
     busy_cycles, mac_cycles : Out(32)
         That engine's counters of its last problem.
     """
@@ -201,14 +203,54 @@ class EngineBank(wiring.Component):
         for field in START_FIELDS:
             yield field, values[field]
 
+    def _core_write(self, m, spec, core, write, write_valid, write_taken):
+        """Register the write into ``core``: a placed byte, else the held host write.
+
+        The choice between the two (and the placed byte's address) is made before the
+        core's write register, so no path runs from the result placer or the host's held
+        write through the choice into a core's write logic (the ternary memories'
+        base-3 decode and enables). A placed byte wins (host writes are refused during a
+        program, so the two never meet) and is taken every cycle; a host write moves in
+        when the register is empty, every other cycle at most, as the held write does.
+        Return the register's valid.
+        """
+        held = Signal.like(core.write.payload, name=f"{spec.name}_write", reset_less=True)
+        holding = Signal(name=f"{spec.name}_write_valid")
+        m.d.comb += [core.write.payload.eq(held), core.write.valid.eq(holding)]
+        core_target = 0
+        for t in spec.targets[1:]:
+            core_target = Mux(write.target == t, spec.core_target(t), core_target)
+        # A placed byte: word `w`, byte `b` of the activation memory is byte address
+        # w * stride + b of its target (strides are powers of two).
+        place = self.place.payload
+        _, stride = spec.act_runs(self.config)
+        placed = self.place.valid & (place.engine == spec.protocol_id)
+        host = write_valid & Cat(*(write.target == t for t in spec.targets)).any()
+        with m.If(host):
+            m.d.comb += write_taken.eq(~holding & ~placed)
+        with m.If(placed):
+            m.d.sync += [
+                holding.eq(1),
+                held.target.eq(spec.core_target(spec.targets[0])),
+                held.addr.eq(Cat(place.byte[:(stride - 1).bit_length()], place.word)),
+                held.data.eq(place.data),
+            ]
+        with m.Elif(host & ~holding):
+            m.d.sync += [holding.eq(1), held.target.eq(core_target),
+                         held.addr.eq(write.addr), held.data.eq(write.data)]
+        with m.Elif(core.write.ready):
+            m.d.sync += holding.eq(0)
+        return holding
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.requantizer = requantizer = Requantizer(self.config)
         wiring.connect(m, requantizer.out, wiring.flipped(self.results))
-        # Writes are registered on their way in, so no path runs from the link's frame
-        # buffer into a core's write logic (the base-3 decoder, the memories' enables),
-        # and `ready` is that register being empty, so none runs back from a core's
-        # acceptance (the ternary memories' `straddled`) into the link's walker either.
+        # Writes are registered on their way in, and again in their core's write register
+        # (:meth:`_core_write`), so no path runs from the link's frame buffer into a
+        # core's write logic (the base-3 decoder, the memories' enables), and `ready` is
+        # the first register being empty, so none runs back from a core's acceptance (the
+        # ternary memories' `straddled`) into the link's walker either.
         # A write is taken every other cycle at most; the write walker offers one every
         # third (FETCH, FETCHED, PUT), so a WRITE takes no more cycles for it.
         write = Signal.like(self.write.payload, name="write_held")
@@ -223,12 +265,20 @@ class EngineBank(wiring.Component):
         layer = self.layer
         place = self.place.payload
         m.d.comb += [self.place.ready.eq(1), requantizer.param_base.eq(layer.param_base)]
+        # A placed byte is in a core's write register the cycle after `place` offered it
+        # (a core takes an activation byte every cycle): the layer is not over until then.
+        placing = Signal()
+        core_busy = Signal()
+        m.d.sync += placing.eq(self.place.valid)
+        m.d.comb += self.busy.eq(core_busy | placing)
         # A start is passed on from its second cycle offered, when the registers of the
         # dense walk hold its payload's (a stream's payload holds while it is offered),
-        # and once the held write has reached its core.
+        # and once the held write has reached its core (both registers empty).
         settled = Signal()
         m.d.sync += settled.eq(self.start.valid & ~self.start.ready)
-        passed = settled & ~write_valid
+        landed = Signal()               # no write is on its way into a core
+        passed = settled & landed
+        cores_holding = []
 
         for name in self.engines:
             spec = engine(name)
@@ -243,42 +293,24 @@ class EngineBank(wiring.Component):
                     requantizer.raw.eq(core.raw),
                     requantizer.relu.eq(core.relu),
                     core.out_busy.eq(requantizer.busy),
-                    self.busy.eq(core.busy),
+                    core_busy.eq(core.busy),
                     # Only the bits a count can reach: the core's counter bits above
                     # them, and the responder's multiplexer inputs, are then dropped.
                     self.busy_cycles.eq(core.busy_cycles[:busy_bits]),
                     self.mac_cycles.eq(core.mac_cycles[:mac_bits]),
                 ]
-            core_target = 0
-            for t in spec.targets[1:]:
-                core_target = Mux(write.target == t, spec.core_target(t), core_target)
             m.d.comb += [
-                core.write.payload.target.eq(core_target),
-                core.write.payload.addr.eq(write.addr),
-                core.write.payload.data.eq(write.data),
-                *(core.start.payload[field].eq(
+                core.start.payload[field].eq(
                     Mux(self.program, layer[field], value) if field in _LAYER_START
                     else value)
-                  for field, value in self._dense_start(m, start, spec.chunk(self.config))),
-            ]
-            with m.If(Cat(*(write.target == t for t in spec.targets)).any()):
-                m.d.comb += [core.write.valid.eq(write_valid),
-                             write_taken.eq(core.write.ready)]
-            # A placed byte: word `w`, byte `b` of the activation memory is byte address
-            # w * stride + b of its target (strides are powers of two).
-            _, stride = spec.act_runs(self.config)
-            with m.If(self.place.valid & (place.engine == spec.protocol_id)):
-                m.d.comb += [
-                    core.write.valid.eq(1),
-                    write_taken.eq(0),
-                    core.write.payload.target.eq(spec.core_target(spec.targets[0])),
-                    core.write.payload.addr.eq(
-                        Cat(place.byte[:(stride - 1).bit_length()], place.word)),
-                    core.write.payload.data.eq(place.data),
-                ]
+                for field, value in self._dense_start(m, start, spec.chunk(self.config))]
+            cores_holding.append(
+                self._core_write(m, spec, core, write, write_valid, write_taken))
             with m.If(start.engine == spec.protocol_id):
                 m.d.comb += [core.start.valid.eq(self.start.valid & passed),
                              self.start.ready.eq(core.start.ready & passed)]
+
+        m.d.comb += landed.eq(~write_valid & ~Cat(*cores_holding).any())
 
         # A PARAMS record is collected byte by byte and written as its last byte arrives.
         record = Signal(64)

@@ -41,9 +41,11 @@ class ResultPlacer(wiring.Component):
     chunk`` (``chunk`` of that engine), the value's low byte (an int8). ``row * width``
     takes two steps: the products of the low and the high half of the row's bits are
     registered, then their sum plus the base and ``col'`` is the address (narrow factors,
-    ``row < max_m``). A result reaches its memory three cycles after it arrived. Output words
-    past the memory are dropped, as are activation words past the engine's memory (by
-    the core), and results outside the problem (``row >= m`` or ``col >= n``).
+    ``row < max_m``). A result reaches the output memory, or leaves on ``act``, three
+    cycles after it arrived (the engine bank registers an ``act`` byte once more before
+    its memory). Output words past the memory are dropped, as are activation words past
+    the engine's memory (by the core), and results outside the problem (``row >= m`` or
+    ``col >= n``).
 
     Parameters
     ----------

@@ -1,11 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """The engine bank's constant dividers: CT = ceil(K / chunk) of the dense walk, and the
 word and byte of a channel in a chunk (result placement, pooling), for any chunk; its
-write ``ready``; the widths of the counters it passes on."""
+write ``ready``; placed bytes against a start that follows them; the widths of the
+counters it passes on."""
 
+import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Module, Signal
-from helpers import TEST_CONFIG, simulate
+from helpers import TEST_CONFIG, simulate, stream_get, stream_put
 
 from tritile.hw.engine_bank import EngineBank, ceil_div_const, counter_bits, divmod_const
 from tritile.sw.config import PRESETS
@@ -116,3 +118,47 @@ def test_counter_bits_hold_the_counts_of_every_problem_that_fits(preset, py_rng)
             cycles = plan_in_place(config, name, m, k, n).cycles
             assert cycles < 1 << busy_bits, (preset, name, m, k, n, cycles)
             assert m * k * n < 1 << mac_bits, (preset, name, m, k, n)
+
+
+@pytest.mark.parametrize("name", ["systolic", "ternary"])
+def test_a_start_offered_with_the_last_placed_byte_reads_it(name, rng):
+    """A placed byte reaches its memory through the core's write register a cycle after
+    ``place`` offered it; ``busy`` covers that cycle, and a start offered with the last
+    placed byte (earlier than a program's next layer can come) reads it. Row 0's last byte
+    is placed last, so the first row read is the one still on its way."""
+    config, spec = TEST_CONFIG, engine(name)
+    bank = EngineBank(config, (name,), 16)
+    m, k, n = 3, spec.chunk(config), 2
+    X = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    low, high = (-1, 2) if spec.numerics == "ternary" else (-128, 128)
+    W = rng.integers(low, high, (k, n), dtype=np.int8)
+    weight_target = spec.weight_core_target(None)
+    weights = spec.memory_image(config, X, W)[weight_target]
+    placed = [(row, b) for row in reversed(range(m)) for b in range(k)]
+
+    async def bench(ctx):
+        ctx.set(bank.layer.engine, spec.protocol_id)
+        for addr, byte in enumerate(weights):
+            await stream_put(ctx, bank.write, {"target": spec.protocol_target(weight_target),
+                                               "addr": addr, "data": byte})
+        busy = []
+        ctx.set(bank.start.payload, {"engine": spec.protocol_id, "raw": 1,
+                                     "m": m, "k": k, "n": n})
+        for i, (row, b) in enumerate(placed):
+            ctx.set(bank.place.payload, {"engine": spec.protocol_id, "word": row, "byte": b,
+                                         "data": int(X[row, b]) & 0xFF})
+            ctx.set(bank.place.valid, 1)
+            ctx.set(bank.start.valid, i == len(placed) - 1)
+            await ctx.tick()
+            busy.append(ctx.get(bank.busy))
+        ctx.set(bank.place.valid, 0)
+        assert all(busy), busy
+        await ctx.tick().until(bank.start.ready)
+        ctx.set(bank.start.valid, 0)
+        results = np.zeros((m, n), np.int64)
+        for _ in range(m * n):
+            beat = await stream_get(ctx, bank.results)
+            results[beat.row, beat.col] = beat.value
+        np.testing.assert_array_equal(results, spec.golden(X, W))
+
+    simulate(bank, bench)
