@@ -193,10 +193,10 @@ class DualMul8(wiring.Component):
             a, b = held_a, held_b
         ice40 = platform is not None and is_ice40(platform)
         # The SB_MAC16's own 8 x 8 product registers only behind its operand registers
-        # (``registered``), the arrangement the netlist check verifies: with operands from
-        # the fabric and the cell clocked, the icebreaker preset's synthesized netlist
-        # gave wrong products (its 4 x 3 array, tests/test_netlist.py). Elsewhere the
-        # products are registered in the fabric (or the simulator) behind the multiply.
+        # (``registered``): ice40_dsp ties CLK and CE low on a cell into which it moves no
+        # operand register, so behind fabric operands the product registers would never
+        # load (the icebreaker preset's netlist check found it; tests/test_dsp.py). Elsewhere
+        # the products are registered in the fabric (or the simulator) behind the multiply.
         in_cell = ice40 and self.pipelined and self.registered
         if ice40:
             products = self._sb_mac16(m, a, b, in_cell)

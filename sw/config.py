@@ -285,30 +285,31 @@ PRESETS = {
     # iCE40UP5K, the int8 engine alone on all 8 SB_MAC16: a 4 x 4 array (16 int8 products)
     # with the requantizer's multiply in logic, 4 bits a cycle (4 cycles a result: the
     # array's 16 results per K pass keep up from K = 64; at 2 bits, 8 cycles, only from
-    # K = 128 = max_k), its memories in the SPRAMs; at the 36 MHz it meets, not yet the
-    # 40 MHz of the boards issue (docs/boards.md: 39.3 MHz at best at a 40 MHz target,
-    # seeds spread 2 MHz).
+    # K = 128 = max_k), its memories in the SPRAMs; at the 40 MHz of the boards issue
+    # (docs/boards.md: met on the third placement seed, which `tritile build` tries;
+    # seeds spread about 4 MHz at this fill).
     "icebreaker-int8": AcceleratorConfig(
         systolic_rows=4, systolic_cols=4, ternary_lanes=0, ternary_fan_in=0,
         max_m=16, max_k=128, max_n=32, act_depth=65472, weight_depth=65024,
-        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=36_000_000,
+        trit_depth=3584, out_depth=256, acc_width=24, clock_hz=40_000_000,
         baud=1_000_000, conv_walk=0, requant_serial=4),
-    # iCE40UP5K, the ternary unit alone: 8 lanes x 8 inputs (64 MACs a cycle, 2.30 GMAC/s
-    # at 36 MHz; 82 % of the logic cells, docs/boards.md), no DSP for the array.
+    # iCE40UP5K, the ternary unit alone: 8 lanes x 8 inputs (64 MACs a cycle, 2.43 GMAC/s
+    # at 38 MHz; 82 % of the logic cells, docs/boards.md), no DSP for the array.
     "icebreaker-ternary": AcceleratorConfig(
         systolic_rows=0, systolic_cols=0, ternary_lanes=8, ternary_fan_in=8,
         max_m=16, max_k=128, max_n=32, act_depth=2048, weight_depth=1,
-        trit_depth=4096, out_depth=256, acc_width=24, clock_hz=36_000_000,
+        trit_depth=4096, out_depth=256, acc_width=24, clock_hz=38_000_000,
         baud=1_000_000, conv_walk=0),
     # ECP5-85F: 156 MULT18X18D, 208 EBR. 144 int8 and 512 ternary MACs per cycle; the
     # ternary unit reads its block RAMs through two registers, the array its products
     # through the MULT18X18D's registers; the clock is below what the whole SoC routes at
-    # (74.9 MHz at an 80 MHz target: the result placer's write into the ternary memories'
-    # decode), not yet the 100 MHz of the target (docs/boards.md).
+    # (77.5 to 79.2 MHz at an 85 MHz target: the accumulators' read-out into the
+    # requantizer, the sequencer's load tile), not yet the 100 MHz of the target
+    # (docs/boards.md).
     "ulx3s-85f": AcceleratorConfig(
         systolic_rows=12, systolic_cols=12, ternary_lanes=32, ternary_fan_in=16,
         ternary_read_stages=2, max_m=128, max_k=512, max_n=128, act_depth=16384,
-        weight_depth=32768, trit_depth=131072, out_depth=8192, clock_hz=70_000_000,
+        weight_depth=32768, trit_depth=131072, out_depth=8192, clock_hz=75_000_000,
         baud=2_000_000, max_layers=16),
     # ECP5-25F: 28 MULT18X18D (16 for the array, 2 for the requantizer), 56 EBR.
     "orangecrab-25f": AcceleratorConfig(

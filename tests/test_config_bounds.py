@@ -37,8 +37,8 @@ def test_preset_figures_are_fixed():
                    config.ternary_macs_per_cycle) for name, config in PRESETS.items()} == {
         "sim-small": ("84708a86", 16, 64),
         "icebreaker": ("c0b249a2", 12, 0),
-        "icebreaker-int8": ("4e118994", 16, 0),
-        "icebreaker-ternary": ("78dda489", 0, 64),
-        "ulx3s-85f": ("e0cfb735", 144, 512),
+        "icebreaker-int8": ("94cdd712", 16, 0),
+        "icebreaker-ternary": ("ca8f3a22", 0, 64),
+        "ulx3s-85f": ("4954e5d0", 144, 512),
         "orangecrab-25f": ("8aca008b", 16, 128),
     }
