@@ -41,6 +41,16 @@ def tiny_spec(tmp_path, cols):
     return path
 
 
+def interruptible():
+    """For Popen's ``preexec_fn``: Ctrl-C's default action in the sweep, as in a terminal.
+
+    A test runner started in the background of a non-interactive shell (``cmd &``, as
+    some CI scripts do) ignores SIGINT, its children inherit that, and Python then
+    installs no KeyboardInterrupt handler: the tests' Ctrl-C would be ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sweep_command(spec, out, *args):
     return [sys.executable, "-m", "tritile.sw.cli", "sweep", str(spec), "--stage", "synth",
             "--out", str(out), *args]
@@ -83,7 +93,7 @@ def test_local_cluster_sweep_stops_on_ctrl_c_resumes_and_reuses(tmp_path):
     with open(err, "w") as stderr:
         first = subprocess.Popen(sweep_command(spec, out, "--workers", "2"),
                                  stdout=subprocess.DEVNULL, stderr=stderr,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=interruptible)
     try:
         wait_for(lambda: (out / "points").exists() and any((out / "points").iterdir()),
                  300, "the first finished point")
@@ -198,7 +208,7 @@ def test_sweep_on_a_separately_started_scheduler_and_two_workers(tmp_path, dask_
     with open(tmp_path / "first.err", "w") as stderr:
         first = subprocess.Popen(sweep_command(spec, out, "--scheduler", address),
                                  stdout=subprocess.DEVNULL, stderr=stderr,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=interruptible)
     try:
         wait_for(lambda: len(builds()) == 2, 120, "both points to build")
         running = [p for build in builds() for p in [build, *build.children(recursive=True)]]
