@@ -263,7 +263,6 @@ class EngineBank(wiring.Component):
             m.d.sync += write_valid.eq(0)
         start = self.start.payload
         layer = self.layer
-        place = self.place.payload
         m.d.comb += [self.place.ready.eq(1), requantizer.param_base.eq(layer.param_base)]
         # A placed byte is in a core's write register the cycle after `place` offered it
         # (a core takes an activation byte every cycle): the layer is not over until then.
