@@ -336,8 +336,10 @@ class _Tiles:
         self.ld_rows = Mux(self.ld_last_m, self.size_m - self.ld_m0,
                            rows)[:ceil_log2(rows + 1)]
         self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
-        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
-        self.ld_next = self._next_position(steps)
+        # How the load tile moves on, and where to: from the compares themselves; the
+        # look-ahead holds them (or, from R = 3, recomputes the position from held steps).
+        self.ld_steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
+        self.ld_next = self._next_position(self.ld_steps)
         # The buffer (one-hot) whose block starts with this cycle's row, if one does:
         # cp_valid & cp_first_k & (slot == 0) at `fill`, kept as a register so that the
         # stall, and so every row's issue, is two LUTs from registers (on iCE40 the issue's
@@ -393,7 +395,6 @@ class _Tiles:
             m.d.sync += register.eq(fact)
             return register
 
-        steps = self._steps(self.ld_last_k, self.ld_last_m, self.ld_last_n)
         for name in ("ld_last_k", "ld_last_m", "ld_first_k", "ld_kr", "ld_nc", "ld_rows"):
             setattr(self, name, held(getattr(self, name), name))
         if self.rows >= 3:
@@ -403,7 +404,8 @@ class _Tiles:
             # GetSize(conn.second)`) on the orangecrab-25f's systolic core.
             self.ld_macs = shift_add_product(self.ld_kr, self.ld_nc)
             self.ld_next = self._next_position(
-                {name: held(flag, name, reset_less=True) for name, flag in steps.items()})
+                {name: held(flag, name, reset_less=True)
+                 for name, flag in self.ld_steps.items()})
         self.ld_macs = held(self.ld_macs, "ld_macs", reset_less=self.rows >= 3)
         self.ld_next = {name: held(value, f"{name}_next")
                         for name, value in self.ld_next.items()}
